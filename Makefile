@@ -1,0 +1,46 @@
+# squeak: two commands on a fresh machine, `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp-install
+CONFIG ?= etc/squeak.toml
+TRIAL_JOBS ?= 2
+
+.PHONY: venv run test test-fast lint typecheck format bench clean
+
+venv: $(STAMP)
+
+# The compat editable install keeps twisted/plugins visible to twistd (a
+# PEP 660 editable install hides it); the last line rebuilds dropin.cache.
+$(STAMP): setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]' --config-settings editable_mode=compat
+	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $(STAMP)
+
+run: venv
+	$(VENV)/bin/twistd -n --pidfile= squeak --config $(CONFIG)
+
+test: venv
+	$(PY) -b -W default -m twisted.trial -j$(TRIAL_JOBS) tests
+
+test-fast: venv
+	$(PY) -b -W default -m twisted.trial tests.test_config tests.test_target tests.test_headers tests.test_accesslog tests.test_errors
+
+lint: venv
+	$(VENV)/bin/ruff check squeak tests bench twisted
+	$(VENV)/bin/ruff format --check squeak tests bench twisted
+
+typecheck: venv
+	$(VENV)/bin/mypy squeak
+
+format: venv
+	$(VENV)/bin/ruff format squeak tests bench twisted
+	$(VENV)/bin/ruff check --fix squeak tests bench twisted
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info _trial_temp* twisted/plugins/dropin.cache

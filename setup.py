@@ -1,0 +1,35 @@
+"""Packaging for squeak, a caching forward HTTP proxy on Twisted.
+
+The twistd plugin lives in C{twisted/plugins/} (a namespace directory with no
+C{__init__.py}, as Twisted's plugin system requires), so it is listed as a
+package of its own beside C{squeak}.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="squeak",
+    version="0.1.0",
+    description="A caching forward HTTP proxy on Twisted",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["squeak", "squeak.*"]) + ["twisted.plugins"],
+    package_data={"squeak": ["py.typed", "templates/*.html"]},
+    include_package_data=False,
+    install_requires=[
+        # >= 24.7: request-smuggling fixes in twisted.web's HTTP server.
+        "twisted[tls] >= 24.7.0, < 27",
+        "service-identity >= 24.1.0",
+        "pyopenssl >= 24.0.0",
+        "diskcache >= 5.6, < 6",
+        "typing-extensions >= 4.7",
+    ],
+    extras_require={
+        "test": ["hypothesis >= 6.100"],
+        "dev": ["ruff >= 0.6", "mypy >= 1.10", "hypothesis >= 6.100"],
+    },
+    entry_points={"console_scripts": ["squeak = squeak.__main__:main"]},
+    zip_safe=False,
+)

@@ -1,0 +1,481 @@
+# -*- test-case-name: tests.test_errors -*-
+"""
+Errors squeak answers with, and the pages it renders for them.
+
+Every failure that reaches a client becomes a L{ProxyError}: a Squid-style
+error name (C{ERR_DNS_FAIL}), the HTTP status to answer with and a one-line
+detail, in the way h11's C{ProtocolError} carries its C{error_status_hint}.
+Pure code raises L{ProxyError} directly; the Twisted-facing code hands the
+L{Failure}s it receives to L{error_for_failure}, the single place where
+Twisted's exception types are mapped to error names.  L{render_error_page}
+turns the result into the HTML body, like Squid's C{errors/templates/ERR_*}.
+"""
+
+from __future__ import annotations
+
+import html
+import socket
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+from functools import cache
+from http import HTTPStatus
+from importlib.resources import files
+from typing import Protocol
+
+from OpenSSL.SSL import Error as OpenSSLError
+from twisted.internet import defer
+from twisted.internet import error as ierror
+from twisted.python.failure import Failure
+from twisted.web import _newclient
+from twisted.web import error as weberror
+from twisted.web import http as webhttp
+
+from squeak.headers import FramingError
+
+__all__ = [
+    "CATALOGUE",
+    "ERROR_CONTENT_TYPE",
+    "ErrorInfo",
+    "ErrorLike",
+    "ProxyError",
+    "error_for_failure",
+    "error_headers",
+    "render_error_page",
+]
+
+ERROR_CONTENT_TYPE = b"text/html; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """
+    What an error name means, for the people who will read the page.
+
+    @ivar status: The status answered when the raiser gives none.
+    @ivar title: A short title, shown in bold on the page.
+    @ivar explanation: One paragraph for the user and the operator: what
+        happened and what may be done about it.
+    """
+
+    status: int
+    title: str
+    explanation: str
+
+
+CATALOGUE: Mapping[str, ErrorInfo] = {
+    "ERR_INVALID_REQ": ErrorInfo(
+        400,
+        "Invalid Request",
+        "The request could not be understood by the proxy: its request line or headers "
+        "are malformed, or its message framing is ambiguous. Check the client software "
+        "that sent it.",
+    ),
+    "ERR_INVALID_URL": ErrorInfo(
+        400,
+        "Invalid URL",
+        "Some aspect of the requested URL is incorrect: it may be missing the scheme or "
+        "the host name, name a port that is not a number, or contain characters that are "
+        "not allowed. Check the URL and try again.",
+    ),
+    "ERR_UNSUP_REQ": ErrorInfo(
+        400,
+        "Unsupported Request",
+        "The proxy does not support this kind of request: the URL scheme or the request "
+        "method cannot be forwarded by it.",
+    ),
+    "ERR_TOO_BIG": ErrorInfo(
+        413,
+        "The Request Is Too Large",
+        "The request, or one of its parts, is larger than the proxy is configured to "
+        "accept. Send a smaller request or ask the proxy's administrator to raise the "
+        "limit.",
+    ),
+    "ERR_DNS_FAIL": ErrorInfo(
+        503,
+        "Unable to Determine IP Address",
+        "The proxy could not resolve the host name in the URL into an address. Check that "
+        "the host name is spelled correctly; if it is, the name server may be failing and "
+        "a later retry may succeed.",
+    ),
+    "ERR_CONNECT_FAIL": ErrorInfo(
+        502,
+        "Connection Failed",
+        "The proxy could not open a connection to the remote host. The server may be down "
+        "or unreachable, or refusing connections on that port. Please try again later.",
+    ),
+    "ERR_READ_TIMEOUT": ErrorInfo(
+        504,
+        "Read Timeout",
+        "The remote server did not send the response in time. The network or the server "
+        "may be overloaded or congested. Please try again later.",
+    ),
+    "ERR_READ_ERROR": ErrorInfo(
+        502,
+        "Read Error",
+        "The connection to the remote server failed while the proxy was reading the "
+        "response. The server may have been restarted or the network interrupted. Please "
+        "try again later.",
+    ),
+    "ERR_WRITE_ERROR": ErrorInfo(
+        502,
+        "Write Error",
+        "The connection to the remote server failed while the proxy was sending the "
+        "request. The server may have closed the connection early. Please try again later.",
+    ),
+    "ERR_INVALID_RESP": ErrorInfo(
+        502,
+        "Invalid Response",
+        "The remote server sent a response the proxy could not understand: its status "
+        "line, headers or body framing are malformed. Contact the operator of the remote "
+        "site if the problem persists.",
+    ),
+    "ERR_ZERO_SIZE_OBJECT": ErrorInfo(
+        502,
+        "Zero Sized Reply",
+        "The remote server closed the connection without sending any response. Please try "
+        "again later; contact the operator of the remote site if the problem persists.",
+    ),
+    "ERR_FORWARDING_LOOP": ErrorInfo(
+        508,
+        "Forwarding Loop Detected",
+        "The request has already passed through this proxy: forwarding it again would make "
+        "it loop forever. The proxy or a peer of it is misconfigured; contact the proxy's "
+        "administrator.",
+    ),
+    "ERR_ACCESS_DENIED": ErrorInfo(
+        403,
+        "Access Denied",
+        "The proxy's access rules do not allow this request. Contact the proxy's "
+        "administrator if you believe this is in error.",
+    ),
+    "ERR_CACHE_ACCESS_DENIED": ErrorInfo(
+        407,
+        "Proxy Authentication Required",
+        "The proxy requires you to log in before it forwards this request. Configure your "
+        "client with a user name and password for the proxy, or contact its administrator.",
+    ),
+    "ERR_SECURE_CONNECT_FAIL": ErrorInfo(
+        502,
+        "Secure Connection Failed",
+        "The proxy could not establish a secure connection to the remote server: the TLS "
+        "handshake failed or the server's certificate could not be verified.",
+    ),
+    "ERR_GATEWAY_FAILURE": ErrorInfo(
+        500,
+        "Gateway Failure",
+        "The proxy met an unexpected internal error while handling the request. The event "
+        "has been logged; contact the proxy's administrator if it persists.",
+    ),
+    "ERR_ONLY_IF_CACHED_MISS": ErrorInfo(
+        504,
+        "Valid Document Not Found in Cache",
+        "The request asked for a cached copy only (Cache-Control: only-if-cached), and the "
+        "proxy holds no fresh copy of this document (RFC 9111 section 5.2.1.7).",
+    ),
+}
+
+_UNKNOWN = ErrorInfo(
+    500, "Proxy Error", "The proxy could not complete the request; contact its administrator."
+)
+
+
+class ErrorLike(Protocol):
+    """
+    Anything that names an error the way L{ProxyError} does (such as
+    C{squeak.target.TargetError}), and can therefore be rendered as a page.
+    """
+
+    @property
+    def name(self) -> str:
+        """The Squid-style error name, e.g. C{ERR_INVALID_URL}."""
+
+    @property
+    def status(self) -> int:
+        """The HTTP status to answer with."""
+
+    @property
+    def detail(self) -> str:
+        """One line of plain text saying what went wrong."""
+
+
+class ProxyError(Exception):
+    """
+    A request cannot be served; the error carries the answer to give.
+
+    @ivar name: The Squid-style error name, a key of L{CATALOGUE}.
+    @ivar status: The HTTP status to answer with.
+    @ivar detail: One line of plain text about this occurrence (not HTML).
+    """
+
+    def __init__(self, name: str, status: int | None = None, detail: str = "") -> None:
+        """
+        @param name: The error name, e.g. C{"ERR_DNS_FAIL"}.
+        @param status: The status to answer with; L{None} takes the default
+            status of C{name} from L{CATALOGUE} (500 for an unknown name).
+        @param detail: What went wrong this time, e.g. C{"connection refused"}.
+        """
+        if status is None:
+            status = CATALOGUE.get(name, _UNKNOWN).status
+        super().__init__(name, status, detail)
+        self.name = name
+        self.status = status
+        self.detail = detail
+
+    def __str__(self) -> str:
+        """
+        @return: C{"ERR_NAME status: detail"}, for logs.
+        """
+        text = f"{self.name} {self.status}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+    @property
+    def info(self) -> ErrorInfo:
+        """
+        The catalogue entry of this error's name; names missing from the
+        catalogue get a generic entry rather than an exception, so that
+        rendering an error can never fail.
+        """
+        return CATALOGUE.get(self.name, _UNKNOWN)
+
+
+# -- mapping Twisted's failures ------------------------------------------------------------
+
+_CONNECTION_CLOSED = (ierror.ConnectionDone, ierror.ConnectionLost)
+_CONNECT_TIMEOUTS = (
+    ierror.TimeoutError,
+    ierror.TCPTimedOutError,
+    ierror.ConnectingCancelledError,
+    defer.TimeoutError,
+    defer.CancelledError,
+    TimeoutError,
+)
+_DNS_FAILURES = (ierror.DNSLookupError, ierror.UnknownHostError, socket.gaierror)
+_REFUSED = (ierror.ConnectionRefusedError, ConnectionRefusedError)
+_TLS_FAILURES = (ierror.SSLError, ierror.VerifyError, ierror.CertificateError, OpenSSLError)
+#: Malformed or ambiguously framed responses; L{FramingError} is raised by
+#: L{squeak.upstream}'s strict framing check (RFC 9112 §6.3).
+_MALFORMED = (_newclient.ParseError, webhttp._MalformedChunkedDataError, FramingError)
+
+
+def error_for_failure(reason: Failure | BaseException, *, host: str | None = None) -> ProxyError:
+    """
+    Map a failure from the upstream side to the error to answer with.
+
+    Twisted's HTTP client wraps the real cause in a C{_WrapperException}
+    (L{ResponseNeverReceived}, L{ResponseFailed}, C{RequestTransmissionFailed})
+    whose C{reasons} list holds L{Failure}s; the causes inside are looked at,
+    and where they were wrapped decides the meaning: a connection closed
+    before any response byte is C{ERR_ZERO_SIZE_OBJECT}, closed part-way
+    through a response is C{ERR_READ_ERROR}, and closed while the request was
+    being sent is C{ERR_WRITE_ERROR}.
+
+    A timeout seen here is a connect timeout: the caller enforces its read
+    timeout itself and raises its own L{ProxyError} (C{ERR_READ_TIMEOUT}),
+    which, like any L{ProxyError}, is returned as it is.  A cancellation after
+    the request was sent (a wrapped L{defer.CancelledError}) is taken to be
+    the caller's read timeout too.
+
+    @param reason: The failure, or the exception itself.
+    @param host: The origin's host name, mentioned in the detail when given.
+    @return: The error; never raises.
+    """
+    exc = reason.value if isinstance(reason, Failure) else reason
+    if exc is None:  # pragma: no cover - a Failure always has a value
+        return ProxyError("ERR_GATEWAY_FAILURE", 500, "unexpected error: None")
+    return _classify(exc, host, None)
+
+
+def _classify(
+    exc: BaseException, host: str | None, wrapper: type[_newclient._WrapperException] | None
+) -> ProxyError:
+    """
+    Map one exception, seen inside C{wrapper} (or bare when it is L{None}).
+
+    @return: The error; C{ERR_GATEWAY_FAILURE} when nothing more specific fits.
+    """
+    on_host = f" {host}" if host else ""
+    if isinstance(exc, ProxyError):
+        return exc
+    if isinstance(exc, _newclient._WrapperException):
+        return _classify_wrapped(exc, host)
+    if isinstance(exc, _DNS_FAILURES):
+        # DNSLookupError's str() adds "DNS lookup failed:"; its argument says enough.
+        dns = isinstance(exc, ierror.DNSLookupError) and exc.args and exc.args[0]
+        cause = _text(Exception(exc.args[0])) if dns else _text(exc)
+        return ProxyError("ERR_DNS_FAIL", 503, f"cannot resolve host{on_host}: {cause}")
+    if isinstance(exc, _REFUSED):
+        return ProxyError("ERR_CONNECT_FAIL", 502, f"connection{_to(host)} refused")
+    if isinstance(exc, _CONNECT_TIMEOUTS):
+        if isinstance(exc, defer.CancelledError) and wrapper is not None:
+            return ProxyError(
+                "ERR_READ_TIMEOUT", 504, "request cancelled waiting for the response"
+            )
+        return ProxyError("ERR_CONNECT_FAIL", 504, f"connect{_to(host)} timed out")
+    if isinstance(exc, _TLS_FAILURES):
+        return ProxyError(
+            "ERR_SECURE_CONNECT_FAIL", 502, f"TLS connection{_to(host)} failed: {_text(exc)}"
+        )
+    if isinstance(exc, ierror.ConnectError):
+        return ProxyError("ERR_CONNECT_FAIL", 502, f"cannot connect{_to(host)}: {_text(exc)}")
+    if isinstance(exc, weberror.SchemeNotSupported):
+        return ProxyError("ERR_UNSUP_REQ", 400, f"unsupported scheme: {_text(exc)}")
+    if isinstance(exc, _MALFORMED) or (
+        isinstance(exc, ValueError) and _is_response_wrapper(wrapper)
+    ):
+        # A header line without a colon surfaces as a bare ValueError from
+        # HTTPParser.lineReceived, wrapped in ResponseFailed.
+        return ProxyError("ERR_INVALID_RESP", 502, f"malformed response: {_text(exc)}")
+    if isinstance(exc, _CONNECTION_CLOSED):
+        if wrapper is _newclient.ResponseNeverReceived:
+            return ProxyError(
+                "ERR_ZERO_SIZE_OBJECT", 502, "origin closed the connection without a response"
+            )
+        if wrapper is _newclient.RequestTransmissionFailed:
+            return ProxyError(
+                "ERR_WRITE_ERROR", 502, f"connection lost while sending the request: {_text(exc)}"
+            )
+        return ProxyError(
+            "ERR_READ_ERROR",
+            502,
+            f"connection lost before the response was complete: {_text(exc)}",
+        )
+    return ProxyError("ERR_GATEWAY_FAILURE", 500, f"unexpected error: {type(exc).__name__}")
+
+
+def _classify_wrapped(exc: _newclient._WrapperException, host: str | None) -> ProxyError:
+    """
+    Map the causes inside one of Twisted's wrapper exceptions: the first
+    cause that maps to something more specific than C{ERR_GATEWAY_FAILURE}
+    wins (a C{ResponseFailed} lists the real cause before its C{_DataLoss}).
+    """
+    fallback: ProxyError | None = None
+    for inner in getattr(exc, "reasons", None) or ():
+        value = inner.value if isinstance(inner, Failure) else inner
+        if not isinstance(value, BaseException):
+            continue
+        mapped = _classify(value, host, type(exc))
+        if mapped.name != "ERR_GATEWAY_FAILURE":
+            return mapped
+        fallback = fallback or mapped
+    if fallback is not None:
+        return ProxyError(
+            fallback.name, fallback.status, f"{fallback.detail} in {type(exc).__name__}"
+        )
+    return ProxyError("ERR_GATEWAY_FAILURE", 500, f"unexpected error: {type(exc).__name__}")
+
+
+def _is_response_wrapper(wrapper: type[BaseException] | None) -> bool:
+    """
+    @return: Whether C{wrapper} is one of the response-side wrappers.
+    """
+    return wrapper is not None and issubclass(wrapper, _newclient.ResponseFailed)
+
+
+def _to(host: str | None) -> str:
+    """
+    @return: C{" to HOST"}, or C{""} without a host.
+    """
+    return f" to {host}" if host else ""
+
+
+def _text(exc: BaseException) -> str:
+    """
+    @return: The exception's message on one line, or its type name when the
+        message is empty.
+    """
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
+# -- pages and headers ---------------------------------------------------------------------
+
+
+@cache
+def _template() -> string.Template:
+    """
+    Load C{squeak/templates/error.html} once.
+    """
+    source = files("squeak").joinpath("templates/error.html").read_text(encoding="utf-8")
+    return string.Template(source)
+
+
+def _phrase(status: int) -> str:
+    """
+    @return: The standard reason phrase of C{status}, or C{""} when it has none.
+    """
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def render_error_page(
+    error: ErrorLike,
+    *,
+    url: str,
+    method: str,
+    client: str,
+    visible_hostname: str,
+    now: float,
+) -> bytes:
+    """
+    Render the HTML page for an error, after Squid's C{errors/templates}.
+
+    Every value put into the page is HTML-escaped, since the URL, the method
+    and the detail may all come from a hostile client or origin.  The page
+    holds the error name in a comment (C{<!-- ERR_NAME -->}) and the detail
+    in C{<p id="reason">}, so that scripts can find them.
+
+    @param error: The error to describe.
+    @param url: The requested URL, as the client sent it.
+    @param method: The request method.
+    @param client: The client's address.
+    @param visible_hostname: The proxy's name, shown in the footer.
+    @param now: The time the page is generated, in seconds since the epoch.
+    @return: The page, UTF-8 encoded; send it with L{ERROR_CONTENT_TYPE}.
+    """
+    info = CATALOGUE.get(error.name, _UNKNOWN)
+    values = {
+        "name": error.name,
+        "status": str(error.status),
+        "phrase": _phrase(error.status),
+        "title": info.title,
+        "explanation": info.explanation,
+        "detail": error.detail or info.title,
+        "url": url,
+        "method": method,
+        "client": client,
+        "hostname": visible_hostname,
+        "date": formatdate(now, usegmt=True),
+    }
+    escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
+    # A comment may not contain "--"; the name is a token, but be certain.
+    escaped["name"] = escaped["name"].replace("-", "&#45;")
+    page = _template().substitute(escaped)
+    return page.encode("utf-8", errors="backslashreplace")
+
+
+def error_headers(
+    error: ErrorLike, *, content_length: int | None = None
+) -> list[tuple[bytes, bytes]]:
+    """
+    The response headers sent with an error page.
+
+    C{X-Squeak-Error} names the error, as Squid's C{X-Squid-Error} does;
+    C{Cache-Control: no-store} keeps the page out of every cache.
+
+    @param error: The error being answered.
+    @param content_length: The length of the page, when it should be sent.
+    @return: Header name and value pairs.
+    """
+    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in error.name)
+    headers = [
+        (b"Content-Type", ERROR_CONTENT_TYPE),
+        (b"Cache-Control", b"no-store"),
+        (b"X-Squeak-Error", name.encode("ascii") or b"ERR_GATEWAY_FAILURE"),
+    ]
+    if content_length is not None:
+        headers.append((b"Content-Length", str(content_length).encode("ascii")))
+    return headers

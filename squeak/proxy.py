@@ -1,0 +1,819 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""
+The client side of the proxy: one L{ForwardProxy} channel per client
+connection, one L{ForwardRequest} per request on it.
+
+This module only moves bytes and orchestrates.  Every decision is a call to a
+pure module: L{squeak.target} parses the request-target, L{squeak.headers}
+rewrites fields and checks framing, L{squeak.errors} names failures and
+renders their pages, L{squeak.accesslog} formats the log line.
+
+The streaming contract (see docs/architecture.md):
+  - a response body is copied by a L{BodyRelay} handed to
+    C{response.deliverBody}; the upstream transport is registered as the
+    client request's streaming producer, so a slow client pauses the origin
+    read and memory stays bounded whatever the body size;
+  - only L{ResponseDone} (or L{PotentialDataLoss} for a close-delimited
+    body) finishes the client response cleanly; any other ending aborts the
+    client connection, so a truncated body never looks complete.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web._newclient import ResponseDone
+from twisted.web.client import FileBodyProducer
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IResponse
+from twisted.web.proxy import Proxy, ProxyRequest
+from typing_extensions import override
+
+from squeak import __version__
+from squeak.accesslog import AccessLog, AccessRecord
+from squeak.config import Config
+from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
+from squeak.headers import (
+    RawHeaders,
+    downstream_response_headers,
+    is_forwarding_loop,
+    parse_max_forwards,
+    upstream_request_headers,
+)
+from squeak.target import Target, TargetError, parse_absolute_target
+from squeak.upstream import UpstreamClient
+
+#: Methods the proxy answers itself when Max-Forwards reaches 0
+#: (RFC 9110 §7.6.2).
+_MAX_FORWARDS_METHODS = frozenset({b"TRACE", b"OPTIONS"})
+
+#: Request fields never echoed back by a local TRACE (RFC 9110 §9.3.8:
+#: exclude fields likely to hold sensitive data).
+_TRACE_HIDDEN = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+
+#: Statuses whose responses never carry content (RFC 9110 §6.4.1).
+_NO_CONTENT_STATUSES = frozenset({204, 304})
+
+
+def _client_networks_predicate(
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+) -> Callable[[str], bool]:
+    """
+    Build the client-address check of the built-in default rule (allow the
+    configured source networks, deny everything else).
+
+    IPv4-mapped IPv6 addresses (C{::ffff:127.0.0.1}, what a dual-stack
+    listener reports) are matched as the IPv4 address they carry.
+    """
+
+    def allowed(host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in networks)
+
+    return allowed
+
+
+@dataclass
+class ProxyContext:
+    """
+    Everything a request needs from the running service, built once.
+
+    @ivar allow_client: The client-address check (the default rule until
+        the ACL engine lands).
+    """
+
+    config: Config
+    reactor: Any
+    upstream: UpstreamClient
+    access_log: AccessLog
+    allow_client: Callable[[str], bool]
+    cooperator: Cooperator
+
+    @classmethod
+    def build(cls, config: Config, reactor: Any, access_log: AccessLog) -> ProxyContext:
+        """
+        Wire the context from configuration.
+        """
+        upstream = UpstreamClient(
+            reactor,
+            connect_timeout=config.timeouts.connect,
+            max_idle_per_host=config.upstream.max_idle_per_host,
+            idle_timeout=config.timeouts.server_idle,
+        )
+        return cls(
+            config=config,
+            reactor=reactor,
+            upstream=upstream,
+            access_log=access_log,
+            allow_client=_client_networks_predicate(config.access.allow_src),
+            cooperator=Cooperator(scheduler=lambda work: reactor.callLater(0, work)),
+        )
+
+
+def _flatten(headers: http.Headers) -> RawHeaders:
+    """
+    Twisted L{Headers} as ordered raw pairs, every repeated value kept
+    (C{getAllHeaders} would keep only the last one).
+    """
+    return [(name, value) for name, values in headers.getAllRawHeaders() for value in values]
+
+
+def _text(value: bytes) -> str:
+    """
+    Bytes from the wire as text for logs and pages, never failing.
+    """
+    return value.decode("latin-1")
+
+
+class BodyRelay:
+    """
+    Copies one upstream response body to the client, with backpressure and a
+    read timeout.
+
+    It is both the L{IProtocol} given to C{response.deliverBody} and the
+    L{IPushProducer} registered with the client request.  It forwards pause
+    and resume to the upstream transport, and it suspends the read timeout
+    while paused: an origin is not to blame for a slow client.
+    """
+
+    def __init__(self, request: ForwardRequest, read_timeout: float, reactor: Any) -> None:
+        self._request = request
+        self._read_timeout = read_timeout
+        self._reactor = reactor
+        self._timer: Any = None
+        self._paused = False
+        self.transport: Any = None
+        self.done = False
+
+    # IProtocol, driven by Twisted's response
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self.connectionMade()
+
+    def connectionMade(self) -> None:
+        self._request.registerProducer(self, True)
+        self._arm()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._arm()
+        self._request.write(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.done = True
+        self._disarm()
+        self._request.body_ended(reason)
+
+    # IPushProducer, driven by the client channel
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self.transport is not None:
+            self.transport.resumeProducing()
+        if not self.done:
+            self._arm()
+
+    def stopProducing(self) -> None:
+        """
+        The client went away: stop reading from the origin.  Losing the
+        upstream connection keeps a half-read response out of the pool.
+        """
+        self._disarm()
+        if self.transport is not None and not self.done:
+            self.transport.stopProducing()
+
+    def _arm(self) -> None:
+        if self._paused or self.done:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._read_timeout)
+        else:
+            self._timer = self._reactor.callLater(self._read_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._request.note_read_timeout()
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+class ForwardRequest(ProxyRequest):
+    """
+    One proxied request: checks, rebuilds and forwards it, then relays the
+    answer.
+
+    Replaces L{ProxyRequest.process} and its HTTP/1.0 C{ProxyClient}
+    entirely (see shared/ARCHITECTURE.md "Traps"): the upstream side is a
+    pooled persistent L{UpstreamClient}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, channel: ForwardProxy, queued: Any = http._QUEUED_SENTINEL) -> None:
+        super().__init__(channel, queued, reactor=channel.factory.context.reactor)
+        self.context: ProxyContext = channel.factory.context
+        self._started = self.context.reactor.seconds()
+        self._log_code = "NONE"
+        self._hierarchy = "HIER_NONE"
+        self._peer = "-"
+        self._logged = False
+        self._pending: defer.Deferred[IResponse] | None = None
+        self._relay: BodyRelay | None = None
+        self._read_timed_out = False
+        self._body_size = 0
+        self._body_limit = self.context.config.limits.request_body_size
+        self.head_bytes = 0
+
+    # Request body: spooled by Twisted (memory under 100 kB, else a temp
+    # file), bounded by limits.request_body_size.
+    @override
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self._body_limit:
+            self.channel.reject(
+                ProxyError(
+                    "ERR_TOO_BIG",
+                    413,
+                    f"request body of {length} bytes exceeds the limit of "
+                    f"{self._body_limit} bytes",
+                ),
+                self,
+            )
+            self.content = BytesIO()
+            return
+        super().gotLength(length)
+
+    @override
+    def handleContentChunk(self, data: bytes) -> None:
+        self._body_size += len(data)
+        if self._body_size > self._body_limit:
+            if not self.channel.rejected:
+                self.channel.reject(
+                    ProxyError(
+                        "ERR_TOO_BIG",
+                        413,
+                        f"request body exceeds the limit of {self._body_limit} bytes",
+                    ),
+                    self,
+                )
+            return
+        self.content.write(data)
+
+    @override
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        Like L{http.Request.requestReceived} without its form parsing, which
+        would read a large urlencoded body into memory and answer 400 to bad
+        multipart bodies on the origin's behalf.
+        """
+        self.content.seek(0, 0)
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.process()
+
+    @override
+    def process(self) -> None:
+        self.notifyFinish().addBoth(self._request_finished)
+        try:
+            self._forward()
+        except ProxyError as error:
+            self.send_error(error)
+
+    def _forward(self) -> None:
+        config = self.context.config
+        client = self.getClientAddress()
+        client_ip = getattr(client, "host", "")
+        if not self.context.allow_client(client_ip):
+            self._log_code = "TCP_DENIED"
+            raise ProxyError("ERR_ACCESS_DENIED", 403, "client address not allowed")
+        if self.method == b"CONNECT":
+            raise ProxyError(
+                "ERR_UNSUP_REQ", 501, "CONNECT tunnels are not supported by this proxy yet"
+            )
+        try:
+            target = parse_absolute_target(self.uri)
+        except TargetError as error:
+            raise ProxyError(error.name, error.status, error.detail) from None
+        received = _flatten(self.requestHeaders)
+        hostname = config.proxy.visible_hostname
+        if is_forwarding_loop(received, hostname):
+            raise ProxyError(
+                "ERR_FORWARDING_LOOP",
+                508,
+                f"this request already passed through {hostname} (Via)",
+            )
+        max_forwards = None
+        if self.method in _MAX_FORWARDS_METHODS:
+            max_forwards = parse_max_forwards(received)
+            if max_forwards == 0:
+                self._answer_locally(received)
+                return
+            if max_forwards is not None:
+                max_forwards -= 1
+        outgoing = upstream_request_headers(
+            received,
+            authority=target.authority,
+            client_ip=client_ip,
+            visible_hostname=hostname,
+            forwarded_for=config.proxy.forwarded_for,
+            via=config.proxy.via,
+            max_forwards=max_forwards,
+            request_version=self.clientproto,
+        )
+        self._send_upstream(target, outgoing)
+
+    def _send_upstream(self, target: Target, outgoing: RawHeaders) -> None:
+        body = None
+        has_body = self.requestHeaders.hasHeader(
+            b"content-length"
+        ) or self.requestHeaders.hasHeader(b"transfer-encoding")
+        if has_body:
+            body = FileBodyProducer(self.content, cooperator=self.context.cooperator)
+        timeouts = self.context.config.timeouts
+        self._hierarchy = "HIER_DIRECT"
+        self._peer = target.host
+        pending = self.context.upstream.request(self.method, target.uri, outgoing, body)
+        self._pending = pending
+        pending.addTimeout(
+            timeouts.connect + timeouts.read,
+            self.context.reactor,
+            onTimeoutCancel=self._response_timed_out,
+        )
+        pending.addCallbacks(self._got_response, self._upstream_failed)
+        pending.addErrback(self._internal_error)
+
+    def _response_timed_out(self, result: Any, timeout: float) -> Any:
+        """
+        The origin did not answer (connect plus read timeout): 504.
+        """
+        if isinstance(result, Failure) and result.check(defer.CancelledError):
+            return Failure(
+                ProxyError(
+                    "ERR_READ_TIMEOUT", 504, f"no response from the origin within {timeout:g}s"
+                )
+            )
+        return result
+
+    def _upstream_failed(self, reason: Failure) -> None:
+        self._pending = None
+        if self._disconnected:
+            return
+        error = error_for_failure(reason)
+        self._log_code = "TCP_MISS"
+        self._log.info(
+            "upstream failure for {url}: {name} {detail}",
+            url=_text(self.uri),
+            name=error.name,
+            detail=error.detail,
+        )
+        self.send_error(error)
+
+    def _internal_error(self, reason: Failure) -> None:
+        self._log.failure("internal error while proxying {url}", reason, url=_text(self.uri))
+        if not self._disconnected and not self.finished:
+            if self.startedWriting:
+                self.abort_client()
+            else:
+                self.send_error(ProxyError("ERR_GATEWAY_FAILURE", 500, "internal proxy error"))
+
+    def _got_response(self, response: IResponse) -> None:
+        self._pending = None
+        peer = getattr(response, "squeak_peer", None)
+        if peer:
+            self._peer = peer
+        if self._disconnected:
+            response.deliverBody(_Discard())
+            return
+        self._log_code = "TCP_MISS"
+        config = self.context.config
+        connection_fields: RawHeaders = getattr(response, "squeak_connection_headers", [])
+        received = _flatten(response.headers) + list(connection_fields)
+        fields = downstream_response_headers(
+            received,
+            visible_hostname=config.proxy.visible_hostname,
+            via=config.proxy.via,
+            response_version=b"HTTP/%d.%d" % (response.version[1], response.version[2]),
+        )
+        self.setResponseCode(response.code, response.phrase)
+        for name, value in fields:
+            self.responseHeaders.addRawHeader(name, value)
+        if self.method == b"HEAD":
+            lengths = response.headers.getRawHeaders(b"content-length")
+            if lengths:
+                self.responseHeaders.setRawHeaders(b"content-length", [lengths[0]])
+        elif response.code not in _NO_CONTENT_STATUSES and isinstance(response.length, int):
+            # A known length is relayed as Content-Length, so Twisted does not
+            # re-chunk it and a truncation is visible to the client.
+            self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
+        relay = BodyRelay(self, config.timeouts.read, self.context.reactor)
+        self._relay = relay
+        response.deliverBody(relay)
+
+    def note_read_timeout(self) -> None:
+        """
+        The relay stopped an origin that went silent mid-body.
+        """
+        self._read_timed_out = True
+
+    def body_ended(self, reason: Failure) -> None:
+        """
+        The upstream body ended: finish cleanly only when it is known to be
+        complete; otherwise abort the client connection.
+        """
+        if self._disconnected or self.finished:
+            return
+        self.unregisterProducer()
+        if reason.check(ResponseDone, PotentialDataLoss):
+            if not self.startedWriting:
+                self.write(b"")
+            self.finish()
+            return
+        self._log_code = "TCP_MISS_ABORTED"
+        why = "read timeout" if self._read_timed_out else reason.getErrorMessage()
+        self._log.info(
+            "origin response for {url} ended early ({why}); aborting client",
+            url=_text(self.uri),
+            why=why,
+        )
+        self.abort_client()
+
+    def abort_client(self) -> None:
+        """
+        Close the client connection without finishing the response, so the
+        client sees a truncated message rather than a short complete one.
+
+        A FIN, not a reset: the client still reads what was relayed, then
+        sees the body end short of its Content-Length or without the last
+        chunk, which every HTTP client reports as truncation.
+        """
+        self.channel.persistent = False
+        self.channel.transport.loseConnection()
+
+    def _answer_locally(self, received: RawHeaders) -> None:
+        """
+        Max-Forwards reached 0 on TRACE or OPTIONS: this proxy is the final
+        recipient (RFC 9110 §7.6.2).
+        """
+        self._log_code = "TCP_MISS"
+        if self.method == b"TRACE":
+            lines = [b"%s %s %s" % (self.method, self.uri, self.clientproto)]
+            lines += [
+                name + b": " + value
+                for name, value in received
+                if name.lower() not in _TRACE_HIDDEN
+            ]
+            body = b"\r\n".join(lines) + b"\r\n\r\n"
+            self.setResponseCode(200)
+            self.responseHeaders.setRawHeaders(b"content-type", [b"message/http"])
+        else:
+            body = b""
+            self.setResponseCode(200)
+            self.responseHeaders.setRawHeaders(
+                b"allow", [b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE"]
+            )
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        self.write(body)
+        self.finish()
+
+    def send_error(self, error: ProxyError) -> None:
+        """
+        Answer with the error's page, or abort if a response already started.
+        """
+        if self._disconnected or self.finished:
+            return
+        if self.startedWriting:
+            self.abort_client()
+            return
+        if self._log_code == "NONE" and error.status in (400, 413, 501):
+            self._log_code = "TAG_NONE"
+        page = render_error_page(
+            error,
+            url=_text(self.uri),
+            method=_text(self.method),
+            client=getattr(self.getClientAddress(), "host", "-"),
+            visible_hostname=self.context.config.proxy.visible_hostname,
+            now=self.context.reactor.seconds(),
+        )
+        self.setResponseCode(error.status)
+        for name, value in error_headers(error):
+            self.responseHeaders.setRawHeaders(name, [value])
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(page)])
+        if error.status in (400, 413):
+            # After a malformed or refused request the framing of what
+            # follows on this connection is not trustworthy.
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            self.channel.persistent = False
+        self.write(page)
+        self.finish()
+
+    def _request_finished(self, result: Any) -> None:
+        """
+        The response finished or the client went away: stop any upstream
+        work still running and write the access-log line.
+        """
+        if isinstance(result, Failure):
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                pending.cancel()
+            if self._relay is not None and not self._relay.done:
+                self._relay.stopProducing()
+            if self._log_code in ("TCP_MISS", "NONE"):
+                self._log_code += "_ABORTED" if self._log_code == "TCP_MISS" else ""
+        self.write_access_log()
+
+    def write_access_log(self) -> None:
+        """
+        One line per request, written once.
+        """
+        if self._logged:
+            return
+        self._logged = True
+        now = self.context.reactor.seconds()
+        content_type = self.responseHeaders.getRawHeaders(b"content-type", [b"-"])[0]
+        user_agent = self.requestHeaders.getRawHeaders(b"user-agent", [None])[0]
+        referer = self.requestHeaders.getRawHeaders(b"referer", [None])[0]
+        record = AccessRecord(
+            timestamp=now,
+            elapsed_ms=max(0, round((now - self._started) * 1000)),
+            client=getattr(self.getClientAddress(), "host", "-"),
+            code=self._log_code,
+            status=self.code if self.startedWriting else 0,
+            size=self.head_bytes + self.sentLength,
+            method=_text(self.method or b"-"),
+            url=_text(self.uri or b"-"),
+            user=None,
+            hierarchy=self._hierarchy,
+            peer=self._peer,
+            content_type=_text(content_type),
+            referer=_text(referer) if referer is not None else None,
+            user_agent=_text(user_agent) if user_agent is not None else None,
+            version=_text(self.clientproto or b"HTTP/1.0"),
+        )
+        self.context.access_log.write(record)
+
+
+class _Discard:
+    """
+    Drains and drops a response body nobody wants any more (its client
+    left), stopping the upstream read at once.
+    """
+
+    def makeConnection(self, transport: Any) -> None:
+        transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+
+class ForwardProxy(Proxy):
+    """
+    A client connection: Twisted's L{HTTPChannel} request parsing with the
+    limits a proxy needs and a reasoned 400 page instead of Twisted's bare
+    one.
+    """
+
+    requestFactory = ForwardRequest
+    _log = Logger()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejected = False
+        self._stage = "request line"
+
+    @override
+    def lineReceived(self, line: bytes) -> None:
+        if self.rejected:
+            return
+        self._current_line = line
+        super().lineReceived(line)
+
+    @override
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        One line longer than the whole head may be: LineReceiver would just
+        drop the connection; answer 400 saying why.
+        """
+        if not self.rejected:
+            self.reject(
+                ProxyError(
+                    "ERR_INVALID_REQ", 400, f"request head larger than {self.MAX_LENGTH} bytes"
+                ),
+                self.requests[-1] if self.requests else None,
+            )
+
+    @override
+    def rawDataReceived(self, data: bytes) -> None:
+        if self.rejected:
+            return
+        super().rawDataReceived(data)
+
+    @override
+    def headerReceived(self, line: bytes) -> bool:
+        self._stage = "header"
+        self._current_line = line
+        result: bool = super().headerReceived(line)
+        return result
+
+    @override
+    def allHeadersReceived(self) -> None:
+        self._stage = "body"
+        super().allHeadersReceived()
+
+    @override
+    def allContentReceived(self) -> None:
+        self._stage = "request line"
+        super().allContentReceived()
+
+    @override
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """
+        Count the bytes of the response head for the access log.
+        """
+        size = len(version) + len(code) + len(reason) + 6
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                size += len(name) + len(value) + 4
+        if self.requests:
+            self.requests[0].head_bytes = size
+        super().writeHeaders(version, code, reason, headers)
+
+    def _why_bad(self) -> str:
+        """
+        Explain why Twisted refused the request, from where parsing stopped.
+        """
+        from squeak.headers import FramingError, check_request_framing
+
+        line = getattr(self, "_current_line", b"")
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            return f"request head larger than {self.totalHeadersSize} bytes"
+        if self._receivedHeaderCount > self.maxHeaders:
+            return f"more than {self.maxHeaders} header fields"
+        if self._stage == "request line":
+            return "malformed request line"
+        if self._stage == "body":
+            return "malformed chunked request body"
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return "header line without a colon"
+        if not name or name != name.strip() or any(c in b" \t" for c in name):
+            return "invalid header field name"
+        if any(c in value for c in b"\x00\r\n"):
+            return "header value contains NUL, CR or LF"
+        fields: RawHeaders = []
+        if self.requests:
+            fields = _flatten(self.requests[-1].requestHeaders)
+        fields.append((name, value.strip(b" \t")))
+        try:
+            check_request_framing(fields)
+        except FramingError as error:
+            return error.detail
+        return "malformed request header"
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """
+        Twisted's own 400 carries no reason; answer with a page that says
+        what was wrong, then close (framing after a bad request is not to be
+        trusted).
+        """
+        if self.rejected:
+            return
+        request = self.requests[-1] if self.requests else None
+        self.reject(ProxyError("ERR_INVALID_REQ", 400, self._why_bad()), request)
+
+    def reject(self, error: ProxyError, request: ForwardRequest | None) -> None:
+        """
+        Refuse a request before it was fully received: write the error page
+        straight to the transport, log it, and close the connection.
+        """
+        self.rejected = True
+        context: ProxyContext = self.factory.context
+        now = context.reactor.seconds()
+        uri = _text(getattr(self, "_path", b"") or b"-")
+        method = _text(getattr(self, "_command", b"") or b"-")
+        peer = self.transport.getPeer()
+        client = getattr(peer, "host", "-")
+        page = render_error_page(
+            error,
+            url=uri,
+            method=method,
+            client=client,
+            visible_hostname=context.config.proxy.visible_hostname,
+            now=now,
+        )
+        head = [b"HTTP/1.1 %d %s" % (error.status, http.RESPONSES.get(error.status, b"Error"))]
+        head += [name + b": " + value for name, value in error_headers(error)]
+        head += [b"Content-Length: %d" % len(page), b"Connection: close"]
+        data = b"\r\n".join(head) + b"\r\n\r\n" + page
+        self.transport.write(data)
+        self._log.info("rejected request from {client}: {detail}", client=client, detail=error.detail)
+        context.access_log.write(
+            AccessRecord(
+                timestamp=now,
+                elapsed_ms=0,
+                client=client,
+                code="TAG_NONE",
+                status=error.status,
+                size=len(data),
+                method=method,
+                url=uri,
+                user=None,
+                hierarchy="HIER_NONE",
+                peer="-",
+                content_type="text/html",
+                referer=None,
+                user_agent=None,
+                version=_text(getattr(self, "_version", b"") or b"HTTP/1.1"),
+            )
+        )
+        if request is not None:
+            request._logged = True
+        self.persistent = False
+        self._lingering_close()
+
+    #: Seconds a rejected client may keep sending before it is cut off.
+    linger_timeout = 2.0
+
+    def _lingering_close(self) -> None:
+        """
+        Close after an early answer without losing it.
+
+        Closing a socket that still has unread request bytes makes the kernel
+        send a reset, which can destroy the answer before the client reads
+        it.  So: send a FIN after the answer, keep reading and discarding
+        what the client still sends, and close for good when it closes or
+        after L{linger_timeout} seconds.
+        """
+        self.clearLineBuffer()
+        self.setTimeout(None)
+        reactor = self.factory.context.reactor
+        self._linger_call = reactor.callLater(self.linger_timeout, self.transport.abortConnection)
+        try:
+            self.transport.loseWriteConnection()
+        except (AttributeError, NotImplementedError):
+            self.transport.loseConnection()
+
+    @override
+    def connectionLost(self, reason: Failure) -> None:
+        linger = getattr(self, "_linger_call", None)
+        if linger is not None and linger.active():
+            linger.cancel()
+        super().connectionLost(reason)
+
+
+class ForwardProxyFactory(http.HTTPFactory):
+    """
+    Builds L{ForwardProxy} channels with the configured limits and the
+    client-idle timeout.
+    """
+
+    protocol = ForwardProxy
+    noisy = False
+
+    def __init__(self, context: ProxyContext) -> None:
+        super().__init__(timeout=context.config.timeouts.client_idle, reactor=context.reactor)
+        self.context = context
+
+    @override
+    def buildProtocol(self, addr: Any) -> ForwardProxy:
+        channel: ForwardProxy = super().buildProtocol(addr)
+        limits = self.context.config.limits
+        channel.totalHeadersSize = limits.request_header_size
+        channel.MAX_LENGTH = limits.request_header_size
+        channel.maxHeaders = limits.request_headers
+        return channel
+
+    @override
+    def log(self, request: Any) -> None:
+        """
+        Twisted's combined log is replaced by L{squeak.accesslog}.
+        """
+
+
+SERVER_SOFTWARE = f"squeak/{__version__}"

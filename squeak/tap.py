@@ -1,0 +1,54 @@
+# -*- test-case-name: tests.test_plugin -*-
+"""
+The twistd entry point: C{twistd -n squeak [--config FILE]}.
+
+C{postOptions} only checks arguments.  The configuration is loaded in
+L{makeService}: a L{ConfigError} becomes exactly one line on stderr,
+C{squeak: FILE:LINE: KEY: problem}, and exit status 2 (a C{UsageError}
+would print twistd's whole usage text first, and any other exception a
+traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from squeak.config import Config, ConfigError, load_config
+
+
+class Options(usage.Options):
+    """
+    Command-line options of the squeak plugin.
+    """
+
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Run squeak, a caching forward HTTP proxy. Without --config it runs on safe "
+        "embedded defaults: listen on 127.0.0.1:3128, allow loopback clients only."
+    )
+    optParameters = [
+        ["config", "c", None, "Path to a TOML configuration file (see etc/squeak.toml)."],
+    ]
+
+
+def makeService(options: Options) -> IService:
+    """
+    Load the configuration and build the service tree.
+    """
+    from twisted.internet import reactor
+
+    from squeak.service import build_service
+
+    path = options["config"]
+    try:
+        config = load_config(path) if path else Config()
+    except ConfigError as error:
+        sys.stderr.write(f"squeak: {error}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None
+    service: Any = build_service(config, reactor)
+    return service

@@ -1,0 +1,95 @@
+"""
+Run a real squeak proxy in-process on a loopback port, for behaviour tests
+over real sockets.
+
+Clients run in threads (stdlib C{http.client} and raw sockets), so the
+reactor keeps serving the proxy and the origins while a test talks to them
+the way a real client would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tempfile
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.trial import unittest
+
+from squeak.config import Config, ListenAddress
+from squeak.service import build_service
+
+
+def make_config(**sections: dict[str, Any]) -> Config:
+    """
+    The embedded defaults, listening on an ephemeral loopback port, with the
+    given per-section overrides (C{timeouts={"read": 1.0}}).
+    """
+    config = Config()
+    proxy = dataclasses.replace(
+        config.proxy, http_port=(ListenAddress("127.0.0.1", 0),), visible_hostname="squeak.test"
+    )
+    config = dataclasses.replace(config, proxy=proxy)
+    for name, overrides in sections.items():
+        config = dataclasses.replace(
+            config, **{name: dataclasses.replace(getattr(config, name), **overrides)}
+        )
+    return config
+
+
+class ProxyTestCase(unittest.TestCase):
+    """
+    Starts a proxy before each test and stops it (and checks the reactor is
+    clean) after.
+
+    @ivar proxy_port: The proxy's loopback port.
+    @ivar access_log_path: The access log file of this test's proxy.
+    """
+
+    timeout = 60
+    config_overrides: dict[str, dict[str, Any]] = {}
+
+    def setUp(self) -> Any:
+        directory = tempfile.mkdtemp(prefix="squeak-test-")
+        self.access_log_path = os.path.join(directory, "access.log")
+        overrides = dict(self.config_overrides)
+        overrides.setdefault("access_log", {})
+        overrides["access_log"] = {**overrides["access_log"], "path": self.access_log_path}
+        self.config = make_config(**overrides)
+        self.service = build_service(self.config, reactor)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        listener = self.service.services[1]
+        self.proxy_port = listener.port.getHost().port
+
+    def listen(self, server: Any) -> int:
+        """
+        Start a loopback origin and stop it after the test.
+        """
+        port = server.listen()
+        self.addCleanup(server.port.stopListening)
+        return port
+
+    def access_log_lines(self) -> list[str]:
+        with open(self.access_log_path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+
+    def raw_exchange(self, data: bytes, *, read_timeout: float = 10.0) -> bytes:
+        """
+        Send raw bytes to the proxy and read until it closes (run in a
+        thread).
+        """
+        with socket.create_connection(("127.0.0.1", self.proxy_port), timeout=read_timeout) as s:
+            s.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ConnectionResetError, socket.timeout):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)

@@ -1,0 +1,442 @@
+# -*- test-case-name: tests.test_accesslog -*-
+"""
+Tests for L{squeak.accesslog}: the three line formats, the log file and its
+reopening on C{SIGUSR1}.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from squeak.accesslog import (
+    FORMATTERS,
+    AccessLog,
+    AccessRecord,
+    format_combined,
+    format_common,
+    format_squid,
+    install_reopen_signal,
+)
+
+MISS = AccessRecord(
+    timestamp=784111777.123,
+    elapsed_ms=42,
+    client="192.0.2.7",
+    code="TCP_MISS",
+    status=200,
+    size=1234,
+    method="GET",
+    url="http://o.test/a?b=c",
+    user=None,
+    hierarchy="HIER_DIRECT",
+    peer="198.51.100.1",
+    content_type="text/html",
+    referer="http://ref.test/",
+    user_agent="curl/8.5.0",
+    version="HTTP/1.1",
+)
+
+DENIED = AccessRecord(
+    timestamp=1700000000.0,
+    elapsed_ms=0,
+    client="2001:db8::1",
+    code="TCP_DENIED",
+    status=403,
+    size=0,
+    method="CONNECT",
+    url="o.test:443",
+    user="alice",
+    hierarchy="HIER_NONE",
+    peer="-",
+    content_type="-",
+    referer=None,
+    user_agent=None,
+    version="HTTP/1.0",
+)
+
+ABORTED = replace(
+    MISS,
+    timestamp=1700000000.9999,
+    elapsed_ms=1234567,
+    code="TCP_MISS_ABORTED",
+    status=0,
+    size=0,
+    content_type="",
+    peer="-",
+)
+
+HOSTILE = replace(
+    MISS,
+    url='http://o.test/"\\é',
+    user="bob smith",
+    user_agent='evil\n192.0.2.9 - - [01/Jan/2000:00:00:00 +0000] "GET / HTTP/1.1" 200 1',
+    referer='a"b',
+    content_type="text/html; charset=utf-8",
+)
+
+CASES = [  # (why, formatter, record, expected line)
+    (
+        "Squid native: %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt",
+        format_squid,
+        MISS,
+        "784111777.123     42 192.0.2.7 TCP_MISS/200 1234 GET http://o.test/a?b=c - "
+        "HIER_DIRECT/198.51.100.1 text/html",
+    ),
+    (
+        "Squid native: user logged, no peer, no content type, whole seconds",
+        format_squid,
+        DENIED,
+        "1700000000.000      0 2001:db8::1 TCP_DENIED/403 0 CONNECT o.test:443 alice "
+        "HIER_NONE/- -",
+    ),
+    (
+        "Squid native: no status is 000, milliseconds truncate, wide elapsed not cut",
+        format_squid,
+        ABORTED,
+        "1700000000.999 1234567 192.0.2.7 TCP_MISS_ABORTED/000 0 GET http://o.test/a?b=c - "
+        "HIER_DIRECT/- -",
+    ),
+    (
+        "Squid native: spaces, quotes, backslashes and non-ASCII escaped as \\xNN",
+        format_squid,
+        HOSTILE,
+        "784111777.123     42 192.0.2.7 TCP_MISS/200 1234 GET http://o.test/\\x22\\x5c\\xc3\\xa9 "
+        "bob\\x20smith HIER_DIRECT/198.51.100.1 text/html;\\x20charset=utf-8",
+    ),
+    (
+        'Apache common: %h %l %u %t "%r" %>s %b, UTC',
+        format_common,
+        MISS,
+        '192.0.2.7 - - [06/Nov/1994:08:49:37 +0000] "GET http://o.test/a?b=c HTTP/1.1" 200 1234',
+    ),
+    (
+        "Apache common: user logged, %b is - for no bytes",
+        format_common,
+        DENIED,
+        '2001:db8::1 - alice [14/Nov/2023:22:13:20 +0000] "CONNECT o.test:443 HTTP/1.0" 403 -',
+    ),
+    (
+        "Apache common: escaped user and request line",
+        format_common,
+        HOSTILE,
+        "192.0.2.7 - bob\\x20smith [06/Nov/1994:08:49:37 +0000] "
+        '"GET http://o.test/\\x22\\x5c\\xc3\\xa9 HTTP/1.1" 200 1234',
+    ),
+    (
+        "Apache combined: common plus quoted referer and user agent",
+        format_combined,
+        MISS,
+        '192.0.2.7 - - [06/Nov/1994:08:49:37 +0000] "GET http://o.test/a?b=c HTTP/1.1" 200 1234 '
+        '"http://ref.test/" "curl/8.5.0"',
+    ),
+    (
+        "Apache combined: absent referer and user agent are -",
+        format_combined,
+        DENIED,
+        '2001:db8::1 - alice [14/Nov/2023:22:13:20 +0000] "CONNECT o.test:443 HTTP/1.0" 403 - '
+        '"-" "-"',
+    ),
+    (
+        "Apache combined: a newline in the user agent cannot forge a second line",
+        format_combined,
+        HOSTILE,
+        "192.0.2.7 - bob\\x20smith [06/Nov/1994:08:49:37 +0000] "
+        '"GET http://o.test/\\x22\\x5c\\xc3\\xa9 HTTP/1.1" 200 1234 "a\\x22b" '
+        '"evil\\x0a192.0.2.9 - - [01/Jan/2000:00:00:00 +0000] \\x22GET / HTTP/1.1\\x22 200 1"',
+    ),
+]
+
+
+class FormatterTests(SynchronousTestCase):
+    """
+    Tests for L{format_squid}, L{format_common} and L{format_combined}.
+    """
+
+    def test_format_table(self) -> None:
+        """
+        Each row's record formats to exactly the expected line.
+        """
+        wrong = [(why, got, want) for why, fmt, rec, want in CASES if (got := fmt(rec)) != want]
+        self.assertEqual(wrong, [])
+
+    def test_formatters_registry(self) -> None:
+        """
+        L{FORMATTERS} maps the configured format names to the formatters.
+        """
+        self.assertEqual(
+            FORMATTERS,
+            {"squid": format_squid, "common": format_common, "combined": format_combined},
+        )
+
+    def test_lines_are_single_printable_ascii(self) -> None:
+        """
+        Whatever the fields hold, every format gives one line of printable
+        ASCII, and the Squid format always has exactly ten fields.
+        """
+        nasty = replace(
+            HOSTILE,
+            url="http://o.test/\r\n\x00\x7f\u2028\udcff",
+            method="G T",
+            client="\t",
+            user="\x1b[31m",
+            code="",
+        )
+        wrong = []
+        for name, fmt in FORMATTERS.items():
+            for rec in (MISS, DENIED, ABORTED, HOSTILE, nasty):
+                line = fmt(rec)
+                if not (line.isascii() and line.isprintable()):
+                    wrong.append((name, line))
+                if name == "squid" and len(line.split()) != 10:
+                    wrong.append((name, line))
+        self.assertEqual(wrong, [])
+
+    def test_records_are_frozen(self) -> None:
+        """
+        L{AccessRecord} is frozen and slotted.
+        """
+        with self.assertRaises(AttributeError):
+            MISS.status = 500  # type: ignore[misc]
+        self.assertFalse(hasattr(MISS, "__dict__"))
+
+
+class AccessLogTests(SynchronousTestCase):
+    """
+    Tests for L{AccessLog}.
+    """
+
+    def _path(self) -> str:
+        """
+        @return: A log path inside directories that do not exist yet.
+        """
+        return os.path.join(self.mktemp(), "sub", "access.log")
+
+    def _read(self, path: str) -> list[str]:
+        """
+        @return: The lines of the file at C{path}.
+        """
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+
+    def test_writes_formatted_lines(self) -> None:
+        """
+        Each record becomes one line in the chosen format, flushed at once,
+        in a file whose parent directories were created.
+        """
+        path = self._path()
+        log = AccessLog(path, "combined")
+        self.addCleanup(log.close)
+        log.write(MISS)
+        self.assertEqual(self._read(path), [format_combined(MISS)])
+        log.write(DENIED)
+        self.assertEqual(self._read(path), [format_combined(MISS), format_combined(DENIED)])
+
+    def test_appends(self) -> None:
+        """
+        An existing log is appended to, not truncated.
+        """
+        path = self._path()
+        first = AccessLog(path, "squid")
+        first.write(MISS)
+        first.close()
+        second = AccessLog(path, "squid")
+        self.addCleanup(second.close)
+        second.write(DENIED)
+        self.assertEqual(self._read(path), [format_squid(MISS), format_squid(DENIED)])
+
+    def test_reopen_after_rename(self) -> None:
+        """
+        After logrotate renames the file, L{AccessLog.reopen} sends new lines
+        to a new file at the configured path; the renamed file keeps the old
+        lines.
+        """
+        path = self._path()
+        log = AccessLog(path, "squid")
+        self.addCleanup(log.close)
+        log.write(MISS)
+        os.rename(path, path + ".1")
+        log.write(DENIED)  # still goes to the renamed file
+        log.reopen()
+        log.write(ABORTED)
+        self.assertEqual(self._read(path + ".1"), [format_squid(MISS), format_squid(DENIED)])
+        self.assertEqual(self._read(path), [format_squid(ABORTED)])
+
+    def test_reopen_failure_keeps_old_file(self) -> None:
+        """
+        If the path cannot be reopened, the log keeps writing to the file it
+        had.
+        """
+        path = self._path()
+        log = AccessLog(path, "squid")
+        self.addCleanup(log.close)
+        os.rename(path, path + ".1")
+        os.mkdir(path)  # a directory where the file should be
+        self.assertRaises(OSError, log.reopen)
+        log.write(MISS)
+        self.assertEqual(self._read(path + ".1"), [format_squid(MISS)])
+
+    def test_disabled(self) -> None:
+        """
+        The path C{""} turns the log off: writing, reopening and closing do
+        nothing.
+        """
+        log = AccessLog("", "squid")
+        log.write(MISS)
+        log.reopen()
+        log.close()
+        log.write(MISS)
+
+    def test_stdout(self) -> None:
+        """
+        The path C{"-"} writes to the process's real standard output, which
+        reopening and closing leave open.
+        """
+        written: list[str] = []
+
+        class FakeStdout:
+            closed = False
+
+            def write(self, text: str) -> int:
+                written.append(text)
+                return len(text)
+
+            def flush(self) -> None:
+                written.append("<flush>")
+
+            def close(self) -> None:
+                self.closed = True
+
+        fake = FakeStdout()
+        self.patch(sys, "__stdout__", fake)
+        log = AccessLog("-", "common")
+        log.write(MISS)
+        log.reopen()
+        log.close()
+        log.write(DENIED)
+        self.assertEqual(written, [format_common(MISS) + "\n", "<flush>"])
+        self.assertFalse(fake.closed)
+
+    def test_write_after_close_is_ignored(self) -> None:
+        """
+        Lines written after L{AccessLog.close} are dropped, and the file is
+        closed.
+        """
+        path = self._path()
+        log = AccessLog(path, "squid")
+        log.write(MISS)
+        log.close()
+        log.write(DENIED)
+        log.reopen()
+        log.close()
+        self.assertEqual(self._read(path), [format_squid(MISS)])
+
+    def test_unknown_format(self) -> None:
+        """
+        An unknown format name is refused, naming the known ones.
+        """
+        e = self.assertRaises(ValueError, AccessLog, "", "apache")
+        self.assertIn("combined, common, squid", str(e))
+
+
+class FakeReactor:
+    """
+    Records C{callFromThread} calls instead of running them.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[..., Any]] = []
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.calls.append(f)
+
+
+class ReopenSignalTests(TestCase):
+    """
+    Tests for L{install_reopen_signal}, using the real reactor for the
+    signal's delivery.
+    """
+
+    timeout = 30
+
+    def _install(self, log: AccessLog, reactor: Any) -> Callable[[], None]:
+        """
+        Install the handler, uninstalling it at the end of the test.
+        """
+        uninstall = install_reopen_signal(log, reactor)
+        self.addCleanup(uninstall)
+        return uninstall
+
+    def test_handler_defers_reopen_to_reactor(self) -> None:
+        """
+        The signal handler does no I/O itself: it hands L{AccessLog.reopen} to
+        the reactor's C{callFromThread}.
+        """
+        log = AccessLog("", "squid")
+        reactor = FakeReactor()
+        self._install(log, reactor)
+        handler = signal.getsignal(signal.SIGUSR1)
+        assert callable(handler)
+        handler(signal.SIGUSR1, None)
+        self.assertEqual(reactor.calls, [log.reopen])
+
+    def test_uninstall_restores_previous_handler(self) -> None:
+        """
+        The returned function puts back the handler that was there before.
+        """
+        seen: list[int] = []
+
+        def previous(signum: int, frame: object) -> None:
+            seen.append(signum)
+
+        old = signal.signal(signal.SIGUSR1, previous)
+        self.addCleanup(signal.signal, signal.SIGUSR1, old)
+        uninstall = install_reopen_signal(AccessLog("", "squid"), FakeReactor())
+        self.assertIsNot(signal.getsignal(signal.SIGUSR1), previous)
+        uninstall()
+        self.assertIs(signal.getsignal(signal.SIGUSR1), previous)
+
+    def test_sigusr1_reopens_after_rename(self) -> defer.Deferred[None]:
+        """
+        After the log file is renamed, C{SIGUSR1} sent to the process makes the
+        reactor reopen the log, so that new lines go to a new file at the
+        configured path.
+        """
+        from twisted.internet import reactor as _reactor
+
+        reactor: Any = _reactor
+        path = os.path.join(self.mktemp(), "access.log")
+        log = AccessLog(path, "squid")
+        self.addCleanup(log.close)
+        self._install(log, reactor)
+        log.write(MISS)
+        os.rename(path, path + ".1")
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+        reopened: defer.Deferred[None] = defer.Deferred()
+        deadline = reactor.seconds() + 2.0
+
+        def poll() -> None:
+            if os.path.exists(path):
+                reopened.callback(None)
+            elif reactor.seconds() > deadline:
+                reopened.errback(AssertionError("log not reopened within 2 s of SIGUSR1"))
+            else:
+                reactor.callLater(0.01, poll)
+
+        def check(_: None) -> None:
+            log.write(DENIED)
+            with open(path, encoding="utf-8") as f:
+                self.assertEqual(f.read(), format_squid(DENIED) + "\n")
+            with open(path + ".1", encoding="utf-8") as f:
+                self.assertEqual(f.read(), format_squid(MISS) + "\n")
+
+        poll()
+        return reopened.addCallback(check)
