@@ -27,7 +27,7 @@ setup(
         "typing-extensions >= 4.7",
     ],
     extras_require={
-        "test": ["hypothesis >= 6.100"],
+        "test": ["hypothesis >= 6.100", "setuptools >= 68", "wheel"],
         "dev": ["ruff >= 0.6", "mypy >= 1.10", "hypothesis >= 6.100"],
     },
     entry_points={"console_scripts": ["squeak = squeak.__main__:main"]},

@@ -732,7 +732,9 @@ class ForwardProxy(Proxy):
         head += [b"Content-Length: %d" % len(page), b"Connection: close"]
         data = b"\r\n".join(head) + b"\r\n\r\n" + page
         self.transport.write(data)
-        self._log.info("rejected request from {client}: {detail}", client=client, detail=error.detail)
+        self._log.info(
+            "rejected request from {client}: {detail}", client=client, detail=error.detail
+        )
         context.access_log.write(
             AccessRecord(
                 timestamp=now,

@@ -44,9 +44,7 @@ def _conn_fields(parser: HTTPClientParser) -> RawHeaders:
     name.
     """
     return [
-        (name, value)
-        for name, values in parser.connHeaders.getAllRawHeaders()
-        for value in values
+        (name, value) for name, values in parser.connHeaders.getAllRawHeaders() for value in values
     ]
 
 
@@ -118,9 +116,7 @@ class _EndpointFactory:
         host = uri.host
         if host.startswith(b"[") and host.endswith(b"]"):
             host = host[1:-1]
-        return HostnameEndpoint(
-            self._reactor, host, uri.port, timeout=self._connect_timeout
-        )
+        return HostnameEndpoint(self._reactor, host, uri.port, timeout=self._connect_timeout)
 
 
 class UpstreamClient:

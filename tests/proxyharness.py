@@ -87,7 +87,7 @@ class ProxyTestCase(unittest.TestCase):
             while True:
                 try:
                     chunk = s.recv(65536)
-                except (ConnectionResetError, socket.timeout):
+                except (TimeoutError, ConnectionResetError):
                     break
                 if not chunk:
                     break

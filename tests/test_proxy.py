@@ -50,7 +50,11 @@ class ForwardingTests(ProxyTestCase):
     """
 
     def _request(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> _Result:
         conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
@@ -102,8 +106,9 @@ class ForwardingTests(ProxyTestCase):
         origin = Origin(reactor)
         self.listen(origin)
         result = await _in_thread(self._request, "HEAD", origin.url("/big/5000"))
-        self.assertEqual((result.status, result.header("content-length"), result.body),
-                         (200, ["5000"], b""))
+        self.assertEqual(
+            (result.status, result.header("content-length"), result.body), (200, ["5000"], b"")
+        )
 
     async def test_chunked_request_body_is_forwarded_with_regenerated_framing(self) -> None:
         """
@@ -115,7 +120,10 @@ class ForwardingTests(ProxyTestCase):
         pieces = [b"x" * 1000, b"y" * 150000, b"z"]
         result = await _in_thread(
             lambda: self._request(
-                "POST", origin.url("/echo"), body=iter(pieces), encode_chunked=True,
+                "POST",
+                origin.url("/echo"),
+                body=iter(pieces),
+                encode_chunked=True,
                 headers={"Transfer-Encoding": "chunked"},
             )
         )
@@ -124,8 +132,9 @@ class ForwardingTests(ProxyTestCase):
         self.assertEqual(got["body_length"], 151001)
         self.assertEqual(got["body_sha256"], hashlib.sha256(b"".join(pieces)).hexdigest())
         self.assertNotIn("transfer-encoding", names)
-        self.assertEqual([v for k, v in got["headers"] if k.lower() == "content-length"],
-                         ["151001"])
+        self.assertEqual(
+            [v for k, v in got["headers"] if k.lower() == "content-length"], ["151001"]
+        )
 
     async def test_repeated_response_fields_are_kept_apart(self) -> None:
         """
@@ -175,8 +184,15 @@ class ForwardingTests(ProxyTestCase):
         result = await _in_thread(self._request, "GET", origin.url("/echo"), None, headers)
         got = {k.lower(): v for k, v in result.json()["headers"]}
         leaked = sorted(
-            set(got) & {"connection", "x-secret", "keep-alive", "te", "proxy-connection",
-                        "proxy-authorization"}
+            set(got)
+            & {
+                "connection",
+                "x-secret",
+                "keep-alive",
+                "te",
+                "proxy-connection",
+                "proxy-authorization",
+            }
         )
         self.assertEqual(leaked, [])
         self.assertEqual(got["x-end-to-end"], "kept")
@@ -221,7 +237,7 @@ class ForwardingTests(ProxyTestCase):
                 statuses.append(response.status)
                 sockets.add(id(conn.sock))
             conn.close()
-            return statuses + [len(sockets)]
+            return [*statuses, len(sockets)]
 
         got = await _in_thread(three)
         self.assertEqual(got, [200, 200, 200, 1])
@@ -351,8 +367,12 @@ class _LoopbackOnlyResolver:
     """
 
     def resolveHostName(
-        self, receiver: IResolutionReceiver, hostName: str, portNumber: int = 0,
-        addressTypes: Any = None, transportSemantics: str = "TCP",
+        self,
+        receiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
     ) -> IHostResolution:
         resolution = _Resolution(hostName)
         receiver.resolutionBegan(resolution)
@@ -442,6 +462,31 @@ class FailureTests(ProxyTestCase):
         [line] = self.access_log_lines()
         self.assertIn(" TCP_MISS_ABORTED/200 ", line)
 
+    async def test_origin_silent_mid_body_is_cut_after_read_timeout(self) -> None:
+        """
+        An origin that sends part of a body and then nothing: after the read
+        timeout the client connection is closed short, never finished.
+        """
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"0123456789"
+        origin = ScriptedOrigin(reactor, [(answer, False)])
+        self.listen(origin)
+
+        def fetch() -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
+            conn.request("GET", origin.url("/"))
+            response = conn.getresponse()
+            try:
+                response.read()
+            except http.client.IncompleteRead as error:
+                return f"incomplete after {len(error.partial)}"
+            finally:
+                conn.close()
+            return "complete"
+
+        self.assertEqual(await _in_thread(fetch), "incomplete after 10")
+        [line] = self.access_log_lines()
+        self.assertIn(" TCP_MISS_ABORTED/200 ", line)
+
     async def test_bad_framing_from_origin_is_502(self) -> None:
         """
         Conflicting Content-Length values from an origin give 502
@@ -487,12 +532,20 @@ class RequestValidationTests(ProxyTestCase):
         cases = [
             (b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n", b"ERR_INVALID_URL"),
             (b"GET ftp://127.0.0.1/ HTTP/1.1\r\nHost: x\r\n\r\n", b"ERR_UNSUP_REQ"),
-            (b"POST http://127.0.0.1:9/ HTTP/1.1\r\nContent-Length: 3\r\n"
-             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"Transfer-Encoding"),
-            (b"POST http://127.0.0.1:9/ HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
-             b"Content-Length"),
-            (b"POST http://127.0.0.1:9/ HTTP/1.1\r\nContent-Length: 3\r\n"
-             b"Content-Length: 4\r\n\r\nabcd", b"Content-Length"),
+            (
+                b"POST http://127.0.0.1:9/ HTTP/1.1\r\nContent-Length: 3\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                b"Transfer-Encoding",
+            ),
+            (
+                b"POST http://127.0.0.1:9/ HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+                b"Content-Length",
+            ),
+            (
+                b"POST http://127.0.0.1:9/ HTTP/1.1\r\nContent-Length: 3\r\n"
+                b"Content-Length: 4\r\n\r\nabcd",
+                b"Content-Length",
+            ),
             (b"GET http://127.0.0.1:9/ HTTP/1.1\r\nNo colon here\r\n\r\n", b"colon"),
             (b"NOT A REQUEST LINE AT ALL\r\n\r\n", b"request line"),
         ]
@@ -533,9 +586,7 @@ class AccessTests(ProxyTestCase):
     def setUp(self) -> Any:
         import ipaddress
 
-        self.config_overrides = {
-            "access": {"allow_src": (ipaddress.ip_network("127.0.0.1/32"),)}
-        }
+        self.config_overrides = {"access": {"allow_src": (ipaddress.ip_network("127.0.0.1/32"),)}}
         return super().setUp()
 
     async def test_client_outside_allowed_networks_is_denied(self) -> None:
@@ -551,8 +602,10 @@ class AccessTests(ProxyTestCase):
                 s.settimeout(10)
                 s.bind(("127.0.0.2", 0))
                 s.connect(("127.0.0.1", self.proxy_port))
-                s.sendall(f"GET {origin.url('/echo')} HTTP/1.1\r\nHost: x\r\n"
-                          "Connection: close\r\n\r\n".encode())
+                s.sendall(
+                    f"GET {origin.url('/echo')} HTTP/1.1\r\nHost: x\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
                 data = b""
                 while chunk := s.recv(65536):
                     data += chunk

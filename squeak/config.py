@@ -1,0 +1,936 @@
+# -*- test-case-name: tests.test_config -*-
+"""Configuration: TOML in, frozen dataclasses out.
+
+One frozen, slotted dataclass per TOML table holds the values ready to use:
+durations as float seconds, sizes as int bytes, networks as L{ipaddress}
+objects, listen addresses as L{ListenAddress}, paths resolved against the
+configuration file's directory. C{Config()} is the embedded, safe default used
+when no file is given: listen on loopback only and serve loopback clients only.
+
+Each field carries C{metadata={"doc": ..., "kind": ..., "parse": ...}}, the one
+schema from which the loader validates and against which
+C{docs/configuration.md} and C{etc/squeak.toml} are tested (as Squid's
+cf.data.pre and mitmproxy's C{add_option} do).
+
+Every problem is reported as a L{ConfigError} whose C{str()} is the single
+line shown to the operator, naming the file, the key and, where it can be
+found in the source text, the line.
+
+This module is pure: it imports no Twisted, never reads the clock and never
+touches the network (C{socket.gethostname} only supplies a default name).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from fractions import Fraction
+from socket import gethostname
+from typing import Any, cast
+
+__all__ = [
+    "TABLES",
+    "AccessConfig",
+    "AccessLogConfig",
+    "CacheConfig",
+    "Config",
+    "ConfigError",
+    "IPNetwork",
+    "LimitsConfig",
+    "ListenAddress",
+    "ProxyConfig",
+    "TimeoutsConfig",
+    "UpstreamConfig",
+    "default_cache_dir",
+    "default_visible_hostname",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_listen_address",
+    "parse_network",
+    "parse_size",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Forwarded-for modes, as Squid's C{forwarded_for} directive spells them.
+FORWARDED_FOR_MODES = ("on", "off", "delete", "transparent")
+
+#: Access log formats; keys of C{squeak.accesslog.FORMATTERS}.
+ACCESS_LOG_FORMATS = ("squid", "common", "combined")
+
+#: Largest size accepted, so that every size fits a signed 64-bit integer
+#: (SQLite, used by diskcache, stores no bigger integers).
+MAX_SIZE = 2**63 - 1
+
+
+class ConfigError(Exception):
+    """
+    A configuration cannot be used. C{str(self)} is the one line shown to the
+    operator, e.g. C{etc/squeak.toml:12: timeouts.connect: expected a
+    duration like "30s" or "2min", got "abc"}.
+
+    @ivar path: The configuration file, as given.
+    @ivar key: The dotted key (C{"timeouts.connect"}) or table name the
+        problem is about, or L{None} for problems with the file as a whole.
+    @ivar problem: What is wrong, without the location.
+    @ivar line: The 1-based line in the file, or L{None} where it is unknown.
+    """
+
+    def __init__(self, path: str, key: str | None, problem: str, line: int | None = None) -> None:
+        self.path, self.key, self.problem, self.line = path, key, problem, line
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+
+
+class _InvalidValueError(ValueError):
+    """
+    A value is unusable; the loader adds the file, key and line.
+
+    @ivar element: The array element at fault, used to find its line.
+    """
+
+    def __init__(self, problem: str, element: str | None = None) -> None:
+        super().__init__(problem)
+        self.element = element
+
+
+# --- Showing values in messages ---------------------------------------------
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    """
+    Quote a string the way TOML writes it, escaped so the message stays on one
+    line, and shortened if long.
+    """
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}")
+    return '"' + "".join(out) + '"'
+
+
+def _kind(value: object) -> str:
+    """Name the TOML type of C{value} with an article ("an integer")."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date or time"
+
+
+def _show(value: object) -> str:
+    """Show a TOML value in a message: strings and scalars as written."""
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        kinds = sorted({_kind(item) for item in value if not isinstance(item, str)})
+        return "an array containing " + " and ".join(kinds) if kinds else "an array"
+    return _kind(value)
+
+
+# --- Units ---------------------------------------------------------------------
+
+_NUMBER_AND_UNIT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([A-Za-z]*)\s*")
+
+#: Size units, case-insensitive: IEC binary prefixes for KiB/MiB/GiB/TiB,
+#: SI decimal prefixes for KB/MB/GB/TB.
+SIZE_UNITS: Mapping[str, int] = {
+    "": 1,
+    "b": 1,
+    "byte": 1,
+    "bytes": 1,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+}
+
+#: Duration units in seconds, case-insensitive. "m" is refused as ambiguous.
+DURATION_UNITS: Mapping[str, float] = {
+    "": 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+}
+
+_SIZE_EXPECTED = 'expected a size like "512 KiB" or "4 MB"'
+_DURATION_EXPECTED = 'expected a duration like "30s" or "2min"'
+
+
+def parse_size(text: str) -> int:
+    """
+    Parse a size into bytes.
+
+    A number, optionally fractional, then an optional unit: C{"512"},
+    C{"4 KiB"} (4096), C{"4 KB"} (4000), C{"1.5 MiB"}. KiB/MiB/GiB/TiB are
+    binary (IEC), KB/MB/GB/TB decimal (SI); units are case-insensitive. A
+    fraction of a byte is rounded down.
+
+    @param text: The size as written.
+    @return: The size in bytes, 0 to L{MAX_SIZE}.
+    @raise ValueError: If C{text} is not such a size; the message says what
+        was expected and what was found.
+    """
+    match = _NUMBER_AND_UNIT.fullmatch(text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in SIZE_UNITS:
+        raise ValueError(f"{_SIZE_EXPECTED}, got {_quote(text)}")
+    size = math.floor(Fraction(match.group(1)) * SIZE_UNITS[unit])
+    if size > MAX_SIZE:
+        raise ValueError(f"size too large (at most 2**63 - 1 bytes), got {_quote(text)}")
+    return size
+
+
+def parse_duration(text: str) -> float:
+    """
+    Parse a duration into seconds.
+
+    A number, optionally fractional, then an optional unit: C{"500ms"},
+    C{"30s"}, C{"2min"}, C{"1h"}, C{"1d"}; a plain number is seconds. Units
+    are case-insensitive; C{"m"} is refused because it could mean minutes or
+    milliseconds.
+
+    @param text: The duration as written.
+    @return: The duration in seconds, finite and not negative.
+    @raise ValueError: If C{text} is not such a duration.
+    """
+    match = _NUMBER_AND_UNIT.fullmatch(text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in DURATION_UNITS:
+        raise ValueError(f"{_DURATION_EXPECTED}, got {_quote(text)}")
+    seconds = float(match.group(1)) * DURATION_UNITS[unit]
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration too large, got {_quote(text)}")
+    return seconds
+
+
+# --- Addresses -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """
+    An address to listen on.
+
+    @ivar host: A literal IP address, IPv6 without brackets.
+    @ivar port: 0 to 65535; 0 asks for an ephemeral port (used by tests).
+    """
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        """Write the address as configured: C{127.0.0.1:3128}, C{[::1]:3128}."""
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+_LISTEN_EXPECTED = 'expected an address like "127.0.0.1:3128" or "[::1]:3128"'
+_PORT = re.compile(r"[0-9]{1,5}")
+_HOST_NAME = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    """
+    Parse C{"IP:port"} or C{"[IPv6]:port"} into a L{ListenAddress}.
+
+    Host names are refused: a name is resolved once, at start-up, may resolve
+    to several or to public addresses, and may change afterwards.
+
+    @raise ValueError: If C{text} is not such an address.
+    """
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]")
+        if not bracket or not port.startswith(":"):
+            raise ValueError(f"{_LISTEN_EXPECTED}, got {_quote(text)}")
+        port = port[1:]
+        try:
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(
+                f"expected an IPv6 address inside the brackets, got {_quote(text)}"
+            ) from None
+    else:
+        if text.count(":") > 1:
+            raise ValueError(
+                f'IPv6 addresses need brackets, like "[::1]:3128", got {_quote(text)}'
+            )
+        host, colon, port = text.partition(":")
+        if not colon:
+            raise ValueError(f"{_LISTEN_EXPECTED} (the port is required), got {_quote(text)}")
+        try:
+            address = ipaddress.IPv4Address(host)
+        except ValueError:
+            if _HOST_NAME.fullmatch(host):
+                raise ValueError(
+                    f"expected a literal IP address, not the host name {_quote(host)} "
+                    "(a name is looked up once at start-up and may resolve elsewhere "
+                    'later); write e.g. "127.0.0.1:3128" or "[::1]:3128"'
+                ) from None
+            raise ValueError(f"{_LISTEN_EXPECTED}, got {_quote(text)}") from None
+    if not _PORT.fullmatch(port) or int(port) > 65535:
+        raise ValueError(f"expected a port 0-65535 after the colon, got {_quote(text)}")
+    return ListenAddress(str(address), int(port))
+
+
+def parse_network(text: str) -> IPNetwork:
+    """
+    Parse an IP network in CIDR notation, strictly.
+
+    A bare address means that one host (C{/32} or C{/128}). Host bits set
+    below the prefix (C{"10.0.0.1/8"}) are an error, since they usually mean
+    a typo: the error suggests the network that was probably meant.
+
+    @raise ValueError: If C{text} is not such a network.
+    """
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(
+            f'expected an IP network like "192.168.0.0/16" or "::1/128", got {_quote(text)}'
+        ) from None
+    raise ValueError(f"{_quote(text)} has host bits set (did you mean {_quote(str(loose))}?)")
+
+
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _is_open(network: IPNetwork) -> bool:
+    """
+    Whether C{network} admits every client of one address family: all of
+    IPv4 or IPv6, or every IPv4 client seen through a dual-stack socket.
+    """
+    if network.prefixlen == 0:
+        return True
+    return isinstance(network, ipaddress.IPv6Network) and network.supernet_of(_IPV4_MAPPED)
+
+
+# --- Defaults --------------------------------------------------------------------
+
+_VISIBLE_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
+
+
+def default_visible_hostname() -> str:
+    """
+    The name this proxy gives itself in C{Via} and error pages by default:
+    the machine's host name, or C{"localhost"} if that is not usable.
+    """
+    name = gethostname()
+    return name if _VISIBLE_HOSTNAME.fullmatch(name) else "localhost"
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> str:
+    """
+    The per-user cache directory: C{$XDG_CACHE_HOME/squeak}, or
+    C{~/.cache/squeak} if C{XDG_CACHE_HOME} is unset, empty or relative (the
+    XDG Base Directory specification says to ignore relative values). Nothing
+    is created.
+
+    @param environ: The environment to consult; L{os.environ} by default.
+    """
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return os.path.join(xdg, "squeak")
+    home = env.get("HOME") or os.path.expanduser("~")
+    return os.path.join(home, ".cache", "squeak")
+
+
+# --- Field parsers ---------------------------------------------------------------
+#
+# Each takes the TOML value and the directory relative paths resolve against,
+# and returns the value ready to use or raises _InvalidValueError.
+
+_Parse = Callable[[object, str], object]
+
+
+def _setting(
+    *,
+    doc: str,
+    kind: str,
+    parse: _Parse,
+    default: object = MISSING,
+    factory: Callable[[], object] | None = None,
+    default_doc: str | None = None,
+) -> Any:
+    """
+    Declare one configuration key: its default, its documentation, the type
+    the operator writes (C{kind}), and the function that parses it.
+    """
+    metadata = {"doc": doc, "kind": kind, "parse": parse, "default_doc": default_doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _boolean(value: object, base_dir: str) -> bool:
+    """A TOML boolean; strings such as "yes" are refused."""
+    if not isinstance(value, bool):
+        raise _InvalidValueError(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _integer(minimum: int) -> _Parse:
+    """Make a parser for a TOML integer (not a boolean) of at least C{minimum}."""
+
+    def parse(value: object, base_dir: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _InvalidValueError(f"expected an integer, got {_show(value)}")
+        if value < minimum:
+            raise _InvalidValueError(f"expected an integer of at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _size(minimum: int) -> _Parse:
+    """Make a parser for a size (L{parse_size}) or an integer of bytes."""
+
+    def parse(value: object, base_dir: str) -> int:
+        if isinstance(value, str):
+            try:
+                size = parse_size(value)
+            except ValueError as e:
+                raise _InvalidValueError(str(e)) from None
+        elif isinstance(value, int) and not isinstance(value, bool):
+            size = value
+            if not 0 <= size <= MAX_SIZE:
+                raise _InvalidValueError(f"{_SIZE_EXPECTED}, got {_show(value)}")
+        else:
+            raise _InvalidValueError(f"{_SIZE_EXPECTED}, got {_show(value)}")
+        if size < minimum:
+            unit = "byte" if minimum == 1 else "bytes"
+            raise _InvalidValueError(f"must be at least {minimum} {unit}, got {_show(value)}")
+        return size
+
+    return parse
+
+
+def _positive_duration(value: object, base_dir: str) -> float:
+    """A duration (L{parse_duration}) or a number of seconds, above zero."""
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError as e:
+            raise _InvalidValueError(str(e)) from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise _InvalidValueError(f"{_DURATION_EXPECTED}, got {_show(value)}")
+    else:
+        raise _InvalidValueError(f"{_DURATION_EXPECTED}, got {_show(value)}")
+    if seconds <= 0:
+        raise _InvalidValueError(f"must be longer than zero, got {_show(value)}")
+    return seconds
+
+
+def _one_of(choices: tuple[str, ...]) -> _Parse:
+    """Make a parser for one of the strings in C{choices}."""
+    allowed = ", ".join(_quote(choice) for choice in choices)
+
+    def parse(value: object, base_dir: str) -> str:
+        if value not in choices:
+            raise _InvalidValueError(f"expected one of {allowed}, got {_show(value)}")
+        assert isinstance(value, str)
+        return value
+
+    return parse
+
+
+def _strings(value: object, example: str) -> list[str]:
+    """Accept a string or an array of strings, as a list."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return cast(list[str], value)
+    raise _InvalidValueError(f"expected an array of strings like {example}, got {_show(value)}")
+
+
+def _listen_addresses(value: object, base_dir: str) -> tuple[ListenAddress, ...]:
+    """At least one distinct L{ListenAddress}."""
+    items = _strings(value, '["127.0.0.1:3128"]')
+    if not items:
+        raise _InvalidValueError('must list at least one address, like ["127.0.0.1:3128"]')
+    addresses: list[ListenAddress] = []
+    for item in items:
+        try:
+            address = parse_listen_address(item)
+        except ValueError as e:
+            raise _InvalidValueError(str(e), element=item) from None
+        if address in addresses:
+            raise _InvalidValueError(f"{_quote(item)} is listed twice", element=item)
+        addresses.append(address)
+    return tuple(addresses)
+
+
+def _networks(value: object, base_dir: str) -> tuple[IPNetwork, ...]:
+    """Client networks, none of which opens the proxy to everyone."""
+    networks: list[IPNetwork] = []
+    for item in _strings(value, '["127.0.0.0/8", "::1/128"]'):
+        try:
+            network = parse_network(item)
+        except ValueError as e:
+            raise _InvalidValueError(str(e), element=item) from None
+        if _is_open(network):
+            raise _InvalidValueError(
+                f"{_quote(item)} would make an open proxy "
+                "(list only the networks of your own clients)",
+                element=item,
+            )
+        networks.append(network)
+    return tuple(networks)
+
+
+def _visible_hostname(value: object, base_dir: str) -> str:
+    """A host name fit for C{Via} (RFC 9110 §7.6.3 C{received-by})."""
+    if not isinstance(value, str) or not _VISIBLE_HOSTNAME.fullmatch(value):
+        raise _InvalidValueError(
+            f'expected a host name like "proxy.example.net", got {_show(value)}'
+        )
+    return value
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    """Expand C{~} and make C{path} absolute relative to C{base_dir}."""
+    path = os.path.expanduser(path)
+    return os.path.normpath(os.path.join(base_dir, path))
+
+
+def _log_path(value: object, base_dir: str) -> str:
+    """A log file path, resolved, or C{"-"} or C{""} as they are."""
+    if not isinstance(value, str):
+        raise _InvalidValueError(f'expected a file path, "-" or "", got {_show(value)}')
+    if "\0" in value:
+        raise _InvalidValueError(f"a path cannot contain a NUL character, got {_show(value)}")
+    return value if value in ("-", "") else _resolve(value, base_dir)
+
+
+def _directory(value: object, base_dir: str) -> str:
+    """A directory path, resolved; never empty."""
+    if not isinstance(value, str) or value in ("", "-"):
+        raise _InvalidValueError(f"expected a directory path, got {_show(value)}")
+    if "\0" in value:
+        raise _InvalidValueError(f"a path cannot contain a NUL character, got {_show(value)}")
+    return _resolve(value, base_dir)
+
+
+# --- The schema: one dataclass per table --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """
+    The C{[proxy]} table: where to listen and how to identify the proxy.
+
+    @ivar http_port: Addresses to accept proxy requests on.
+    @ivar visible_hostname: The proxy's name in C{Via} and error pages, and
+        the name looked for to detect forwarding loops (RFC 9110 §7.6.3).
+    @ivar forwarded_for: What to do with C{X-Forwarded-For}.
+    @ivar via: Whether to add a C{Via} header (RFC 9110 §7.6.3).
+    """
+
+    http_port: tuple[ListenAddress, ...] = _setting(
+        default=(ListenAddress("127.0.0.1", 3128),),
+        kind="array of addresses",
+        doc="Addresses to accept proxy requests on, each a literal IP address and port.",
+        parse=_listen_addresses,
+    )
+    visible_hostname: str = _setting(
+        factory=default_visible_hostname,
+        default_doc="the machine's host name",
+        kind="string",
+        doc="The proxy's name in Via headers and error pages; also used to detect loops.",
+        parse=_visible_hostname,
+    )
+    forwarded_for: str = _setting(
+        default="on",
+        kind="string: on | off | delete | transparent",
+        doc="X-Forwarded-For: on appends the client address, off appends 'unknown', "
+        "delete removes the header, transparent passes it unchanged.",
+        parse=_one_of(FORWARDED_FOR_MODES),
+    )
+    via: bool = _setting(
+        default=True,
+        kind="boolean",
+        doc="Whether to add a Via header to requests and responses (RFC 9110 §7.6.3).",
+        parse=_boolean,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutsConfig:
+    """
+    The C{[timeouts]} table, all in seconds.
+
+    @ivar connect: Limit on establishing a connection to an origin.
+    @ivar read: Limit on silence from an origin while awaiting a response.
+    @ivar client_idle: Limit on an idle client connection between requests.
+    @ivar server_idle: Limit on keeping an idle origin connection pooled.
+    """
+
+    connect: float = _setting(
+        default=30.0,
+        kind="duration",
+        doc="How long to wait for a connection to an origin server.",
+        parse=_positive_duration,
+    )
+    read: float = _setting(
+        default=300.0,
+        kind="duration",
+        doc="How long an origin server may stay silent while a response is awaited.",
+        parse=_positive_duration,
+    )
+    client_idle: float = _setting(
+        default=120.0,
+        kind="duration",
+        doc="How long a client connection may stay idle between requests.",
+        parse=_positive_duration,
+    )
+    server_idle: float = _setting(
+        default=60.0,
+        kind="duration",
+        doc="How long an idle connection to an origin server is kept for reuse.",
+        parse=_positive_duration,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """
+    The C{[limits]} table: bounds on what a client may send.
+
+    @ivar request_header_size: Most bytes in a request's header section.
+    @ivar request_headers: Most header fields in a request.
+    @ivar request_body_size: Most bytes in a request body.
+    """
+
+    request_header_size: int = _setting(
+        default=65536,
+        kind="size",
+        doc="The largest request header section accepted (request line included).",
+        parse=_size(minimum=1),
+    )
+    request_headers: int = _setting(
+        default=100,
+        kind="integer",
+        doc="The most header fields accepted in one request.",
+        parse=_integer(minimum=1),
+    )
+    request_body_size: int = _setting(
+        default=1024**3,
+        kind="size",
+        doc="The largest request body accepted.",
+        parse=_size(minimum=0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """
+    The C{[upstream]} table: connections to origin servers.
+
+    @ivar max_idle_per_host: Most idle pooled connections per origin.
+    """
+
+    max_idle_per_host: int = _setting(
+        default=32,
+        kind="integer",
+        doc="The most idle connections kept open per origin server; 0 disables reuse.",
+        parse=_integer(minimum=0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessConfig:
+    """
+    The C{[access]} table: who may use the proxy.
+
+    @ivar allow_src: Client networks allowed to use the proxy; all others are
+        denied. Never everything: that would be an open proxy.
+    """
+
+    allow_src: tuple[IPNetwork, ...] = _setting(
+        default=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        kind="array of networks",
+        doc="Client networks (CIDR) allowed to use the proxy; everyone else is denied.",
+        parse=_networks,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogConfig:
+    """
+    The C{[access_log]} table.
+
+    @ivar path: An absolute file path, C{"-"} for standard output, or C{""}
+        for no access log.
+    @ivar format: One of L{ACCESS_LOG_FORMATS}.
+    """
+
+    path: str = _setting(
+        default="-",
+        kind="path",
+        doc='Where to write one line per request: a file, "-" for standard output, "" for none.',
+        parse=_log_path,
+    )
+    format: str = _setting(
+        default="squid",
+        kind="string: squid | common | combined",
+        doc="The access log line format: Squid's native format, or Apache common/combined.",
+        parse=_one_of(ACCESS_LOG_FORMATS),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """
+    The C{[cache]} table.
+
+    @ivar dir: The absolute path of the disk cache directory.
+    """
+
+    dir: str = _setting(
+        factory=default_cache_dir,
+        default_doc="$XDG_CACHE_HOME/squeak, or ~/.cache/squeak",
+        kind="path",
+        doc="The directory holding the disk cache; created when the proxy starts.",
+        parse=_directory,
+    )
+
+
+#: The TOML tables and the dataclass each is read into, in document order.
+TABLES: Mapping[str, type] = {
+    "proxy": ProxyConfig,
+    "timeouts": TimeoutsConfig,
+    "limits": LimitsConfig,
+    "upstream": UpstreamConfig,
+    "access": AccessConfig,
+    "access_log": AccessLogConfig,
+    "cache": CacheConfig,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """
+    A whole configuration. C{Config()} is the embedded safe default.
+
+    @ivar source: The file the configuration was read from, or
+        C{"<defaults>"}.
+    """
+
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
+    access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    source: str = "<defaults>"
+
+
+# --- Finding lines ---------------------------------------------------------------
+
+_HEADER = re.compile(r"\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?")
+_ASSIGNMENT = re.compile(r"\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _dotted(name: str) -> str:
+    """Normalize a TOML dotted name as written (C{"a" . b}) to C{a.b}."""
+    return ".".join(part.strip().strip("\"'") for part in name.split("."))
+
+
+def _find_line(
+    text: str, table: str, key: str | None = None, element: str | None = None
+) -> int | None:
+    """
+    Find the line of a table, or of a key, or of an element of an
+    array-valued key, by scanning C{text}.
+
+    A name is found where it is defined exactly (a C{[table]} header or a
+    C{key =} line in its table or as a dotted key), or failing that where a
+    name below it is first defined (C{[table.sub]}, C{key.sub =}).
+
+    @param table: The table name; C{""} for the top level.
+    @param key: The key within C{table}, or L{None} to find the table.
+    @param element: A string element of the key's array value.
+    @return: The 1-based line, or L{None} unless exactly one line defines
+        the name (or, failing that, some line defines a name below it).
+    """
+    wanted = f"{table}.{key}" if key is not None and table else (key or table)
+    current = ""
+    exact: list[int] = []
+    below: list[int] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        header = _HEADER.fullmatch(line)
+        if header:
+            current = name = _dotted(header.group(1))
+        elif assignment := _ASSIGNMENT.match(line):
+            name = _dotted(assignment.group(1))
+            name = f"{current}.{name}" if current else name
+        else:
+            continue
+        if name == wanted:
+            exact.append(number)
+        elif name.startswith(wanted + "."):
+            below.append(number)
+    if len(exact) == 1:
+        found = exact[0]
+    elif not exact and below:
+        found = below[0]
+    else:
+        return None
+    if element is None:
+        return found
+    literals = (f'"{element}"', f"'{element}'")
+    for number in range(found, len(lines) + 1):
+        line = lines[number - 1]
+        if number > found and (_HEADER.fullmatch(line) or _ASSIGNMENT.match(line)):
+            break
+        if any(literal in line for literal in literals):
+            return number
+    return found
+
+
+# --- Loading ---------------------------------------------------------------------
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    """Suggest the closest known name, or list them all."""
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"did you mean {close[0]}?"
+    return "expected one of " + ", ".join(known)
+
+
+def _build_table(
+    cls: type, table: str, values: dict[str, object], text: str, path: str, base_dir: str
+) -> object:
+    """Parse one table's values into an instance of C{cls}."""
+    schema = {f.name: f for f in fields(cls)}
+    parsed: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = schema.get(key)
+        if spec is None:
+            raise ConfigError(
+                path,
+                f"{table}.{key}",
+                f"unknown key ({_suggest(key, list(schema))})",
+                _find_line(text, table, key),
+            )
+        parse = cast(_Parse, spec.metadata["parse"])
+        try:
+            parsed[key] = parse(value, base_dir)
+        except _InvalidValueError as e:
+            line = _find_line(text, table, key, e.element)
+            raise ConfigError(path, f"{table}.{key}", str(e), line) from None
+    return cls(**parsed)
+
+
+def parse_config(text: str, path: str) -> Config:
+    """
+    Parse and validate a configuration from TOML text.
+
+    Keys left out take their defaults. Relative paths resolve against the
+    directory of C{path}.
+
+    @param text: The TOML source.
+    @param path: The file it came from, used in messages, as the base of
+        relative paths, and as L{Config.source}.
+    @raise ConfigError: On the first problem found, in document order.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        at = re.search(r"\(at line (\d+), column \d+\)", message)
+        line = int(at.group(1)) if at else None
+        raise ConfigError(path, None, f"invalid TOML: {message}", line) from None
+    base_dir = os.path.dirname(os.path.abspath(path))
+    tables: dict[str, Any] = {}
+    for name, values in document.items():
+        cls = TABLES.get(name)
+        if cls is None:
+            if isinstance(values, dict):
+                problem = f"unknown table ({_suggest(name, list(TABLES))})"
+                raise ConfigError(path, name, problem, _find_line(text, name))
+            owners = [table for table, c in TABLES.items() if name in (f.name for f in fields(c))]
+            if owners:
+                problem = f"keys belong in a table (did you mean [{owners[0]}] {name}?)"
+            else:
+                problem = f"unknown key ({_suggest(name, list(TABLES))})"
+            raise ConfigError(path, name, problem, _find_line(text, "", name))
+        if not isinstance(values, dict):
+            problem = f"expected a table [{name}], got {_show(values)}"
+            raise ConfigError(path, name, problem, _find_line(text, "", name))
+        tables[name] = _build_table(cls, name, values, text, path, base_dir)
+    return Config(**tables, source=path)
+
+
+def load_config(path: str) -> Config:
+    """
+    Read, parse and validate the configuration file at C{path}.
+
+    @raise ConfigError: If the file cannot be read or is not a valid
+        configuration, e.g. C{squeak.toml: cannot read: No such file or
+        directory}.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, None, f"cannot read: not UTF-8 (byte {e.start})") from None
+    return parse_config(text, path)
