@@ -614,6 +614,7 @@ class TimeoutsConfig:
     @ivar read: Limit on silence from an origin while awaiting a response.
     @ivar client_idle: Limit on an idle client connection between requests.
     @ivar server_idle: Limit on keeping an idle origin connection pooled.
+    @ivar tunnel_idle: Limit on a CONNECT tunnel relaying nothing.
     """
 
     connect: float = _setting(
@@ -638,6 +639,12 @@ class TimeoutsConfig:
         default=60.0,
         kind="duration",
         doc="How long an idle connection to an origin server is kept for reuse.",
+        parse=_positive_duration,
+    )
+    tunnel_idle: float = _setting(
+        default=900.0,
+        kind="duration",
+        doc="How long a CONNECT tunnel may relay nothing in either direction before it is closed.",
         parse=_positive_duration,
     )
 

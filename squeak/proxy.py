@@ -27,6 +27,7 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -49,7 +50,8 @@ from squeak.headers import (
     parse_max_forwards,
     upstream_request_headers,
 )
-from squeak.target import Target, TargetError, parse_absolute_target
+from squeak.target import Target, TargetError, parse_absolute_target, parse_authority
+from squeak.tunnel import Tunnel, UpstreamEnd, UpstreamEndFactory
 from squeak.upstream import UpstreamClient
 
 #: Methods the proxy answers itself when Max-Forwards reaches 0
@@ -102,6 +104,8 @@ class ProxyContext:
     access_log: AccessLog
     allow_client: Callable[[str], bool]
     cooperator: Cooperator
+    #: Ports CONNECT may reach (Squid's SSL_ports) until the ACL engine decides.
+    tunnel_ports: frozenset[int] = frozenset({443})
 
     @classmethod
     def build(cls, config: Config, reactor: Any, access_log: AccessLog) -> ProxyContext:
@@ -311,9 +315,8 @@ class ForwardRequest(ProxyRequest):
             self._log_code = "TCP_DENIED"
             raise ProxyError("ERR_ACCESS_DENIED", 403, "client address not allowed")
         if self.method == b"CONNECT":
-            raise ProxyError(
-                "ERR_UNSUP_REQ", 501, "CONNECT tunnels are not supported by this proxy yet"
-            )
+            self._open_tunnel()
+            return
         try:
             target = parse_absolute_target(self.uri)
         except TargetError as error:
@@ -345,6 +348,54 @@ class ForwardRequest(ProxyRequest):
             request_version=self.clientproto,
         )
         self._send_upstream(target, outgoing)
+
+    def _open_tunnel(self) -> None:
+        """
+        CONNECT (RFC 9110 §9.3.6): connect to the authority, answer 200 only
+        once the connection is open, then relay bytes both ways.
+        """
+        try:
+            host, port = parse_authority(self.uri, None)
+        except TargetError as error:
+            raise ProxyError(error.name, error.status, error.detail) from None
+        if port not in self.context.tunnel_ports:
+            self._log_code = "TCP_DENIED"
+            raise ProxyError("ERR_ACCESS_DENIED", 403, f"CONNECT to port {port} is not allowed")
+        self._hierarchy = "HIER_DIRECT"
+        self._peer = host
+        endpoint = HostnameEndpoint(
+            self.context.reactor, host, port, timeout=self.context.config.timeouts.connect
+        )
+        pending = endpoint.connect(UpstreamEndFactory())
+        self._pending = pending
+        pending.addCallbacks(self._tunnel_connected, self._upstream_failed)
+        pending.addErrback(self._internal_error)
+
+    def _tunnel_connected(self, upstream: UpstreamEnd) -> None:
+        self._pending = None
+        if self._disconnected:
+            upstream.transport.loseConnection()
+            return
+        self._peer = getattr(upstream.transport.getPeer(), "host", self._peer)
+        self._log_code = "TCP_TUNNEL"
+        tunnel = Tunnel(
+            self.context.reactor, self.context.config.timeouts.tunnel_idle, self._tunnel_closed
+        )
+        tunnel.start(self.channel, upstream, b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+    def _tunnel_closed(self, tunnel: Tunnel) -> None:
+        """
+        Log the tunnel: Squid's size field is the bytes relayed to the
+        client; both directions go to the service log.
+        """
+        self._log.info(
+            "tunnel to {target} closed: {down} bytes to client, {up} from client{idle}",
+            target=_text(self.uri),
+            down=tunnel.to_client,
+            up=tunnel.from_client,
+            idle=" (idle timeout)" if tunnel.idle_timed_out else "",
+        )
+        self.write_access_log(status=200, size=tunnel.to_client)
 
     def _send_upstream(self, target: Target, outgoing: RawHeaders) -> None:
         body = None
@@ -545,9 +596,14 @@ class ForwardRequest(ProxyRequest):
                 self._log_code += "_ABORTED" if self._log_code == "TCP_MISS" else ""
         self.write_access_log()
 
-    def write_access_log(self) -> None:
+    def write_access_log(self, *, status: int | None = None, size: int | None = None) -> None:
         """
         One line per request, written once.
+
+        @param status: The status to log when it was not sent through this
+            request (a tunnel's 200); else the response's.
+        @param size: Bytes sent to the client when not counted by this
+            request (a tunnel's relayed bytes).
         """
         if self._logged:
             return
@@ -561,8 +617,8 @@ class ForwardRequest(ProxyRequest):
             elapsed_ms=max(0, round((now - self._started) * 1000)),
             client=getattr(self.getClientAddress(), "host", "-"),
             code=self._log_code,
-            status=self.code if self.startedWriting else 0,
-            size=self.head_bytes + self.sentLength,
+            status=status if status is not None else (self.code if self.startedWriting else 0),
+            size=size if size is not None else self.head_bytes + self.sentLength,
             method=_text(self.method or b"-"),
             url=_text(self.uri or b"-"),
             user=None,

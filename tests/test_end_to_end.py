@@ -232,6 +232,7 @@ class EndToEndTests(unittest.SynchronousTestCase):
                 head += s.recv(1024)
             received = len(head.partition(b"\r\n\r\n")[2])
             deadline = time.monotonic() + 120
+            started = time.monotonic()
             reads = 0
             while received < size and time.monotonic() < deadline:
                 chunk = s.recv(256 * 1024)
@@ -239,8 +240,12 @@ class EndToEndTests(unittest.SynchronousTestCase):
                     break
                 received += len(chunk)
                 reads += 1
-                if reads % 64 == 0:
-                    time.sleep(0.02)  # a slow reader: well under the origin's pace
+                # A slow reader: paced to about 64 MB/s, far below what the
+                # origin can send.
+                ahead = received / 64e6 - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+                if reads % 32 == 0:
                     peak = max(peak, proxy.rss_kib())
         self.assertEqual(received, size)
         growth_mib = (peak - baseline) / 1024

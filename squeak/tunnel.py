@@ -1,0 +1,230 @@
+# -*- test-case-name: tests.test_tunnel -*-
+"""
+Byte relays that take over a client connection: CONNECT tunnels and
+upgraded (WebSocket) connections.
+
+Once a tunnel is established the client's L{HTTPChannel} stops parsing HTTP:
+its C{dataReceived} and connection-loss handlers are replaced by the
+tunnel's, the same way Twisted's own WebSocket upgrade does it, so it works
+the same over plain TCP and TLS client transports.  Bytes the client sent
+after its request head and before the tunnel was up (a pipelined TLS
+ClientHello) wait in the channel's private C{_dataBuffer}; they are handed
+on first.  A test fails if Twisted stops buffering them there.
+
+Flow control runs both ways: each transport is registered as the other's
+streaming producer (as in L{twisted.protocols.portforward}), so a fast
+sender facing a slow receiver is paused instead of filling memory.
+
+Half-close: when one side shuts down its writing, the tunnel shuts down
+writing to the other side after the data in flight is delivered, and the
+connection ends when both directions are done (RFC 9110 §9.3.6: a tunnel
+closes when both sides have closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import alsoProvides, implementer
+
+
+@implementer(IHalfCloseableProtocol)
+class UpstreamEnd(protocol.Protocol):
+    """
+    The origin side of a tunnel.  Until the tunnel is attached it only
+    buffers (an upgraded connection's first bytes may arrive with the head).
+    """
+
+    def __init__(self) -> None:
+        self.tunnel: Tunnel | None = None
+        self.early: list[bytes] = []
+        self.lost = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.tunnel is None:
+            self.early.append(data)
+        else:
+            self.tunnel.upstream_data(data)
+
+    def readConnectionLost(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.upstream_read_closed()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.upstream_write_closed()
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.lost = True
+        if self.tunnel is not None:
+            self.tunnel.upstream_lost()
+
+
+class UpstreamEndFactory(protocol.ClientFactory):
+    """
+    Builds the L{UpstreamEnd} for one tunnel.
+    """
+
+    noisy = False
+    protocol = UpstreamEnd
+
+
+class Tunnel:
+    """
+    Relays bytes between a client channel and an L{UpstreamEnd}.
+
+    @ivar to_client: Bytes relayed from the origin to the client.
+    @ivar from_client: Bytes relayed from the client to the origin.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        idle_timeout: float,
+        on_closed: Callable[[Tunnel], None],
+    ) -> None:
+        self._reactor = reactor
+        self._idle_timeout = idle_timeout
+        self._on_closed = on_closed
+        self.to_client = 0
+        self.from_client = 0
+        self._client: Any = None
+        self._upstream: UpstreamEnd | None = None
+        self._client_read_done = False
+        self._upstream_read_done = False
+        self._closed = False
+        self._idle_call: Any = None
+        self._seen = -1
+        self.idle_timed_out = False
+
+    def start(self, channel: Any, upstream: UpstreamEnd, first_to_client: bytes = b"") -> None:
+        """
+        Take over C{channel}'s transport and start relaying.
+
+        @param first_to_client: Bytes to send the client before relaying
+            (the C{200 Connection established} or C{101} head).
+        """
+        client = channel.transport
+        self._client = client
+        self._upstream = upstream
+        buffered = b"".join(channel._dataBuffer)
+        channel._dataBuffer = []
+        channel.setTimeout(None)
+        channel.dataReceived = self.client_data
+        channel.connectionLost = self.client_lost
+        channel.readConnectionLost = self.client_read_closed
+        channel.writeConnectionLost = self.client_write_closed
+        alsoProvides(channel, IHalfCloseableProtocol)
+        # The channel registered itself as its transport's producer.
+        client.unregisterProducer()
+        upstream.tunnel = self
+        if first_to_client:
+            client.write(first_to_client)
+        client.registerProducer(upstream.transport, True)
+        upstream.transport.registerProducer(client, True)
+        early, upstream.early = b"".join(upstream.early), []
+        if early:
+            self.upstream_data(early)
+        if buffered:
+            self.client_data(buffered)
+        client.resumeProducing()
+        self._schedule_idle_check()
+        if upstream.lost:
+            self.upstream_lost()
+
+    # client side
+    def client_data(self, data: bytes) -> None:
+        self.from_client += len(data)
+        if self._upstream is not None:
+            self._upstream.transport.write(data)
+
+    def client_read_closed(self) -> None:
+        self._client_read_done = True
+        self._shutdown_write(self._upstream.transport if self._upstream else None)
+        self._maybe_finish()
+
+    def client_write_closed(self) -> None:
+        pass
+
+    def client_lost(self, reason: Failure = protocol.connectionDone) -> None:
+        self._client_read_done = True
+        if self._upstream is not None:
+            self._upstream.transport.loseConnection()
+        self._finish()
+
+    # upstream side
+    def upstream_data(self, data: bytes) -> None:
+        self.to_client += len(data)
+        self._client.write(data)
+
+    def upstream_read_closed(self) -> None:
+        self._upstream_read_done = True
+        self._shutdown_write(self._client)
+        self._maybe_finish()
+
+    def upstream_write_closed(self) -> None:
+        pass
+
+    def upstream_lost(self) -> None:
+        self._upstream_read_done = True
+        if self._client is not None:
+            self._client.loseConnection()
+        self._finish()
+
+    # both
+    def _shutdown_write(self, transport: Any) -> None:
+        """
+        Half-close one direction after its pending data is written; a
+        transport that cannot half-close is closed whole.
+        """
+        if transport is None:
+            return
+        try:
+            transport.loseWriteConnection()
+        except (AttributeError, NotImplementedError):
+            transport.loseConnection()
+
+    def _maybe_finish(self) -> None:
+        if self._client_read_done and self._upstream_read_done:
+            self._client.loseConnection()
+            if self._upstream is not None:
+                self._upstream.transport.loseConnection()
+
+    def _schedule_idle_check(self) -> None:
+        """
+        Idle detection without per-chunk timer resets: every
+        C{idle_timeout} seconds, a tunnel that relayed nothing since the
+        last check is closed.
+        """
+        self._idle_call = self._reactor.callLater(self._idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_call = None
+        moved = self.to_client + self.from_client
+        if moved == self._seen:
+            self.idle_timed_out = True
+            self._log.info("closing idle tunnel")
+            if self._upstream is not None:
+                self._upstream.transport.abortConnection()
+            self._client.abortConnection()
+            return
+        self._seen = moved
+        self._schedule_idle_check()
+
+    def _finish(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        self._on_closed(self)
