@@ -45,6 +45,7 @@ __all__ = [
     "LimitsConfig",
     "ListenAddress",
     "ProxyConfig",
+    "RefreshPattern",
     "TimeoutsConfig",
     "UpstreamConfig",
     "default_cache_dir",
@@ -511,6 +512,30 @@ def _listen_addresses(value: object, base_dir: str) -> tuple[ListenAddress, ...]
     return tuple(addresses)
 
 
+def _optional_listen_addresses(value: object, base_dir: str) -> tuple[ListenAddress, ...]:
+    """Zero or more distinct L{ListenAddress}es (an empty list: no listener)."""
+    if value == []:
+        return ()
+    return _listen_addresses(value, base_dir)
+
+
+def _readable_file(value: object, base_dir: str) -> str:
+    """A readable file's resolved path, or C{""} for none."""
+    if not isinstance(value, str):
+        raise _InvalidValueError(f'expected a file path or "", got {_show(value)}')
+    if value == "":
+        return ""
+    if "\0" in value:
+        raise _InvalidValueError(f"a path cannot contain a NUL character, got {_show(value)}")
+    path = _resolve(value, base_dir)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise _InvalidValueError(f"cannot read {_quote(path)}: {e.strerror or e}") from None
+    return path
+
+
 def _networks(value: object, base_dir: str) -> tuple[IPNetwork, ...]:
     """Client networks, none of which opens the proxy to everyone."""
     networks: list[IPNetwork] = []
@@ -606,6 +631,39 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """
+    The C{[tls]} table: the TLS listener (an HTTPS proxy port, Squid's
+    C{https_port}), where clients speak TLS to squeak so that nothing they
+    send, Basic credentials included, crosses the LAN in clear.
+
+    @ivar https_port: Addresses of TLS listeners; empty for none.
+    @ivar certificate: PEM certificate chain presented to clients.
+    @ivar key: PEM private key of that certificate.
+    """
+
+    https_port: tuple[ListenAddress, ...] = _setting(
+        default=(),
+        kind="array of addresses",
+        doc="Addresses to accept TLS connections from clients on (an HTTPS proxy); "
+        "empty for none. Needs certificate and key.",
+        parse=_optional_listen_addresses,
+    )
+    certificate: str = _setting(
+        default="",
+        kind="path",
+        doc="PEM file with the certificate (and chain) the TLS listener presents.",
+        parse=_readable_file,
+    )
+    key: str = _setting(
+        default="",
+        kind="path",
+        doc="PEM file with the private key of the TLS listener's certificate.",
+        parse=_readable_file,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class TimeoutsConfig:
     """
     The C{[timeouts]} table, all in seconds.
@@ -685,6 +743,7 @@ class UpstreamConfig:
     The C{[upstream]} table: connections to origin servers.
 
     @ivar max_idle_per_host: Most idle pooled connections per origin.
+    @ivar ca_file: Trusted CAs for https origins; C{""} for the system's.
     """
 
     max_idle_per_host: int = _setting(
@@ -692,6 +751,13 @@ class UpstreamConfig:
         kind="integer",
         doc="The most idle connections kept open per origin server; 0 disables reuse.",
         parse=_integer(minimum=0),
+    )
+    ca_file: str = _setting(
+        default="",
+        kind="path",
+        doc="PEM file of the certificate authorities trusted for https:// origins; "
+        '"" trusts the system\'s CA bundle.',
+        parse=_readable_file,
     )
 
 
@@ -736,12 +802,114 @@ class AccessLogConfig:
     )
 
 
+# --- [cache] parsers ----------------------------------------------------------------
+
+
+def _duration(value: object, base_dir: str) -> float:
+    """A duration (L{parse_duration}) or a number of seconds, zero allowed."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise _InvalidValueError(str(e)) from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    raise _InvalidValueError(f"{_DURATION_EXPECTED}, got {_show(value)}")
+
+
+def _fraction(value: object, base_dir: str) -> float:
+    """A number from 0 to 1."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise _InvalidValueError(f"expected a number from 0 to 1 like 0.1, got {_show(value)}")
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshPattern:
+    """
+    One C{[[cache.refresh_pattern]]} rule, as Squid's C{refresh_pattern}:
+    heuristic freshness for responses without explicit freshness whose URI
+    the regular expression matches (RFC 9111 §4.2.2).
+
+    @ivar regex: A Python regular expression searched for in the URI.
+    @ivar case_insensitive: Whether C{regex} ignores case.
+    @ivar min: The least freshness lifetime, in seconds.
+    @ivar percent: The lifetime as a percentage of the time since
+        C{Last-Modified}.
+    @ivar max: The greatest freshness lifetime, in seconds.
+    """
+
+    regex: str
+    case_insensitive: bool = False
+    min: float = 0.0
+    percent: float = 20.0
+    max: float = 3 * 86400.0
+
+
+_REFRESH_PATTERN_KEYS = ("regex", "case_insensitive", "min", "percent", "max")
+_REFRESH_PATTERN_EXAMPLE = '[{ regex = "\\.jpg$", min = "0", percent = 20, max = "3d" }]'
+
+
+def _refresh_rule(item: object) -> RefreshPattern:
+    """One refresh rule from its TOML table."""
+    if not isinstance(item, dict):
+        raise _InvalidValueError(
+            f"expected an array of tables like {_REFRESH_PATTERN_EXAMPLE}, got {_show(item)}"
+        )
+    unknown = [key for key in item if key not in _REFRESH_PATTERN_KEYS]
+    if unknown:
+        suggestion = _suggest(unknown[0], list(_REFRESH_PATTERN_KEYS))
+        raise _InvalidValueError(f"unknown key {unknown[0]} in a rule ({suggestion})")
+    regex = item.get("regex")
+    if not isinstance(regex, str):
+        raise _InvalidValueError(f"each rule needs a regex string, got {_show(regex)}")
+    case_insensitive = _boolean(item.get("case_insensitive", False), "")
+    try:
+        re.compile(regex, re.IGNORECASE if case_insensitive else 0)
+    except re.error as e:
+        raise _InvalidValueError(f"invalid regex {_quote(regex)}: {e}", element=regex) from None
+    percent = item.get("percent", 20)
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent:
+        raise _InvalidValueError(
+            f"percent: expected a number of at least 0, got {_show(percent)}", element=regex
+        )
+    low = _duration(item.get("min", 0), "")
+    high = _duration(item.get("max", 3 * 86400), "")
+    if low > high:
+        raise _InvalidValueError(
+            f"min is more than max in the rule for {_quote(regex)}", element=regex
+        )
+    return RefreshPattern(regex, case_insensitive, low, float(percent), high)
+
+
+def _refresh_patterns(value: object, base_dir: str) -> tuple[RefreshPattern, ...]:
+    """An array of refresh rules (tables)."""
+    if not isinstance(value, list):
+        raise _InvalidValueError(
+            f"expected an array of tables like {_REFRESH_PATTERN_EXAMPLE}, got {_show(value)}"
+        )
+    return tuple(_refresh_rule(item) for item in value)
+
+
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
     """
-    The C{[cache]} table.
+    The C{[cache]} table: the HTTP cache (docs/cache.md).
 
     @ivar dir: The absolute path of the disk cache directory.
+    @ivar enabled: Whether responses are cached at all.
+    @ivar size: The disk cache's size limit in bytes; least recently used
+        entries are evicted beyond it.
+    @ivar memory_size: The memory tier's size limit in bytes.
+    @ivar maximum_object_size_in_memory: The largest body kept in memory.
+    @ivar maximum_object_size: The largest body stored.
+    @ivar minimum_object_size: The smallest body stored.
+    @ivar heuristic_fraction: The fraction of the time since
+        C{Last-Modified} used as heuristic freshness (RFC 9111 §4.2.2).
+    @ivar heuristic_max: The cap on heuristic freshness, in seconds.
+    @ivar refresh_pattern: Heuristic freshness rules by URI, tried in order.
     """
 
     dir: str = _setting(
@@ -751,11 +919,68 @@ class CacheConfig:
         doc="The directory holding the disk cache; created when the proxy starts.",
         parse=_directory,
     )
+    enabled: bool = _setting(
+        default=True,
+        kind="boolean",
+        doc="Whether to cache responses at all.",
+        parse=_boolean,
+    )
+    size: int = _setting(
+        default=1024**3,
+        kind="size",
+        doc="The disk cache's size limit; least recently used entries are evicted beyond it.",
+        parse=_size(minimum=0),
+    )
+    memory_size: int = _setting(
+        default=64 * 1024**2,
+        kind="size",
+        doc="The memory tier's size limit for small hot objects; 0 disables it.",
+        parse=_size(minimum=0),
+    )
+    maximum_object_size_in_memory: int = _setting(
+        default=512 * 1024,
+        kind="size",
+        doc="The largest body kept in the memory tier.",
+        parse=_size(minimum=0),
+    )
+    maximum_object_size: int = _setting(
+        default=256 * 1024**2,
+        kind="size",
+        doc="The largest body stored; larger responses are relayed but not cached.",
+        parse=_size(minimum=0),
+    )
+    minimum_object_size: int = _setting(
+        default=0,
+        kind="size",
+        doc="The smallest body stored; smaller responses are relayed but not cached.",
+        parse=_size(minimum=0),
+    )
+    heuristic_fraction: float = _setting(
+        default=0.1,
+        kind="number from 0 to 1",
+        doc="Heuristic freshness as a fraction of the time since Last-Modified "
+        "(RFC 9111 §4.2.2).",
+        parse=_fraction,
+    )
+    heuristic_max: float = _setting(
+        default=86400.0,
+        kind="duration",
+        doc="The longest heuristic freshness lifetime.",
+        parse=_duration,
+    )
+    refresh_pattern: tuple[RefreshPattern, ...] = _setting(
+        default=(),
+        default_doc="no rules",
+        kind="array of tables",
+        doc="Heuristic freshness by URI regex (min, percent, max), as Squid's refresh_pattern.",
+        parse=_refresh_patterns,
+    )
 
 
 #: The TOML tables and the dataclass each is read into, in document order.
 TABLES: Mapping[str, type] = {
     "proxy": ProxyConfig,
+    "tls": TlsConfig,
     "timeouts": TimeoutsConfig,
     "limits": LimitsConfig,
     "upstream": UpstreamConfig,
@@ -775,6 +1000,7 @@ class Config:
     """
 
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -920,7 +1146,24 @@ def parse_config(text: str, path: str) -> Config:
             problem = f"expected a table [{name}], got {_show(values)}"
             raise ConfigError(path, name, problem, _find_line(text, "", name))
         tables[name] = _build_table(cls, name, values, text, path, base_dir)
-    return Config(**tables, source=path)
+    config = Config(**tables, source=path)
+    _check_tls(config, text, path)
+    return config
+
+
+def _check_tls(config: Config, text: str, path: str) -> None:
+    """
+    A TLS listener needs both a certificate and its key.
+    """
+    tls = config.tls
+    if tls.https_port and not (tls.certificate and tls.key):
+        missing = "tls.certificate" if not tls.certificate else "tls.key"
+        raise ConfigError(
+            path,
+            "tls.https_port",
+            f"a TLS listener needs {missing} (a PEM file)",
+            _find_line(text, "tls", "https_port"),
+        )
 
 
 def load_config(path: str) -> Config:

@@ -24,6 +24,7 @@ from http import HTTPStatus
 from importlib.resources import files
 from typing import Protocol
 
+import service_identity
 from OpenSSL.SSL import Error as OpenSSLError
 from twisted.internet import defer
 from twisted.internet import error as ierror
@@ -253,7 +254,14 @@ _CONNECT_TIMEOUTS = (
 )
 _DNS_FAILURES = (ierror.DNSLookupError, ierror.UnknownHostError, socket.gaierror)
 _REFUSED = (ierror.ConnectionRefusedError, ConnectionRefusedError)
-_TLS_FAILURES = (ierror.SSLError, ierror.VerifyError, ierror.CertificateError, OpenSSLError)
+_TLS_FAILURES = (
+    ierror.SSLError,
+    ierror.VerifyError,
+    ierror.CertificateError,
+    OpenSSLError,
+    service_identity.VerificationError,
+    service_identity.CertificateError,
+)
 #: Malformed or ambiguously framed responses; L{FramingError} is raised by
 #: L{squeak.upstream}'s strict framing check (RFC 9112 §6.3).
 _MALFORMED = (_newclient.ParseError, webhttp._MalformedChunkedDataError, FramingError)
@@ -313,6 +321,12 @@ def _classify(
                 "ERR_READ_TIMEOUT", 504, "request cancelled waiting for the response"
             )
         return ProxyError("ERR_CONNECT_FAIL", 504, f"connect{_to(host)} timed out")
+    if isinstance(exc, service_identity.VerificationError):
+        return ProxyError(
+            "ERR_SECURE_CONNECT_FAIL",
+            502,
+            f"TLS certificate of{on_host or ' the origin'} does not match its name",
+        )
     if isinstance(exc, _TLS_FAILURES):
         return ProxyError(
             "ERR_SECURE_CONNECT_FAIL", 502, f"TLS connection{_to(host)} failed: {_text(exc)}"

@@ -117,6 +117,7 @@ class ProxyContext:
             connect_timeout=config.timeouts.connect,
             max_idle_per_host=config.upstream.max_idle_per_host,
             idle_timeout=config.timeouts.server_idle,
+            ca_file=config.upstream.ca_file,
         )
         return cls(
             config=config,

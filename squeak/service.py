@@ -6,15 +6,25 @@ and the access log, as one L{MultiService} that twistd starts and stops.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from OpenSSL.crypto import FILETYPE_PEM
+from OpenSSL.SSL import Error as OpenSSLError
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    KeyPair,
+    PrivateCertificate,
+    TLSVersion,
+)
 from twisted.logger import Logger
 from typing_extensions import override
 
 from squeak.accesslog import AccessLog, install_reopen_signal
-from squeak.config import Config, ListenAddress
+from squeak.config import Config, ConfigError, ListenAddress
 from squeak.proxy import ForwardProxyFactory, ProxyContext
 
 
@@ -28,21 +38,36 @@ class ListenerService(Service):
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, address: ListenAddress, factory: Any) -> None:
+    def __init__(
+        self, reactor: Any, address: ListenAddress, factory: Any, tls: Any = None
+    ) -> None:
         self._reactor = reactor
         self._address = address
         self._factory = factory
+        self._tls = tls
         self.port: Any = None
 
     @override
     def startService(self) -> None:
         super().startService()
-        self.port = self._reactor.listenTCP(
-            self._address.port, self._factory, backlog=1024, interface=self._address.host
-        )
+        if self._tls is None:
+            self.port = self._reactor.listenTCP(
+                self._address.port, self._factory, backlog=1024, interface=self._address.host
+            )
+        else:
+            self.port = self._reactor.listenSSL(
+                self._address.port,
+                self._factory,
+                self._tls,
+                backlog=1024,
+                interface=self._address.host,
+            )
         bound = self.port.getHost()
         shown = f"[{bound.host}]" if ":" in bound.host else bound.host
-        self._log.info("squeak listening on {address}", address=f"{shown}:{bound.port}")
+        kind = "TLS " if self._tls is not None else ""
+        self._log.info(
+            "squeak listening on {kind}{address}", kind=kind, address=f"{shown}:{bound.port}"
+        )
 
     @override
     def stopService(self) -> Deferred[None] | None:
@@ -79,6 +104,40 @@ class _ProxyCoreService(Service):
         return closing
 
 
+def server_tls_options(config: Config) -> CertificateOptions:
+    """
+    TLS settings of the HTTPS proxy port: the configured certificate chain
+    and key, TLS 1.2 or newer only.
+
+    @raise ConfigError: If the files do not hold a certificate and its key.
+    """
+    try:
+        with open(config.tls.certificate, "rb") as handle:
+            chain_pem = handle.read()
+        with open(config.tls.key, "rb") as handle:
+            key_pem = handle.read()
+        blocks = re.findall(
+            rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", chain_pem, re.DOTALL
+        )
+        if not blocks:
+            raise ValueError("no PEM certificate in it")
+        key = KeyPair.load(key_pem, FILETYPE_PEM)
+        leaf = PrivateCertificate.load(blocks[0], key, FILETYPE_PEM)
+        extra = [Certificate.loadPEM(block).original for block in blocks[1:]]
+        return CertificateOptions(
+            privateKey=key.original,
+            certificate=leaf.original,
+            extraCertChain=extra,
+            raiseMinimumTo=TLSVersion.TLSv1_2,
+        )
+    except (OSError, ValueError, OpenSSLError) as error:
+        raise ConfigError(
+            config.source,
+            "tls.certificate",
+            f"cannot use {config.tls.certificate} with {config.tls.key}: {error}",
+        ) from None
+
+
 def build_service(config: Config, reactor: Any) -> MultiService:
     """
     Build the proxy service tree for C{config}.
@@ -93,5 +152,9 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     factory = ForwardProxyFactory(context)
     for address in config.proxy.http_port:
         ListenerService(reactor, address, factory).setServiceParent(top)
+    if config.tls.https_port:
+        tls = server_tls_options(config)
+        for address in config.tls.https_port:
+            ListenerService(reactor, address, factory, tls).setServiceParent(top)
     top.context = context  # type: ignore[attr-defined]
     return top

@@ -46,9 +46,9 @@ def makeService(options: Options) -> IService:
     path = options["config"]
     try:
         config = load_config(path) if path else Config()
+        service: Any = build_service(config, reactor)
     except ConfigError as error:
         sys.stderr.write(f"squeak: {error}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
-    service: Any = build_service(config, reactor)
     return service

@@ -34,7 +34,7 @@ __all__ = [
     "parse_authority",
 ]
 
-SUPPORTED_SCHEMES: Mapping[str, int] = MappingProxyType({"http": 80})
+SUPPORTED_SCHEMES: Mapping[str, int] = MappingProxyType({"http": 80, "https": 443})
 """
 The URI schemes accepted in an absolute-form request-target, each mapped to its
 default port (RFC 9110 §4.2.1).  Adding C{"https": 443} here is all the parser

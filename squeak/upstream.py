@@ -24,13 +24,20 @@ early closes its connection.  Both are tested against loopback origins.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from twisted.internet import ssl
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime
 from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    _HTTP11ClientFactory,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
@@ -99,24 +106,48 @@ class _StrictClientFactory(_HTTP11ClientFactory):
         return _StrictClientProtocol(self._quiescentCallback)
 
 
+def tls_policy(ca_file: str) -> BrowserLikePolicyForHTTPS:
+    """
+    The certificate policy for C{https://} origins: browser-like
+    verification (chain and host name, through C{service_identity}) against
+    the system's trust store, or against the CAs in C{ca_file}.
+    """
+    if not ca_file:
+        return BrowserLikePolicyForHTTPS()
+    with open(ca_file, "rb") as handle:
+        pem = handle.read()
+    blocks = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.DOTALL
+    )
+    certificates = [ssl.Certificate.loadPEM(block) for block in blocks]
+    return BrowserLikePolicyForHTTPS(trustRoot=ssl.trustRootFromCertificates(certificates))
+
+
 @implementer(IAgentEndpointFactory)
 class _EndpointFactory:
     """
-    TCP endpoints to origins, with the configured connect timeout.
+    Endpoints to origins, with the configured connect timeout; TLS with
+    verification for C{https}.
 
     L{HostnameEndpoint} resolves names off the reactor thread and tries every
     address (happy eyeballs), so IPv6 and IPv4 origins both work.
     """
 
-    def __init__(self, reactor: Any, connect_timeout: float) -> None:
+    def __init__(
+        self, reactor: Any, connect_timeout: float, policy: BrowserLikePolicyForHTTPS
+    ) -> None:
         self._reactor = reactor
         self._connect_timeout = connect_timeout
+        self._policy = policy
 
-    def endpointForURI(self, uri: Any) -> HostnameEndpoint:
+    def endpointForURI(self, uri: Any) -> Any:
         host = uri.host
         if host.startswith(b"[") and host.endswith(b"]"):
             host = host[1:-1]
-        return HostnameEndpoint(self._reactor, host, uri.port, timeout=self._connect_timeout)
+        endpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=self._connect_timeout)
+        if uri.scheme == b"https":
+            return wrapClientTLS(self._policy.creatorForNetloc(host, uri.port), endpoint)
+        return endpoint
 
 
 class UpstreamClient:
@@ -134,6 +165,7 @@ class UpstreamClient:
         connect_timeout: float,
         max_idle_per_host: int,
         idle_timeout: float,
+        ca_file: str = "",
     ) -> None:
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = max_idle_per_host
@@ -141,7 +173,7 @@ class UpstreamClient:
         self.pool.retryAutomatically = True
         self.pool._factory = _StrictClientFactory
         self._agent = Agent.usingEndpointFactory(
-            reactor, _EndpointFactory(reactor, connect_timeout), self.pool
+            reactor, _EndpointFactory(reactor, connect_timeout, tls_policy(ca_file)), self.pool
         )
 
     def request(

@@ -122,10 +122,10 @@ BAD = [  # (why, request-target, expected error name, detail fragment)
         "scheme 'gopher' is not supported",
     ),
     (
-        "RFC 9112 §3.2.2: https is not supported yet",
-        b"https://example.com/",
+        "RFC 9112 §3.2.2: gopher is not a scheme squeak fetches",
+        b"gopher://example.com/",
         "ERR_UNSUP_REQ",
-        "scheme 'https' is not supported",
+        "scheme 'gopher' is not supported",
     ),
     (
         "RFC 9112 §3.2.2: unsupported scheme is reported lower-cased",
@@ -479,9 +479,10 @@ class ParseAbsoluteTargetTests(SynchronousTestCase):
 
     def test_supported_schemes_table(self) -> None:
         """
-        Only C{http} is supported for now, with its RFC 9110 §4.2.1 default port.
+        C{http} and C{https} are supported, with their RFC 9110 §4.2.1-4.2.2
+        default ports.
         """
-        self.assertEqual(dict(SUPPORTED_SCHEMES), {"http": 80})
+        self.assertEqual(dict(SUPPORTED_SCHEMES), {"http": 80, "https": 443})
 
 
 class TargetTests(SynchronousTestCase):
