@@ -28,6 +28,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import ClientFactory
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -45,6 +46,7 @@ from squeak.config import Config
 from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
 from squeak.headers import (
     RawHeaders,
+    connection_options,
     downstream_response_headers,
     is_forwarding_loop,
     parse_max_forwards,
@@ -52,6 +54,14 @@ from squeak.headers import (
 )
 from squeak.target import Target, TargetError, parse_absolute_target, parse_authority
 from squeak.tunnel import Tunnel, UpstreamEnd, UpstreamEndFactory
+from squeak.upgrade import (
+    BadResponseHeadError,
+    ResponseHead,
+    UpgradeUpstream,
+    content_length,
+    request_head,
+    response_head,
+)
 from squeak.upstream import UpstreamClient
 
 #: Methods the proxy answers itself when Max-Forwards reaches 0
@@ -142,6 +152,32 @@ def _text(value: bytes) -> str:
     Bytes from the wire as text for logs and pages, never failing.
     """
     return value.decode("latin-1")
+
+
+def _asks_for_upgrade(received: RawHeaders) -> bool:
+    """
+    Whether a request asks to switch protocols (RFC 9110 §7.8): an Upgrade
+    field named by Connection.
+    """
+    return b"upgrade" in connection_options(received) and any(
+        name.lower() == b"upgrade" for name, _ in received
+    )
+
+
+class _UpgradeFactory(ClientFactory):
+    """
+    Builds the L{UpgradeUpstream} that carries one upgrade request.
+    """
+
+    noisy = False
+
+    def __init__(self, head: bytes) -> None:
+        self._head = head
+
+    def buildProtocol(self, addr: Any) -> UpgradeUpstream:
+        upstream = UpgradeUpstream(self._head)
+        upstream.factory = self
+        return upstream
 
 
 class BodyRelay:
@@ -338,6 +374,10 @@ class ForwardRequest(ProxyRequest):
                 return
             if max_forwards is not None:
                 max_forwards -= 1
+        if self.method == b"GET" and _asks_for_upgrade(received):
+            self._log_code = "TCP_MISS"
+            self._open_upgrade(target, received, client_ip)
+            return
         outgoing = upstream_request_headers(
             received,
             authority=target.authority,
@@ -349,6 +389,109 @@ class ForwardRequest(ProxyRequest):
             request_version=self.clientproto,
         )
         self._send_upstream(target, outgoing)
+
+    def _open_upgrade(self, target: Target, received: RawHeaders, client_ip: str) -> None:
+        """
+        A protocol upgrade (WebSocket, RFC 9110 §7.8): the request goes over
+        a raw connection so the origin's 101 can be seen (L{squeak.upgrade}).
+        """
+        config = self.context.config
+        outgoing = upstream_request_headers(
+            received,
+            authority=target.authority,
+            client_ip=client_ip,
+            visible_hostname=config.proxy.visible_hostname,
+            forwarded_for=config.proxy.forwarded_for,
+            via=config.proxy.via,
+            max_forwards=None,
+            request_version=self.clientproto,
+        )
+        offered = b", ".join(v for n, v in received if n.lower() == b"upgrade")
+        outgoing += [(b"Connection", b"Upgrade"), (b"Upgrade", offered)]
+        head = request_head(self.method, target.path, outgoing)
+        self._hierarchy = "HIER_DIRECT"
+        self._peer = target.host
+        endpoint = self.context.upstream.endpoint(target.scheme, target.host, target.port)
+        pending = endpoint.connect(_UpgradeFactory(head))
+        self._pending = pending
+        pending.addCallbacks(self._upgrade_connected, self._upstream_failed)
+        pending.addErrback(self._internal_error)
+
+    def _upgrade_connected(self, upstream: UpgradeUpstream) -> None:
+        self._pending = None
+        if self._disconnected:
+            upstream.transport.loseConnection()
+            return
+        self._peer = getattr(upstream.transport.getPeer(), "host", self._peer)
+        waiting = upstream.head_received
+        self._pending = waiting
+        waiting.addTimeout(
+            self.context.config.timeouts.read,
+            self.context.reactor,
+            onTimeoutCancel=self._response_timed_out,
+        )
+        waiting.addCallback(self._upgrade_answered, upstream)
+        waiting.addErrback(self._upgrade_failed, upstream)
+        waiting.addErrback(self._internal_error)
+
+    def _upgrade_failed(self, reason: Failure, upstream: UpgradeUpstream) -> None:
+        self._pending = None
+        upstream.transport.abortConnection()
+        if reason.check(BadResponseHeadError):
+            reason = Failure(ProxyError("ERR_INVALID_RESP", 502, reason.getErrorMessage()))
+        self._upstream_failed(reason)
+
+    def _upgrade_answered(
+        self, answer: tuple[ResponseHead, bytes], upstream: UpgradeUpstream
+    ) -> None:
+        """
+        Relay the origin's answer: a 101 turns the connection into a tunnel;
+        anything else is relayed once and the connection closes.
+        """
+        self._pending = None
+        head, rest = answer
+        if self._disconnected:
+            upstream.transport.loseConnection()
+            return
+        config = self.context.config
+        fields = downstream_response_headers(
+            head.headers,
+            visible_hostname=config.proxy.visible_hostname,
+            via=config.proxy.via,
+            response_version=head.version,
+        )
+        limit = None
+        if head.status == 101:
+            switched = b", ".join(v for n, v in head.headers if n.lower() == b"upgrade")
+            fields += [(b"Connection", b"Upgrade"), (b"Upgrade", switched)]
+        else:
+            framing = [(n, v) for n, v in head.headers if n.lower() == b"transfer-encoding"]
+            length = content_length(head.headers)
+            if length is not None:
+                fields.append((b"Content-Length", b"%d" % length))
+                limit = length
+            fields += [*framing, (b"Connection", b"close")]
+        first = response_head(head, fields)
+        self.code = head.status
+        self.head_bytes = len(first)
+        self.responseHeaders.setRawHeaders(
+            b"content-type",
+            [v for n, v in head.headers if n.lower() == b"content-type"][:1] or [b"-"],
+        )
+        if rest:
+            upstream.early.append(rest)
+        tunnel = Tunnel(
+            self.context.reactor,
+            config.timeouts.tunnel_idle,
+            self._upgrade_closed,
+            limit_to_client=limit,
+        )
+        tunnel.start(self.channel, upstream, first)
+        if limit == 0:
+            tunnel.upstream_data(b"")
+
+    def _upgrade_closed(self, tunnel: Tunnel) -> None:
+        self.write_access_log(status=self.code, size=self.head_bytes + tunnel.to_client)
 
     def _open_tunnel(self) -> None:
         """

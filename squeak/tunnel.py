@@ -91,7 +91,14 @@ class Tunnel:
         reactor: Any,
         idle_timeout: float,
         on_closed: Callable[[Tunnel], None],
+        *,
+        limit_to_client: int | None = None,
     ) -> None:
+        """
+        @param limit_to_client: Close the tunnel once this many bytes reached
+            the client (a relayed response of known length), or L{None}.
+        """
+        self._limit = limit_to_client
         self._reactor = reactor
         self._idle_timeout = idle_timeout
         self._on_closed = on_closed
@@ -163,8 +170,14 @@ class Tunnel:
 
     # upstream side
     def upstream_data(self, data: bytes) -> None:
+        if self._limit is not None:
+            data = data[: max(0, self._limit - self.to_client)]
         self.to_client += len(data)
         self._client.write(data)
+        if self._limit is not None and self.to_client >= self._limit:
+            self._client.loseConnection()
+            if self._upstream is not None:
+                self._upstream.transport.loseConnection()
 
     def upstream_read_closed(self) -> None:
         self._upstream_read_done = True

@@ -33,6 +33,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime
 from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 from twisted.web.client import (
+    URI,
     Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
@@ -172,8 +173,17 @@ class UpstreamClient:
         self.pool.cachedConnectionTimeout = idle_timeout
         self.pool.retryAutomatically = True
         self.pool._factory = _StrictClientFactory
-        self._agent = Agent.usingEndpointFactory(
-            reactor, _EndpointFactory(reactor, connect_timeout, tls_policy(ca_file)), self.pool
+        self._endpoints = _EndpointFactory(reactor, connect_timeout, tls_policy(ca_file))
+        self._agent = Agent.usingEndpointFactory(reactor, self._endpoints, self.pool)
+
+    def endpoint(self, scheme: str, host: str, port: int) -> Any:
+        """
+        A fresh (unpooled) endpoint to an origin, TLS-verified for https:
+        for raw exchanges such as protocol upgrades.
+        """
+        shown = f"[{host}]" if ":" in host else host
+        return self._endpoints.endpointForURI(
+            URI.fromBytes(f"{scheme}://{shown}:{port}/".encode("ascii"))
         )
 
     def request(
