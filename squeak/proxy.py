@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
@@ -116,6 +116,10 @@ class ProxyContext:
     cooperator: Cooperator
     #: Ports CONNECT may reach (Squid's SSL_ports) until the ACL engine decides.
     tunnel_ports: frozenset[int] = frozenset({443})
+    #: Open client connections, and how many each client address has (for
+    #: stats, C{maxconn} rules and a clean shutdown).
+    channels: set[Any] = field(default_factory=set)
+    connections_by_client: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: Config, reactor: Any, access_log: AccessLog) -> ProxyContext:
@@ -982,7 +986,33 @@ class ForwardProxy(Proxy):
             self.transport.loseConnection()
 
     @override
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        context: ProxyContext = self.factory.context
+        self._client_host = getattr(self.transport.getPeer(), "host", "-")
+        context.channels.add(self)
+        counts = context.connections_by_client
+        counts[self._client_host] = counts.get(self._client_host, 0) + 1
+
+    def forget(self) -> None:
+        """
+        Stop counting this connection (when it closes, also after a tunnel
+        took it over).
+        """
+        context: ProxyContext = self.factory.context
+        if self not in context.channels:
+            return
+        context.channels.discard(self)
+        counts = context.connections_by_client
+        left = counts.get(self._client_host, 1) - 1
+        if left > 0:
+            counts[self._client_host] = left
+        else:
+            counts.pop(self._client_host, None)
+
+    @override
     def connectionLost(self, reason: Failure) -> None:
+        self.forget()
         linger = getattr(self, "_linger_call", None)
         if linger is not None and linger.active():
             linger.cancel()

@@ -122,6 +122,7 @@ class Tunnel:
         """
         client = channel.transport
         self._client = client
+        self._channel_gone = getattr(channel, "forget", lambda: None)
         self._upstream = upstream
         buffered = b"".join(channel._dataBuffer)
         channel._dataBuffer = []
@@ -164,6 +165,7 @@ class Tunnel:
 
     def client_lost(self, reason: Failure = protocol.connectionDone) -> None:
         self._client_read_done = True
+        self._channel_gone()
         if self._upstream is not None:
             self._upstream.transport.loseConnection()
         self._finish()

@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from squeak.config import Config, ListenAddress
@@ -61,8 +62,23 @@ class ProxyTestCase(unittest.TestCase):
         self.service = build_service(self.config, reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
+        self.addCleanup(self._close_client_connections)
         listener = self.service.services[1]
         self.proxy_port = listener.port.getHost().port
+
+    async def _close_client_connections(self) -> None:
+        """
+        Give client connections a moment to close by themselves (a test's
+        client has gone), then cut the rest, so the reactor is left clean.
+        """
+        channels = self.service.context.channels
+        for _ in range(40):
+            if not channels:
+                return
+            await deferLater(reactor, 0.05, lambda: None)
+        for channel in list(channels):
+            channel.transport.abortConnection()
+        await deferLater(reactor, 0, lambda: None)
 
     def listen(self, server: Any) -> int:
         """
