@@ -1,0 +1,1017 @@
+# -*- test-case-name: tests.test_cache_policy -*-
+"""
+RFC 9111 decisions for a shared cache, as pure functions.
+
+Each function takes parsed values (method, URI, header pairs, times) and
+returns a frozen decision whose C{reason} cites the section it follows, as
+Squid's refresh.cc names its outcomes. The reason is meant for
+C{X-Cache-Lookup}, the debug log, statistics and test assertions.
+
+The caller (squeak/proxy.py) collects the facts, passes C{now} (and the
+request and response times it measured), and acts on the decision:
+
+  1. L{decide_reuse} for a request and the stored response the store found
+     (or L{None}): serve it (C{FRESH}, C{STALE_SERVE}), validate it
+     (C{VALIDATE}, with L{validation_request_headers}), or forward the
+     request (C{MISS}); answer 504 instead of forwarding when
+     L{ReuseDecision.only_if_cached} is set.
+  2. After a validation, L{handle_validation_response} says whether to
+     freshen the stored response (L{freshen_stored}), replace it, retry
+     unconditionally or serve it stale.
+  3. For a response from the origin, L{is_storable} says whether (and how)
+     to store it.
+  4. For an unsafe request, L{invalidation_targets} lists the URIs whose
+     entries must go.
+
+This module is pure: it imports neither Twisted nor diskcache and never reads
+the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
+
+from squeak.cache.directives import (
+    DELTA_SECONDS_MAX,
+    CacheControl,
+    MessageDates,
+    field_values,
+    parse_cache_control,
+    parse_dates,
+    parse_http_date,
+    parse_request_cache_control,
+    split_list,
+)
+from squeak.cache.keys import VARY_ANY, normalise_uri, secondary_key, vary_fields
+from squeak.headers import HOP_BY_HOP, RawHeaders, connection_options
+
+if TYPE_CHECKING:
+    from squeak.config import CacheConfig
+
+__all__ = [
+    "DEFAULT_RULES",
+    "HEURISTICALLY_CACHEABLE",
+    "UNDERSTOOD_STATUSES",
+    "CacheRequest",
+    "Freshness",
+    "FreshnessRules",
+    "RefreshRule",
+    "Reuse",
+    "ReuseDecision",
+    "StoreDecision",
+    "StoredResponse",
+    "Validation",
+    "ValidationDecision",
+    "age_header_value",
+    "answer_client_conditional",
+    "conditional_request_headers",
+    "current_age",
+    "decide_reuse",
+    "freshen",
+    "freshen_stored",
+    "freshness_lifetime",
+    "handle_validation_response",
+    "headers_for_reuse",
+    "invalidation_targets",
+    "is_storable",
+    "not_modified_headers",
+    "selects_for_update",
+    "validation_request_headers",
+]
+
+HEURISTICALLY_CACHEABLE: frozenset[int] = frozenset(
+    {200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501}
+)
+"""
+Status codes cacheable by default (RFC 9110 §15.1), less 206: squeak does
+not store partial content.
+"""
+
+UNDERSTOOD_STATUSES: frozenset[int] = HEURISTICALLY_CACHEABLE | {302, 303, 307}
+"""
+Status codes whose caching requirements squeak conforms to, for
+C{must-understand} (RFC 9111 §5.2.2.3).
+"""
+
+_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+_OWS = b" \t"
+
+
+# --- Decisions ------------------------------------------------------------------------
+
+
+class Reuse(enum.Enum):
+    """What to do with a stored response for a request (RFC 9111 §4)."""
+
+    FRESH = "fresh"
+    """Serve it: it is fresh and nothing asks for validation."""
+    STALE_SERVE = "stale_serve"
+    """Serve it although stale, as C{max-stale} or C{stale-while-revalidate} allows."""
+    VALIDATE = "validate"
+    """Send a conditional request (RFC 9111 §4.3) before using it."""
+    MISS = "miss"
+    """It cannot be used: forward the request."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDecision:
+    """
+    Whether to store a response (RFC 9111 §3).
+
+    @ivar store: Whether to store it.
+    @ivar reason: Why, citing the section.
+    @ivar private_to_client: The response carries C{Set-Cookie} without
+        C{public}: store it, but serve it from the cache only to the client
+        it was fetched for (L{StoredResponse.client}).
+    @ivar strip_fields: Lower-cased field names to remove before storing
+        (a qualified C{private="..."}, RFC 9111 §5.2.2.7).
+    """
+
+    store: bool
+    reason: str
+    private_to_client: bool = False
+    strip_fields: frozenset[bytes] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """
+    A freshness lifetime (RFC 9111 §4.2.1).
+
+    @ivar lifetime: Seconds, not negative.
+    @ivar reason: Where it came from, citing the section.
+    @ivar heuristic: Whether it was computed heuristically (§4.2.2).
+    """
+
+    lifetime: float
+    reason: str
+    heuristic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """
+    What the cache keeps about a stored response besides its body.
+
+    @ivar uri: The normalised absolute target URI.
+    @ivar status: The status code.
+    @ivar reason: The reason phrase.
+    @ivar headers: The stored header fields (hop-by-hop fields removed).
+    @ivar request_time: When the request that got it was sent (§4.2.3).
+    @ivar response_time: When it was received (§4.2.3).
+    @ivar vary_key: The secondary key of the request it answered
+        (L{squeak.cache.keys.secondary_key}); C{""} when it does not vary.
+    @ivar client: The client it may be served to, when
+        L{StoreDecision.private_to_client}; L{None} means any client.
+    @ivar body_length: The length of the stored body in bytes.
+    """
+
+    uri: str
+    status: int
+    reason: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+    request_time: float
+    response_time: float
+    vary_key: str = ""
+    client: str | None = None
+    body_length: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRequest:
+    """
+    The facts about a request that reuse depends on.
+
+    @ivar method: The request method.
+    @ivar uri: The absolute target URI.
+    @ivar headers: The request's header fields.
+    @ivar client: An identity of the client (its address), compared with
+        L{StoredResponse.client}.
+    """
+
+    method: bytes
+    uri: str
+    headers: tuple[tuple[bytes, bytes], ...]
+    client: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReuseDecision:
+    """
+    Whether and how a stored response may answer a request (RFC 9111 §4).
+
+    @ivar kind: The outcome.
+    @ivar reason: Why, citing the section.
+    @ivar age: The stored response's current age (§4.2.3), in seconds.
+    @ivar lifetime: Its freshness lifetime (§4.2.1), in seconds.
+    @ivar revalidate_in_background: With C{STALE_SERVE}: start a validation
+        after serving (C{stale-while-revalidate}, RFC 5861 §3).
+    @ivar stale_if_error: If the validation or forwarded request fails
+        (no response, or a 5xx) the stored response may be served instead
+        (C{stale-if-error}, RFC 5861 §4; RFC 9111 §4.3.3).
+    @ivar strip_fields: Field names to remove from the stored response when
+        it is served without validation (qualified C{no-cache}, §5.2.2.4).
+    @ivar only_if_cached: The request has C{only-if-cached} and the stored
+        response cannot be used as it is: answer 504 instead of contacting
+        the origin (§5.2.1.7).
+    """
+
+    kind: Reuse
+    reason: str
+    age: float = 0.0
+    lifetime: float = 0.0
+    revalidate_in_background: bool = False
+    stale_if_error: bool = False
+    strip_fields: frozenset[bytes] = frozenset()
+    only_if_cached: bool = False
+
+
+class Validation(enum.Enum):
+    """What to do with the origin's answer to a validation (RFC 9111 §4.3.3)."""
+
+    FRESHEN = "freshen"
+    """A 304 that selects the stored response: freshen it and serve it."""
+    REPLACE = "replace"
+    """A full response: forward it and store it in place of the old one."""
+    RETRY = "retry"
+    """A 304 that selects nothing stored: repeat the request unconditionally."""
+    SERVE_STALE = "serve_stale"
+    """A 5xx while C{stale-if-error} allows: serve the stored response."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationDecision:
+    """
+    The outcome of a validation.
+
+    @ivar kind: What to do.
+    @ivar reason: Why, citing the section.
+    """
+
+    kind: Validation
+    reason: str
+
+
+# --- Freshness rules ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRule:
+    """
+    A Squid-like C{refresh_pattern}: heuristic freshness for the URIs its
+    pattern matches, used only where a response has no explicit freshness.
+
+    With C{Last-Modified}, the lifetime is C{percent}% of the time between
+    it and C{Date}, kept between C{min} and C{max}; without, C{min}.
+
+    @ivar pattern: Searched for in the URI (first matching rule wins).
+    @ivar min: Seconds.
+    @ivar percent: Per cent of the time since last modification.
+    @ivar max: Seconds.
+    """
+
+    pattern: re.Pattern[str]
+    min: float
+    percent: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessRules:
+    """
+    The configurable part of heuristic freshness (RFC 9111 §4.2.2).
+
+    @ivar heuristic_fraction: The fraction of the time since C{Last-Modified}
+        used as lifetime (RFC 9111 §4.2.2 suggests "no more than some
+        fraction of the interval since that time. A typical setting of this
+        fraction might be 10%").
+    @ivar heuristic_max: The cap on a heuristic lifetime, in seconds.
+    @ivar refresh_rules: Rules tried first, in order.
+    """
+
+    heuristic_fraction: float = 0.1
+    heuristic_max: float = 86400.0
+    refresh_rules: tuple[RefreshRule, ...] = ()
+
+    @classmethod
+    def from_config(cls, cache: CacheConfig) -> FreshnessRules:
+        """
+        Build the rules from the C{[cache]} configuration table.
+
+        @param cache: The parsed C{[cache]} table.
+        """
+        rules = tuple(
+            RefreshRule(
+                re.compile(p.regex, re.IGNORECASE if p.case_insensitive else 0),
+                p.min,
+                p.percent,
+                p.max,
+            )
+            for p in cache.refresh_pattern
+        )
+        return cls(cache.heuristic_fraction, cache.heuristic_max, rules)
+
+
+DEFAULT_RULES = FreshnessRules()
+"""Heuristic freshness with the defaults: 10% of the age, at most one day."""
+
+
+# --- Storing -----------------------------------------------------------------------------
+
+
+def _has(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bool:
+    """Whether a field named C{name} (lower-case) is present."""
+    return any(key.lower() == name for key, _ in headers)
+
+
+def _has_explicit_freshness(cc: CacheControl, dates: MessageDates, shared: bool) -> bool:
+    """Whether a response carries explicit freshness (RFC 9111 §4.2.1)."""
+    return (shared and cc.s_maxage is not None) or cc.max_age is not None or dates.expires_present
+
+
+def is_storable(
+    method: bytes,
+    request_headers: Sequence[tuple[bytes, bytes]],
+    status: int,
+    response_headers: Sequence[tuple[bytes, bytes]],
+    *,
+    shared: bool = True,
+    has_authorization: bool | None = None,
+) -> StoreDecision:
+    """
+    Whether a cache may store a response (RFC 9111 §3).
+
+    squeak stores complete responses to GET only (a HEAD is answered from a
+    stored GET); not 206 (partial content is not stored, §3.3) nor 304
+    (which freshens, §4.3.4).
+
+    @param method: The request method.
+    @param request_headers: The request's header fields.
+    @param status: The response status code.
+    @param response_headers: The response's header fields.
+    @param shared: Whether the cache is shared (squeak's is).
+    @param has_authorization: Whether the request carried C{Authorization};
+        by default, whether C{request_headers} has it.
+    @return: The decision.
+    """
+    if method.upper() != b"GET":
+        return StoreDecision(
+            False, f"RFC 9111 §3: squeak stores GET responses only, not {_m(method)}"
+        )
+    if status < 200 or status > 999:
+        return StoreDecision(False, f"RFC 9111 §3: {status} is not a final response")
+    if status == 206:
+        return StoreDecision(False, "RFC 9111 §3.3: partial content (206) is not stored")
+    if status == 304:
+        return StoreDecision(False, "RFC 9111 §4.3.4: a 304 freshens a stored response")
+    request_cc = parse_request_cache_control(request_headers)
+    if request_cc.no_store:
+        return StoreDecision(False, "RFC 9111 §5.2.1.5: request no-store")
+    cc = parse_cache_control(response_headers)
+    if cc.must_understand:
+        if status not in UNDERSTOOD_STATUSES:
+            return StoreDecision(
+                False, f"RFC 9111 §5.2.2.3: must-understand and status {status} is not understood"
+            )
+    elif cc.no_store:
+        return StoreDecision(False, "RFC 9111 §5.2.2.5: response no-store")
+    if shared and cc.private:
+        return StoreDecision(False, "RFC 9111 §5.2.2.7: private, and this is a shared cache")
+    if has_authorization is None:
+        has_authorization = _has(request_headers, b"authorization")
+    if (
+        shared
+        and has_authorization
+        and not (cc.public or cc.s_maxage is not None or cc.must_revalidate)
+    ):
+        return StoreDecision(
+            False,
+            "RFC 9111 §3.5: request had Authorization and the response has none of "
+            "public, s-maxage, must-revalidate",
+        )
+    if VARY_ANY in vary_fields(response_headers):
+        return StoreDecision(False, "RFC 9111 §4.1: Vary: * never matches a request")
+    dates = parse_dates(response_headers)
+    if cc.public:
+        why = "RFC 9111 §3: public"
+    elif _has_explicit_freshness(cc, dates, shared):
+        why = "RFC 9111 §3: explicit freshness"
+    elif status in HEURISTICALLY_CACHEABLE:
+        why = f"RFC 9111 §3: status {status} is heuristically cacheable (RFC 9110 §15.1)"
+    elif not shared and cc.private:
+        why = "RFC 9111 §3: private, in a private cache"
+    else:
+        return StoreDecision(
+            False,
+            f"RFC 9111 §3: status {status} is not cacheable by default and has no "
+            "explicit freshness",
+        )
+    if cc.must_understand and cc.no_store:
+        why += "; must-understand overrides no-store (RFC 9111 §5.2.2.3)"
+    private_to_client = _has(response_headers, b"set-cookie") and not cc.public
+    if private_to_client:
+        why += "; Set-Cookie without public: served only to the same client"
+    strip = cc.private_fields if shared else frozenset()
+    if strip:
+        why += "; qualified private fields not stored (RFC 9111 §5.2.2.7)"
+    return StoreDecision(True, why, private_to_client, strip)
+
+
+def _m(method: bytes) -> str:
+    """Show a method in a reason."""
+    return method.decode("latin-1")
+
+
+# --- Freshness and age -------------------------------------------------------------------
+
+
+def freshness_lifetime(
+    cc: CacheControl,
+    dates: MessageDates,
+    status: int,
+    *,
+    response_time: float,
+    uri: str = "",
+    shared: bool = True,
+    rules: FreshnessRules = DEFAULT_RULES,
+) -> Freshness:
+    """
+    The freshness lifetime of a response (RFC 9111 §4.2.1).
+
+    The first of: C{s-maxage} (shared caches, §5.2.2.10), C{max-age}
+    (§5.2.2.1), C{Expires} minus C{Date} (§5.3; an invalid C{Expires} means
+    already expired), and otherwise a heuristic (§4.2.2) - only for
+    heuristically cacheable statuses or C{public} responses, from the first
+    matching refresh rule, else a fraction of the time since
+    C{Last-Modified}, capped.
+
+    @param cc: The response's C{Cache-Control}.
+    @param dates: The response's dates.
+    @param status: The response status code.
+    @param response_time: When the response was received, standing in for a
+        missing C{Date} (RFC 9110 §6.6.1).
+    @param uri: The target URI, for refresh rules.
+    @param shared: Whether the cache is shared.
+    @param rules: The heuristic settings.
+    """
+    if shared and cc.s_maxage is not None:
+        bad = " (invalid or conflicting, read as 0, §4.2.1)" if "s-maxage" in cc.invalid else ""
+        return Freshness(float(cc.s_maxage), f"RFC 9111 §5.2.2.10: s-maxage{bad}")
+    if cc.max_age is not None:
+        bad = " (invalid or conflicting, read as 0, §4.2.1)" if "max-age" in cc.invalid else ""
+        return Freshness(float(cc.max_age), f"RFC 9111 §5.2.2.1: max-age{bad}")
+    if dates.expires_invalid:
+        return Freshness(0.0, "RFC 9111 §5.3: invalid Expires means already expired")
+    date = dates.date if dates.date is not None else response_time
+    if dates.expires is not None:
+        return Freshness(max(0.0, dates.expires - date), "RFC 9111 §4.2.1: Expires minus Date")
+    if status not in HEURISTICALLY_CACHEABLE and not cc.public:
+        return Freshness(
+            0.0, f"RFC 9111 §4.2.2: no explicit freshness and {status} is not heuristic"
+        )
+    since = None if dates.last_modified is None else max(0.0, date - dates.last_modified)
+    for rule in rules.refresh_rules:
+        if rule.pattern.search(uri):
+            if since is None:
+                return Freshness(
+                    rule.min,
+                    f"RFC 9111 §4.2.2: refresh_pattern {rule.pattern.pattern!r} min",
+                    heuristic=True,
+                )
+            lifetime = min(max(since * rule.percent / 100.0, rule.min), rule.max)
+            return Freshness(
+                lifetime,
+                f"RFC 9111 §4.2.2: refresh_pattern {rule.pattern.pattern!r} "
+                f"{rule.percent:g}% of the time since Last-Modified",
+                heuristic=True,
+            )
+    if since is None:
+        return Freshness(0.0, "RFC 9111 §4.2.2: no explicit freshness and no Last-Modified")
+    lifetime = min(since * rules.heuristic_fraction, rules.heuristic_max)
+    return Freshness(
+        lifetime,
+        f"RFC 9111 §4.2.2: {rules.heuristic_fraction:.0%} of the time since Last-Modified",
+        heuristic=True,
+    )
+
+
+def current_age(
+    dates: MessageDates, *, request_time: float, response_time: float, now: float
+) -> float:
+    """
+    The current age of a stored response (RFC 9111 §4.2.3)::
+
+        apparent_age = max(0, response_time - date_value)
+        response_delay = response_time - request_time
+        corrected_age_value = age_value + response_delay
+        corrected_initial_age = max(apparent_age, corrected_age_value)
+        resident_time = now - response_time
+        current_age = corrected_initial_age + resident_time
+
+    A missing C{Date} counts as C{response_time}, a missing C{Age} as 0.
+
+    @return: Seconds, not negative.
+    """
+    date_value = dates.date if dates.date is not None else response_time
+    apparent_age = max(0.0, response_time - date_value)
+    response_delay = max(0.0, response_time - request_time)
+    corrected_age_value = (dates.age or 0) + response_delay
+    corrected_initial_age = max(apparent_age, corrected_age_value)
+    resident_time = max(0.0, now - response_time)
+    return corrected_initial_age + resident_time
+
+
+def age_header_value(age: float) -> bytes:
+    """
+    The C{Age} field value for a current age (RFC 9111 §5.1): whole seconds,
+    capped at 2^31 (§1.2.2).
+    """
+    if not math.isfinite(age) or age >= DELTA_SECONDS_MAX:
+        return str(DELTA_SECONDS_MAX).encode("ascii")
+    return str(max(0, int(age))).encode("ascii")
+
+
+# --- Reuse -------------------------------------------------------------------------------
+
+
+def decide_reuse(
+    request: CacheRequest,
+    stored: StoredResponse | None,
+    now: float,
+    *,
+    shared: bool = True,
+    rules: FreshnessRules = DEFAULT_RULES,
+) -> ReuseDecision:
+    """
+    Whether a stored response may answer a request, and how (RFC 9111 §4).
+
+    Checks, in order: a stored response exists; the method is GET or HEAD
+    and the URIs match (§4); C{Vary} (§4.1); the C{Set-Cookie} owner; the
+    C{Authorization} rule (§3.5); preconditions meant for the origin
+    (§4.3.2); then request C{no-cache} (§5.2.1.4), response C{no-cache}
+    (§5.2.2.4), freshness against request C{max-age} (§5.2.1.1) and
+    C{min-fresh} (§5.2.1.3) - both ignored for a fresh C{immutable}
+    response (RFC 8246 §2) - and for a stale response C{must-revalidate} /
+    C{proxy-revalidate} / C{s-maxage} (§5.2.2.2, §5.2.2.8, §5.2.2.10),
+    C{max-stale} (§5.2.1.2) and C{stale-while-revalidate} (RFC 5861 §3).
+
+    @param request: The request.
+    @param stored: The stored response the store found for it, or L{None}.
+    @param now: The current time.
+    @param shared: Whether the cache is shared.
+    @param rules: The heuristic settings.
+    @return: The decision; with C{only_if_cached} set when the request has
+        C{only-if-cached} and the outcome is not a stored response.
+    """
+    request_cc = parse_request_cache_control(request.headers)
+    decision = _decide(request, request_cc, stored, now, shared, rules)
+    if request_cc.only_if_cached and decision.kind in (Reuse.VALIDATE, Reuse.MISS):
+        return dataclasses.replace(
+            decision,
+            only_if_cached=True,
+            reason=decision.reason + "; only-if-cached: answer 504 (RFC 9111 §5.2.1.7)",
+        )
+    return decision
+
+
+def _decide(
+    request: CacheRequest,
+    request_cc: CacheControl,
+    stored: StoredResponse | None,
+    now: float,
+    shared: bool,
+    rules: FreshnessRules,
+) -> ReuseDecision:
+    """The body of L{decide_reuse}, before C{only-if-cached} is considered."""
+    if stored is None:
+        return ReuseDecision(Reuse.MISS, "RFC 9111 §4: nothing stored")
+    method = request.method.upper()
+    if method not in (b"GET", b"HEAD"):
+        return ReuseDecision(Reuse.MISS, f"RFC 9111 §4: {_m(method)} is not answered from cache")
+    if normalise_uri(request.uri) != normalise_uri(stored.uri):
+        return ReuseDecision(Reuse.MISS, "RFC 9111 §4: target URI differs")
+    varying = vary_fields(stored.headers)
+    key = secondary_key(varying, request.headers)
+    if key is None:
+        return ReuseDecision(Reuse.MISS, "RFC 9111 §4.1: Vary: * never matches")
+    if key != stored.vary_key:
+        return ReuseDecision(Reuse.MISS, "RFC 9111 §4.1: Vary-named request fields differ")
+    if stored.client is not None and stored.client != request.client:
+        return ReuseDecision(
+            Reuse.MISS,
+            "Set-Cookie response stored for another client (RFC 6265 §8.6, RFC 9111 §7.3)",
+        )
+    cc = parse_cache_control(stored.headers)
+    if (
+        shared
+        and _has(request.headers, b"authorization")
+        and not (cc.public or cc.s_maxage is not None or cc.must_revalidate)
+    ):
+        return ReuseDecision(
+            Reuse.MISS,
+            "RFC 9111 §3.5: request has Authorization and the stored response has none of "
+            "public, s-maxage, must-revalidate",
+        )
+    if _has(request.headers, b"if-match") or _has(request.headers, b"if-unmodified-since"):
+        return ReuseDecision(
+            Reuse.MISS, "RFC 9111 §4.3.2: If-Match/If-Unmodified-Since are for the origin"
+        )
+    dates = parse_dates(stored.headers, now=now)
+    age = current_age(
+        dates, request_time=stored.request_time, response_time=stored.response_time, now=now
+    )
+    freshness = freshness_lifetime(
+        cc,
+        dates,
+        stored.status,
+        response_time=stored.response_time,
+        uri=stored.uri,
+        shared=shared,
+        rules=rules,
+    )
+    lifetime = freshness.lifetime
+    fresh = lifetime > age
+    staleness = max(0.0, age - lifetime)
+    revalidate_when_stale = cc.must_revalidate or (
+        shared and (cc.proxy_revalidate or cc.s_maxage is not None)
+    )
+    error_window = max(
+        cc.stale_if_error if cc.stale_if_error is not None else -1,
+        request_cc.stale_if_error if request_cc.stale_if_error is not None else -1,
+    )
+    stale_if_error = not revalidate_when_stale and staleness <= error_window
+
+    def decide(
+        kind: Reuse,
+        why: str,
+        *,
+        strip_fields: frozenset[bytes] = frozenset(),
+        revalidate_in_background: bool = False,
+    ) -> ReuseDecision:
+        """Make the decision, with the age and lifetime computed above."""
+        return ReuseDecision(
+            kind,
+            why,
+            age=age,
+            lifetime=lifetime,
+            revalidate_in_background=revalidate_in_background,
+            stale_if_error=stale_if_error,
+            strip_fields=strip_fields,
+        )
+
+    if request_cc.no_cache:
+        source = (
+            "Pragma: no-cache (RFC 9111 §5.4)"
+            if request_cc.pragma_no_cache
+            else ("request no-cache (RFC 9111 §5.2.1.4)")
+        )
+        return decide(Reuse.VALIDATE, source)
+    if cc.no_cache:
+        return decide(Reuse.VALIDATE, "RFC 9111 §5.2.2.4: response no-cache")
+    strip = cc.no_cache_fields
+    if fresh:
+        if cc.immutable:
+            return decide(
+                Reuse.FRESH,
+                f"fresh ({freshness.reason}); immutable (RFC 8246 §2)",
+                strip_fields=strip,
+            )
+        if request_cc.max_age is not None and age > request_cc.max_age:
+            return decide(Reuse.VALIDATE, "RFC 9111 §5.2.1.1: older than request max-age")
+        if request_cc.min_fresh is not None and lifetime - age < request_cc.min_fresh:
+            return decide(Reuse.VALIDATE, "RFC 9111 §5.2.1.3: fresh for less than min-fresh")
+        return decide(Reuse.FRESH, f"fresh ({freshness.reason})", strip_fields=strip)
+    stale = f"stale ({freshness.reason})"
+    if revalidate_when_stale:
+        which = (
+            "must-revalidate (RFC 9111 §5.2.2.2)"
+            if cc.must_revalidate
+            else "proxy-revalidate (RFC 9111 §5.2.2.8)"
+            if cc.proxy_revalidate
+            else "s-maxage implies proxy-revalidate (RFC 9111 §5.2.2.10)"
+        )
+        return decide(Reuse.VALIDATE, f"{stale}; {which}")
+    if request_cc.max_age is not None and age > request_cc.max_age:
+        return decide(Reuse.VALIDATE, f"{stale}; older than request max-age (RFC 9111 §5.2.1.1)")
+    if request_cc.max_stale is not None and staleness <= request_cc.max_stale:
+        return decide(
+            Reuse.STALE_SERVE,
+            f"{stale}; within request max-stale (RFC 9111 §5.2.1.2)",
+            strip_fields=strip,
+        )
+    if (
+        cc.stale_while_revalidate is not None
+        and staleness <= cc.stale_while_revalidate
+        and request_cc.max_age is None
+        and request_cc.min_fresh is None
+    ):
+        return decide(
+            Reuse.STALE_SERVE,
+            f"{stale}; within stale-while-revalidate (RFC 5861 §3)",
+            revalidate_in_background=True,
+            strip_fields=strip,
+        )
+    return decide(Reuse.VALIDATE, f"{stale}; validate (RFC 9111 §4.3)")
+
+
+def headers_for_reuse(
+    stored_headers: Iterable[tuple[bytes, bytes]], decision: ReuseDecision
+) -> RawHeaders:
+    """
+    The header fields to send with a stored response served from cache:
+    the stored fields, without those a qualified C{no-cache} names
+    (RFC 9111 §5.2.2.4) and with an C{Age} for the current age (RFC 9111
+    §5.1: a cache MUST send C{Age} on a response served from cache).
+    """
+    removed = decision.strip_fields | {b"age"}
+    headers = [(n, v) for n, v in stored_headers if n.lower() not in removed]
+    headers.append((b"Age", age_header_value(decision.age)))
+    return headers
+
+
+# --- Validation --------------------------------------------------------------------------
+
+
+def conditional_request_headers(stored_headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
+    """
+    The validators to send when validating a stored response (RFC 9111
+    §4.3.1): C{If-None-Match} with its C{ETag}, and C{If-Modified-Since} with
+    its C{Last-Modified}.
+
+    @return: Zero, one or two fields.
+    """
+    stored_headers = list(stored_headers)
+    headers: RawHeaders = []
+    etags = field_values(stored_headers, b"etag")
+    if etags:
+        headers.append((b"If-None-Match", etags[0]))
+    modified = field_values(stored_headers, b"last-modified")
+    if modified and parse_http_date(modified[0]) is not None:
+        headers.append((b"If-Modified-Since", modified[0]))
+    return headers
+
+
+def validation_request_headers(
+    request_headers: Iterable[tuple[bytes, bytes]],
+    stored_headers: Iterable[tuple[bytes, bytes]],
+) -> RawHeaders:
+    """
+    The header fields of a request validating a stored response on behalf of
+    a client: the client's fields without its own C{If-None-Match} and
+    C{If-Modified-Since}, plus the stored response's validators (RFC 9111
+    §4.3.1). The client's own conditional is then answered from the
+    validated response with L{answer_client_conditional} (§4.3.2).
+    """
+    kept = [
+        (n, v)
+        for n, v in request_headers
+        if n.lower() not in (b"if-none-match", b"if-modified-since")
+    ]
+    return kept + conditional_request_headers(stored_headers)
+
+
+def _entity_tags(values: Iterable[bytes]) -> list[tuple[bool, bytes]]:
+    """Parse entity-tags (RFC 9110 §8.8.3) as C{(weak, opaque-tag)} pairs."""
+    tags = []
+    for element in split_list(values):
+        weak = element[:2] in (b"W/", b"w/")
+        opaque = element[2:] if weak else element
+        if len(opaque) >= 2 and opaque[:1] == b'"' and opaque[-1:] == b'"':
+            tags.append((weak, opaque))
+    return tags
+
+
+def selects_for_update(
+    stored_headers: Iterable[tuple[bytes, bytes]], new_headers: Iterable[tuple[bytes, bytes]]
+) -> bool:
+    """
+    Whether a 304 (or HEAD) response selects a stored response for update
+    (RFC 9111 §4.3.4), squeak keeping one stored response per key.
+
+    A strong C{ETag} in the new response selects only a stored response with
+    the same strong C{ETag}; otherwise a weak C{ETag} or a C{Last-Modified}
+    must match the stored one. A new response with no validator at all
+    selects the stored response it was a conditional answer about (§4.3.4
+    selects it only when that one lacks validators too; squeak trusts the
+    origin's 304 to its own conditional request).
+    """
+    stored_headers = list(stored_headers)
+    new_headers = list(new_headers)
+    stored_tags = _entity_tags(field_values(stored_headers, b"etag"))
+    new_tags = _entity_tags(field_values(new_headers, b"etag"))
+    new_modified = field_values(new_headers, b"last-modified")
+    strong = [opaque for weak, opaque in new_tags if not weak]
+    if strong:
+        return any(not weak and opaque in strong for weak, opaque in stored_tags)
+    if new_tags or new_modified:
+        if any(opaque in {o for _, o in new_tags} for _, opaque in stored_tags):
+            return True
+        stored_modified = field_values(stored_headers, b"last-modified")
+        new_date = parse_http_date(new_modified[0]) if new_modified else None
+        return bool(
+            stored_modified
+            and new_date is not None
+            and parse_http_date(stored_modified[0]) == new_date
+        )
+    return True
+
+
+_NOT_UPDATED = frozenset({b"content-length"}) | HOP_BY_HOP
+"""
+Fields a 304 never updates (RFC 9111 §3.2): Content-Length, and the
+connection-specific fields excepted from storage (§3.1).
+"""
+
+
+def freshen(
+    stored_headers: Iterable[tuple[bytes, bytes]],
+    response_304_headers: Iterable[tuple[bytes, bytes]],
+) -> RawHeaders:
+    """
+    Update a stored response's header fields from a 304 (RFC 9111 §4.3.4,
+    §3.2): each field in the 304 replaces every stored line of that name,
+    except C{Content-Length}, the hop-by-hop fields and those the 304's
+    C{Connection} names.
+
+    @return: The stored fields not replaced, in order, then the new ones.
+    """
+    new = list(response_304_headers)
+    excluded = _NOT_UPDATED | connection_options(new)
+    updates = [(n, v) for n, v in new if n.lower() not in excluded]
+    replaced = {n.lower() for n, _ in updates}
+    kept = [(n, v) for n, v in stored_headers if n.lower() not in replaced]
+    return kept + updates
+
+
+def freshen_stored(
+    stored: StoredResponse,
+    response_304_headers: Iterable[tuple[bytes, bytes]],
+    *,
+    request_time: float,
+    response_time: float,
+) -> StoredResponse:
+    """
+    The stored response after a 304 freshened it (RFC 9111 §4.3.4): its
+    headers updated by L{freshen}, and the request and response times of
+    the validation, from which its age is now computed (§4.2.3).
+    """
+    return dataclasses.replace(
+        stored,
+        headers=tuple(freshen(stored.headers, response_304_headers)),
+        request_time=request_time,
+        response_time=response_time,
+    )
+
+
+def handle_validation_response(
+    stored: StoredResponse,
+    status: int,
+    response_headers: Iterable[tuple[bytes, bytes]],
+    *,
+    stale_if_error: bool = False,
+) -> ValidationDecision:
+    """
+    What to do with the origin's answer to a conditional request (RFC 9111
+    §4.3.3).
+
+    @param stored: The stored response being validated.
+    @param status: The answer's status code.
+    @param response_headers: The answer's header fields.
+    @param stale_if_error: L{ReuseDecision.stale_if_error} of the decision
+        that led to the validation.
+    """
+    if status == 304:
+        if selects_for_update(stored.headers, response_headers):
+            return ValidationDecision(
+                Validation.FRESHEN,
+                "RFC 9111 §4.3.3: 304 Not Modified freshens the stored response",
+            )
+        return ValidationDecision(
+            Validation.RETRY,
+            "RFC 9111 §4.3.4: the 304's validators select no stored response",
+        )
+    if 500 <= status <= 599 and stale_if_error:
+        return ValidationDecision(
+            Validation.SERVE_STALE,
+            "RFC 9111 §4.3.3: 5xx while validating; stale-if-error allows the stored response "
+            "(RFC 5861 §4)",
+        )
+    return ValidationDecision(
+        Validation.REPLACE, "RFC 9111 §4.3.3: a full response replaces the stored one"
+    )
+
+
+def answer_client_conditional(
+    request_headers: Iterable[tuple[bytes, bytes]],
+    stored_headers: Iterable[tuple[bytes, bytes]],
+    *,
+    method: bytes = b"GET",
+    status: int = 200,
+) -> bool:
+    """
+    Whether a client's own conditional request is answered 304 from a
+    stored response (RFC 9111 §4.3.2, RFC 9110 §13.1.1-§13.1.3).
+
+    C{If-None-Match} uses the weak comparison (RFC 9110 §13.1.2) and
+    C{*} matches any stored response; when it is present,
+    C{If-Modified-Since} is ignored. C{If-Modified-Since} compares with the
+    stored C{Last-Modified}, or C{Date} when there is none (RFC 9111
+    §4.3.2). Preconditions apply only to GET and HEAD and to a 2xx response
+    (RFC 9110 §13.2.1).
+
+    @return: C{True} to answer 304 Not Modified.
+    """
+    if method.upper() not in (b"GET", b"HEAD") or not 200 <= status <= 299:
+        return False
+    request_headers = list(request_headers)
+    stored_headers = list(stored_headers)
+    if_none_match = field_values(request_headers, b"if-none-match")
+    if if_none_match:
+        if any(element == b"*" for element in split_list(if_none_match)):
+            return True
+        wanted = {opaque for _, opaque in _entity_tags(if_none_match)}
+        stored = {opaque for _, opaque in _entity_tags(field_values(stored_headers, b"etag"))}
+        return bool(wanted & stored)
+    since_values = field_values(request_headers, b"if-modified-since")
+    if not since_values:
+        return False
+    since = parse_http_date(since_values[0])
+    if since is None:
+        return False
+    dates = parse_dates(stored_headers)
+    modified = dates.last_modified if dates.last_modified is not None else dates.date
+    return modified is not None and modified <= since
+
+
+_NOT_MODIFIED_FIELDS = frozenset(
+    {
+        b"cache-control",
+        b"content-location",
+        b"date",
+        b"etag",
+        b"expires",
+        b"vary",
+        b"last-modified",
+    }
+)
+
+
+def not_modified_headers(stored_headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
+    """
+    The header fields of a 304 generated from a stored response (RFC 9110
+    §15.4.5: Cache-Control, Content-Location, Date, ETag, Expires and Vary,
+    plus Last-Modified as a validator); the caller adds C{Age}.
+    """
+    return [(n, v) for n, v in stored_headers if n.lower() in _NOT_MODIFIED_FIELDS]
+
+
+# --- Invalidation ------------------------------------------------------------------------
+
+
+def _origin(uri: str) -> tuple[str, str] | None:
+    """The C{(scheme, authority)} of a normalised absolute URI."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return None
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    return scheme, authority.rpartition("@")[2]
+
+
+def invalidation_targets(
+    method: bytes,
+    status: int,
+    request_uri: str,
+    response_headers: Iterable[tuple[bytes, bytes]],
+) -> list[str]:
+    """
+    The URIs whose stored responses an unsafe request invalidates (RFC 9111
+    §4.4): the target URI, and the URIs in C{Location} and
+    C{Content-Location} when they have the same origin, after a non-error
+    (2xx or 3xx) response to a method that is not safe (RFC 9110 §9.2.1).
+
+    @return: Normalised absolute URIs, without duplicates; empty if nothing
+        is invalidated.
+    """
+    if method.upper() in _SAFE_METHODS or not 200 <= status <= 399:
+        return []
+    target = normalise_uri(request_uri)
+    targets = [target]
+    origin = _origin(target)
+    response_headers = list(response_headers)
+    for name in (b"location", b"content-location"):
+        for value in field_values(response_headers, name)[:1]:
+            try:
+                reference = value.decode("ascii")
+                resolved = normalise_uri(urljoin(target, reference))
+            except (UnicodeDecodeError, ValueError):
+                continue
+            if _origin(resolved) == origin and resolved not in targets:
+                targets.append(resolved)
+    return targets

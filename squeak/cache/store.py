@@ -1,0 +1,401 @@
+# -*- test-case-name: tests.test_cache_store -*-
+"""
+The store: one facade over the memory and disk tiers, as Squid's Store
+Controller, plus the registry of fetches in flight (Squid's transients)
+that makes collapsed forwarding possible.
+
+The API is synchronous and imports no Twisted. Memory hits never block.
+Disk calls (L{Store.lookup} on a memory miss, L{EntryWriter.commit},
+L{Store.update}, L{Store.purge}) touch SQLite and the file system; they are
+short, but the caller may run them with C{deferToThread}. L{EntryWriter.write}
+appends to a file and is meant to be called as the body streams through.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+from squeak.cache.disk import DiskTier, PartWriter
+from squeak.cache.keys import primary_key
+from squeak.cache.memory import MemoryTier
+from squeak.cache.policy import StoredResponse
+
+if TYPE_CHECKING:
+    from squeak.config import CacheConfig
+
+__all__ = [
+    "CacheHit",
+    "CollapsedForwarding",
+    "EntryWriter",
+    "Store",
+    "Transient",
+    "TransientListener",
+]
+
+
+@dataclass(slots=True)
+class CacheHit:
+    """
+    A stored response found for a request.
+
+    @ivar meta: The stored response (status, headers, times).
+    @ivar tier: C{"memory"} or C{"disk"} (for C{TCP_MEM_HIT} / C{TCP_HIT}).
+    @ivar body: The whole body, for a memory hit.
+    @ivar file: The open body file, for a disk hit; closed by L{close}.
+    """
+
+    meta: StoredResponse
+    tier: str
+    body: bytes | None = None
+    file: BinaryIO | None = None
+
+    def open(self) -> BinaryIO:
+        """The body as a file object, positioned at its start."""
+        if self.file is not None:
+            return self.file
+        return io.BytesIO(self.body or b"")
+
+    def chunks(self, size: int = 65536) -> Iterator[bytes]:
+        """Iterate over the body in chunks of at most C{size} bytes."""
+        if self.body is not None:
+            for start in range(0, len(self.body), size):
+                yield self.body[start : start + size]
+            return
+        if self.file is not None:
+            while chunk := self.file.read(size):
+                yield chunk
+
+    def close(self) -> None:
+        """Release the body file, if any."""
+        if self.file is not None:
+            self.file.close()
+
+
+class EntryWriter:
+    """
+    Writes one response into the store as its body streams through.
+
+    Call L{write} for each chunk, then L{commit} with the length the origin
+    promised once the body is complete (Twisted's C{ResponseDone}), or
+    L{abort} for any other ending.
+
+    @ivar failed: Why nothing will be stored, once that is known.
+    """
+
+    def __init__(self, store: Store, primary: str, meta: StoredResponse) -> None:
+        self._store = store
+        self._primary = primary
+        self._part: PartWriter = store.disk.writer(primary, meta)
+        self._buffer: list[bytes] | None = [] if store.memory.accepts(0) else None
+        self._buffered = 0
+
+    @property
+    def failed(self) -> str | None:
+        """Why the entry will not be stored, or L{None}."""
+        return self._part.failed
+
+    @property
+    def written(self) -> int:
+        """The body bytes written so far."""
+        return self._part.written
+
+    def write(self, data: bytes) -> None:
+        """Append body bytes (ignored once the entry has failed)."""
+        self._part.write(data)
+        if self._buffer is not None:
+            self._buffered += len(data)
+            if self._store.memory.accepts(self._buffered):
+                self._buffer.append(data)
+            else:
+                self._buffer = None
+
+    def commit(self, expected_length: int) -> bool:
+        """
+        Store the entry if exactly C{expected_length} bytes were written;
+        otherwise drop it. Small bodies go to the memory tier too.
+
+        @return: Whether it was stored.
+        """
+        stored = self._part.commit(expected_length)
+        if stored:
+            meta = self._part.committed_meta
+            self._store.memory.remove_variant(self._primary, meta.vary_key)
+            if self._buffer is not None:
+                self._store.memory.put(self._primary, meta, b"".join(self._buffer))
+        self._buffer = None
+        return stored
+
+    def abort(self) -> None:
+        """Drop the entry: the body was cut short or is not wanted."""
+        self._part.abort()
+        self._buffer = None
+
+
+class Store:
+    """
+    The cache store: memory tier, then disk tier.
+
+    @ivar memory: The memory tier.
+    @ivar disk: The disk tier.
+    @ivar inflight: Fetches in flight, for collapsed forwarding.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        size: int = 2**30,
+        memory_size: int = 64 * 2**20,
+        maximum_object_size_in_memory: int = 512 * 1024,
+        maximum_object_size: int = 256 * 2**20,
+        minimum_object_size: int = 0,
+    ) -> None:
+        self.memory = MemoryTier(
+            memory_size, min(maximum_object_size_in_memory, maximum_object_size)
+        )
+        self.disk = DiskTier(
+            directory,
+            size_limit=size,
+            maximum_object_size=maximum_object_size,
+            minimum_object_size=minimum_object_size,
+        )
+        self.inflight = CollapsedForwarding()
+
+    @classmethod
+    def from_config(cls, cache: CacheConfig) -> Store:
+        """Open the store the C{[cache]} table describes."""
+        return cls(
+            cache.dir,
+            size=cache.size,
+            memory_size=cache.memory_size,
+            maximum_object_size_in_memory=cache.maximum_object_size_in_memory,
+            maximum_object_size=cache.maximum_object_size,
+            minimum_object_size=cache.minimum_object_size,
+        )
+
+    def close(self) -> None:
+        """Close the disk index."""
+        self.disk.close()
+
+    def may_store_length(self, length: int | None) -> bool:
+        """
+        Whether a body of a known length (C{Content-Length}) is within
+        C{minimum_object_size} and C{maximum_object_size}; an unknown length
+        may be, and is checked as it is written.
+        """
+        if length is None:
+            return True
+        return self.disk.minimum_object_size <= length <= self.disk.maximum_object_size
+
+    def lookup(
+        self, primary: str, request_headers: Iterable[tuple[bytes, bytes]]
+    ) -> CacheHit | None:
+        """
+        Find the stored response for a request: the memory tier first, then
+        the disk; a small disk hit is copied into memory.
+
+        @param primary: The request's primary key
+            (L{squeak.cache.keys.primary_key}).
+        @param request_headers: The request's fields, for C{Vary}.
+        @return: The hit, which the caller closes, or L{None}.
+        """
+        request_headers = list(request_headers)
+        entry = self.memory.get(primary, request_headers)
+        if entry is not None:
+            return CacheHit(entry.meta, "memory", body=entry.body)
+        hit = self.disk.get(primary, request_headers)
+        if hit is None:
+            return None
+        if self.memory.accepts(hit.meta.body_length):
+            body = hit.file.read()
+            hit.file.close()
+            self.memory.put(primary, hit.meta, body)
+            return CacheHit(hit.meta, "disk", body=body)
+        return CacheHit(hit.meta, "disk", file=hit.file)
+
+    def writer(self, primary: str, meta: StoredResponse) -> EntryWriter:
+        """
+        Start storing a response; see L{EntryWriter}.
+
+        @param primary: The primary key.
+        @param meta: The response's metadata, with the C{vary_key} of the
+            request it answers; its C{body_length} is set on commit.
+        """
+        return EntryWriter(self, primary, meta)
+
+    def update(self, primary: str, meta: StoredResponse) -> bool:
+        """
+        Replace a stored response's metadata after a 304 freshened it
+        (L{squeak.cache.policy.freshen_stored}), keeping its body.
+
+        @return: Whether the entry was still on disk.
+        """
+        self.memory.update_meta(primary, meta)
+        return self.disk.update_meta(primary, meta)
+
+    def purge(self, uri: str) -> bool:
+        """
+        Remove every stored response (all variants) for a URI, as the
+        C{PURGE} method and C{python -m squeak purge} do.
+
+        @return: Whether anything was removed.
+        """
+        primary = primary_key(b"GET", uri)
+        in_memory = self.memory.remove(primary)
+        on_disk = self.disk.remove(primary)
+        return bool(in_memory or on_disk)
+
+    def invalidate(self, uri: str) -> bool:
+        """
+        Invalidate the stored responses for a URI (RFC 9111 §4.4), after an
+        unsafe request (L{squeak.cache.policy.invalidation_targets}). squeak
+        removes them.
+        """
+        return self.purge(uri)
+
+
+# --- Collapsed forwarding ---------------------------------------------------------------
+
+
+class TransientListener(Protocol):
+    """A request waiting on another request's fetch (collapsed forwarding)."""
+
+    def head_received(self, meta: StoredResponse) -> None:
+        """The shared response's status and headers arrived."""
+
+    def data_received(self, data: bytes) -> None:
+        """A chunk of the shared response's body arrived."""
+
+    def finished(self, complete: bool) -> None:
+        """
+        The fetch ended: C{complete} if the whole body arrived (it is now in
+        the cache); otherwise the listener must fetch for itself.
+        """
+
+
+@dataclass(eq=False)
+class Transient:
+    """
+    A fetch in flight that other requests for the same key may share.
+
+    The leader (the request that started the fetch) reports the response
+    with L{head}, L{data} and L{finish}. A request arriving before the body
+    starts L{subscribe}s and receives the same response as it streams; one
+    arriving later is refused and may wait with L{on_finished}, then look in
+    the cache.
+
+    @ivar key: The cache key (primary key, and the leader's secondary key).
+    @ivar meta: The response head, once known.
+    @ivar started: Whether body bytes have been reported.
+    @ivar done: Whether the fetch has ended.
+    """
+
+    key: str
+    _registry: CollapsedForwarding
+    meta: StoredResponse | None = None
+    started: bool = False
+    done: bool = False
+    _listeners: list[TransientListener] = field(default_factory=list)
+    _callbacks: list[Callable[[bool], None]] = field(default_factory=list)
+
+    @property
+    def listeners(self) -> int:
+        """How many requests share this fetch."""
+        return len(self._listeners)
+
+    def subscribe(self, listener: TransientListener) -> bool:
+        """
+        Share this fetch's response as it streams.
+
+        @return: C{False} if the body has already started (or the fetch
+            ended): the listener is not attached.
+        """
+        if self.started or self.done:
+            return False
+        self._listeners.append(listener)
+        if self.meta is not None:
+            listener.head_received(self.meta)
+        return True
+
+    def on_finished(self, callback: Callable[[bool], None]) -> None:
+        """Call C{callback(complete)} when the fetch ends (at once if it has)."""
+        if self.done:
+            callback(False)
+            return
+        self._callbacks.append(callback)
+
+    def head(self, meta: StoredResponse, *, shareable: bool) -> None:
+        """
+        The leader received the response head.
+
+        @param shareable: Whether the response may be given to the other
+            requests (it is being stored, so it is cacheable for them). If
+            not, they are told to fetch for themselves and the key is freed.
+        """
+        if not shareable:
+            self.finish(complete=False)
+            return
+        self.meta = meta
+        for listener in list(self._listeners):
+            listener.head_received(meta)
+
+    def data(self, data: bytes) -> None:
+        """The leader received body bytes."""
+        if self.done:
+            return
+        self.started = True
+        for listener in list(self._listeners):
+            listener.data_received(data)
+
+    def finish(self, *, complete: bool) -> None:
+        """The fetch ended, completely (and committed to the cache) or not."""
+        if self.done:
+            return
+        self.done = True
+        self._registry._remove(self)
+        listeners, self._listeners = self._listeners, []
+        callbacks, self._callbacks = self._callbacks, []
+        for listener in listeners:
+            listener.finished(complete)
+        for callback in callbacks:
+            callback(complete)
+
+
+class CollapsedForwarding:
+    """
+    The fetches in flight, by cache key: concurrent misses for one key make
+    one origin request (Squid's C{collapsed_forwarding}).
+    """
+
+    def __init__(self) -> None:
+        self._transients: dict[str, Transient] = {}
+
+    def __len__(self) -> int:
+        """How many fetches are in flight."""
+        return len(self._transients)
+
+    def get(self, key: str) -> Transient | None:
+        """The fetch in flight for C{key}, if any."""
+        return self._transients.get(key)
+
+    def join(self, key: str) -> tuple[Transient, bool]:
+        """
+        Join the fetch for C{key}, starting one if there is none.
+
+        @return: The transient, and whether the caller is its leader (and
+            must fetch and report through it).
+        """
+        transient = self._transients.get(key)
+        if transient is not None:
+            return transient, False
+        transient = Transient(key, self)
+        self._transients[key] = transient
+        return transient, True
+
+    def _remove(self, transient: Transient) -> None:
+        """Forget an ended fetch (only if it is still the one registered)."""
+        if self._transients.get(transient.key) is transient:
+            del self._transients[transient.key]
