@@ -25,6 +25,7 @@ setup(
         "pyopenssl >= 24.0.0",
         "diskcache >= 5.6, < 6",
         "typing-extensions >= 4.7",
+        "bcrypt >= 4.1",
     ],
     extras_require={
         "test": ["hypothesis >= 6.100", "setuptools >= 68", "wheel"],

@@ -9,11 +9,13 @@ error, which is reported as exactly one line, C{squeak: <message>}, on
 standard error.
 
 C{check-config} uses the same loader as the service (L{load_config}).
+C{passwd} adds or updates a bcrypt entry in an htpasswd file.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
@@ -44,12 +46,21 @@ class _ArgumentParser(argparse.ArgumentParser):
         return f"{command} " if command else ""
 
 
+def _duration(seconds: float) -> str:
+    """Show a duration in its largest whole unit: C{1h}, C{90s}."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def summarize(config: Config) -> list[str]:
     """
     Describe the parts of a configuration an operator most needs to check.
 
-    @return: Lines naming the listen addresses, the allowed client networks,
-        the access log and the cache directory.
+    @return: Lines naming the listen addresses, the access log, the cache
+        directory, authentication, then the effective access rules in order
+        with their defaults, and the ACLs they use (and any defined ones).
     """
     log = config.access_log
     if log.path == "-":
@@ -58,14 +69,30 @@ def summarize(config: Config) -> list[str]:
         where = "off"
     else:
         where = log.path
-    allowed = ", ".join(str(network) for network in config.access.allow_src)
-    return [
+    auth = config.auth
+    if auth.htpasswd:
+        ttl = _duration(auth.credentials_ttl)
+        authentication = f'{auth.htpasswd} (realm "{auth.realm}", credentials cached {ttl})'
+    else:
+        authentication = "off"
+    policy = config.policy
+    lines = [
         f"{config.source}: OK",
         "listen:      " + ", ".join(str(address) for address in config.proxy.http_port),
-        "allow_src:   " + (allowed or "(nobody: every client is denied)"),
         f"access_log:  {where}" + (f" ({log.format} format)" if log.path else ""),
         f"cache dir:   {config.cache.dir}",
+        f"auth:        {authentication}",
     ]
+    used: list[str] = []
+    for label, rules in (("http_access", policy.http_access), ("cache", policy.cache)):
+        for rule in rules.rules:
+            lines.append(f"{label + ':':<13}{rule.number}. {rule.text}")
+            used += [term.acl.name for term in rule.terms if term.acl.name not in used]
+        lines.append(f"{label + ':':<13}otherwise {rules.default.value}")
+    for name, acl in policy.acls.items():
+        if name in used or not acl.builtin:
+            lines.append(f"acl:         {name} = {acl.describe()}")
+    return lines
 
 
 def _check_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -92,6 +119,62 @@ def _add_check_config(commands: argparse._SubParsersAction[_ArgumentParser]) -> 
     parser.set_defaults(run=_check_config)
 
 
+def _read_password(stdin: TextIO) -> str:
+    """
+    Prompt twice on the terminal, or read one line from a pipe.
+
+    @raise ValueError: If the two entries differ.
+    """
+    if stdin.isatty():
+        first = getpass.getpass("New password: ")
+        if getpass.getpass("Re-type new password: ") != first:
+            raise ValueError("the passwords do not match")
+        return first
+    return stdin.readline().rstrip("\r\n")
+
+
+def _passwd(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Add or update a user's bcrypt entry in an htpasswd file."""
+    from squeak.access.auth import hash_password, set_password
+
+    try:
+        hashed = hash_password(_read_password(args.stdin), rounds=args.cost)
+        existed = set_password(args.file, args.user, hashed)
+    except ValueError as e:
+        print(f"squeak: {e}", file=err)
+        return EXIT_ERROR
+    except OSError as e:
+        print(f"squeak: {args.file}: {e.strerror or e}", file=err)
+        return 1
+    print(f"{'Updated' if existed else 'Added'} user {args.user} in {args.file}", file=out)
+    return 0
+
+
+def _cost(text: str) -> int:
+    """A bcrypt cost, 4 to 31."""
+    if not text.isdigit() or not 4 <= int(text) <= 31:
+        raise argparse.ArgumentTypeError(f"expected a bcrypt cost from 4 to 31, got {text!r}")
+    return int(text)
+
+
+def _add_passwd(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
+    """Declare C{passwd FILE USER}."""
+    parser = commands.add_parser(
+        "passwd",
+        help="add or update a user in an htpasswd file",
+        description="Set USER's password in the htpasswd FILE (created if missing) as a "
+        "bcrypt hash, keeping the other lines. The password is asked twice on a terminal, "
+        "or read as one line from standard input. The file is replaced atomically; a "
+        "running proxy notices the change within a second.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the htpasswd file")
+    parser.add_argument("user", metavar="USER", help="the user name (no ':')")
+    parser.add_argument(
+        "--cost", type=_cost, default=12, help="the bcrypt cost, 4 to 31 (default 12)"
+    )
+    parser.set_defaults(run=_passwd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser for every subcommand."""
     parser = _ArgumentParser(prog="squeak", description="A caching forward HTTP proxy.")
@@ -99,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands", dest="command", metavar="COMMAND", required=True
     )
     _add_check_config(commands)
+    _add_passwd(commands)
     return parser
 
 
@@ -106,6 +190,7 @@ def main(
     argv: Sequence[str] | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    stdin: TextIO | None = None,
 ) -> int:
     """
     Run one command.
@@ -114,6 +199,8 @@ def main(
         default.
     @param out: Where normal output goes; standard output by default.
     @param err: Where errors go; standard error by default.
+    @param stdin: Where input (a password) is read; standard input by
+        default.
     @return: The exit status.
     """
     out = sys.stdout if out is None else out
@@ -123,6 +210,7 @@ def main(
     except _UsageError as e:
         print(f"squeak: {e}", file=err)
         return EXIT_ERROR
+    args.stdin = sys.stdin if stdin is None else stdin
     run: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.run
     return run(args, out, err)
 

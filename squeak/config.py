@@ -34,10 +34,21 @@ from fractions import Fraction
 from socket import gethostname
 from typing import Any, cast
 
+from squeak.access.acl import AclError, builtin_acls, compile_acls
+from squeak.access.rules import (
+    DEFAULT_HTTP_ACCESS,
+    AccessPolicy,
+    RuleError,
+    compile_policy,
+    default_policy,
+)
+
 __all__ = [
+    "ACL_TABLE",
     "TABLES",
     "AccessConfig",
     "AccessLogConfig",
+    "AuthConfig",
     "CacheConfig",
     "Config",
     "ConfigError",
@@ -554,6 +565,38 @@ def _networks(value: object, base_dir: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+_RULE = re.compile(r"\s*(?:allow|deny)\s+\S.*", re.DOTALL)
+
+
+def _rules(value: object, example: str) -> tuple[str, ...]:
+    """
+    Access rules, each C{allow} or C{deny} then ACL names; that the names
+    exist is checked once every table is read.
+    """
+    rules = _strings(value, f'["{example}"]')
+    for rule in rules:
+        if not _RULE.fullmatch(rule):
+            raise _InvalidValueError(
+                f'expected a rule like "{example}" (allow or deny, then ACL names), '
+                f"got {_quote(rule)}",
+                element=rule,
+            )
+    return tuple(rules)
+
+
+_REALM = re.compile(r"[ !#-\[\]-~]{1,100}")
+
+
+def _realm(value: object, base_dir: str) -> str:
+    """A realm: printable ASCII without quote or backslash (RFC 7235 §2.2)."""
+    if not isinstance(value, str) or not _REALM.fullmatch(value):
+        raise _InvalidValueError(
+            "expected up to 100 printable ASCII characters without '\"' or '\\', "
+            f"got {_show(value)}"
+        )
+    return value
+
+
 def _visible_hostname(value: object, base_dir: str) -> str:
     """A host name fit for C{Via} (RFC 9110 §7.6.3 C{received-by})."""
     if not isinstance(value, str) or not _VISIBLE_HOSTNAME.fullmatch(value):
@@ -764,17 +807,58 @@ class UpstreamConfig:
 @dataclass(frozen=True, slots=True)
 class AccessConfig:
     """
-    The C{[access]} table: who may use the proxy.
+    The C{[access]} table: who may use the proxy for what, and what may be
+    cached, as ordered rules over the ACLs of C{[acl]} (docs/access.md).
+    The compiled rules are L{Config.policy}.
 
-    @ivar allow_src: Client networks allowed to use the proxy; all others are
-        denied. Never everything: that would be an open proxy.
+    @ivar http_access: The rules as written, first match wins, default deny.
+    @ivar cache: The rules deciding what may be stored, default allow.
     """
 
-    allow_src: tuple[IPNetwork, ...] = _setting(
-        default=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
-        kind="array of networks",
-        doc="Client networks (CIDR) allowed to use the proxy; everyone else is denied.",
-        parse=_networks,
+    http_access: tuple[str, ...] = _setting(
+        default=DEFAULT_HTTP_ACCESS,
+        kind="array of rules",
+        doc='Who may use the proxy for what: rules like "allow localnet" or '
+        '"deny CONNECT !SSL_ports"; the first that matches decides; none matching denies.',
+        parse=lambda value, base_dir: _rules(value, "allow localnet"),
+    )
+    cache: tuple[str, ...] = _setting(
+        default=(),
+        kind="array of rules",
+        doc='What may be cached: rules like "deny nocache_domains"; none matching allows.',
+        parse=lambda value, base_dir: _rules(value, "deny nocache_domains"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """
+    The C{[auth]} table: proxy authentication (C{Proxy-Authorization: Basic}).
+
+    @ivar htpasswd: The resolved path of the htpasswd file, or C{""} for no
+        authentication (then no rule may use a C{proxy_auth} ACL).
+    @ivar realm: The realm named in C{Proxy-Authenticate}.
+    @ivar credentials_ttl: How long verified credentials are remembered, in
+        seconds.
+    """
+
+    htpasswd: str = _setting(
+        default="",
+        kind="path",
+        doc='The htpasswd file users are checked against; "" for no authentication.',
+        parse=_readable_file,
+    )
+    realm: str = _setting(
+        default="squeak",
+        kind="string",
+        doc='The realm in the 407 answer\'s Proxy-Authenticate: Basic realm="...".',
+        parse=_realm,
+    )
+    credentials_ttl: float = _setting(
+        default=3600.0,
+        kind="duration",
+        doc="How long verified credentials are remembered before the password is checked again.",
+        parse=_positive_duration,
     )
 
 
@@ -871,7 +955,11 @@ def _refresh_rule(item: object) -> RefreshPattern:
     except re.error as e:
         raise _InvalidValueError(f"invalid regex {_quote(regex)}: {e}", element=regex) from None
     percent = item.get("percent", 20)
-    if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent:
+    if (
+        isinstance(percent, bool)
+        or not isinstance(percent, int | float)
+        or not (math.isfinite(percent) and percent >= 0)
+    ):
         raise _InvalidValueError(
             f"percent: expected a number of at least 0, got {_show(percent)}", element=regex
         )
@@ -958,8 +1046,7 @@ class CacheConfig:
     heuristic_fraction: float = _setting(
         default=0.1,
         kind="number from 0 to 1",
-        doc="Heuristic freshness as a fraction of the time since Last-Modified "
-        "(RFC 9111 §4.2.2).",
+        doc="Heuristic freshness as a fraction of the time since Last-Modified.",
         parse=_fraction,
     )
     heuristic_max: float = _setting(
@@ -985,6 +1072,7 @@ TABLES: Mapping[str, type] = {
     "limits": LimitsConfig,
     "upstream": UpstreamConfig,
     "access": AccessConfig,
+    "auth": AuthConfig,
     "access_log": AccessLogConfig,
     "cache": CacheConfig,
 }
@@ -995,6 +1083,10 @@ class Config:
     """
     A whole configuration. C{Config()} is the embedded safe default.
 
+    @ivar policy: The compiled C{[acl]}, C{[access]} and C{[auth]} rules
+        (L{squeak.access.rules.AccessPolicy}); L{parse_config} builds it, so
+        a configuration built by hand with other C{access} rules must pass
+        its own.
     @ivar source: The file the configuration was read from, or
         C{"<defaults>"}.
     """
@@ -1005,8 +1097,10 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
 
 
@@ -1109,6 +1203,48 @@ def _build_table(
     return cls(**parsed)
 
 
+#: The table of named ACL definitions. Its keys are names the operator
+#: chooses, so it is read by L{squeak.access.acl.compile_acls} rather than
+#: through the schema.
+ACL_TABLE = "acl"
+
+#: Every table name, in document order, for suggestions.
+_KNOWN_TABLES = [n for t in TABLES for n in ((ACL_TABLE, t) if t == "access" else (t,))]
+
+
+def _build_acls(values: dict[str, object], text: str, path: str, base_dir: str) -> dict[str, Any]:
+    """Compile the C{[acl]} table over the built-in ACLs."""
+    try:
+        return compile_acls(values, base_dir)
+    except AclError as e:
+        key = f"{ACL_TABLE}.{e.name}" if e.name else ACL_TABLE
+        line = _find_line(text, ACL_TABLE, e.name, e.element)
+        raise ConfigError(path, key, str(e), line) from None
+
+
+def _build_policy(
+    acls: dict[str, Any] | None, tables: dict[str, Any], text: str, path: str
+) -> AccessPolicy:
+    """
+    Compile the access rules over the ACLs once every table is read: every
+    ACL a rule names must exist, C{proxy_auth} needs C{[auth] htpasswd}, and
+    no rule may make an open proxy.
+    """
+    access = tables.get("access", AccessConfig())
+    auth = tables.get("auth", AuthConfig())
+    try:
+        return compile_policy(
+            builtin_acls() if acls is None else acls,
+            access.http_access,
+            access.cache,
+            authentication=bool(auth.htpasswd),
+        )
+    except RuleError as e:
+        key = e.key or "http_access"
+        line = _find_line(text, "access", key, e.element)
+        raise ConfigError(path, f"access.{key}", str(e), line) from None
+
+
 def parse_config(text: str, path: str) -> Config:
     """
     Parse and validate a configuration from TOML text.
@@ -1130,23 +1266,28 @@ def parse_config(text: str, path: str) -> Config:
         raise ConfigError(path, None, f"invalid TOML: {message}", line) from None
     base_dir = os.path.dirname(os.path.abspath(path))
     tables: dict[str, Any] = {}
+    acls = None
     for name, values in document.items():
         cls = TABLES.get(name)
-        if cls is None:
+        if cls is None and name != ACL_TABLE:
             if isinstance(values, dict):
-                problem = f"unknown table ({_suggest(name, list(TABLES))})"
+                problem = f"unknown table ({_suggest(name, _KNOWN_TABLES)})"
                 raise ConfigError(path, name, problem, _find_line(text, name))
             owners = [table for table, c in TABLES.items() if name in (f.name for f in fields(c))]
             if owners:
                 problem = f"keys belong in a table (did you mean [{owners[0]}] {name}?)"
             else:
-                problem = f"unknown key ({_suggest(name, list(TABLES))})"
+                problem = f"unknown key ({_suggest(name, _KNOWN_TABLES)})"
             raise ConfigError(path, name, problem, _find_line(text, "", name))
         if not isinstance(values, dict):
             problem = f"expected a table [{name}], got {_show(values)}"
             raise ConfigError(path, name, problem, _find_line(text, "", name))
-        tables[name] = _build_table(cls, name, values, text, path, base_dir)
-    config = Config(**tables, source=path)
+        if cls is None:
+            acls = _build_acls(values, text, path, base_dir)
+        else:
+            tables[name] = _build_table(cls, name, values, text, path, base_dir)
+    policy = _build_policy(acls, tables, text, path)
+    config = Config(**tables, policy=policy, source=path)
     _check_tls(config, text, path)
     return config
 

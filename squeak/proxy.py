@@ -20,8 +20,7 @@ The streaming contract (see docs/architecture.md):
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -41,9 +40,12 @@ from twisted.web.proxy import Proxy, ProxyRequest
 from typing_extensions import override
 
 from squeak import __version__
+from squeak.access.acl import Facts
+from squeak.access.auth import Authenticator
 from squeak.accesslog import AccessLog, AccessRecord
 from squeak.config import Config
 from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
+from squeak.gatekeeper import AccessDeniedError, AuthenticationRequiredError, Gatekeeper
 from squeak.headers import (
     RawHeaders,
     connection_options,
@@ -64,6 +66,8 @@ from squeak.upgrade import (
 )
 from squeak.upstream import UpstreamClient
 
+_log = Logger()
+
 #: Methods the proxy answers itself when Max-Forwards reaches 0
 #: (RFC 9110 §7.6.2).
 _MAX_FORWARDS_METHODS = frozenset({b"TRACE", b"OPTIONS"})
@@ -76,56 +80,52 @@ _TRACE_HIDDEN = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 _NO_CONTENT_STATUSES = frozenset({204, 304})
 
 
-def _client_networks_predicate(
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
-) -> Callable[[str], bool]:
-    """
-    Build the client-address check of the built-in default rule (allow the
-    configured source networks, deny everything else).
-
-    IPv4-mapped IPv6 addresses (C{::ffff:127.0.0.1}, what a dual-stack
-    listener reports) are matched as the IPv4 address they carry.
-    """
-
-    def allowed(host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in network for network in networks)
-
-    return allowed
-
-
 @dataclass
 class ProxyContext:
     """
     Everything a request needs from the running service, built once.
 
-    @ivar allow_client: The client-address check (the default rule until
-        the ACL engine lands).
+    @ivar gatekeeper: Access rules and proxy authentication.
     """
 
     config: Config
     reactor: Any
     upstream: UpstreamClient
     access_log: AccessLog
-    allow_client: Callable[[str], bool]
+    gatekeeper: Gatekeeper
     cooperator: Cooperator
-    #: Ports CONNECT may reach (Squid's SSL_ports) until the ACL engine decides.
-    tunnel_ports: frozenset[int] = frozenset({443})
     #: Open client connections, and how many each client address has (for
     #: stats, C{maxconn} rules and a clean shutdown).
     channels: set[Any] = field(default_factory=set)
     connections_by_client: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: Config, reactor: Any, access_log: AccessLog) -> ProxyContext:
+    def build(
+        cls,
+        config: Config,
+        reactor: Any,
+        access_log: AccessLog,
+        local_addresses: Iterable[Any] = (),
+    ) -> ProxyContext:
         """
         Wire the context from configuration.
+
+        @param local_addresses: This host's own addresses (listeners and,
+            for wildcard listeners, interfaces), added to C{to_localhost}.
         """
+        authenticator = None
+        if config.auth.htpasswd:
+            authenticator = Authenticator(
+                config.auth.htpasswd,
+                ttl=config.auth.credentials_ttl,
+                on_warning=lambda message: _log.warn("{message}", message=message),
+            )
+        gatekeeper = Gatekeeper(
+            reactor,
+            config.policy.with_local_addresses(local_addresses),
+            authenticator,
+            config.auth.realm,
+        )
         upstream = UpstreamClient(
             reactor,
             connect_timeout=config.timeouts.connect,
@@ -138,7 +138,7 @@ class ProxyContext:
             reactor=reactor,
             upstream=upstream,
             access_log=access_log,
-            allow_client=_client_networks_predicate(config.access.allow_src),
+            gatekeeper=gatekeeper,
             cooperator=Cooperator(scheduler=lambda work: reactor.callLater(0, work)),
         )
 
@@ -285,7 +285,9 @@ class ForwardRequest(ProxyRequest):
         self._hierarchy = "HIER_NONE"
         self._peer = "-"
         self._logged = False
-        self._pending: defer.Deferred[IResponse] | None = None
+        self._pending: defer.Deferred[Any] | None = None
+        self._pending_access: defer.Deferred[Any] | None = None
+        self._user: str | None = None
         self._relay: BodyRelay | None = None
         self._read_timed_out = False
         self._body_size = 0
@@ -349,27 +351,84 @@ class ForwardRequest(ProxyRequest):
             self.send_error(error)
 
     def _forward(self) -> None:
-        config = self.context.config
-        client = self.getClientAddress()
-        client_ip = getattr(client, "host", "")
-        if not self.context.allow_client(client_ip):
-            self._log_code = "TCP_DENIED"
-            raise ProxyError("ERR_ACCESS_DENIED", 403, "client address not allowed")
-        if self.method == b"CONNECT":
-            self._open_tunnel()
-            return
+        """
+        Parse the target, then ask the access rules (which may resolve the
+        destination or verify credentials) before anything is forwarded.
+        """
+        client_ip = getattr(self.getClientAddress(), "host", "")
+        hostname = self.context.config.proxy.visible_hostname
+        if is_forwarding_loop(_flatten(self.requestHeaders), hostname):
+            # First: a request that already passed through here (even one
+            # rewritten into origin form by this proxy) must not go round.
+            raise ProxyError(
+                "ERR_FORWARDING_LOOP", 508, f"this request already passed through {hostname} (Via)"
+            )
         try:
-            target = parse_absolute_target(self.uri)
+            if self.method == b"CONNECT":
+                host, port = parse_authority(self.uri, None)
+                target = None
+                scheme, url, path = "authority", _text(self.uri), ""
+            else:
+                target = parse_absolute_target(self.uri)
+                host, port, scheme = target.host, target.port, target.scheme
+                url, path = _text(target.uri), _text(target.path)
         except TargetError as error:
             raise ProxyError(error.name, error.status, error.detail) from None
+        gatekeeper = self.context.gatekeeper
+        facts = gatekeeper.facts(
+            client=client_ip,
+            method=self.method,
+            scheme=scheme,
+            host=host,
+            port=port,
+            url=url,
+            path=path,
+            user_agent=self.requestHeaders.getRawHeaders(b"user-agent", [None])[0],
+            client_connections=self.context.connections_by_client.get(client_ip, 1),
+        )
+        admitted = gatekeeper.admit(
+            facts, lambda: self.requestHeaders.getRawHeaders(b"proxy-authorization", [None])[0]
+        )
+        self._pending_access = admitted
+        admitted.addCallback(self._admitted, target, host, port, client_ip)
+        admitted.addErrback(self._refused)
+        admitted.addErrback(self._internal_error)
+
+    def _refused(self, reason: Failure) -> None:
+        """
+        The rules said no (403), or want credentials (407).
+        """
+        self._pending_access = None
+        error = reason.trap(AccessDeniedError, AuthenticationRequiredError)
+        self._log_code = "TCP_DENIED"
+        if error is AuthenticationRequiredError:
+            realm = reason.value.realm.replace("\\", "\\\\").replace('"', '\\"')
+            self.send_error(
+                reason.value,
+                extra_headers=[(b"Proxy-Authenticate", f'Basic realm="{realm}"'.encode())],
+            )
+        else:
+            self.send_error(reason.value)
+
+    def _admitted(
+        self, facts: Facts, target: Target | None, host: str, port: int, client_ip: str
+    ) -> None:
+        self._pending_access = None
+        if self._disconnected:
+            return
+        self._user = facts.user
+        if target is None:
+            self._open_tunnel(host, port)
+            return
+        try:
+            self._forward_admitted(target, client_ip)
+        except ProxyError as error:
+            self.send_error(error)
+
+    def _forward_admitted(self, target: Target, client_ip: str) -> None:
+        config = self.context.config
         received = _flatten(self.requestHeaders)
         hostname = config.proxy.visible_hostname
-        if is_forwarding_loop(received, hostname):
-            raise ProxyError(
-                "ERR_FORWARDING_LOOP",
-                508,
-                f"this request already passed through {hostname} (Via)",
-            )
         max_forwards = None
         if self.method in _MAX_FORWARDS_METHODS:
             max_forwards = parse_max_forwards(received)
@@ -497,18 +556,11 @@ class ForwardRequest(ProxyRequest):
     def _upgrade_closed(self, tunnel: Tunnel) -> None:
         self.write_access_log(status=self.code, size=self.head_bytes + tunnel.to_client)
 
-    def _open_tunnel(self) -> None:
+    def _open_tunnel(self, host: str, port: int) -> None:
         """
         CONNECT (RFC 9110 §9.3.6): connect to the authority, answer 200 only
         once the connection is open, then relay bytes both ways.
         """
-        try:
-            host, port = parse_authority(self.uri, None)
-        except TargetError as error:
-            raise ProxyError(error.name, error.status, error.detail) from None
-        if port not in self.context.tunnel_ports:
-            self._log_code = "TCP_DENIED"
-            raise ProxyError("ERR_ACCESS_DENIED", 403, f"CONNECT to port {port} is not allowed")
         self._hierarchy = "HIER_DIRECT"
         self._peer = host
         endpoint = HostnameEndpoint(
@@ -698,7 +750,9 @@ class ForwardRequest(ProxyRequest):
         self.write(body)
         self.finish()
 
-    def send_error(self, error: ProxyError) -> None:
+    def send_error(
+        self, error: ProxyError, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         """
         Answer with the error's page, or abort if a response already started.
         """
@@ -720,6 +774,8 @@ class ForwardRequest(ProxyRequest):
         self.setResponseCode(error.status)
         for name, value in error_headers(error):
             self.responseHeaders.setRawHeaders(name, [value])
+        for name, value in extra_headers:
+            self.responseHeaders.addRawHeader(name, value)
         self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(page)])
         if error.status in (400, 413):
             # After a malformed or refused request the framing of what
@@ -735,6 +791,9 @@ class ForwardRequest(ProxyRequest):
         work still running and write the access-log line.
         """
         if isinstance(result, Failure):
+            if self._pending_access is not None:
+                access, self._pending_access = self._pending_access, None
+                access.cancel()
             if self._pending is not None:
                 pending, self._pending = self._pending, None
                 pending.cancel()
@@ -769,7 +828,7 @@ class ForwardRequest(ProxyRequest):
             size=size if size is not None else self.head_bytes + self.sentLength,
             method=_text(self.method or b"-"),
             url=_text(self.uri or b"-"),
-            user=None,
+            user=self._user,
             hierarchy=self._hierarchy,
             peer=self._peer,
             content_type=_text(content_type),

@@ -6,7 +6,11 @@ and the access log, as one L{MultiService} that twistd starts and stops.
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import re
+import socket
+import struct
 from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
@@ -104,6 +108,47 @@ class _ProxyCoreService(Service):
         return closing
 
 
+def interface_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """
+    This host's interface addresses: IPv4 through C{SIOCGIFADDR} per
+    interface, IPv6 from C{/proc/net/if_inet6}.  Best effort: an interface
+    without an address is skipped.
+    """
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
+            except OSError:
+                continue
+            found.append(ipaddress.IPv4Address(answer[20:24]))
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as table:
+            for line in table:
+                found.append(ipaddress.IPv6Address(bytes.fromhex(line.split()[0])))
+    except OSError:
+        pass
+    return found
+
+
+#: ioctl request number of SIOCGIFADDR (Linux).
+_SIOCGIFADDR = 0x8915
+
+
+def local_addresses(config: Config) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """
+    The proxy's own addresses for C{to_localhost}: every listening address,
+    and every interface address when a listener is a wildcard, so a client
+    can never use the proxy to reach the proxy host's own services.
+    """
+    listeners = [*config.proxy.http_port, *config.tls.https_port]
+    addresses = [ipaddress.ip_address(listener.host) for listener in listeners]
+    if any(address.is_unspecified for address in addresses):
+        addresses += interface_addresses()
+    return addresses
+
+
 def server_tls_options(config: Config) -> CertificateOptions:
     """
     TLS settings of the HTTPS proxy port: the configured certificate chain
@@ -147,7 +192,7 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     """
     top = MultiService()
     access_log = AccessLog(config.access_log.path, config.access_log.format)
-    context = ProxyContext.build(config, reactor, access_log)
+    context = ProxyContext.build(config, reactor, access_log, local_addresses(config))
     _ProxyCoreService(context).setServiceParent(top)
     factory = ForwardProxyFactory(context)
     for address in config.proxy.http_port:

@@ -54,6 +54,7 @@ class ProxyTestCase(unittest.TestCase):
 
     def setUp(self) -> Any:
         directory = tempfile.mkdtemp(prefix="squeak-test-")
+        self.directory = directory
         self.access_log_path = os.path.join(directory, "access.log")
         overrides = dict(self.config_overrides)
         overrides.setdefault("access_log", {})
@@ -79,6 +80,28 @@ class ProxyTestCase(unittest.TestCase):
         for channel in list(channels):
             channel.transport.abortConnection()
         await deferLater(reactor, 0, lambda: None)
+
+    def use_access_config(self, toml_text: str) -> None:
+        """
+        Replace the running proxy's access rules and authentication with
+        those of a configuration text (its [acl], [access] and [auth]
+        tables; relative paths resolve against the test's directory).
+        """
+        from squeak.access.auth import Authenticator
+        from squeak.config import parse_config
+        from squeak.gatekeeper import Gatekeeper
+        from squeak.service import local_addresses
+
+        config = parse_config(toml_text, os.path.join(self.directory, "access.toml"))
+        authenticator = None
+        if config.auth.htpasswd:
+            authenticator = Authenticator(config.auth.htpasswd, ttl=config.auth.credentials_ttl)
+        self.service.context.gatekeeper = Gatekeeper(
+            reactor,
+            config.policy.with_local_addresses(local_addresses(self.config)),
+            authenticator,
+            config.auth.realm,
+        )
 
     def listen(self, server: Any) -> int:
         """

@@ -18,10 +18,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from squeak.access.acl import builtin_acls, compile_acl
+from squeak.access.rules import DEFAULT_HTTP_ACCESS, Action, compile_policy, default_policy
 from squeak.config import (
+    ACL_TABLE,
     TABLES,
     AccessConfig,
     AccessLogConfig,
+    AuthConfig,
     CacheConfig,
     Config,
     ConfigError,
@@ -183,7 +187,7 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "an unknown table with nothing close lists them all",
         "[zzz]\n",
         f"{P}:1: zzz: unknown table (expected one of proxy, tls, timeouts, limits, upstream, "
-        "access, access_log, cache)",
+        "acl, access, auth, access_log, cache)",
     ),
     (
         "an unknown key suggests the closest",
@@ -318,33 +322,126 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         'got "my proxy"',
     ),
     (
-        "a network with host bits set says so",
-        '[access]\nallow_src = [\n  "127.0.0.0/8",\n  "10.0.0.1/8",\n]\n',
-        f'{P}:4: access.allow_src: "10.0.0.1/8" has host bits set (did you mean "10.0.0.0/8"?)',
+        "a network with host bits set says so, on the element's line",
+        '[acl]\nlan = { src = [\n  "127.0.0.0/8",\n  "10.0.0.1/8",\n] }\n',
+        f'{P}:4: acl.lan: "10.0.0.1/8" has host bits set (did you mean "10.0.0.0/8"?)',
     ),
     (
         "a network that is not one",
-        "[access]\nallow_src = ['lan']\n",
-        f'{P}:2: access.allow_src: expected an IP network like "192.168.0.0/16" or "::1/128", '
-        'got "lan"',
+        "[acl]\nlan = { src = ['lan'] }\n",
+        f'{P}:2: acl.lan: expected an IP network like "192.168.0.0/16" or "::1/128", got "lan"',
     ),
     (
-        "all of IPv4 would make an open proxy",
-        "[access]\nallow_src = ['0.0.0.0/0']\n",
-        f'{P}:2: access.allow_src: "0.0.0.0/0" would make an open proxy (list only the '
-        "networks of your own clients)",
+        "an ACL as a sub-table",
+        "[acl.lan]\nsrc = ['x']\n",
+        f'{P}:1: acl.lan: expected an IP network like "192.168.0.0/16" or "::1/128", got "x"',
     ),
     (
-        "all of IPv6 would make an open proxy",
-        "[access]\nallow_src = ['::1/128', '::/0']\n",
-        f'{P}:2: access.allow_src: "::/0" would make an open proxy (list only the '
-        "networks of your own clients)",
+        "an ACL with two types",
+        "[acl]\nx = { src = ['10.0.0.0/8'], port = [80] }\n",
+        f"{P}:2: acl.x: an ACL has exactly one type, got port and src",
     ),
     (
-        "all IPv4-mapped addresses would make an open proxy on a dual-stack socket",
-        "[access]\nallow_src = ['::ffff:0:0/96']\n",
-        f'{P}:2: access.allow_src: "::ffff:0:0/96" would make an open proxy (list only the '
-        "networks of your own clients)",
+        "an unknown ACL type suggests the closest",
+        "[acl]\nx = { dst_domain = ['a.example'] }\n",
+        f'{P}:2: acl.x: unknown ACL type or option "dst_domain" (did you mean dstdomain?)',
+    ),
+    (
+        "all cannot be redefined",
+        "[acl]\nall = { src = ['10.0.0.0/8'] }\n",
+        f"{P}:2: acl.all: all is built in (every client) and cannot be redefined",
+    ),
+    (
+        "a bad regex",
+        "[acl]\nx = { url_regex = ['a(b'] }\n",
+        f'{P}:2: acl.x: invalid regular expression "a(b": missing ), unterminated subpattern '
+        "at position 1",
+    ),
+    (
+        "an ACL that is not a table",
+        "[acl]\nx = 'src 10.0.0.0/8'\n",
+        f'{P}:2: acl.x: expected a table like {{ src = ["10.0.0.0/8"] }}, got "src 10.0.0.0/8"',
+    ),
+    (
+        "acl is a table",
+        "acl = 1\n",
+        f"{P}:1: acl: expected a table [acl], got 1",
+    ),
+    (
+        "a missing entry file",
+        "[acl]\nx = { dstdomain_file = 'nonexistent-list.txt' }\n",
+        f'{P}:2: acl.x: cannot read "nonexistent-list.txt": No such file or directory',
+    ),
+    (
+        "a rule naming an unknown ACL suggests the closest, on the rule's line",
+        '[access]\nhttp_access = [\n  "deny !Safe_ports",\n  "allow lcalnet",\n]\n',
+        f'{P}:4: access.http_access: rule "allow lcalnet" names an unknown ACL "lcalnet" '
+        "(did you mean localnet?)",
+    ),
+    (
+        "a rule naming an ACL defined after it",
+        '[access]\nhttp_access = ["allow lan"]\n[acl]\nlan = { src = ["10.1.0.0/16"] }\n',
+        "no error",
+    ),
+    (
+        "a rule that is not allow or deny",
+        "[access]\nhttp_access = ['permit localnet']\n",
+        f'{P}:2: access.http_access: expected a rule like "allow localnet" (allow or deny, '
+        'then ACL names), got "permit localnet"',
+    ),
+    (
+        "a cache rule naming an unknown ACL",
+        "[access]\ncache = ['deny nocache']\n",
+        f'{P}:2: access.cache: rule "deny nocache" names an unknown ACL "nocache"',
+    ),
+    (
+        "allow all would make an open proxy",
+        "[access]\nhttp_access = ['deny !Safe_ports', 'allow all']\n",
+        f'{P}:2: access.http_access: rule "allow all" would make an open proxy: it allows '
+        "clients from any address (add a src ACL such as localnet, or a proxy_auth ACL, to "
+        'it, or put "deny !localnet" before it)',
+    ),
+    (
+        "an allow rule on ports only would make an open proxy",
+        "[access]\nhttp_access = ['allow CONNECT SSL_ports']\n",
+        f'{P}:2: access.http_access: rule "allow CONNECT SSL_ports" would make an open '
+        "proxy: it allows clients from any address (add a src ACL such as localnet, or a "
+        'proxy_auth ACL, to it, or put "deny !localnet" before it)',
+    ),
+    (
+        "a src ACL covering all of IPv4 does not restrict clients",
+        "[acl]\nlocalnet = { src = ['0.0.0.0/0'] }\n",
+        f'{P}: access.http_access: rule "allow localnet" would make an open proxy: it '
+        "allows clients from any address (add a src ACL such as localnet, or a proxy_auth "
+        'ACL, to it, or put "deny !localnet" before it)',
+    ),
+    (
+        "allow all after deny !localnet is not open",
+        "[access]\nhttp_access = ['deny !localnet', 'allow all']\n",
+        "no error",
+    ),
+    (
+        "proxy_auth needs an htpasswd file",
+        '[acl]\nstaff = { proxy_auth = "REQUIRED" }\n'
+        '[access]\nhttp_access = ["allow localnet staff"]\n',
+        f'{P}:4: access.http_access: rule "allow localnet staff" uses the proxy_auth ACL '
+        "staff, but [auth] htpasswd is not set",
+    ),
+    (
+        "an htpasswd file that cannot be read",
+        "[auth]\nhtpasswd = '/nonexistent/htpasswd'\n",
+        f'{P}:2: auth.htpasswd: cannot read "/nonexistent/htpasswd": No such file or directory',
+    ),
+    (
+        "a realm with a quote",
+        "[auth]\nrealm = 'my \"proxy\"'\n",
+        f"{P}:2: auth.realm: expected up to 100 printable ASCII characters without '\"' or "
+        '\'\\\', got "my \\"proxy\\""',
+    ),
+    (
+        "a zero credentials TTL",
+        "[auth]\ncredentials_ttl = '0s'\n",
+        f'{P}:2: auth.credentials_ttl: must be longer than zero, got "0s"',
     ),
     (
         "an empty cache directory",
@@ -527,15 +624,24 @@ class DefaultsTests(SynchronousTestCase):
 
     def test_safe_defaults(self) -> None:
         """
-        The defaults listen on loopback only and serve loopback clients only,
-        and log to standard output.
+        The defaults listen on loopback only, apply the default access rules
+        without authentication, and log to standard output.
         """
         config = Config()
         self.assertEqual(
-            (config.proxy.http_port, config.access.allow_src, config.access_log, config.source),
+            (
+                config.proxy.http_port,
+                config.access.http_access,
+                config.policy.http_access.texts,
+                config.auth,
+                config.access_log,
+                config.source,
+            ),
             (
                 (ListenAddress("127.0.0.1", 3128),),
-                (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+                DEFAULT_HTTP_ACCESS,
+                DEFAULT_HTTP_ACCESS,
+                AuthConfig(htpasswd="", realm="squeak", credentials_ttl=3600.0),
                 AccessLogConfig(path="-", format="squid"),
                 "<defaults>",
             ),
@@ -625,8 +731,16 @@ request_body_size = 1000
 [upstream]
 max_idle_per_host = 0
 
+[acl]
+lan = { src = ["192.168.1.0/24", "fd00::/8"] }
+
 [access]
-allow_src = ["192.168.1.0/24", "fd00::/8"]
+http_access = ["deny !Safe_ports", "allow lan"]
+cache = ["deny CONNECT"]
+
+[auth]
+realm = "Example proxy"
+credentials_ttl = "10min"
 
 [access_log]
 path = "/var/log/squeak/access.log"
@@ -645,33 +759,102 @@ dir = "/var/cache/squeak"
             timeouts=TimeoutsConfig(connect=0.5, read=10.0, client_idle=1.5, server_idle=120.0),
             limits=LimitsConfig(8192, 50, 1000),
             upstream=UpstreamConfig(0),
-            access=AccessConfig(
-                (ipaddress.ip_network("192.168.1.0/24"), ipaddress.ip_network("fd00::/8"))
-            ),
+            access=AccessConfig(("deny !Safe_ports", "allow lan"), ("deny CONNECT",)),
+            auth=AuthConfig("", "Example proxy", 600.0),
             access_log=AccessLogConfig("/var/log/squeak/access.log", "combined"),
             cache=CacheConfig("/var/cache/squeak"),
+            policy=compile_policy(
+                {
+                    **builtin_acls(),
+                    "lan": compile_acl("lan", {"src": ["192.168.1.0/24", "fd00::/8"]}, "/"),
+                },
+                ("deny !Safe_ports", "allow lan"),
+                ("deny CONNECT",),
+                authentication=False,
+            ),
             source="/etc/squeak/squeak.toml",
         )
         self.assertEqual(parse_config(text, "/etc/squeak/squeak.toml"), expected)
 
     def test_single_strings(self) -> None:
         """
-        A single string is accepted where an array of addresses or networks
-        is expected.
+        A single string is accepted where an array of addresses or rules is
+        expected.
         """
         config = parse_config(
-            '[proxy]\nhttp_port = "[::1]:3128"\n[access]\nallow_src = "::1"\n', P
+            '[proxy]\nhttp_port = "[::1]:3128"\n[access]\nhttp_access = "allow localhost"\n', P
         )
         self.assertEqual(
-            (config.proxy.http_port, config.access.allow_src),
-            ((ListenAddress("::1", 3128),), (ipaddress.ip_network("::1/128"),)),
+            (config.proxy.http_port, config.access.http_access),
+            ((ListenAddress("::1", 3128),), ("allow localhost",)),
         )
 
-    def test_empty_allow_src(self) -> None:
+    def test_empty_http_access(self) -> None:
         """
-        An empty C{allow_src} is valid and denies everyone.
+        An empty C{http_access} is valid and denies everyone: the default
+        when no rule matches is deny.
         """
-        self.assertEqual(parse_config("[access]\nallow_src = []\n", P).access.allow_src, ())
+        config = parse_config("[access]\nhttp_access = []\n", P)
+        self.assertEqual(
+            (config.policy.http_access.rules, config.policy.http_access.default),
+            ((), Action.DENY),
+        )
+
+    def test_acl_files_relative_to_config(self) -> None:
+        """
+        An ACL's C{<type>_file} is read relative to the configuration file's
+        directory, one entry per line, skipping blank and C{#} lines.
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        with open(os.path.join(directory, "blocked.txt"), "w") as f:
+            f.write("# ads\n.ads.example\n\ntracker.example\n")
+        config = parse_config(
+            "[acl]\nblocked = { dstdomain_file = 'blocked.txt', dstdomain = ['x.example'] }\n",
+            os.path.join(directory, "squeak.toml"),
+        )
+        self.assertEqual(
+            config.policy.acls["blocked"].entries, ("x.example", ".ads.example", "tracker.example")
+        )
+
+    def test_acl_file_errors_name_file_and_line(self) -> None:
+        """
+        A bad entry in an ACL file is reported with the entry file's name and
+        line after the configuration's key.
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        with open(os.path.join(directory, "nets.txt"), "w") as f:
+            f.write("10.0.0.0/8\n# comment\n10.0.0.1/8\n")
+        path = os.path.join(directory, "squeak.toml")
+        e = self.assertRaises(
+            ConfigError, parse_config, "[acl]\n\nlan = { src_file = 'nets.txt' }\n", path
+        )
+        self.assertEqual(
+            str(e),
+            f'{path}:3: acl.lan: nets.txt:3: "10.0.0.1/8" has host bits set '
+            '(did you mean "10.0.0.0/8"?)',
+        )
+
+    def test_htpasswd_enables_proxy_auth(self) -> None:
+        """
+        With a readable C{auth.htpasswd}, rules may use C{proxy_auth}; the
+        path resolves against the configuration file's directory.
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        with open(os.path.join(directory, "users"), "w") as f:
+            f.write("")
+        config = parse_config(
+            "[acl]\nstaff = { proxy_auth = ['alice'] }\n"
+            "[access]\nhttp_access = ['allow localnet staff']\n"
+            "[auth]\nhtpasswd = 'users'\n",
+            os.path.join(directory, "squeak.toml"),
+        )
+        self.assertEqual(
+            (config.auth.htpasswd, config.policy.needs_auth),
+            (os.path.join(os.path.abspath(directory), "users"), True),
+        )
 
     def test_relative_paths(self) -> None:
         """
@@ -790,7 +973,7 @@ class ErrorTests(SynchronousTestCase):
 
     @given(
         st.dictionaries(
-            st.sampled_from([*TABLES, "junk"]),
+            st.sampled_from([*TABLES, ACL_TABLE, "junk"]),
             st.dictionaries(
                 st.sampled_from(
                     [f.name for cls in TABLES.values() for f in fields(cls)] + ["junk"]
@@ -855,7 +1038,11 @@ class SchemaTests(SynchronousTestCase):
         """
         config = Config()
         self.assertEqual(
-            {f.name: type(getattr(config, f.name)) for f in fields(Config) if f.name != "source"},
+            {
+                f.name: type(getattr(config, f.name))
+                for f in fields(Config)
+                if f.name not in ("source", "policy")
+            },
             dict(TABLES),
         )
 
@@ -910,17 +1097,13 @@ class SchemaTests(SynchronousTestCase):
 
     def test_sample_loads(self) -> None:
         """
-        etc/squeak.toml loads as it is, listening on loopback for loopback
-        clients and logging to standard output.
+        etc/squeak.toml loads as it is, listening on loopback with the
+        default access rules and logging to standard output.
         """
         config = load_config(SAMPLE)
         self.assertEqual(
-            (config.proxy.http_port, config.access.allow_src, config.access_log.path),
-            (
-                (ListenAddress("127.0.0.1", 3128),),
-                (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
-                "-",
-            ),
+            (config.proxy.http_port, config.policy, config.access_log.path),
+            ((ListenAddress("127.0.0.1", 3128),), default_policy(), "-"),
         )
 
     def test_sample_shows_every_key(self) -> None:
@@ -952,6 +1135,8 @@ class SchemaTests(SynchronousTestCase):
         )
         wrong = []
         for table, keys in commented.items():
+            if table == ACL_TABLE:
+                continue
             cls = TABLES[table]
             for key, value in keys.items():
                 spec = next(f for f in fields(cls) if f.name == key)

@@ -13,6 +13,8 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.__main__ import main
+from squeak.access.auth import Htpasswd
+from squeak.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join("etc", "squeak.toml")
@@ -39,12 +41,18 @@ class CheckConfigTests(SynchronousTestCase):
 
     def test_valid(self) -> None:
         """
-        A valid file exits 0 and summarizes the listen addresses, allowed
-        client networks, access log and cache directory.
+        A valid file exits 0 and summarizes the listen addresses, access log,
+        cache directory, authentication, the effective rules in order with
+        their defaults, and the ACLs used or defined.
         """
+        users = self._write("")
         path = self._write(
             '[proxy]\nhttp_port = ["127.0.0.1:0", "[::1]:8080"]\n'
-            '[access]\nallow_src = ["192.168.1.0/24"]\n'
+            '[acl]\nlan = { src = ["192.168.1.0/24"] }\nstaff = { proxy_auth = "REQUIRED" }\n'
+            "unused = { port = [8080] }\n"
+            '[access]\nhttp_access = ["deny !Safe_ports", "allow lan staff"]\n'
+            'cache = ["deny CONNECT"]\n'
+            f'[auth]\nhtpasswd = "{os.path.abspath(users)}"\n'
             '[access_log]\npath = "/var/log/squeak.log"\nformat = "combined"\n'
             '[cache]\ndir = "/var/cache/squeak"\n'
         )
@@ -54,9 +62,20 @@ class CheckConfigTests(SynchronousTestCase):
                 0,
                 f"{path}: OK\n"
                 "listen:      127.0.0.1:0, [::1]:8080\n"
-                "allow_src:   192.168.1.0/24\n"
                 "access_log:  /var/log/squeak.log (combined format)\n"
-                "cache dir:   /var/cache/squeak\n",
+                "cache dir:   /var/cache/squeak\n"
+                f'auth:        {os.path.abspath(users)} (realm "squeak", credentials cached 1h)\n'
+                "http_access: 1. deny !Safe_ports\n"
+                "http_access: 2. allow lan staff\n"
+                "http_access: otherwise deny\n"
+                "cache:       1. deny CONNECT\n"
+                "cache:       otherwise allow\n"
+                "acl:         Safe_ports = port 80, 443, 21, 70, 210, 280, ... (10 entries) "
+                "(built-in)\n"
+                "acl:         CONNECT = method CONNECT (built-in)\n"
+                "acl:         lan = src 192.168.1.0/24\n"
+                "acl:         staff = proxy_auth REQUIRED\n"
+                "acl:         unused = port 8080\n",
                 "",
             ),
         )
@@ -64,19 +83,22 @@ class CheckConfigTests(SynchronousTestCase):
     def test_special_access_logs(self) -> None:
         """
         The summary spells out C{"-"} as standard output, C{""} as off, and an
-        empty C{allow_src} as denying everyone.
+        empty C{http_access} as denying everyone.
         """
         stdout = self._write('[access_log]\npath = "-"\n')
-        off = self._write('[access_log]\npath = ""\n[access]\nallow_src = []\n')
-        lines = [_run("check-config", path)[1].splitlines()[2:4] for path in (stdout, off)]
+        off = self._write('[access_log]\npath = ""\n[access]\nhttp_access = []\n')
+        lines = [_run("check-config", path)[1].splitlines()[2:] for path in (stdout, off)]
         self.assertEqual(
-            lines,
+            [lines[0][0], lines[1]],
             [
+                "access_log:  standard output (squid format)",
                 [
-                    "allow_src:   127.0.0.0/8, ::1/128",
-                    "access_log:  standard output (squid format)",
+                    "access_log:  off",
+                    f"cache dir:   {Config().cache.dir}",
+                    "auth:        off",
+                    "http_access: otherwise deny",
+                    "cache:       otherwise allow",
                 ],
-                ["allow_src:   (nobody: every client is denied)", "access_log:  off"],
             ],
         )
 
@@ -124,7 +146,7 @@ class CheckConfigTests(SynchronousTestCase):
             (
                 ("frobnicate",),
                 "squeak: argument COMMAND: invalid choice: 'frobnicate' (choose from "
-                "'check-config') (try: python -m squeak --help)\n",
+                "'check-config', 'passwd') (try: python -m squeak --help)\n",
             ),
         ]
         wrong = [
@@ -164,9 +186,26 @@ class SubprocessTests(SynchronousTestCase):
                 0,
                 "etc/squeak.toml: OK\n"
                 "listen:      127.0.0.1:3128\n"
-                "allow_src:   127.0.0.0/8, ::1/128\n"
                 "access_log:  standard output (squid format)\n"
-                "cache dir:   /nonexistent/xdg/squeak\n",
+                "cache dir:   /nonexistent/xdg/squeak\n"
+                "auth:        off\n"
+                "http_access: 1. deny !Safe_ports\n"
+                "http_access: 2. deny CONNECT !SSL_ports\n"
+                "http_access: 3. deny to_localhost !localhost\n"
+                "http_access: 4. allow localnet\n"
+                "http_access: 5. deny all\n"
+                "http_access: otherwise deny\n"
+                "cache:       otherwise allow\n"
+                "acl:         all = src 0.0.0.0/0, ::/0 (built-in)\n"
+                "acl:         localhost = src 127.0.0.1/32, ::1/128 (built-in)\n"
+                "acl:         to_localhost = dst 127.0.0.0/8, 0.0.0.0/32, ::1/128, ::/128 "
+                "(built-in)\n"
+                "acl:         localnet = src 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, "
+                "100.64.0.0/10, 169.254.0.0/16, 127.0.0.0/8, ... (9 entries) (built-in)\n"
+                "acl:         SSL_ports = port 443 (built-in)\n"
+                "acl:         Safe_ports = port 80, 443, 21, 70, 210, 280, ... (10 entries) "
+                "(built-in)\n"
+                "acl:         CONNECT = method CONNECT (built-in)\n",
                 "",
             ),
         )
@@ -178,15 +217,16 @@ class SubprocessTests(SynchronousTestCase):
         """
         path = os.path.abspath(self.mktemp())
         with open(path, "w", encoding="utf-8") as f:
-            f.write('[access]\nallow_src = ["0.0.0.0/0"]\n')
+            f.write('[access]\nhttp_access = ["allow all"]\n')
         result = self._squeak("check-config", path)
         self.assertEqual(
             (result.returncode, result.stdout, result.stderr),
             (
                 2,
                 "",
-                f'squeak: {path}:2: access.allow_src: "0.0.0.0/0" would make an open proxy '
-                "(list only the networks of your own clients)\n",
+                f'squeak: {path}:2: access.http_access: rule "allow all" would make an open '
+                "proxy: it allows clients from any address (add a src ACL such as localnet, or "
+                'a proxy_auth ACL, to it, or put "deny !localnet" before it)\n',
             ),
         )
 
@@ -218,3 +258,102 @@ class SubprocessTests(SynchronousTestCase):
             timeout=self.timeout,
         )
         self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "False\n", ""))
+
+
+class PasswdTests(SynchronousTestCase):
+    """
+    Tests for C{passwd FILE USER}, run in this process with a piped password.
+    """
+
+    def _passwd(self, path: str, user: str, password: str) -> tuple[int, str, str]:
+        """Run C{passwd} at the lowest bcrypt cost with C{password} on stdin."""
+        out, err = io.StringIO(), io.StringIO()
+        status = main(
+            ["passwd", path, user, "--cost", "4"], out=out, err=err, stdin=io.StringIO(password)
+        )
+        return status, out.getvalue(), err.getvalue()
+
+    def test_add_then_update(self) -> None:
+        """
+        A new file gets the user; a second user is appended; setting the
+        first user again replaces its line in place, keeping the others, and
+        the new password verifies while the old one does not.
+        """
+        path = self.mktemp()
+        results = [
+            self._passwd(path, "alice", "one\n"),
+            self._passwd(path, "bob", "two\n"),
+            self._passwd(path, "alice", "three\r\n"),
+        ]
+        self.assertEqual(
+            results,
+            [
+                (0, f"Added user alice in {path}\n", ""),
+                (0, f"Added user bob in {path}\n", ""),
+                (0, f"Updated user alice in {path}\n", ""),
+            ],
+        )
+        htpasswd = Htpasswd.load(path)
+        with open(path, encoding="utf-8") as f:
+            users = [line.split(":")[0] for line in f]
+        self.assertEqual(
+            (
+                users,
+                htpasswd.verify("alice", "three"),
+                htpasswd.verify("alice", "one"),
+                htpasswd.verify("bob", "two"),
+                htpasswd.entries["alice"].hashed[:7],
+                htpasswd.warnings,
+            ),
+            (["alice", "bob"], True, False, True, "$2y$04$", []),
+        )
+
+    def test_keeps_other_lines_and_mode(self) -> None:
+        """
+        Lines other than the user's, even ones squeak would ignore, are kept
+        byte for byte, and the file keeps its permissions.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("# users\ncarol:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\nalice:old\n")
+        os.chmod(path, 0o640)
+        self.assertEqual(self._passwd(path, "alice", "pw\n")[0], 0)
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(
+            (lines[:2], lines[2][:13], oct(os.stat(path).st_mode & 0o777)),
+            (["# users", "carol:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="], "alice:$2y$04$", "0o640"),
+        )
+
+    def test_refused(self) -> None:
+        """
+        An empty password, a password bcrypt would truncate, and a user name
+        with a colon are refused with one line and status 2; nothing is
+        written.
+        """
+        path = self.mktemp()
+        results = [
+            self._passwd(path, "alice", "\n"),
+            self._passwd(path, "alice", "x" * 73 + "\n"),
+            self._passwd(path, "a:b", "pw\n"),
+        ]
+        self.assertEqual(
+            (results, os.path.exists(path)),
+            (
+                [
+                    (2, "", "squeak: the password is empty\n"),
+                    (
+                        2,
+                        "",
+                        "squeak: the password is longer than 72 bytes, which bcrypt ignores\n",
+                    ),
+                    (
+                        2,
+                        "",
+                        "squeak: a user name must be non-empty, without ':' or control "
+                        "characters\n",
+                    ),
+                ],
+                False,
+            ),
+        )

@@ -190,7 +190,7 @@ class TlsListenerTests(ProxyTestCase):
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         target = port.getHost().port
-        self.service.context.tunnel_ports = frozenset({target})
+        self.use_access_config(f"[acl]\nSSL_ports = {{ port = [443, {target}] }}\n")
 
         def exchange() -> bytes:
             with (

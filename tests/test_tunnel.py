@@ -101,8 +101,7 @@ class TunnelTests(ProxyTestCase):
     config_overrides = {"timeouts": {"tunnel_idle": 0.5}}
 
     def _allow(self, port: int) -> None:
-        context = self.service.context
-        context.tunnel_ports = frozenset({443, port})
+        self.use_access_config(f"[acl]\nSSL_ports = {{ port = [443, {port}] }}\n")
 
     def _connect(self, port: int, extra: bytes = b"") -> socket.socket:
         s = socket.create_connection(("127.0.0.1", self.proxy_port), timeout=10)

@@ -1,0 +1,212 @@
+# -*- test-case-name: tests.test_access_proxy -*-
+"""
+The I/O side of access control: runs the pure rule evaluation
+(L{squeak.access.rules.evaluate}) to a final answer, doing what a verdict
+asks for in between: resolving the destination (C{NEED_DST}) and verifying
+Basic credentials off the reactor thread (C{AUTH_REQUIRED}).
+
+Squid's semantics: credentials are asked for only when a rule that decides
+needs them, and the destination is resolved only when a rule needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IResolutionReceiver
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from squeak.access.acl import Facts, LocalTime, address_literal, client_address, normalize_host
+from squeak.access.auth import Authenticator, parse_basic
+from squeak.access.rules import AccessPolicy, Action, Verdict, evaluate
+from squeak.errors import ProxyError
+
+#: More rounds than the rules can need (destination, then user, then final).
+_MAX_ROUNDS = 4
+
+
+class AuthenticationRequiredError(ProxyError):
+    """
+    A rule needs a verified user and the request has none (or a wrong one):
+    answered 407 with a C{Proxy-Authenticate} challenge.
+    """
+
+    def __init__(self, detail: str, realm: str) -> None:
+        super().__init__("ERR_CACHE_ACCESS_DENIED", 407, detail)
+        self.realm = realm
+
+
+class AccessDeniedError(ProxyError):
+    """
+    The rules deny the request: 403.
+    """
+
+    def __init__(self, verdict: Verdict) -> None:
+        rule = f' by rule "{verdict.rule}"' if verdict.rule else ""
+        super().__init__("ERR_ACCESS_DENIED", 403, f"access denied{rule}")
+        self.verdict = verdict
+
+
+@implementer(IResolutionReceiver)
+class _Addresses:
+    """
+    Collects the addresses a name resolves to into a L{Deferred}.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[Any] = []
+        self.done: defer.Deferred[list[Any]] = defer.Deferred()
+
+    def resolutionBegan(self, resolution: Any) -> None:
+        pass
+
+    def addressResolved(self, address: Any) -> None:
+        self.found.append(address)
+
+    def resolutionComplete(self) -> None:
+        self.done.callback(self.found)
+
+
+def resolve(reactor: Any, host: str) -> defer.Deferred[tuple[Any, ...]]:
+    """
+    All addresses of C{host} through the reactor's name resolver (a lookup
+    failure gives C{()}, which no C{dst} ACL matches).
+    """
+    receiver = _Addresses()
+    reactor.nameResolver.resolveHostName(receiver, host, 0)
+
+    def as_addresses(found: list[Any]) -> tuple[Any, ...]:
+        addresses = []
+        for address in found:
+            try:
+                addresses.append(ipaddress.ip_address(address.host.split("%", 1)[0]))
+            except ValueError:
+                continue
+        return tuple(addresses)
+
+    return receiver.done.addCallback(as_addresses)
+
+
+class Gatekeeper:
+    """
+    Decides whether a request may go ahead, and as whom.
+
+    @ivar policy: The compiled rules (with the proxy's own addresses in
+        C{to_localhost}).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        policy: AccessPolicy,
+        authenticator: Authenticator | None,
+        realm: str,
+    ) -> None:
+        self._reactor = reactor
+        self.policy = policy
+        self._auth = authenticator
+        self._realm = realm
+
+    def facts(
+        self,
+        *,
+        client: str,
+        method: bytes,
+        scheme: str,
+        host: str,
+        port: int,
+        url: str,
+        path: str,
+        user_agent: bytes | None,
+        client_connections: int,
+    ) -> Facts:
+        """
+        The facts of one request, before any lookup or authentication.
+        """
+        now = self._reactor.seconds()
+        return Facts(
+            client_ip=client_address(client),
+            method=method.decode("latin-1"),
+            scheme=scheme,
+            host=normalize_host(host),
+            port=port,
+            url=url,
+            path=path,
+            now_local=LocalTime.of(time.localtime(now)),
+            dst_addresses=address_literal(host),
+            user=None,
+            user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
+            client_connections=client_connections,
+        )
+
+    def admit(
+        self, facts: Facts, proxy_authorization: Callable[[], bytes | None]
+    ) -> defer.Deferred[Facts]:
+        """
+        Evaluate the rules to a final answer.
+
+        @param proxy_authorization: Gives the request's C{Proxy-Authorization}
+            value, read only if a rule needs a user.
+        @return: A L{Deferred} firing with the final facts (with the verified
+            user) when allowed, failing with L{AccessDeniedError} or
+            L{AuthenticationRequiredError}.
+        """
+        return defer.ensureDeferred(self._admit(facts, proxy_authorization))
+
+    async def _admit(self, facts: Facts, proxy_authorization: Callable[[], bytes | None]) -> Facts:
+        for _ in range(_MAX_ROUNDS):
+            verdict = evaluate(self.policy.http_access, facts)
+            if verdict.action is Action.ALLOW:
+                return facts
+            if verdict.action is Action.DENY:
+                raise AccessDeniedError(verdict)
+            if verdict.action is Action.NEED_DST:
+                addresses = await resolve(self._reactor, facts.host)
+                facts = dataclasses.replace(facts, dst_addresses=addresses)
+                continue
+            user = await self._authenticate(proxy_authorization())
+            facts = dataclasses.replace(facts, user=user)
+        raise AccessDeniedError(verdict)
+
+    async def _authenticate(self, header: bytes | None) -> str:
+        """
+        Verify Basic credentials (cached; bcrypt in a thread on a miss).
+
+        @raise AuthenticationRequiredError: Missing, malformed or wrong.
+        """
+        if self._auth is None:
+            raise AuthenticationRequiredError("no authentication is configured", self._realm)
+        if header is None:
+            raise AuthenticationRequiredError(
+                "this proxy requires a user name and password", self._realm
+            )
+        credentials = parse_basic(header)
+        if credentials is None:
+            raise AuthenticationRequiredError(
+                "malformed Proxy-Authorization credentials", self._realm
+            )
+        user, password = credentials
+        now = self._reactor.seconds()
+        ok = self._auth.cached(user, password, now)
+        if ok is None:
+            result = await threads.deferToThreadPool(
+                self._reactor,
+                self._reactor.getThreadPool(),
+                self._auth.verify,
+                user,
+                password,
+            )
+            self._auth.record(user, password, result, self._reactor.seconds())
+            ok = result.ok
+        if not ok:
+            self._log.info("proxy authentication failed for user {user!r}", user=user)
+            raise AuthenticationRequiredError("wrong user name or password", self._realm)
+        return user

@@ -1,0 +1,240 @@
+"""
+Access rules and proxy authentication on a running proxy, from several
+loopback client addresses: allowed, denied and 407 paths, no open-proxy
+path, garbage credentials, an htpasswd file edited while running, and no
+credentials ever reaching the origin.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+from typing import Any
+
+from twisted.internet import reactor, threads
+from twisted.internet.task import deferLater
+
+from squeak.access.auth import hash_password
+from tests.origins import Origin
+from tests.proxyharness import ProxyTestCase
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class _Client:
+    """
+    A raw HTTP client bound to a chosen loopback source address.
+    """
+
+    def __init__(self, proxy_port: int, source: str) -> None:
+        self.proxy_port = proxy_port
+        self.source = source
+
+    def send(self, request: bytes) -> bytes:
+        with socket.socket() as s:
+            s.settimeout(10)
+            s.bind((self.source, 0))
+            s.connect(("127.0.0.1", self.proxy_port))
+            s.sendall(request)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+
+    def get(self, url: str, *headers: str) -> bytes:
+        extra = "".join(f"{h}\r\n" for h in headers)
+        return self.send(
+            f"GET {url} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode()
+        )
+
+
+def _status(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else 0
+
+
+class DefaultRulesTests(ProxyTestCase):
+    """
+    The shipped default rules leave no open-proxy path.
+    """
+
+    async def test_lan_client_cannot_reach_the_proxy_hosts_services(self) -> None:
+        """
+        A client that is not this host (127.0.0.2) asking for a service on
+        127.0.0.1, or for the proxy's own port, is denied (to_localhost);
+        TCP_DENIED/403 is logged and nothing reaches the origin.
+        """
+        origin = Origin(reactor)
+        self.listen(origin)
+        client = _Client(self.proxy_port, "127.0.0.2")
+        to_origin = await threads.deferToThread(client.get, origin.url("/echo"))
+        to_proxy = await threads.deferToThread(client.get, f"http://127.0.0.1:{self.proxy_port}/")
+        self.assertEqual((_status(to_origin), _status(to_proxy)), (403, 403))
+        self.assertIn(b"ERR_ACCESS_DENIED", to_origin)
+        self.assertEqual(origin.requests, [])
+        lines = self.access_log_lines()
+        self.assertTrue(all(" 127.0.0.2 TCP_DENIED/403 " in line for line in lines), lines)
+
+    async def test_connect_only_to_ssl_ports(self) -> None:
+        """
+        CONNECT to port 22 (or any non-SSL port) is denied before any
+        connection is made.
+        """
+        client = _Client(self.proxy_port, "127.0.0.1")
+        raw = await threads.deferToThread(
+            client.send, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertEqual(_status(raw), 403)
+
+    async def test_request_to_the_proxy_itself_does_not_loop(self) -> None:
+        """
+        A local client asking the proxy for its own address gets the loop
+        page, not an endless chain of requests.
+        """
+        client = _Client(self.proxy_port, "127.0.0.1")
+        raw = await threads.deferToThread(client.get, f"http://127.0.0.1:{self.proxy_port}/")
+        self.assertEqual(_status(raw), 508)
+        self.assertIn(b"ERR_FORWARDING_LOOP", raw)
+
+    async def test_unsafe_port_is_denied(self) -> None:
+        """
+        Plain requests to ports outside Safe_ports (25) are denied.
+        """
+        client = _Client(self.proxy_port, "127.0.0.1")
+        raw = await threads.deferToThread(client.get, "http://127.0.0.1:25/")
+        self.assertEqual(_status(raw), 403)
+
+
+class AuthenticationTests(ProxyTestCase):
+    """
+    Rules with proxy_auth ask for Basic credentials, verified against an
+    htpasswd file.
+    """
+
+    def setUp(self) -> Any:
+        result = super().setUp()
+        self.htpasswd = os.path.join(self.directory, "htpasswd")
+        self._write_htpasswd({"alice": "wonderland", "bob": "builder"})
+        self.use_access_config(
+            f"""
+[acl]
+localhost = {{ src = ["127.0.0.0/8"] }}
+staff_net = {{ src = ["127.0.0.2/32"] }}
+readers = {{ proxy_auth = ["alice"] }}
+
+[access]
+http_access = [
+  "deny !Safe_ports",
+  "deny CONNECT !SSL_ports",
+  "deny to_localhost !localhost",
+  "allow staff_net",
+  "allow localhost readers",
+  "deny all",
+]
+
+[auth]
+htpasswd = "{self.htpasswd}"
+realm = "squeak test"
+credentials_ttl = "1h"
+"""
+        )
+        self.origin = Origin(reactor)
+        self.listen(self.origin)
+        return result
+
+    def _write_htpasswd(self, users: dict[str, str]) -> None:
+        lines = "".join(f"{u}:{hash_password(p, rounds=4)}\n" for u, p in users.items())
+        temporary = self.htpasswd + ".new"
+        with open(temporary, "w", encoding="ascii") as handle:
+            handle.write(lines)
+        os.replace(temporary, self.htpasswd)
+
+    async def _get(self, source: str, *headers: str) -> bytes:
+        client = _Client(self.proxy_port, source)
+        return await threads.deferToThread(client.get, self.origin.url("/echo"), *headers)
+
+    async def test_rules_by_source_and_user(self) -> None:
+        """
+        127.0.0.2 is allowed without credentials; 127.0.0.3 gets 407 with a
+        Basic challenge, then 200 as alice; bob (a valid user not in the
+        rule) is denied.
+        """
+        staff = await self._get("127.0.0.2")
+        anonymous = await self._get("127.0.0.3")
+        alice = await self._get(
+            "127.0.0.3", f"Proxy-Authorization: {_basic('alice', 'wonderland')}"
+        )
+        bob = await self._get("127.0.0.3", f"Proxy-Authorization: {_basic('bob', 'builder')}")
+        self.assertEqual(
+            [_status(r) for r in (staff, anonymous, alice, bob)], [200, 407, 200, 403]
+        )
+        self.assertIn(b'Proxy-Authenticate: Basic realm="squeak test"', anonymous)
+        self.assertIn(b"ERR_CACHE_ACCESS_DENIED", anonymous)
+
+    async def test_credentials_never_reach_the_origin_or_the_log(self) -> None:
+        """
+        The origin never sees Proxy-Authorization; the access log names the
+        user and holds no password or credentials.
+        """
+        header = _basic("alice", "wonderland")
+        await self._get("127.0.0.3", f"Proxy-Authorization: {header}")
+        [seen] = self.origin.requests
+        self.assertEqual([k for k, _ in seen["headers"] if k.lower() == "proxy-authorization"], [])
+        [line] = self.access_log_lines()
+        self.assertIn(" alice HIER_DIRECT/", line)
+        self.assertNotIn("wonderland", line)
+        self.assertNotIn(header.split()[1], line)
+
+    async def test_wrong_and_garbage_credentials_get_407(self) -> None:
+        """
+        A wrong password, malformed base64, no colon, another scheme, an
+        empty value: each gets 407, never a 500.
+        """
+        values = [
+            _basic("alice", "wrong"),
+            "Basic !!!not-base64!!!",
+            "Basic " + base64.b64encode(b"no-colon-here").decode(),
+            "Digest username=alice",
+            "Basic",
+            "Basic " + base64.b64encode(b"\xff\xfe:\x00").decode(),
+            "Basic " + "A" * 5000,
+        ]
+        statuses = []
+        for value in values:
+            raw = await self._get("127.0.0.3", f"Proxy-Authorization: {value}")
+            statuses.append(_status(raw))
+        self.assertEqual(statuses, [407] * len(values))
+        self.assertEqual(self.origin.requests, [])
+
+    async def test_one_bcrypt_verification_per_ttl(self) -> None:
+        """
+        A client repeating the same credentials costs one password
+        verification, not one per request.
+        """
+        authenticator = self.service.context.gatekeeper._auth
+        calls = []
+        verify = authenticator.verify
+
+        def counting(user: str, password: str) -> Any:
+            calls.append(user)
+            return verify(user, password)
+
+        authenticator.verify = counting
+        header = f"Proxy-Authorization: {_basic('alice', 'wonderland')}"
+        statuses = [_status(await self._get("127.0.0.3", header)) for _ in range(5)]
+        self.assertEqual((statuses, calls), ([200] * 5, ["alice"]))
+
+    async def test_htpasswd_edited_while_running(self) -> None:
+        """
+        After the htpasswd file changes, the old password stops working and
+        the new one works, with no restart.
+        """
+        old = f"Proxy-Authorization: {_basic('alice', 'wonderland')}"
+        new = f"Proxy-Authorization: {_basic('alice', 'looking-glass')}"
+        self.assertEqual(_status(await self._get("127.0.0.3", old)), 200)
+        self._write_htpasswd({"alice": "looking-glass"})
+        await deferLater(reactor, 1.1, lambda: None)  # the file is checked once a second
+        self.assertEqual(_status(await self._get("127.0.0.3", old)), 407)
+        self.assertEqual(_status(await self._get("127.0.0.3", new)), 200)
