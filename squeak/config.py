@@ -998,6 +998,7 @@ class CacheConfig:
         C{Last-Modified} used as heuristic freshness (RFC 9111 §4.2.2).
     @ivar heuristic_max: The cap on heuristic freshness, in seconds.
     @ivar refresh_pattern: Heuristic freshness rules by URI, tried in order.
+    @ivar purge_from: Client networks allowed to use the PURGE method.
     """
 
     dir: str = _setting(
@@ -1061,6 +1062,12 @@ class CacheConfig:
         kind="array of tables",
         doc="Heuristic freshness by URI regex (min, percent, max), as Squid's refresh_pattern.",
         parse=_refresh_patterns,
+    )
+    purge_from: tuple[IPNetwork, ...] = _setting(
+        default=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        kind="array of networks",
+        doc="Client networks (CIDR) allowed to remove cached URIs with the PURGE method.",
+        parse=_networks,
     )
 
 

@@ -40,9 +40,25 @@ from twisted.web.proxy import Proxy, ProxyRequest
 from typing_extensions import override
 
 from squeak import __version__
-from squeak.access.acl import Facts
+from squeak.access.acl import Facts, client_address
 from squeak.access.auth import Authenticator
+from squeak.access.rules import may_cache
 from squeak.accesslog import AccessLog, AccessRecord
+from squeak.cache.policy import (
+    FreshnessRules,
+    Reuse,
+    StoredResponse,
+    Validation,
+    answer_client_conditional,
+    decide_reuse,
+    freshen_stored,
+    handle_validation_response,
+    headers_for_reuse,
+    not_modified_headers,
+    validation_request_headers,
+)
+from squeak.cache.store import CacheHit, Store, Transient
+from squeak.caching import CacheLookup, HttpCache, ResponseStorer
 from squeak.config import Config
 from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
 from squeak.gatekeeper import AccessDeniedError, AuthenticationRequiredError, Gatekeeper
@@ -94,6 +110,7 @@ class ProxyContext:
     access_log: AccessLog
     gatekeeper: Gatekeeper
     cooperator: Cooperator
+    cache: HttpCache
     #: Open client connections, and how many each client address has (for
     #: stats, C{maxconn} rules and a clean shutdown).
     channels: set[Any] = field(default_factory=set)
@@ -139,6 +156,10 @@ class ProxyContext:
             upstream=upstream,
             access_log=access_log,
             gatekeeper=gatekeeper,
+            cache=HttpCache(
+                Store.from_config(config.cache) if config.cache.enabled else None,
+                FreshnessRules.from_config(config.cache),
+            ),
             cooperator=Cooperator(scheduler=lambda work: reactor.callLater(0, work)),
         )
 
@@ -288,6 +309,13 @@ class ForwardRequest(ProxyRequest):
         self._pending: defer.Deferred[Any] | None = None
         self._pending_access: defer.Deferred[Any] | None = None
         self._user: str | None = None
+        self._facts: Facts | None = None
+        self._lookup: CacheLookup | None = None
+        self._validating = False
+        self._storer: ResponseStorer | None = None
+        self._transient: Transient | None = None
+        self._request_time = 0.0
+        self._collapsed = False
         self._relay: BodyRelay | None = None
         self._read_timed_out = False
         self._body_size = 0
@@ -417,6 +445,7 @@ class ForwardRequest(ProxyRequest):
         if self._disconnected:
             return
         self._user = facts.user
+        self._facts = facts
         if target is None:
             self._open_tunnel(host, port)
             return
@@ -437,7 +466,13 @@ class ForwardRequest(ProxyRequest):
                 return
             if max_forwards is not None:
                 max_forwards -= 1
-        if self.method == b"GET" and _asks_for_upgrade(received):
+        if self.method == b"PURGE":
+            self._purge(target, client_ip)
+            return
+        upgrading = self.method == b"GET" and _asks_for_upgrade(received)
+        if not upgrading and self._answer_from_cache(target, received, client_ip):
+            return
+        if upgrading:
             self._log_code = "TCP_MISS"
             self._open_upgrade(target, received, client_ip)
             return
@@ -451,7 +486,148 @@ class ForwardRequest(ProxyRequest):
             max_forwards=max_forwards,
             request_version=self.clientproto,
         )
+        if self._validating and self._lookup is not None and self._lookup.hit is not None:
+            outgoing = validation_request_headers(outgoing, self._lookup.hit.meta.headers)
         self._send_upstream(target, outgoing)
+
+    # -- the cache -------------------------------------------------------
+
+    def _answer_from_cache(self, target: Target, received: RawHeaders, client_ip: str) -> bool:
+        """
+        Look the request up; serve it when the stored response may be
+        reused, wait for an identical fetch already in flight (collapsed
+        forwarding), or mark it for validation.
+
+        @return: Whether the request was answered (or parked) here.
+        """
+        cache = self.context.cache
+        now = self.context.reactor.seconds()
+        lookup = cache.lookup(self.method, _text(target.uri), received, client_ip, now)
+        self._lookup = lookup
+        if lookup is None:
+            return False
+        decision = lookup.decision
+        if lookup.hit is not None and decision.kind in (Reuse.FRESH, Reuse.STALE_SERVE):
+            code = "TCP_MEM_HIT" if lookup.hit.tier == "memory" else "TCP_HIT"
+            self._serve_stored(lookup.hit, lookup.hit.meta, code)
+            return True
+        if decision.only_if_cached:
+            lookup.release()
+            raise ProxyError(
+                "ERR_ONLY_IF_CACHED_MISS", 504, "not in the cache and only-if-cached was asked"
+            )
+        if lookup.hit is not None and decision.kind is Reuse.VALIDATE:
+            self._validating = True
+            return False
+        if self.method == b"GET" and not self._collapsed and cache.store is not None:
+            transient, leader = cache.store.inflight.join(lookup.primary)
+            if not leader:
+                # Collapsed forwarding: an identical fetch is under way;
+                # answer from the cache when it ends (or fetch then).
+                self._collapsed = True
+                transient.on_finished(lambda complete: self._collapsed_fetch_ended(target))
+                return True
+            self._transient = transient
+        return False
+
+    def _collapsed_fetch_ended(self, target: Target) -> None:
+        if self._disconnected or self.finished:
+            return
+        try:
+            self._forward_admitted(target, getattr(self.getClientAddress(), "host", ""))
+        except ProxyError as error:
+            self.send_error(error)
+
+    def _end_transient(self, stored: bool) -> None:
+        if self._transient is not None:
+            transient, self._transient = self._transient, None
+            transient.finish(complete=stored)
+
+    def _serve_stored(self, hit: CacheHit, meta: StoredResponse, code: str) -> None:
+        """
+        Answer from a stored response: 304 to a matching conditional
+        request, else the stored status, headers (with Age) and body.
+        """
+        cache = self.context.cache
+        lookup = self._lookup
+        now = self.context.reactor.seconds()
+        self._log_code = code
+        self._hierarchy, self._peer = "HIER_NONE", "-"
+        decision = decide_reuse(lookup.request, meta, now, rules=cache.rules) if lookup else None
+        headers = list(meta.headers)
+        if decision is not None:
+            headers = headers_for_reuse(meta.headers, decision)
+        received = _flatten(self.requestHeaders)
+        if answer_client_conditional(received, headers, method=self.method, status=meta.status):
+            hit.close()
+            self.setResponseCode(304)
+            for name, value in not_modified_headers(headers):
+                self.responseHeaders.addRawHeader(name, value)
+            self._annotate(hit=True)
+            self.write(b"")
+            self.finish()
+            return
+        self.setResponseCode(meta.status, meta.reason)
+        for name, value in headers:
+            self.responseHeaders.addRawHeader(name, value)
+        self._annotate(hit=True)
+        if meta.status in _NO_CONTENT_STATUSES:
+            hit.close()
+            self.write(b"")
+            self.finish()
+            return
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % meta.body_length])
+        if self.method == b"HEAD":
+            hit.close()
+            self.write(b"")
+            self.finish()
+            return
+        _StoredBodySender(self, hit).start()
+
+    def _annotate(self, *, hit: bool) -> None:
+        """
+        Squid's X-Cache and X-Cache-Lookup fields.
+        """
+        name = self.context.config.proxy.visible_hostname.encode("ascii", "replace")
+        found = self._lookup is not None and self._lookup.hit is not None
+        self.responseHeaders.setRawHeaders(
+            b"x-cache", [b"%s from %s" % (b"HIT" if hit else b"MISS", name)]
+        )
+        self.responseHeaders.setRawHeaders(
+            b"x-cache-lookup", [b"%s from %s" % (b"HIT" if found else b"MISS", name)]
+        )
+
+    def _purge(self, target: Target, client_ip: str) -> None:
+        """
+        PURGE removes a URI from the cache; only from the addresses in
+        C{cache.purge_from} (loopback by default).
+        """
+        try:
+            client = client_address(client_ip)
+        except ValueError:
+            client = None
+        allowed = client is not None and any(
+            client in network for network in self.context.config.cache.purge_from
+        )
+        if not allowed:
+            self._log_code = "TCP_DENIED"
+            raise ProxyError("ERR_ACCESS_DENIED", 403, "PURGE is not allowed from this address")
+        purged = self.context.cache.purge(_text(target.uri))
+        self._log_code = "TCP_MISS"
+        self.setResponseCode(200 if purged else 404)
+        self.responseHeaders.setRawHeaders(b"content-length", [b"0"])
+        self.write(b"")
+        self.finish()
+
+    @override
+    def write(self, data: bytes) -> None:
+        """
+        Write to the client, and tee relayed body bytes into the cache entry
+        being stored.
+        """
+        if self._storer is not None and data:
+            self._storer.data(data)
+        super().write(data)
 
     def _open_upgrade(self, target: Target, received: RawHeaders, client_ip: str) -> None:
         """
@@ -607,6 +783,7 @@ class ForwardRequest(ProxyRequest):
         timeouts = self.context.config.timeouts
         self._hierarchy = "HIER_DIRECT"
         self._peer = target.host
+        self._request_time = self.context.reactor.seconds()
         pending = self.context.upstream.request(self.method, target.uri, outgoing, body)
         self._pending = pending
         pending.addTimeout(
@@ -631,6 +808,18 @@ class ForwardRequest(ProxyRequest):
 
     def _upstream_failed(self, reason: Failure) -> None:
         self._pending = None
+        self._end_transient(False)
+        lookup = self._lookup
+        if (
+            self._validating
+            and lookup is not None
+            and lookup.hit is not None
+            and lookup.decision.stale_if_error
+            and not self._disconnected
+        ):
+            # RFC 5861 stale-if-error: the origin is unreachable, serve stale.
+            self._serve_stored(lookup.hit, lookup.hit.meta, "TCP_REFRESH_FAIL_OLD")
+            return
         if self._disconnected:
             return
         error = error_for_failure(reason)
@@ -669,9 +858,14 @@ class ForwardRequest(ProxyRequest):
             via=config.proxy.via,
             response_version=b"HTTP/%d.%d" % (response.version[1], response.version[2]),
         )
+        if self._validating and self._answered_by_validation(response, fields):
+            return
+        self._store_or_invalidate(response, fields)
         self.setResponseCode(response.code, response.phrase)
         for name, value in fields:
             self.responseHeaders.addRawHeader(name, value)
+        if self._lookup is not None:
+            self._annotate(hit=False)
         if self.method == b"HEAD":
             lengths = response.headers.getRawHeaders(b"content-length")
             if lengths:
@@ -684,6 +878,68 @@ class ForwardRequest(ProxyRequest):
         self._relay = relay
         response.deliverBody(relay)
 
+    def _answered_by_validation(self, response: IResponse, fields: RawHeaders) -> bool:
+        """
+        The origin answered a validation request (RFC 9111 §4.3.3): a 304
+        freshens the stored response, which is served; a server error may
+        let a stale one be served (stale-if-error); anything else replaces
+        it, continuing as a miss.
+        """
+        lookup = self._lookup
+        assert lookup is not None and lookup.hit is not None
+        stored = lookup.hit.meta
+        verdict = handle_validation_response(
+            stored, response.code, fields, stale_if_error=lookup.decision.stale_if_error
+        )
+        if verdict.kind is Validation.FRESHEN:
+            now = self.context.reactor.seconds()
+            meta = freshen_stored(
+                stored, fields, request_time=self._request_time, response_time=now
+            )
+            self.context.cache.freshen(lookup, meta)
+            response.deliverBody(_Drain())
+            self._serve_stored(lookup.hit, meta, "TCP_REFRESH_UNMODIFIED")
+            return True
+        if verdict.kind is Validation.SERVE_STALE:
+            response.deliverBody(_Discard())
+            self._serve_stored(lookup.hit, stored, "TCP_REFRESH_FAIL_OLD")
+            return True
+        lookup.release()
+        self._log_code = "TCP_REFRESH_MODIFIED"
+        return False
+
+    def _store_or_invalidate(self, response: IResponse, fields: RawHeaders) -> None:
+        """
+        Start storing a cacheable response as it streams, or invalidate
+        after an unsafe method (RFC 9111 §4.4).
+        """
+        cache = self.context.cache
+        if not cache.enabled:
+            return
+        uri = _text(self.uri)
+        if self.method not in (b"GET", b"HEAD", b"OPTIONS", b"TRACE"):
+            cache.invalidate_after(self.method, response.code, uri, fields)
+            return
+        length = response.length if isinstance(response.length, int) else None
+        allowed = self._facts is None or may_cache(
+            self.context.gatekeeper.policy.cache, self._facts
+        )
+        self._storer = cache.storer(
+            self._lookup,
+            method=self.method,
+            request_headers=_flatten(self.requestHeaders),
+            status=response.code,
+            reason=response.phrase,
+            response_headers=fields,
+            length=length,
+            request_time=self._request_time,
+            response_time=self.context.reactor.seconds(),
+            client=getattr(self.getClientAddress(), "host", ""),
+            allowed_by_rules=allowed,
+        )
+        if self._storer is None:
+            self._end_transient(False)
+
     def note_read_timeout(self) -> None:
         """
         The relay stopped an origin that went silent mid-body.
@@ -695,6 +951,13 @@ class ForwardRequest(ProxyRequest):
         The upstream body ended: finish cleanly only when it is known to be
         complete; otherwise abort the client connection.
         """
+        stored = False
+        if self._storer is not None:
+            # Only a body known to be complete is committed; a close-delimited
+            # one (PotentialDataLoss) might have been cut short.
+            stored = self._storer.finish(complete=reason.check(ResponseDone) is not None)
+            self._storer = None
+        self._end_transient(stored)
         if self._disconnected or self.finished:
             return
         self.unregisterProducer()
@@ -837,6 +1100,69 @@ class ForwardRequest(ProxyRequest):
             version=_text(self.clientproto or b"HTTP/1.0"),
         )
         self.context.access_log.write(record)
+
+
+class _StoredBodySender:
+    """
+    Streams a stored body to the client as a push producer: reads a chunk
+    whenever the client connection can take more, so a large disk hit is
+    never read whole into memory.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, request: ForwardRequest, hit: CacheHit) -> None:
+        self._request = request
+        self._hit = hit
+        self._chunks = hit.chunks(self.CHUNK)
+        self._paused = False
+        self._done = False
+
+    def start(self) -> None:
+        self._request.registerProducer(self, True)
+        self._request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        while not self._paused and not self._done:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._finish()
+                return
+            self._request.write(chunk)
+
+    def stopProducing(self) -> None:
+        if not self._done:
+            self._done = True
+            self._hit.close()
+
+    def _finish(self) -> None:
+        self._done = True
+        self._hit.close()
+        request = self._request
+        request.unregisterProducer()
+        if not request._disconnected and not request.finished:
+            request.finish()
+
+
+class _Drain:
+    """
+    Consumes a response body that carries nothing wanted (a 304's), leaving
+    the upstream connection reusable.
+    """
+
+    def makeConnection(self, transport: Any) -> None:
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
 
 
 class _Discard:

@@ -105,6 +105,7 @@ class _ProxyCoreService(Service):
             self._uninstall = None
         closing = self._context.upstream.close()
         closing.addBoth(lambda _: self._context.access_log.close())
+        closing.addBoth(lambda _: self._context.cache.close())
         return closing
 
 

@@ -43,6 +43,9 @@ def makeService(options: Options) -> IService:
 
     from squeak.service import build_service
 
+    # Name lookups (HostnameEndpoint) and password hashing run in the
+    # reactor's thread pool; its default of 10 threads is small for a proxy.
+    reactor.suggestThreadPoolSize(64)
     path = options["config"]
     try:
         config = load_config(path) if path else Config()

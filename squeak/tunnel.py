@@ -120,13 +120,36 @@ class Tunnel:
         @param first_to_client: Bytes to send the client before relaying
             (the C{200 Connection established} or C{101} head).
         """
+        buffered = b"".join(channel._dataBuffer)
+        channel._dataBuffer = []
+        channel.setTimeout(None)
+        self.attach(channel, upstream, buffered, first_to_client)
+
+    def attach(
+        self,
+        channel: Any,
+        upstream: UpstreamEnd,
+        from_client: bytes = b"",
+        first_to_client: bytes = b"",
+    ) -> None:
+        """
+        Take over any connected protocol's transport and start relaying: the
+        part of L{start} that does not depend on L{HTTPChannel}, used
+        directly by L{squeak.intercept.SpliceProtocol}.
+
+        @param channel: the client-side protocol; its event handlers are
+            replaced by the tunnel's.  If it has a C{forget} method, it is
+            called when the client connection is lost.
+        @param from_client: Bytes the client already sent (a ClientHello
+            that was read to decide on the connection), relayed to the
+            upstream first and counted in L{from_client}.
+        @param first_to_client: see L{start}.
+        """
         client = channel.transport
         self._client = client
         self._channel_gone = getattr(channel, "forget", lambda: None)
         self._upstream = upstream
-        buffered = b"".join(channel._dataBuffer)
-        channel._dataBuffer = []
-        channel.setTimeout(None)
+        buffered = from_client
         channel.dataReceived = self.client_data
         channel.connectionLost = self.client_lost
         channel.readConnectionLost = self.client_read_closed

@@ -103,6 +103,41 @@ class _OriginResource(resource.Resource):
         super().__init__()
         self._origin = origin
 
+    def _cached(self, request: server.Request) -> Any:
+        """
+        C{/cached/...?cc=...&etag=...&vary=...&cookie=1&lm=...&delay=S}: a
+        response with the given caching fields; its body names how many
+        requests this path has had, so a test can tell a hit from a miss.
+        An If-None-Match matching the etag gets a 304.
+        """
+        args = {k.decode(): v[0] for k, v in request.args.items()}
+        count = self._origin.counts.get(request.path, 0) + 1
+        self._origin.counts[request.path] = count
+        etag = args.get("etag")
+        if "cc" in args:
+            request.setHeader(b"cache-control", args["cc"])
+        if etag:
+            request.setHeader(b"etag", b'"%s"' % etag)
+        if "vary" in args:
+            request.setHeader(b"vary", args["vary"])
+        if "lm" in args:
+            request.setHeader(b"last-modified", args["lm"])
+        if "cookie" in args:
+            request.setHeader(b"set-cookie", b"session=%d" % count)
+        request.setHeader(b"content-type", b"text/plain")
+        inm = request.getHeader(b"if-none-match")
+        if etag and inm and b'"%s"' % etag in inm:
+            request.setResponseCode(304)
+            return b""
+        body = b"response %d for %s" % (count, request.uri)
+        if "delay" in args:
+            self._origin.reactor.callLater(
+                float(args["delay"]), lambda: (request.write(body), request.finish())
+            )
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return server.NOT_DONE_YET
+        return body
+
     def render(self, request: server.Request) -> Any:
         content = request.content.read() if request.content is not None else b""
         headers = [
@@ -139,6 +174,8 @@ class _OriginResource(resource.Resource):
             return b"status body"
         if head == b"hang":
             return server.NOT_DONE_YET
+        if head == b"cached":
+            return self._cached(request)
         body = json.dumps(
             {
                 "method": request.method.decode("latin-1"),
@@ -164,6 +201,7 @@ class Origin:
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.requests: list[dict[str, Any]] = []
+        self.counts: dict[bytes, int] = {}
         self.site = _CountingSite(_OriginResource(self))
         self.site.timeOut = None
         self.port: Any = None

@@ -32,7 +32,9 @@ def make_config(**sections: dict[str, Any]) -> Config:
     proxy = dataclasses.replace(
         config.proxy, http_port=(ListenAddress("127.0.0.1", 0),), visible_hostname="squeak.test"
     )
-    config = dataclasses.replace(config, proxy=proxy)
+    # Each proxy gets its own cache directory, never the user's.
+    cache = dataclasses.replace(config.cache, dir=tempfile.mkdtemp(prefix="squeak-cache-"))
+    config = dataclasses.replace(config, proxy=proxy, cache=cache)
     for name, overrides in sections.items():
         config = dataclasses.replace(
             config, **{name: dataclasses.replace(getattr(config, name), **overrides)}

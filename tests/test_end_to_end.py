@@ -96,6 +96,9 @@ visible_hostname = "squeak-e2e"
 [access_log]
 path = "{log_path}"
 format = "squid"
+
+[cache]
+dir = "{log_path}.cache"
 {extra}
 """
 

@@ -166,7 +166,7 @@ class BodyRelayTests(SynchronousTestCase):
         """
         While the client holds the relay paused, the origin is not timed out.
         """
-        relay, request, upstream, clock = self._relay()
+        relay, request, _upstream, clock = self._relay()
         relay.pauseProducing()
         clock.advance(1000)
         self.assertFalse(request.timed_out)
@@ -178,7 +178,7 @@ class BodyRelayTests(SynchronousTestCase):
         """
         When the body ends the request learns how, and no timer is left.
         """
-        relay, request, upstream, clock = self._relay()
+        relay, request, _upstream, clock = self._relay()
         relay.connectionLost(Failure(ResponseDone()))
         self.assertTrue(request.ended is not None and request.ended.check(ResponseDone))
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,0 +1,252 @@
+"""
+The HTTP cache on a running proxy, over real loopback sockets: hits and
+misses, the shared-cache rules, validation, invalidation, truncation,
+collapsed forwarding, PURGE.  Each request's origin-side count is in the
+response body, so a hit is told from a miss by what the origin saw.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+from typing import Any
+
+from twisted.internet import defer, reactor, threads
+from twisted.python.threadpool import ThreadPool
+
+from tests.origins import Origin, ScriptedOrigin
+from tests.proxyharness import ProxyTestCase
+
+
+class _Answer:
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+class CachingTests(ProxyTestCase):
+    """
+    squeak stores what it may, serves it while fresh, revalidates what it
+    must, and never serves what it must not.
+    """
+
+    def setUp(self) -> Any:
+        result = super().setUp()
+        self.origin = Origin(reactor)
+        self.listen(self.origin)
+        # Blocking clients get their own threads: the reactor's pool (10
+        # threads) also resolves names for the proxy, and 100 clients
+        # waiting in it would starve those lookups.
+        self.clients = ThreadPool(minthreads=0, maxthreads=128, name="test-clients")
+        self.clients.start()
+        self.addCleanup(self.clients.stop)
+        return result
+
+    def _fetch(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        source: str = "127.0.0.1",
+    ) -> _Answer:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", self.proxy_port, timeout=10, source_address=(source, 0)
+        )
+        try:
+            conn.request(method, self.origin.url(path), headers=headers or {})
+            response = conn.getresponse()
+            return _Answer(response.status, response.getheaders(), response.read())
+        finally:
+            conn.close()
+
+    def fetch(self, method: str, path: str, **kwargs: Any) -> defer.Deferred[_Answer]:
+        return threads.deferToThreadPool(
+            reactor, self.clients, lambda: self._fetch(method, path, **kwargs)
+        )
+
+    async def test_fresh_response_is_served_from_cache(self) -> None:
+        """
+        RFC 9111 §4.2: a fresh stored response is reused, with an Age field
+        (§5.1) and X-Cache HIT; the origin is asked once; the log says
+        TCP_MEM_HIT.
+        """
+        first = await self.fetch("GET", "/cached/a?cc=max-age=60")
+        second = await self.fetch("GET", "/cached/a?cc=max-age=60")
+        self.assertEqual(first.body, second.body)
+        self.assertIn(b"response 1", second.body)
+        self.assertEqual(second.header("x-cache"), ["HIT from squeak.test"])
+        self.assertEqual(first.header("x-cache"), ["MISS from squeak.test"])
+        self.assertEqual(len(second.header("age")), 1)
+        codes = [line.split()[3] for line in self.access_log_lines()]
+        self.assertEqual(codes, ["TCP_MISS/200", "TCP_MEM_HIT/200"])
+
+    async def test_no_store_and_private_are_not_stored(self) -> None:
+        """
+        RFC 9111 §5.2.2.5 no-store and §5.2.2.7 private (a shared cache):
+        every request reaches the origin.
+        """
+        bodies = []
+        for path in [
+            "/cached/ns?cc=no-store",
+            "/cached/ns?cc=no-store",
+            "/cached/pv?cc=private,max-age=60",
+            "/cached/pv?cc=private,max-age=60",
+        ]:
+            bodies.append((await self.fetch("GET", path)).body)
+        self.assertEqual(
+            [b[:10] for b in bodies], [b"response 1", b"response 2", b"response 1", b"response 2"]
+        )
+
+    async def test_authorized_requests_are_not_shared(self) -> None:
+        """
+        RFC 9111 §3.5: a response to a request with Authorization is not
+        stored unless the response allows it (public).
+        """
+        auth = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
+        a1 = await self.fetch("GET", "/cached/auth?cc=max-age=60", headers=auth)
+        a2 = await self.fetch("GET", "/cached/auth?cc=max-age=60")
+        p1 = await self.fetch("GET", "/cached/pub?cc=public,max-age=60", headers=auth)
+        p2 = await self.fetch("GET", "/cached/pub?cc=public,max-age=60")
+        self.assertEqual(
+            [a1.body[:10], a2.body[:10], p1.body[:10], p2.body[:10]],
+            [b"response 1", b"response 2", b"response 1", b"response 1"],
+        )
+
+    async def test_vary_selects_the_matching_variant(self) -> None:
+        """
+        RFC 9111 §4.1: Vary makes the named request fields part of the key.
+        """
+        path = "/cached/v?cc=max-age=60&vary=Accept-Language"
+        en = await self.fetch("GET", path, headers={"Accept-Language": "en"})
+        fr = await self.fetch("GET", path, headers={"Accept-Language": "fr"})
+        en2 = await self.fetch("GET", path, headers={"Accept-Language": "en"})
+        self.assertEqual([en.body[:10], fr.body[:10]], [b"response 1", b"response 2"])
+        self.assertEqual(en2.body, en.body)
+
+    async def test_stale_entry_is_revalidated(self) -> None:
+        """
+        RFC 9111 §4.3: a stale entry with an ETag is revalidated with
+        If-None-Match; the origin's 304 freshens it and the stored body is
+        served (TCP_REFRESH_UNMODIFIED).
+        """
+        path = "/cached/r?cc=max-age=0&etag=v1"
+        first = await self.fetch("GET", path)
+        second = await self.fetch("GET", path)
+        self.assertEqual((second.status, second.body), (200, first.body))
+        last = self.origin.requests[-1]
+        inm = [v for k, v in last["headers"] if k.lower() == "if-none-match"]
+        self.assertEqual(inm, ['"v1"'])
+        self.assertIn("TCP_REFRESH_UNMODIFIED/200", self.access_log_lines()[-1])
+
+    async def test_client_conditional_answered_from_fresh_entry(self) -> None:
+        """
+        A client's If-None-Match matching a fresh stored ETag gets 304
+        from the cache without asking the origin.
+        """
+        path = "/cached/c?cc=max-age=60&etag=abc"
+        await self.fetch("GET", path)
+        answer = await self.fetch("GET", path, headers={"If-None-Match": '"abc"'})
+        self.assertEqual((answer.status, answer.body), (304, b""))
+        self.assertEqual(self.origin.counts[b"/cached/c"], 1)
+
+    async def test_unsafe_method_invalidates(self) -> None:
+        """
+        RFC 9111 §4.4: a successful POST to a URI invalidates its stored
+        response.
+        """
+        path = "/cached/inv?cc=max-age=60"
+        await self.fetch("GET", path)
+        await self.fetch("POST", path)
+        again = await self.fetch("GET", path)
+        self.assertIn(b"response 3", again.body)
+
+    async def test_head_is_answered_from_stored_get(self) -> None:
+        """
+        HEAD is answered from a stored GET response, with its length and
+        no body.
+        """
+        got = await self.fetch("GET", "/cached/h?cc=max-age=60")
+        head = await self.fetch("HEAD", "/cached/h?cc=max-age=60")
+        self.assertEqual(head.body, b"")
+        self.assertEqual(head.header("content-length"), [str(len(got.body))])
+        self.assertEqual(head.header("x-cache"), ["HIT from squeak.test"])
+
+    async def test_only_if_cached_miss_is_504(self) -> None:
+        """
+        RFC 9111 §5.2.1.7: only-if-cached with nothing stored gets 504 and
+        the origin is not asked.
+        """
+        answer = await self.fetch(
+            "GET", "/cached/oic?cc=max-age=60", headers={"Cache-Control": "only-if-cached"}
+        )
+        self.assertEqual(answer.status, 504)
+        self.assertEqual(self.origin.counts.get(b"/cached/oic"), None)
+
+    async def test_set_cookie_is_not_served_to_another_client(self) -> None:
+        """
+        A response with Set-Cookie (not public) is never served from the
+        cache to a different client.
+        """
+        self.use_access_config('[acl]\nlocalhost = { src = ["127.0.0.0/8"] }\n')
+        path = "/cached/ck?cc=max-age=60&cookie=1"
+        first = await self.fetch("GET", path, source="127.0.0.1")
+        other = await self.fetch("GET", path, source="127.0.0.2")
+        self.assertEqual([first.body[:10], other.body[:10]], [b"response 1", b"response 2"])
+        self.assertEqual(other.header("set-cookie"), ["session=2"])
+
+    async def test_truncated_body_is_never_stored(self) -> None:
+        """
+        A body cut short by the origin is not stored: the next request goes
+        to the origin again and gets the whole answer.
+        """
+        short = (
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 100\r\n\r\n"
+            + b"x" * 10
+        )
+        whole = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nwhole"
+        origin = ScriptedOrigin(reactor, [(short, True), (whole, False)])
+        self.listen(origin)
+
+        def fetch_twice() -> list[bytes]:
+            bodies = []
+            for _ in range(2):
+                conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
+                conn.request("GET", origin.url("/t"))
+                response = conn.getresponse()
+                try:
+                    bodies.append(response.read())
+                except http.client.IncompleteRead as error:
+                    bodies.append(b"partial:" + error.partial)
+                conn.close()
+            return bodies
+
+        bodies = await threads.deferToThread(fetch_twice)
+        self.assertEqual(bodies, [b"partial:" + b"x" * 10, b"whole"])
+        self.assertEqual(origin.connections, 2)
+
+    async def test_concurrent_misses_are_collapsed(self) -> None:
+        """
+        100 simultaneous requests for one cold cacheable URL reach the
+        origin once; every client gets the body.
+        """
+        path = "/cached/cf?cc=max-age=60&delay=0.5"
+        answers = await defer.gatherResults([self.fetch("GET", path) for _ in range(100)])
+        self.assertEqual({a.body for a in answers}, {answers[0].body})
+        self.assertIn(b"response 1", answers[0].body)
+        self.assertEqual(self.origin.counts[b"/cached/cf"], 1)
+
+    async def test_purge_removes_an_entry(self) -> None:
+        """
+        PURGE from loopback removes the stored response (200), then 404.
+        """
+        path = "/cached/p?cc=max-age=60"
+        await self.fetch("GET", path)
+        purged = await self.fetch("PURGE", path)
+        again = await self.fetch("PURGE", path)
+        after = await self.fetch("GET", path)
+        self.assertEqual((purged.status, again.status), (200, 404))
+        self.assertIn(b"response 2", after.body)
