@@ -707,6 +707,34 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InterceptConfig:
+    """
+    The C{[intercept]} table: transparent (intercepting) listeners for a
+    gateway whose firewall redirects the LAN's port 80 and 443 traffic into
+    squeak (docs/transparent.md).
+
+    @ivar http_port: Listeners for redirected plain HTTP (origin-form
+        requests; the destination comes from the socket, Host is verified).
+    @ivar https_port: Listeners for redirected TLS, spliced by SNI without
+        decryption.
+    """
+
+    http_port: tuple[ListenAddress, ...] = _setting(
+        default=(),
+        kind="array of addresses",
+        doc="Listeners for firewall-redirected HTTP (port 80) traffic; empty for none.",
+        parse=_optional_listen_addresses,
+    )
+    https_port: tuple[ListenAddress, ...] = _setting(
+        default=(),
+        kind="array of addresses",
+        doc="Listeners for firewall-redirected TLS (port 443) traffic, spliced by SNI; "
+        "empty for none.",
+        parse=_optional_listen_addresses,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class TimeoutsConfig:
     """
     The C{[timeouts]} table, all in seconds.
@@ -1075,6 +1103,7 @@ class CacheConfig:
 TABLES: Mapping[str, type] = {
     "proxy": ProxyConfig,
     "tls": TlsConfig,
+    "intercept": InterceptConfig,
     "timeouts": TimeoutsConfig,
     "limits": LimitsConfig,
     "upstream": UpstreamConfig,
@@ -1100,6 +1129,7 @@ class Config:
 
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    intercept: InterceptConfig = field(default_factory=InterceptConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -1296,7 +1326,26 @@ def parse_config(text: str, path: str) -> Config:
     policy = _build_policy(acls, tables, text, path)
     config = Config(**tables, policy=policy, source=path)
     _check_tls(config, text, path)
+    _check_intercept(config, text, path)
     return config
+
+
+def _check_intercept(config: Config, text: str, path: str) -> None:
+    """
+    An intercepted client does not know it uses a proxy, so it can never
+    answer a 407: rules that ask for proxy authentication cannot apply to
+    intercept listeners, and such a configuration is refused.
+    """
+    intercept = config.intercept
+    if (intercept.http_port or intercept.https_port) and config.policy.needs_auth:
+        key = "intercept.http_port" if intercept.http_port else "intercept.https_port"
+        raise ConfigError(
+            path,
+            key,
+            "intercepted clients cannot be asked for proxy credentials, but the "
+            "http_access rules use proxy_auth; identify them by address (src) instead",
+            _find_line(text, "intercept", key.split(".")[1]),
+        )
 
 
 def _check_tls(config: Config, text: str, path: str) -> None:

@@ -20,6 +20,7 @@ The streaming contract (see docs/architecture.md):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -40,7 +41,7 @@ from twisted.web.proxy import Proxy, ProxyRequest
 from typing_extensions import override
 
 from squeak import __version__
-from squeak.access.acl import Facts, client_address
+from squeak.access.acl import Facts, address_literal, client_address
 from squeak.access.auth import Authenticator
 from squeak.access.rules import may_cache
 from squeak.accesslog import AccessLog, AccessRecord
@@ -61,7 +62,12 @@ from squeak.cache.store import CacheHit, Store, Transient
 from squeak.caching import CacheLookup, HttpCache, ResponseStorer
 from squeak.config import Config
 from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
-from squeak.gatekeeper import AccessDeniedError, AuthenticationRequiredError, Gatekeeper
+from squeak.gatekeeper import (
+    AccessDeniedError,
+    AuthenticationRequiredError,
+    Gatekeeper,
+    resolve,
+)
 from squeak.headers import (
     RawHeaders,
     connection_options,
@@ -69,6 +75,13 @@ from squeak.headers import (
     is_forwarding_loop,
     parse_max_forwards,
     upstream_request_headers,
+)
+from squeak.intercept import (
+    OriginalDestinationError,
+    host_matches_destination,
+    host_to_resolve,
+    is_proxy_itself,
+    original_destination,
 )
 from squeak.target import Target, TargetError, parse_absolute_target, parse_authority
 from squeak.tunnel import Tunnel, UpstreamEnd, UpstreamEndFactory
@@ -316,6 +329,12 @@ class ForwardRequest(ProxyRequest):
         self._transient: Transient | None = None
         self._request_time = 0.0
         self._collapsed = False
+        # Intercepted requests: the Host the client sent (kept upstream), the
+        # URI they are cached under, and whether Host matched the socket's
+        # original destination (a forged Host is never cached).
+        self._intercept_authority: bytes | None = None
+        self._cache_uri: str | None = None
+        self._cacheable = True
         self._relay: BodyRelay | None = None
         self._read_timed_out = False
         self._body_size = 0
@@ -391,6 +410,9 @@ class ForwardRequest(ProxyRequest):
             raise ProxyError(
                 "ERR_FORWARDING_LOOP", 508, f"this request already passed through {hostname} (Via)"
             )
+        if self.channel.intercepting:
+            self._forward_intercepted(client_ip)
+            return
         try:
             if self.method == b"CONNECT":
                 host, port = parse_authority(self.uri, None)
@@ -421,6 +443,92 @@ class ForwardRequest(ProxyRequest):
         admitted.addCallback(self._admitted, target, host, port, client_ip)
         admitted.addErrback(self._refused)
         admitted.addErrback(self._internal_error)
+
+    def _authority_for(self, target: Target) -> bytes:
+        """
+        The Host to send upstream: the URI's authority, or for an
+        intercepted request the Host its client sent.
+        """
+        return self._intercept_authority or target.authority
+
+    def _forward_intercepted(self, client_ip: str) -> None:
+        """
+        A request redirected here by the firewall (origin form, Host): it
+        goes to the socket's original destination whatever Host says; Host
+        must resolve to that destination for the response to be cached (the
+        CVE-2009-0801 class of cache poisoning).
+        """
+        try:
+            destination = self.channel.original_destination()
+        except OriginalDestinationError as error:
+            raise ProxyError(
+                "ERR_INVALID_REQ", 400, f"not an intercepted connection: {error}"
+            ) from None
+        local = self.channel.transport.getHost()
+        if is_proxy_itself(destination, [(local.host, local.port)]):
+            raise ProxyError(
+                "ERR_INVALID_REQ",
+                400,
+                "this port takes only connections redirected by the firewall; "
+                "configure squeak as a proxy on its http_port instead",
+            )
+        dst_host, dst_port = destination
+        if self.uri.startswith(b"/"):
+            path = self.uri
+        else:
+            try:
+                path = parse_absolute_target(self.uri).path
+            except TargetError as error:
+                raise ProxyError(error.name, error.status, error.detail) from None
+        shown = f"[{dst_host}]" if ":" in dst_host else dst_host
+        host_value = self.requestHeaders.getRawHeaders(b"host", [shown.encode()])[0]
+        target = Target("http", dst_host, dst_port, path)
+        name = host_to_resolve(host_value, default_port=80)
+        self._intercept_authority = host_value
+        pending = resolve(self.context.reactor, name) if name else defer.succeed(())
+        self._pending_access = pending
+        pending.addCallback(self._intercepted_host_checked, target, name, host_value, client_ip)
+        pending.addErrback(self._refused)
+        pending.addErrback(self._internal_error)
+
+    def _intercepted_host_checked(
+        self,
+        addresses: tuple[Any, ...],
+        target: Target,
+        name: str | None,
+        host_value: bytes,
+        client_ip: str,
+    ) -> defer.Deferred[Any] | None:
+        self._pending_access = None
+        if self._disconnected:
+            return None
+        matches, reason = host_matches_destination(
+            host_value, target.host, target.port, [str(a) for a in addresses], default_port=80
+        )
+        if matches:
+            self._cache_uri = f"http://{host_value.decode('latin-1').lower()}{_text(target.path)}"
+        else:
+            self._cacheable = False
+            self._log.info("intercepted {url}: {reason}", url=_text(target.uri), reason=reason)
+        gatekeeper = self.context.gatekeeper
+        facts = gatekeeper.facts(
+            client=client_ip,
+            method=self.method,
+            scheme="http",
+            host=name or target.host,
+            port=target.port,
+            url=self._cache_uri or _text(target.uri),
+            path=_text(target.path),
+            user_agent=self.requestHeaders.getRawHeaders(b"user-agent", [None])[0],
+            client_connections=self.context.connections_by_client.get(client_ip, 1),
+        )
+        facts = dataclasses.replace(facts, dst_addresses=address_literal(target.host))
+        admitted = gatekeeper.admit(facts, lambda: None)
+        self._pending_access = admitted
+        admitted.addCallback(self._admitted, target, target.host, target.port, client_ip)
+        admitted.addErrback(self._refused)
+        admitted.addErrback(self._internal_error)
+        return None
 
     def _refused(self, reason: Failure) -> None:
         """
@@ -478,7 +586,7 @@ class ForwardRequest(ProxyRequest):
             return
         outgoing = upstream_request_headers(
             received,
-            authority=target.authority,
+            authority=self._authority_for(target),
             client_ip=client_ip,
             visible_hostname=hostname,
             forwarded_for=config.proxy.forwarded_for,
@@ -502,7 +610,10 @@ class ForwardRequest(ProxyRequest):
         """
         cache = self.context.cache
         now = self.context.reactor.seconds()
-        lookup = cache.lookup(self.method, _text(target.uri), received, client_ip, now)
+        if not self._cacheable:
+            return False
+        uri = self._cache_uri or _text(target.uri)
+        lookup = cache.lookup(self.method, uri, received, client_ip, now)
         self._lookup = lookup
         if lookup is None:
             return False
@@ -637,7 +748,7 @@ class ForwardRequest(ProxyRequest):
         config = self.context.config
         outgoing = upstream_request_headers(
             received,
-            authority=target.authority,
+            authority=self._authority_for(target),
             client_ip=client_ip,
             visible_hostname=config.proxy.visible_hostname,
             forwarded_for=config.proxy.forwarded_for,
@@ -916,7 +1027,7 @@ class ForwardRequest(ProxyRequest):
         cache = self.context.cache
         if not cache.enabled:
             return
-        uri = _text(self.uri)
+        uri = self._cache_uri or _text(self.uri)
         if self.method not in (b"GET", b"HEAD", b"OPTIONS", b"TRACE"):
             cache.invalidate_after(self.method, response.code, uri, fields)
             return
@@ -1182,6 +1293,10 @@ class _Discard:
 
 
 class ForwardProxy(Proxy):
+    #: Whether this connection was redirected here by the firewall
+    #: (an intercept listener): its requests are in origin form.
+    intercepting = False
+
     """
     A client connection: Twisted's L{HTTPChannel} request parsing with the
     limits a proxy needs and a reasoned 400 page instead of Twisted's bare
@@ -1379,6 +1494,19 @@ class ForwardProxy(Proxy):
         counts = context.connections_by_client
         counts[self._client_host] = counts.get(self._client_host, 0) + 1
 
+    def original_destination(self) -> tuple[str, int]:
+        """
+        Where the client really connected before the firewall redirected
+        it (read from the socket once per connection).
+
+        @raise OriginalDestinationError: No redirection is recorded.
+        """
+        cached = getattr(self, "_original_destination", None)
+        if cached is None:
+            cached = original_destination(self.transport)
+            self._original_destination = cached
+        return cached
+
     def forget(self) -> None:
         """
         Stop counting this connection (when it closes, also after a tunnel
@@ -1413,9 +1541,10 @@ class ForwardProxyFactory(http.HTTPFactory):
     protocol = ForwardProxy
     noisy = False
 
-    def __init__(self, context: ProxyContext) -> None:
+    def __init__(self, context: ProxyContext, *, intercepting: bool = False) -> None:
         super().__init__(timeout=context.config.timeouts.client_idle, reactor=context.reactor)
         self.context = context
+        self.intercepting = intercepting
 
     @override
     def buildProtocol(self, addr: Any) -> ForwardProxy:
@@ -1424,6 +1553,7 @@ class ForwardProxyFactory(http.HTTPFactory):
         channel.totalHeadersSize = limits.request_header_size
         channel.MAX_LENGTH = limits.request_header_size
         channel.maxHeaders = limits.request_headers
+        channel.intercepting = self.intercepting
         return channel
 
     @override

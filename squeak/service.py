@@ -6,6 +6,7 @@ and the access log, as one L{MultiService} that twistd starts and stops.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import ipaddress
 import re
@@ -27,8 +28,11 @@ from twisted.internet.ssl import (
 from twisted.logger import Logger
 from typing_extensions import override
 
-from squeak.accesslog import AccessLog, install_reopen_signal
+from squeak.access.acl import address_literal
+from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
 from squeak.config import Config, ConfigError, ListenAddress
+from squeak.gatekeeper import AccessDeniedError
+from squeak.intercept import SpliceFactory, SpliceOutcome, SpliceRecord
 from squeak.proxy import ForwardProxyFactory, ProxyContext
 
 
@@ -137,13 +141,77 @@ def interface_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
 _SIOCGIFADDR = 0x8915
 
 
+class SpliceAccess:
+    """
+    Access rules and logging for intercepted TLS: the splice is treated as a
+    CONNECT to the original destination, named by the SNI when there is one
+    (so dstdomain rules see it), with the destination address known.
+    """
+
+    def __init__(self, context: ProxyContext) -> None:
+        self._context = context
+
+    def decide(
+        self, sni: str | None, destination: tuple[str, int], client: tuple[str, int]
+    ) -> Any:
+        gatekeeper = self._context.gatekeeper
+        host = sni or destination[0]
+        facts = gatekeeper.facts(
+            client=client[0],
+            method=b"CONNECT",
+            scheme="authority",
+            host=host,
+            port=destination[1],
+            url=f"{host}:{destination[1]}",
+            path="",
+            user_agent=None,
+            client_connections=1,
+        )
+        facts = dataclasses.replace(facts, dst_addresses=address_literal(destination[0]))
+        admitted = gatekeeper.admit(facts, lambda: None)
+        admitted.addCallback(lambda _: True)
+        admitted.addErrback(lambda failure: failure.trap(AccessDeniedError) and False)
+        return admitted
+
+    def log(self, record: SpliceRecord) -> None:
+        spliced = record.outcome in (SpliceOutcome.SPLICED, SpliceOutcome.IDLE_TIMEOUT)
+        denied = record.outcome is SpliceOutcome.DENIED
+        destination = record.destination
+        host = record.sni or (destination[0] if destination else "-")
+        port = destination[1] if destination else 0
+        self._context.access_log.write(
+            AccessRecord(
+                timestamp=record.started + record.duration,
+                elapsed_ms=round(record.duration * 1000),
+                client=record.client[0],
+                code="TCP_TUNNEL" if spliced else ("TCP_DENIED" if denied else "NONE"),
+                status=200 if spliced else (403 if denied else 0),
+                size=record.to_client,
+                method="CONNECT",
+                url=f"{host}:{port}",
+                user=None,
+                hierarchy="ORIGINAL_DST" if spliced else "HIER_NONE",
+                peer=destination[0] if destination and spliced else "-",
+                content_type="-",
+                referer=None,
+                user_agent=None,
+                version="-",
+            )
+        )
+
+
 def local_addresses(config: Config) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """
     The proxy's own addresses for C{to_localhost}: every listening address,
     and every interface address when a listener is a wildcard, so a client
     can never use the proxy to reach the proxy host's own services.
     """
-    listeners = [*config.proxy.http_port, *config.tls.https_port]
+    listeners = [
+        *config.proxy.http_port,
+        *config.tls.https_port,
+        *config.intercept.http_port,
+        *config.intercept.https_port,
+    ]
     addresses = [ipaddress.ip_address(listener.host) for listener in listeners]
     if any(address.is_unspecified for address in addresses):
         addresses += interface_addresses()
@@ -202,5 +270,19 @@ def build_service(config: Config, reactor: Any) -> MultiService:
         tls = server_tls_options(config)
         for address in config.tls.https_port:
             ListenerService(reactor, address, factory, tls).setServiceParent(top)
+    if config.intercept.http_port:
+        intercepting = ForwardProxyFactory(context, intercepting=True)
+        for address in config.intercept.http_port:
+            ListenerService(reactor, address, intercepting).setServiceParent(top)
+    if config.intercept.https_port:
+        splicing = SpliceFactory(
+            reactor,
+            SpliceAccess(context).decide,
+            SpliceAccess(context).log,
+            connect_timeout=config.timeouts.connect,
+            idle_timeout=config.timeouts.tunnel_idle,
+        )
+        for address in config.intercept.https_port:
+            ListenerService(reactor, address, splicing).setServiceParent(top)
     top.context = context  # type: ignore[attr-defined]
     return top

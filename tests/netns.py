@@ -176,7 +176,17 @@ def _client(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {"ok": False, "echo": None, "error": None, "received": ""}
     try:
         with socket.create_connection((args.host, args.port), timeout=10) as raw:
-            if args.mode == "garbage":
+            if args.mode == "http":
+                # args.sni carries the Host value here.
+                raw.sendall(
+                    f"GET /page HTTP/1.1\r\nHost: {args.sni}\r\nConnection: close\r\n\r\n".encode()
+                )
+                data = b""
+                while chunk := raw.recv(65536):
+                    data += chunk
+                out["received"] = data.decode("latin-1")
+                out["ok"] = True
+            elif args.mode == "garbage":
                 raw.sendall(b"GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n")
                 got = raw.recv(4096)
                 out["received"] = got.decode("latin-1")
@@ -322,6 +332,127 @@ def _splice_scenario() -> None:
     os._exit(0)  # the watchdog timer thread must not keep the process alive
 
 
+def _squeak_scenario() -> None:
+    """
+    The whole proxy as a gateway runs it: squeak's service with
+    [intercept] listeners, an HTTP origin on 127.0.0.2:80 and a TLS echo
+    origin on 127.0.0.2:443, both reached only through REDIRECT rules.
+    """
+    from twisted.internet import protocol, reactor, threads
+    from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
+    from twisted.web import resource, server
+
+    from squeak.config import parse_config
+    from squeak.service import build_service
+    from tests.tlsfixtures import make_server_files
+
+    _must("ip", "link", "set", "lo", "up")
+    workdir = Path(tempfile.mkdtemp(prefix="squeak-netns-"))
+    files = make_server_files(workdir / "tls", [ALLOWED_NAME, DENIED_NAME, ORIGIN_V4])
+    counts: dict[str, int] = {}
+    hosts_seen: list[str] = []
+
+    class Page(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:
+            counts[request.path.decode()] = counts.get(request.path.decode(), 0) + 1
+            hosts_seen.append((request.getHeader(b"host") or b"").decode())
+            request.setHeader(b"cache-control", b"max-age=60")
+            return b"origin answer %d" % counts[request.path.decode()]
+
+    site = server.Site(Page())
+    reactor.listenTCP(80, site, interface=ORIGIN_V4)
+    key = KeyPair.load(files.key.read_bytes(), 1)
+    cert = PrivateCertificate.load(files.certificate.read_bytes(), key, 1)
+    options = CertificateOptions(privateKey=key.original, certificate=cert.original)
+
+    class Echo(protocol.Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(b"echo:" + data)  # type: ignore[union-attr]
+
+    reactor.listenSSL(443, protocol.ServerFactory.forProtocol(Echo), options, interface=ORIGIN_V4)
+    log = workdir / "access.log"
+    config = parse_config(
+        f"""
+[proxy]
+http_port = ["127.0.0.1:3128"]
+visible_hostname = "gateway.test"
+[intercept]
+http_port = ["127.0.0.1:3129"]
+https_port = ["127.0.0.1:3130"]
+[acl]
+blocked = {{ dstdomain = ["{DENIED_NAME}"] }}
+[access]
+http_access = ["deny blocked", "deny !Safe_ports", "allow localnet", "deny all"]
+[access_log]
+path = "{log}"
+[cache]
+dir = "{workdir / "cache"}"
+""",
+        str(workdir / "squeak.toml"),
+    )
+    service = build_service(config, reactor)
+    service.startService()
+    exclude = ["-m", "owner", "--gid-owner", "0", "-j", "RETURN"]
+    _must("iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", *exclude)
+    for port, to in ((80, 3129), (443, 3130)):
+        _must(
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            ORIGIN_V4,
+            "--dport",
+            str(port),
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            str(to),
+        )
+
+    def clients() -> dict[str, Any]:
+        ca = str(files.ca)
+        seen = {
+            "first": _run_client("http", ORIGIN_V4, 80, ORIGIN_V4, ca),
+            "second": _run_client("http", ORIGIN_V4, 80, ORIGIN_V4, ca),
+            "forged1": _run_client("http", ORIGIN_V4, 80, "forged.invalid", ca),
+            "forged2": _run_client("http", ORIGIN_V4, 80, "forged.invalid", ca),
+            "tls_allowed": _run_client("tls", ORIGIN_V4, 443, ALLOWED_NAME, ca),
+            "tls_denied": _run_client("tls", ORIGIN_V4, 443, DENIED_NAME, ca),
+        }
+        # Straight to the intercept port, no redirection: refused, no loop.
+        with socket.create_connection(("127.0.0.1", 3129), timeout=10) as raw:
+            raw.sendall(b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:3129\r\n\r\n")
+            seen["direct"] = raw.recv(65536).decode("latin-1")
+        time.sleep(0.3)
+        return seen
+
+    result: dict[str, Any] = {}
+
+    def report(seen: Any) -> None:
+        result.update(clients=seen, counts=counts, hosts=hosts_seen)
+
+    def failed(failure: Any) -> None:
+        result["error"] = failure.getTraceback()
+
+    d = threads.deferToThread(clients)
+    d.addCallbacks(report, failed)
+    d.addBoth(lambda _: service.stopService())
+    d.addBoth(lambda _: reactor.stop())
+    threading.Timer(60, lambda: reactor.callFromThread(reactor.stop)).start()
+    reactor.run()
+    result["access_log"] = log.read_text() if log.exists() else ""
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
@@ -340,8 +471,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.netns")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("splice")
+    sub.add_parser("squeak")
     client = sub.add_parser("client")
-    client.add_argument("mode", choices=["tls", "garbage"])
+    client.add_argument("mode", choices=["tls", "garbage", "http"])
     client.add_argument("host")
     client.add_argument("port", type=int)
     client.add_argument("sni")
@@ -349,6 +481,8 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.command == "client":
         _client(args)
+    elif args.command == "squeak":
+        _squeak_scenario()
     else:
         _splice_scenario()
 

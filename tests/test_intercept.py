@@ -672,3 +672,68 @@ class TransparentRecipeTests(SynchronousTestCase):
             raise SkipTest("nft not found on PATH (bash .ci/setup-netns installs nftables)")
         [ruleset] = _recipe_blocks("", "### With nftables")
         self._apply(f"nft -f - <<'RULES'\n{ruleset}RULES\n")
+
+
+class SqueakInterceptTests(SynchronousTestCase):
+    """
+    The whole proxy as a transparent gateway, in a network namespace:
+    redirected HTTP reaches the right origin and is cached when Host
+    matches; a forged Host still reaches the original destination but is
+    never cached; redirected TLS is spliced or refused by dstdomain; the
+    intercept port refuses direct use.
+    """
+
+    def setUp(self) -> None:
+        missing = netns.missing_prerequisites()
+        if missing is not None:
+            raise SkipTest(f"real interception tests need a network namespace: {missing}")
+        self.result = _squeak_scenario()
+        self.assertNotIn("error", self.result, self.result.get("error"))
+
+    def test_redirected_http_is_proxied_and_cached(self) -> None:
+        """
+        Two requests for http://127.0.0.2/page (Host matching the original
+        destination) reach the origin once; the second is a cache hit.
+        """
+        clients = self.result["clients"]
+        self.assertIn("origin answer 1", clients["first"]["received"])
+        self.assertIn("origin answer 1", clients["second"]["received"])
+        self.assertIn("X-Cache: HIT from gateway.test", clients["second"]["received"])
+
+    def test_forged_host_goes_to_the_original_destination_uncached(self) -> None:
+        """
+        A Host that does not resolve to the original destination is sent
+        there anyway (never to the Host) and its answers are not cached.
+        """
+        clients = self.result["clients"]
+        self.assertIn("origin answer 2", clients["forged1"]["received"])
+        self.assertIn("origin answer 3", clients["forged2"]["received"])
+        self.assertEqual(self.result["counts"], {"/page": 3})
+        self.assertIn("forged.invalid", self.result["hosts"])
+
+    def test_tls_is_spliced_by_sni_rules(self) -> None:
+        """
+        Redirected TLS with an allowed SNI is spliced to the origin; a
+        blocked SNI (dstdomain) is closed; both are logged.
+        """
+        clients = self.result["clients"]
+        self.assertEqual(clients["tls_allowed"]["echo"], "echo:ping through the splice")
+        self.assertFalse(clients["tls_denied"]["ok"])
+        log = self.result["access_log"]
+        self.assertIn("TCP_TUNNEL/200", log)
+        self.assertIn("TCP_DENIED/403", log)
+        self.assertIn("denied.test:443", log)
+
+    def test_direct_use_of_the_intercept_port_is_refused(self) -> None:
+        """
+        A request sent straight to the intercept port (no redirection) gets
+        a 400 page saying so, never a loop.
+        """
+        direct = self.result["clients"]["direct"]
+        self.assertTrue(direct.startswith("HTTP/1.1 400"), direct[:80])
+        self.assertIn("redirected by the firewall", direct)
+
+
+@cache
+def _squeak_scenario() -> dict[str, Any]:
+    return netns.run_scenario("squeak")

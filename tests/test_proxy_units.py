@@ -43,7 +43,7 @@ class ClientTimeoutTests(SynchronousTestCase):
         C{timeouts.client_idle} seconds, not before.
         """
         clock = MemoryReactorClock()
-        channel, transport = _channel(clock, timeouts={"client_idle": 30.0})
+        _channel_made, transport = _channel(clock, timeouts={"client_idle": 30.0})
         clock.advance(29)
         self.assertFalse(transport.disconnecting)
         clock.advance(1)
