@@ -21,7 +21,7 @@ The streaming contract (see docs/architecture.md):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -57,6 +57,14 @@ from squeak.cache.policy import (
     headers_for_reuse,
     not_modified_headers,
     validation_request_headers,
+)
+from squeak.cache.ranges import (
+    RangeKind,
+    RangePlan,
+    ShortReadError,
+    file_reader,
+    iter_body,
+    plan_range_response,
 )
 from squeak.cache.store import CacheHit, Store, Transient
 from squeak.caching import CacheLookup, HttpCache, ResponseStorer
@@ -678,6 +686,10 @@ class ForwardRequest(ProxyRequest):
             self.write(b"")
             self.finish()
             return
+        plan = plan_range_response(self.method, received, meta.status, headers, meta.body_length)
+        if plan.kind is not RangeKind.FULL:
+            self._serve_stored_ranges(hit, plan)
+            return
         self.setResponseCode(meta.status, meta.reason)
         for name, value in headers:
             self.responseHeaders.addRawHeader(name, value)
@@ -693,7 +705,31 @@ class ForwardRequest(ProxyRequest):
             self.write(b"")
             self.finish()
             return
-        _StoredBodySender(self, hit).start()
+        _StoredBodySender(self, hit, hit.chunks(_StoredBodySender.CHUNK)).start()
+
+    def _serve_stored_ranges(self, hit: CacheHit, plan: RangePlan) -> None:
+        """
+        RFC 9110 §14: a Range request answered from a fully stored
+        response: 206 with one range or multipart/byteranges, or 416.
+        """
+        self.setResponseCode(plan.status)
+        for name, value in plan.headers:
+            self.responseHeaders.addRawHeader(name, value)
+        self._annotate(hit=True)
+        if plan.kind is RangeKind.UNSATISFIABLE or self.method == b"HEAD":
+            hit.close()
+            self.write(b"")
+            self.finish()
+            return
+        if hit.body is not None:
+            body = hit.body
+
+            def read(offset: int, size: int) -> bytes:
+                return body[offset : offset + size]
+        else:
+            read = file_reader(hit.open())
+        pieces = iter_body(plan, read, chunk_size=_StoredBodySender.CHUNK)
+        _StoredBodySender(self, hit, pieces).start()
 
     def _annotate(self, *, hit: bool) -> None:
         """
@@ -1222,10 +1258,10 @@ class _StoredBodySender:
 
     CHUNK = 64 * 1024
 
-    def __init__(self, request: ForwardRequest, hit: CacheHit) -> None:
+    def __init__(self, request: ForwardRequest, hit: CacheHit, pieces: Iterator[bytes]) -> None:
         self._request = request
         self._hit = hit
-        self._chunks = hit.chunks(self.CHUNK)
+        self._chunks = pieces
         self._paused = False
         self._done = False
 
@@ -1240,7 +1276,14 @@ class _StoredBodySender:
     def resumeProducing(self) -> None:
         self._paused = False
         while not self._paused and not self._done:
-            chunk = next(self._chunks, None)
+            try:
+                chunk = next(self._chunks, None)
+            except ShortReadError:
+                # The stored body is shorter than its metadata says: never
+                # finish a response that cannot be whole.
+                self.stopProducing()
+                self._request.abort_client()
+                return
             if chunk is None:
                 self._finish()
                 return

@@ -28,10 +28,9 @@ class _Answer:
         return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
-class CachingTests(ProxyTestCase):
+class _CacheTestCase(ProxyTestCase):
     """
-    squeak stores what it may, serves it while fresh, revalidates what it
-    must, and never serves what it must not.
+    A proxy, a caching origin, and blocking clients in their own threads.
     """
 
     def setUp(self) -> Any:
@@ -67,6 +66,13 @@ class CachingTests(ProxyTestCase):
         return threads.deferToThreadPool(
             reactor, self.clients, lambda: self._fetch(method, path, **kwargs)
         )
+
+
+class CachingTests(_CacheTestCase):
+    """
+    squeak stores what it may, serves it while fresh, revalidates what it
+    must, and never serves what it must not.
+    """
 
     async def test_fresh_response_is_served_from_cache(self) -> None:
         """
@@ -250,3 +256,43 @@ class CachingTests(ProxyTestCase):
         after = await self.fetch("GET", path)
         self.assertEqual((purged.status, again.status), (200, 404))
         self.assertIn(b"response 2", after.body)
+
+
+class RangeHitTests(_CacheTestCase):
+    """
+    RFC 9110 §14: Range requests for a fully cached object are answered
+    from the cache.
+    """
+
+    async def test_single_and_multiple_ranges_from_cache(self) -> None:
+        """
+        A single range gets 206 with Content-Range; two ranges get a
+        multipart/byteranges body; an unsatisfiable one gets 416; none of
+        them reaches the origin after the first fetch.
+        """
+        path = "/cached/rg?cc=max-age=60"
+        whole = (await self.fetch("GET", path)).body
+        single = await self.fetch("GET", path, headers={"Range": "bytes=2-5"})
+        multi = await self.fetch("GET", path, headers={"Range": "bytes=0-1,-3"})
+        beyond = await self.fetch("GET", path, headers={"Range": "bytes=5000-"})
+        self.assertEqual((single.status, single.body), (206, whole[2:6]))
+        self.assertEqual(single.header("content-range"), [f"bytes 2-5/{len(whole)}"])
+        self.assertEqual(multi.status, 206)
+        self.assertTrue(multi.header("content-type")[0].startswith("multipart/byteranges"))
+        self.assertIn(whole[:2], multi.body)
+        self.assertIn(whole[-3:], multi.body)
+        self.assertEqual(beyond.status, 416)
+        self.assertEqual(self.origin.counts[b"/cached/rg"], 1)
+
+    async def test_if_range_mismatch_gets_the_whole_object(self) -> None:
+        """
+        RFC 9110 §13.1.5: an If-Range that does not match the stored ETag
+        gets the whole response (200), still from the cache.
+        """
+        path = "/cached/ir?cc=max-age=60&etag=v7"
+        whole = (await self.fetch("GET", path)).body
+        match = await self.fetch("GET", path, headers={"Range": "bytes=0-3", "If-Range": '"v7"'})
+        other = await self.fetch("GET", path, headers={"Range": "bytes=0-3", "If-Range": '"v8"'})
+        self.assertEqual((match.status, match.body), (206, whole[:4]))
+        self.assertEqual((other.status, other.body), (200, whole))
+        self.assertEqual(self.origin.counts[b"/cached/ir"], 1)
