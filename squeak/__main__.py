@@ -175,6 +175,39 @@ def _add_passwd(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
     parser.set_defaults(run=_passwd)
 
 
+def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Remove a URI's stored responses from the disk cache."""
+    from squeak.cache.store import Store
+
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigError as e:
+        print(f"squeak: {e}", file=err)
+        return EXIT_ERROR
+    store = Store.from_config(config.cache)
+    try:
+        removed = store.purge(args.url)
+    finally:
+        store.close()
+    print(f"{'Purged' if removed else 'Not cached'}: {args.url}", file=out)
+    return 0 if removed else 1
+
+
+def _add_purge(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
+    """Declare C{purge URL [--config FILE]}."""
+    parser = commands.add_parser(
+        "purge",
+        help="remove a URL from the cache",
+        description="Remove every stored response for URL from the disk cache the "
+        "configuration names (safe while the proxy runs; its memory tier keeps a copy "
+        "until it is evicted, so prefer the PURGE method against a running proxy). "
+        "Exits 0 if something was removed, 1 if nothing was stored.",
+    )
+    parser.add_argument("url", metavar="URL", help="the absolute URL, e.g. http://example.org/")
+    parser.add_argument("--config", metavar="FILE", help="the TOML configuration file")
+    parser.set_defaults(run=_purge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser for every subcommand."""
     parser = _ArgumentParser(prog="squeak", description="A caching forward HTTP proxy.")
@@ -183,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_check_config(commands)
     _add_passwd(commands)
+    _add_purge(commands)
     return parser
 
 

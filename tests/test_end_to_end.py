@@ -38,6 +38,9 @@ class _OriginHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
         parts = self.path.split("/")
+        if parts[1] in ("cacheable", "slowcache"):
+            self._cacheable(parts[1] == "slowcache", int(parts[2]))
+            return
         if parts[1] in ("big", "cut"):
             size = int(parts[2])
             self.send_response(200)
@@ -65,6 +68,29 @@ class _OriginHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _cacheable(self, slow: bool, size: int) -> None:
+        """
+        C{/cacheable/N}: N bytes, fresh for an hour.  C{/slowcache/N}: the
+        same, but after the first 1 MiB it pauses 3 s (time to kill a proxy
+        mid-store) before sending the rest.
+        """
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.send_header("Cache-Control", "max-age=3600")
+        self.end_headers()
+        sent = 0
+        try:
+            while sent < size:
+                piece = _BLOCK[: min(len(_BLOCK), size - sent)]
+                self.wfile.write(piece)
+                sent += len(piece)
+                if slow and sent == 1024 * 1024:
+                    self.wfile.flush()
+                    time.sleep(3)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
 
 class _Origin:
@@ -253,6 +279,102 @@ class EndToEndTests(unittest.SynchronousTestCase):
         self.assertEqual(received, size)
         growth_mib = (peak - baseline) / 1024
         self.assertLess(growth_mib, 8, f"RSS grew {growth_mib:.1f} MiB (from {baseline} KiB)")
+
+
+class CachePersistenceTests(unittest.SynchronousTestCase):
+    """
+    The disk cache survives restarts and crashes of the real process, with
+    nothing partial ever served.
+    """
+
+    def setUp(self) -> None:
+        self.origin = _Origin()
+        self.addCleanup(self.origin.close)
+        directory = Path(os.path.abspath(self.mktemp()))
+        directory.mkdir(parents=True)
+        self.directory = directory
+        self.config_text = _config(str(directory / "access.log")).replace(
+            f'dir = "{directory / "access.log"}.cache"', f'dir = "{directory / "cache"}"'
+        )
+
+    def _start(self) -> TwistdProxy:
+        proxy = TwistdProxy(self.config_text).start()
+        self.addCleanup(proxy.stop)
+        return proxy
+
+    def _get(self, proxy: TwistdProxy, path: str) -> tuple[bytes, str]:
+        handler = urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{proxy.port}"})
+        with urllib.request.build_opener(handler).open(self.origin.url(path), timeout=30) as r:
+            return r.read(), r.headers.get("X-Cache", "")
+
+    def _origin_fetches(self, path: str) -> int:
+        return self.origin.server.paths.count(path)  # type: ignore[attr-defined]
+
+    def test_entries_survive_a_restart(self) -> None:
+        """
+        A response cached by one process is a hit for the next one.
+        """
+        first = self._start()
+        body, x_cache = self._get(first, "/cacheable/300000")
+        self.assertTrue(x_cache.startswith("MISS"), x_cache)
+        first.stop()
+        second = self._start()
+        again, x_cache = self._get(second, "/cacheable/300000")
+        self.assertEqual(again, body)
+        self.assertTrue(x_cache.startswith("HIT"), x_cache)
+        self.assertEqual(self._origin_fetches("/cacheable/300000"), 1)
+
+    def test_sigkill_mid_store_leaves_nothing_partial(self) -> None:
+        """
+        A proxy killed with SIGKILL while a 4 MiB body is being stored
+        leaves a cache that opens cleanly: the next process serves the
+        object whole, fetched again from the origin, and no part file is
+        left behind.
+        """
+        path = "/slowcache/4194304"
+        proxy = self._start()
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as s:
+            s.sendall(f"GET {self.origin.url(path)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            received = 0
+            while received < 1024 * 1024:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                received += len(chunk)
+            proxy.signal(signal.SIGKILL)
+            proxy.process.wait(10)  # type: ignore[union-attr]
+        restarted = self._start()
+        body, x_cache = self._get(restarted, path)
+        self.assertEqual(len(body), 4194304)
+        self.assertTrue(x_cache.startswith("MISS"), x_cache)
+        self.assertEqual(self._origin_fetches(path), 2)
+        leftovers = [p.name for p in (self.directory / "cache").rglob("*.part")]
+        self.assertEqual(leftovers, [])
+        body, x_cache = self._get(restarted, path)
+        self.assertTrue(x_cache.startswith("HIT"), x_cache)
+
+    def test_purge_command_removes_an_entry(self) -> None:
+        """
+        python -m squeak purge URL removes a stored response: the next
+        process fetches it again.
+        """
+        proxy = self._start()
+        self._get(proxy, "/cacheable/5000")
+        proxy.stop()
+        config = self.directory / "squeak.toml"
+        config.write_text(self.config_text)
+        url = self.origin.url("/cacheable/5000")
+        purged = subprocess.run(
+            [sys.executable, "-m", "squeak", "purge", url, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual((purged.returncode, purged.stdout.strip()), (0, f"Purged: {url}"))
+        again = self._start()
+        _, x_cache = self._get(again, "/cacheable/5000")
+        self.assertTrue(x_cache.startswith("MISS"), x_cache)
 
 
 def _read_response(s: socket.socket) -> bytes:
