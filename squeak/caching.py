@@ -171,6 +171,11 @@ class HttpCache:
         decision = is_storable(method, request_headers, status, response_headers)
         if not decision.store or not self.store.may_store_length(length):
             return None
+        vary_key = secondary_key(vary_fields(response_headers), request_headers)
+        if vary_key is None:
+            # Vary: * never matches a later request (RFC 9111 §4.1): storing
+            # it would only take space.
+            return None
         headers = tuple(
             (name, value)
             for name, value in response_headers
@@ -183,7 +188,7 @@ class HttpCache:
             headers=headers,
             request_time=request_time,
             response_time=response_time,
-            vary_key=secondary_key(vary_fields(response_headers), request_headers),
+            vary_key=vary_key,
             client=client if decision.private_to_client else None,
         )
         writer = self.store.writer(lookup.primary, meta)

@@ -34,6 +34,7 @@ from twisted.web import error as weberror
 from twisted.web import http as webhttp
 
 from squeak.headers import FramingError
+from squeak.upstream import MalformedResponseError
 
 __all__ = [
     "CATALOGUE",
@@ -262,9 +263,15 @@ _TLS_FAILURES = (
     service_identity.VerificationError,
     service_identity.CertificateError,
 )
-#: Malformed or ambiguously framed responses; L{FramingError} is raised by
-#: L{squeak.upstream}'s strict framing check (RFC 9112 §6.3).
-_MALFORMED = (_newclient.ParseError, webhttp._MalformedChunkedDataError, FramingError)
+#: Malformed or ambiguously framed responses: L{FramingError} is raised by
+#: L{squeak.upstream}'s strict framing check (RFC 9112 §6.3), and
+#: L{MalformedResponseError} by its response parser (RFC 9112 §2-§7).
+_MALFORMED = (
+    _newclient.ParseError,
+    webhttp._MalformedChunkedDataError,
+    FramingError,
+    MalformedResponseError,
+)
 
 
 def error_for_failure(reason: Failure | BaseException, *, host: str | None = None) -> ProxyError:

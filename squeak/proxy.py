@@ -34,7 +34,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web._newclient import ResponseDone
-from twisted.web.client import FileBodyProducer
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
 from twisted.web.proxy import Proxy, ProxyRequest
@@ -101,7 +100,7 @@ from squeak.upgrade import (
     request_head,
     response_head,
 )
-from squeak.upstream import UpstreamClient
+from squeak.upstream import UpstreamClient, UpstreamResponse
 
 _log = Logger()
 
@@ -171,6 +170,9 @@ class ProxyContext:
             idle_timeout=config.timeouts.server_idle,
             ca_file=config.upstream.ca_file,
         )
+        # One write(2) per request costs ~5 % under load: collect lines and
+        # write them every 0.5 s or 64 KiB (and at reopen and close).
+        access_log.start_buffering(reactor)
         return cls(
             config=config,
             reactor=reactor,
@@ -926,12 +928,14 @@ class ForwardRequest(ProxyRequest):
             b"content-length"
         ) or self.requestHeaders.hasHeader(b"transfer-encoding")
         if has_body:
-            body = FileBodyProducer(self.content, cooperator=self.context.cooperator)
+            # The spooled body, sent from its start with a computed length.
+            body = self.content
+            body.seek(0)
         timeouts = self.context.config.timeouts
         self._hierarchy = "HIER_DIRECT"
         self._peer = target.host
         self._request_time = self.context.reactor.seconds()
-        pending = self.context.upstream.request(self.method, target.uri, outgoing, body)
+        pending = self.context.upstream.request(self.method, target, outgoing, body)
         self._pending = pending
         pending.addTimeout(
             timeouts.connect + timeouts.read,
@@ -987,20 +991,17 @@ class ForwardRequest(ProxyRequest):
             else:
                 self.send_error(ProxyError("ERR_GATEWAY_FAILURE", 500, "internal proxy error"))
 
-    def _got_response(self, response: IResponse) -> None:
+    def _got_response(self, response: UpstreamResponse) -> None:
         self._pending = None
-        peer = getattr(response, "squeak_peer", None)
-        if peer:
-            self._peer = peer
+        if response.peer:
+            self._peer = response.peer
         if self._disconnected:
             response.deliverBody(_Discard())
             return
         self._log_code = "TCP_MISS"
         config = self.context.config
-        connection_fields: RawHeaders = getattr(response, "squeak_connection_headers", [])
-        received = _flatten(response.headers) + list(connection_fields)
         fields = downstream_response_headers(
-            received,
+            response.raw_headers,
             visible_hostname=config.proxy.visible_hostname,
             via=config.proxy.via,
             response_version=b"HTTP/%d.%d" % (response.version[1], response.version[2]),
@@ -1014,9 +1015,10 @@ class ForwardRequest(ProxyRequest):
         if self._lookup is not None:
             self._annotate(hit=False)
         if self.method == b"HEAD":
-            lengths = response.headers.getRawHeaders(b"content-length")
-            if lengths:
-                self.responseHeaders.setRawHeaders(b"content-length", [lengths[0]])
+            if response.content_length is not None:
+                self.responseHeaders.setRawHeaders(
+                    b"content-length", [b"%d" % response.content_length]
+                )
         elif response.code not in _NO_CONTENT_STATUSES and isinstance(response.length, int):
             # A known length is relayed as Content-Length, so Twisted does not
             # re-chunk it and a truncation is visible to the client.

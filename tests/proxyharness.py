@@ -114,6 +114,7 @@ class ProxyTestCase(unittest.TestCase):
         return port
 
     def access_log_lines(self) -> list[str]:
+        self.service.context.access_log.flush()  # lines are buffered for 0.5 s
         with open(self.access_log_path, encoding="utf-8") as handle:
             return handle.read().splitlines()
 

@@ -440,3 +440,63 @@ class ReopenSignalTests(TestCase):
 
         poll()
         return reopened.addCallback(check)
+
+
+class BufferedAccessLogTests(SynchronousTestCase):
+    """
+    With L{AccessLog.start_buffering}, lines are written together: after
+    C{interval} seconds, at C{size} bytes, and before a reopen or close.
+    """
+
+    def _log(self, size: int = 64 * 1024) -> tuple[AccessLog, str, Any]:
+        from twisted.internet.task import Clock
+
+        path = os.path.join(self.mktemp(), "access.log")
+        clock = Clock()
+        log = AccessLog(path, "squid")
+        self.addCleanup(log.close)
+        log.start_buffering(clock, interval=0.5, size=size)
+        return log, path, clock
+
+    def _read(self, path: str) -> list[str]:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+
+    def test_flushed_after_the_interval(self) -> None:
+        """
+        Lines wait until the interval has passed, then go out in order; no
+        timer is left behind.
+        """
+        log, path, clock = self._log()
+        log.write(MISS)
+        log.write(DENIED)
+        self.assertEqual(self._read(path), [])
+        clock.advance(0.5)
+        self.assertEqual(self._read(path), [format_squid(MISS), format_squid(DENIED)])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_flushed_at_the_size_limit(self) -> None:
+        """
+        Once C{size} bytes wait they are written at once.
+        """
+        log, path, clock = self._log(size=2 * len(format_squid(MISS)))
+        log.write(MISS)
+        self.assertEqual(self._read(path), [])
+        log.write(MISS)
+        self.assertEqual(len(self._read(path)), 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_flushed_at_reopen_and_close(self) -> None:
+        """
+        A reopen writes waiting lines to the old file first; close writes the
+        rest and cancels the timer.
+        """
+        log, path, clock = self._log()
+        log.write(MISS)
+        os.rename(path, path + ".1")
+        log.reopen()
+        self.assertEqual(self._read(path + ".1"), [format_squid(MISS)])
+        log.write(DENIED)
+        log.close()
+        self.assertEqual(self._read(path), [format_squid(DENIED)])
+        self.assertEqual(clock.getDelayedCalls(), [])

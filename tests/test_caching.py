@@ -133,6 +133,14 @@ class CachingTests(_CacheTestCase):
         self.assertEqual([en.body[:10], fr.body[:10]], [b"response 1", b"response 2"])
         self.assertEqual(en2.body, en.body)
 
+    async def test_vary_star_never_matches(self) -> None:
+        """
+        RFC 9111 §4.1: a response with Vary: * is never reused.
+        """
+        path = "/cached/vs?cc=max-age=60&vary=*"
+        bodies = [(await self.fetch("GET", path)).body[:10] for _ in range(2)]
+        self.assertEqual(bodies, [b"response 1", b"response 2"])
+
     async def test_stale_entry_is_revalidated(self) -> None:
         """
         RFC 9111 §4.3: a stale entry with an ETag is revalidated with
