@@ -62,6 +62,8 @@ class CacheLookup:
     request: CacheRequest
     decision: ReuseDecision
     hit: CacheHit | None
+    #: Skipped: this key's recent responses could not be stored.
+    uncacheable: bool = False
 
     def release(self) -> None:
         """
@@ -121,9 +123,38 @@ class HttpCache:
     @ivar store: The memory and disk tiers (L{None} when caching is off).
     """
 
+    #: How long a URL whose response could not be stored skips the cache:
+    #: no disk lookup and no collapsed forwarding for it (Squid collapses
+    #: only what it can share, too).
+    uncacheable_ttl = 30.0
+    #: The most URLs remembered as uncacheable.
+    uncacheable_limit = 10_000
+
     def __init__(self, store: Store | None, rules: FreshnessRules) -> None:
         self.store = store
         self.rules = rules
+        self._uncacheable: dict[str, float] = {}
+
+    def is_known_uncacheable(self, primary: str, now: float) -> bool:
+        """
+        Whether a recent response for this key could not be stored.
+        """
+        until = self._uncacheable.get(primary)
+        if until is None:
+            return False
+        if until < now:
+            del self._uncacheable[primary]
+            return False
+        return True
+
+    def note_uncacheable(self, primary: str, now: float) -> None:
+        """
+        Remember that this key's response could not be stored, so the next
+        requests for it skip the lookup and do not queue behind each other.
+        """
+        if len(self._uncacheable) >= self.uncacheable_limit:
+            self._uncacheable.pop(next(iter(self._uncacheable)))
+        self._uncacheable[primary] = now + self.uncacheable_ttl
 
     @property
     def enabled(self) -> bool:
@@ -140,6 +171,9 @@ class HttpCache:
             return None
         primary = primary_key(method, uri)
         request = CacheRequest(method, uri, tuple(headers), client)
+        if self.is_known_uncacheable(primary, now):
+            decision = ReuseDecision(Reuse.MISS, "a recent response could not be stored")
+            return CacheLookup(primary, uri, request, decision, None, uncacheable=True)
         hit = self.store.lookup(primary, headers)
         decision = decide_reuse(request, hit.meta if hit else None, now, rules=self.rules)
         if hit is not None and decision.kind is Reuse.MISS:

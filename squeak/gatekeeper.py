@@ -12,6 +12,7 @@ needs them, and the destination is resolved only when a rule needs it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import time
 from collections.abc import Callable
@@ -93,6 +94,15 @@ def resolve(reactor: Any, host: str) -> defer.Deferred[tuple[Any, ...]]:
     return receiver.done.addCallback(as_addresses)
 
 
+@functools.lru_cache(maxsize=4096)
+def _client_address(text: str) -> Any:
+    """
+    L{client_address}, remembered: the same few client addresses make
+    every request.
+    """
+    return client_address(text)
+
+
 class Gatekeeper:
     """
     Decides whether a request may go ahead, and as whom.
@@ -133,7 +143,7 @@ class Gatekeeper:
         """
         now = self._reactor.seconds()
         return Facts(
-            client_ip=client_address(client),
+            client_ip=_client_address(client),
             method=method.decode("latin-1"),
             scheme=scheme,
             host=normalize_host(host),
@@ -159,6 +169,12 @@ class Gatekeeper:
             user) when allowed, failing with L{AccessDeniedError} or
             L{AuthenticationRequiredError}.
         """
+        # The common case decides at once: no coroutine, no waiting.
+        verdict = evaluate(self.policy.http_access, facts)
+        if verdict.action is Action.ALLOW:
+            return defer.succeed(facts)
+        if verdict.action is Action.DENY:
+            return defer.fail(AccessDeniedError(verdict))
         return defer.ensureDeferred(self._admit(facts, proxy_authorization))
 
     async def _admit(self, facts: Facts, proxy_authorization: Callable[[], bytes | None]) -> Facts:

@@ -640,7 +640,12 @@ class ForwardRequest(ProxyRequest):
         if lookup.hit is not None and decision.kind is Reuse.VALIDATE:
             self._validating = True
             return False
-        if self.method == b"GET" and not self._collapsed and cache.store is not None:
+        if (
+            self.method == b"GET"
+            and not self._collapsed
+            and not lookup.uncacheable
+            and cache.store is not None
+        ):
             transient, leader = cache.store.inflight.join(lookup.primary)
             if not leader:
                 # Collapsed forwarding: an identical fetch is under way;
@@ -1087,6 +1092,8 @@ class ForwardRequest(ProxyRequest):
             allowed_by_rules=allowed,
         )
         if self._storer is None:
+            if self._lookup is not None and self.method == b"GET":
+                cache.note_uncacheable(self._lookup.primary, self.context.reactor.seconds())
             self._end_transient(False)
 
     def note_read_timeout(self) -> None:

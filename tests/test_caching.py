@@ -12,6 +12,7 @@ import http.client
 from typing import Any
 
 from twisted.internet import defer, reactor, threads
+from twisted.internet.task import deferLater
 from twisted.python.threadpool import ThreadPool
 
 from tests.origins import Origin, ScriptedOrigin
@@ -304,3 +305,30 @@ class RangeHitTests(_CacheTestCase):
         self.assertEqual((match.status, match.body), (206, whole[:4]))
         self.assertEqual((other.status, other.body), (200, whole))
         self.assertEqual(self.origin.counts[b"/cached/ir"], 1)
+
+
+class UncacheableMemoTests(_CacheTestCase):
+    """
+    A URL whose response could not be stored skips the cache for a while:
+    no disk lookup, and concurrent requests are not queued behind each
+    other (collapsing only helps for what can be shared).
+    """
+
+    async def test_no_store_url_is_not_collapsed_after_first_answer(self) -> None:
+        """
+        After one no-store answer, 10 concurrent requests each reach the
+        origin at once instead of waiting in line.
+        """
+        path = "/cached/nsc?cc=no-store&delay=0.3"
+        await self.fetch("GET", path)
+        cache = self.service.context.cache
+        self.assertTrue(
+            any(cache.is_known_uncacheable(k, reactor.seconds()) for k in cache._uncacheable)
+        )
+        [primary] = list(cache._uncacheable)
+        requests = [self.fetch("GET", path) for _ in range(10)]
+        await deferLater(reactor, 0.15, lambda: None)
+        # While they are all at the origin, none waits behind another.
+        self.assertIsNone(cache.store.inflight.get(primary))
+        await defer.gatherResults(requests)
+        self.assertEqual(self.origin.counts[b"/cached/nsc"], 11)
