@@ -42,6 +42,9 @@ from squeak.access.rules import (
     compile_policy,
     default_policy,
 )
+from squeak.values import IPNetwork, parse_network
+from squeak.values import is_open as _is_open
+from squeak.values import quote as _quote
 
 __all__ = [
     "ACL_TABLE",
@@ -69,7 +72,6 @@ __all__ = [
     "parse_size",
 ]
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Forwarded-for modes, as Squid's C{forwarded_for} directive spells them.
 FORWARDED_FOR_MODES = ("on", "off", "delete", "transparent")
@@ -114,25 +116,6 @@ class _InvalidValueError(ValueError):
 
 
 # --- Showing values in messages ---------------------------------------------
-
-
-def _quote(text: str, limit: int = 60) -> str:
-    """
-    Quote a string the way TOML writes it, escaped so the message stays on one
-    line, and shortened if long.
-    """
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    out = []
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif char.isprintable():
-            out.append(char)
-        else:
-            code = ord(char)
-            out.append(f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}")
-    return '"' + "".join(out) + '"'
 
 
 def _kind(value: object) -> str:
@@ -327,42 +310,6 @@ def parse_listen_address(text: str) -> ListenAddress:
     if not _PORT.fullmatch(port) or int(port) > 65535:
         raise ValueError(f"expected a port 0-65535 after the colon, got {_quote(text)}")
     return ListenAddress(str(address), int(port))
-
-
-def parse_network(text: str) -> IPNetwork:
-    """
-    Parse an IP network in CIDR notation, strictly.
-
-    A bare address means that one host (C{/32} or C{/128}). Host bits set
-    below the prefix (C{"10.0.0.1/8"}) are an error, since they usually mean
-    a typo: the error suggests the network that was probably meant.
-
-    @raise ValueError: If C{text} is not such a network.
-    """
-    try:
-        return ipaddress.ip_network(text)
-    except ValueError:
-        pass
-    try:
-        loose = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise ValueError(
-            f'expected an IP network like "192.168.0.0/16" or "::1/128", got {_quote(text)}'
-        ) from None
-    raise ValueError(f"{_quote(text)} has host bits set (did you mean {_quote(str(loose))}?)")
-
-
-_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _is_open(network: IPNetwork) -> bool:
-    """
-    Whether C{network} admits every client of one address family: all of
-    IPv4 or IPv6, or every IPv4 client seen through a dual-stack socket.
-    """
-    if network.prefixlen == 0:
-        return True
-    return isinstance(network, ipaddress.IPv6Network) and network.supernet_of(_IPV4_MAPPED)
 
 
 # --- Defaults --------------------------------------------------------------------

@@ -389,6 +389,21 @@ class FailureTests(ProxyTestCase):
 
     config_overrides = {"timeouts": {"read": 1.0, "connect": 2.0}}
 
+    def _read_whole(self, url: str) -> str:
+        """
+        GET through the proxy and say whether the body arrived whole.
+        """
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
+        conn.request("GET", url)
+        response = conn.getresponse()
+        try:
+            response.read()
+        except http.client.IncompleteRead as error:
+            return f"incomplete after {len(error.partial)}"
+        finally:
+            conn.close()
+        return "complete"
+
     def _get(self, url: str) -> _Result:
         conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
         try:
@@ -446,19 +461,9 @@ class FailureTests(ProxyTestCase):
         origin = ScriptedOrigin(reactor, [(answer, True)])
         self.listen(origin)
 
-        def fetch() -> str:
-            conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
-            conn.request("GET", origin.url("/"))
-            response = conn.getresponse()
-            try:
-                response.read()
-            except http.client.IncompleteRead as error:
-                return f"incomplete after {len(error.partial)}"
-            finally:
-                conn.close()
-            return "complete"
-
-        self.assertEqual(await _in_thread(fetch), "incomplete after 10")
+        self.assertEqual(
+            await _in_thread(self._read_whole, origin.url("/")), "incomplete after 10"
+        )
         [line] = self.access_log_lines()
         self.assertIn(" TCP_MISS_ABORTED/200 ", line)
 
@@ -471,19 +476,9 @@ class FailureTests(ProxyTestCase):
         origin = ScriptedOrigin(reactor, [(answer, False)])
         self.listen(origin)
 
-        def fetch() -> str:
-            conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
-            conn.request("GET", origin.url("/"))
-            response = conn.getresponse()
-            try:
-                response.read()
-            except http.client.IncompleteRead as error:
-                return f"incomplete after {len(error.partial)}"
-            finally:
-                conn.close()
-            return "complete"
-
-        self.assertEqual(await _in_thread(fetch), "incomplete after 10")
+        self.assertEqual(
+            await _in_thread(self._read_whole, origin.url("/")), "incomplete after 10"
+        )
         [line] = self.access_log_lines()
         self.assertIn(" TCP_MISS_ABORTED/200 ", line)
 

@@ -39,6 +39,10 @@ from typing import TypeVar
 
 import idna
 
+from squeak.values import IPNetwork, parse_network
+from squeak.values import is_open as _is_open
+from squeak.values import quote as _quote
+
 __all__ = [
     "BUILTIN_ACLS",
     "KINDS",
@@ -60,7 +64,6 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AclError(ValueError):
@@ -77,21 +80,6 @@ class AclError(ValueError):
         super().__init__(problem)
         self.name = name
         self.element = element
-
-
-def _quote(text: str, limit: int = 60) -> str:
-    """Quote C{text} as TOML would, escaped to one line and shortened if long."""
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    out = []
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif char.isprintable():
-            out.append(char)
-        else:
-            out.append(f"\\u{ord(char):04X}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08X}")
-    return '"' + "".join(out) + '"'
 
 
 # --- Facts ---------------------------------------------------------------------
@@ -353,18 +341,7 @@ class _PortSet:
 
 def _network(entry: str) -> IPNetwork:
     """A CIDR network, strictly; a bare address is one host."""
-    text = entry.strip()
-    try:
-        return ipaddress.ip_network(text)
-    except ValueError:
-        pass
-    try:
-        loose = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise ValueError(
-            f'expected an IP network like "192.168.0.0/16" or "::1/128", got {_quote(entry)}'
-        ) from None
-    raise ValueError(f"{_quote(entry)} has host bits set (did you mean {_quote(str(loose))}?)")
+    return parse_network(entry.strip())
 
 
 _PORT_RANGE = re.compile(r"\s*([0-9]{1,5})\s*(?:-\s*([0-9]{1,5})\s*)?")
@@ -589,16 +566,6 @@ class Acl:
         entries = list(self.entries)
         entries += [str(n) for n in networks if str(n) not in entries]
         return _build(self.name, "dst", [(e, None) for e in entries], False, self.builtin)
-
-
-_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _is_open(network: IPNetwork) -> bool:
-    """Whether C{network} covers every client of one address family."""
-    if network.prefixlen == 0:
-        return True
-    return isinstance(network, ipaddress.IPv6Network) and network.supernet_of(_IPV4_MAPPED)
 
 
 #: Kinds whose entries are regexes, which accept C{case_insensitive}.

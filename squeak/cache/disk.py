@@ -32,6 +32,7 @@ How an entry is written, and why a crash never leaves a partial entry:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import pickle
@@ -411,17 +412,7 @@ class DiskTier:
             return False
         hit.file.close()
         part = os.path.join(self.parts_directory, os.urandom(16).hex() + ".part")
-        meta = StoredResponse(
-            meta.uri,
-            meta.status,
-            meta.reason,
-            meta.headers,
-            meta.request_time,
-            meta.response_time,
-            meta.vary_key,
-            meta.client,
-            hit.meta.body_length,
-        )
+        meta = dataclasses.replace(meta, body_length=hit.meta.body_length)
         try:
             os.link(hit.path, part)
             self._commit(primary, meta, part, meta.body_length)
