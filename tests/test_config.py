@@ -1146,3 +1146,45 @@ class SchemaTests(SynchronousTestCase):
                 if got != cls():
                     wrong.append((table, key, value))
         self.assertEqual(wrong, [])
+
+
+class InterceptConfigTests(SynchronousTestCase):
+    """
+    Intercept listeners and the rules that would need credentials from
+    clients that cannot give them.
+    """
+
+    def test_proxy_auth_with_intercept_listener_is_refused(self) -> None:
+        """
+        Rules using proxy_auth cannot apply to intercepted clients (they
+        never answer 407): the configuration is refused, naming the key.
+        """
+        htpasswd = os.path.join(os.path.abspath(self.mktemp()))
+        with open(htpasswd, "w", encoding="ascii") as handle:
+            handle.write("")
+        text = (
+            '[intercept]\nhttp_port = ["127.0.0.1:3129"]\n'
+            f'[auth]\nhtpasswd = "{htpasswd}"\n'
+            '[acl]\nusers = { proxy_auth = "REQUIRED" }\n'
+            '[access]\nhttp_access = ["allow localnet users", "deny all"]\n'
+        )
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(text, "gateway.toml")
+        self.assertTrue(
+            str(caught.exception).startswith("gateway.toml:2: intercept.http_port: "),
+            str(caught.exception),
+        )
+        self.assertIn("proxy_auth", str(caught.exception))
+
+    def test_intercept_listeners_without_auth_are_accepted(self) -> None:
+        """
+        The same listeners with address-based rules load.
+        """
+        config = parse_config(
+            '[intercept]\nhttp_port = ["127.0.0.1:3129"]\nhttps_port = ["127.0.0.1:3130"]\n',
+            "gateway.toml",
+        )
+        self.assertEqual(
+            [str(a) for a in config.intercept.http_port + config.intercept.https_port],
+            ["127.0.0.1:3129", "127.0.0.1:3130"],
+        )
