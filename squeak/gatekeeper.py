@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import hmac
 import ipaddress
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IResolutionReceiver
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from squeak.access.acl import Facts, LocalTime, address_literal, client_address, normalize_host
@@ -124,6 +128,13 @@ class Gatekeeper:
         self.policy = policy
         self._auth = authenticator
         self._realm = realm
+        # Password checks in flight, by a keyed digest of the credentials:
+        # a burst of connections with the same new credentials shares one
+        # bcrypt run.  And at most two run at once: bcrypt is CPU-bound, so
+        # more threads only make every check slower.
+        self._verifying: dict[bytes, defer.Deferred[Any]] = {}
+        self._bcrypt_slots = defer.DeferredSemaphore(2)
+        self._inflight_key = secrets.token_bytes(32)
 
     def facts(
         self,
@@ -192,6 +203,51 @@ class Gatekeeper:
             facts = dataclasses.replace(facts, user=user)
         raise AccessDeniedError(verdict)
 
+    def _verify_once(self, user: str, password: str) -> defer.Deferred[bool]:
+        """
+        Verify a password in a thread, sharing one check among concurrent
+        requests with the same credentials.  The result is cached when the
+        check ends, even if every request that waited for it has gone: a
+        client that gave up must not make the next one pay again.
+
+        @return: A L{Deferred} of this caller's own (cancelling it leaves the
+            shared check running).
+        """
+        assert self._auth is not None
+        authenticator = self._auth
+        key = hmac.new(self._inflight_key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+        shared = self._verifying.get(key)
+        if shared is None:
+
+            def finished(result: Any) -> Any:
+                self._verifying.pop(key, None)
+                if not isinstance(result, Failure):
+                    authenticator.record(user, password, result, self._reactor.seconds())
+                return result
+
+            shared = self._bcrypt_slots.run(
+                threads.deferToThreadPool,
+                self._reactor,
+                self._reactor.getThreadPool(),
+                authenticator.verify,
+                user,
+                password,
+            )
+            shared.addBoth(finished)
+            self._verifying[key] = shared
+        mine: defer.Deferred[bool] = defer.Deferred()
+
+        def deliver(result: Any) -> Any:
+            if not mine.called:
+                if isinstance(result, Failure):
+                    mine.errback(result)
+                else:
+                    mine.callback(result.ok)
+            return result
+
+        shared.addBoth(deliver)
+        return mine
+
     async def _authenticate(self, header: bytes | None) -> str:
         """
         Verify Basic credentials (cached; bcrypt in a thread on a miss).
@@ -213,15 +269,7 @@ class Gatekeeper:
         now = self._reactor.seconds()
         ok = self._auth.cached(user, password, now)
         if ok is None:
-            result = await threads.deferToThreadPool(
-                self._reactor,
-                self._reactor.getThreadPool(),
-                self._auth.verify,
-                user,
-                password,
-            )
-            self._auth.record(user, password, result, self._reactor.seconds())
-            ok = result.ok
+            ok = await self._verify_once(user, password)
         if not ok:
             self._log.info("proxy authentication failed for user {user!r}", user=user)
             raise AuthenticationRequiredError("wrong user name or password", self._realm)

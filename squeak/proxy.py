@@ -342,6 +342,7 @@ class ForwardRequest(ProxyRequest):
         # Intercepted requests: the Host the client sent (kept upstream), the
         # URI they are cached under, and whether Host matched the socket's
         # original destination (a forged Host is never cached).
+        self._received: RawHeaders | None = None
         self._intercept_authority: bytes | None = None
         self._cache_uri: str | None = None
         self._cacheable = True
@@ -414,7 +415,7 @@ class ForwardRequest(ProxyRequest):
         """
         client_ip = getattr(self.getClientAddress(), "host", "")
         hostname = self.context.config.proxy.visible_hostname
-        if is_forwarding_loop(_flatten(self.requestHeaders), hostname):
+        if is_forwarding_loop(self.received_headers(), hostname):
             # First: a request that already passed through here (even one
             # rewritten into origin form by this proxy) must not go round.
             raise ProxyError(
@@ -453,6 +454,17 @@ class ForwardRequest(ProxyRequest):
         admitted.addCallback(self._admitted, target, host, port, client_ip)
         admitted.addErrback(self._refused)
         admitted.addErrback(self._internal_error)
+
+    def received_headers(self) -> RawHeaders:
+        """
+        The request's fields as raw pairs, computed once per request (the
+        loop check, the rules, the cache and the upstream request all read
+        them).
+        """
+        received = self._received
+        if received is None:
+            received = self._received = _flatten(self.requestHeaders)
+        return received
 
     def _authority_for(self, target: Target) -> bytes:
         """
@@ -545,6 +557,8 @@ class ForwardRequest(ProxyRequest):
         The rules said no (403), or want credentials (407).
         """
         self._pending_access = None
+        if reason.check(defer.CancelledError):
+            return  # the client left while its access was being decided
         error = reason.trap(AccessDeniedError, AuthenticationRequiredError)
         self._log_code = "TCP_DENIED"
         if error is AuthenticationRequiredError:
@@ -574,7 +588,7 @@ class ForwardRequest(ProxyRequest):
 
     def _forward_admitted(self, target: Target, client_ip: str) -> None:
         config = self.context.config
-        received = _flatten(self.requestHeaders)
+        received = self.received_headers()
         hostname = config.proxy.visible_hostname
         max_forwards = None
         if self.method in _MAX_FORWARDS_METHODS:
@@ -683,7 +697,7 @@ class ForwardRequest(ProxyRequest):
         headers = list(meta.headers)
         if decision is not None:
             headers = headers_for_reuse(meta.headers, decision)
-        received = _flatten(self.requestHeaders)
+        received = self.received_headers()
         if answer_client_conditional(received, headers, method=self.method, status=meta.status):
             hit.close()
             self.setResponseCode(304)
@@ -1081,7 +1095,7 @@ class ForwardRequest(ProxyRequest):
         self._storer = cache.storer(
             self._lookup,
             method=self.method,
-            request_headers=_flatten(self.requestHeaders),
+            request_headers=self.received_headers(),
             status=response.code,
             reason=response.phrase,
             response_headers=fields,

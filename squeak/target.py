@@ -166,6 +166,11 @@ def format_authority(host: str, port: int, default_port: int | None) -> bytes:
     return shown.encode("ascii")
 
 
+#: Whitespace, control and non-ASCII octets (one regex scan instead of a
+#: Python loop over every byte, which showed up in the cache-hit profile).
+_FORBIDDEN = re.compile(rb"[\x00-\x20\x7f-\xff]")
+
+
 def _check_characters(value: bytes) -> None:
     """
     Refuse bytes that can never appear in a request-target.
@@ -177,12 +182,13 @@ def _check_characters(value: bytes) -> None:
     @param value: the request-target.
     @raise TargetError: C{ERR_INVALID_URL} if a byte is not allowed.
     """
-    for byte in value:
-        if byte <= 0x20 or byte >= 0x7F:
-            raise _invalid(
-                f"request-target contains the byte 0x{byte:02x} "
-                "(whitespace, control and non-ASCII bytes are not allowed)"
-            )
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        byte = value[bad.start()]
+        raise _invalid(
+            f"request-target contains the byte 0x{byte:02x} "
+            "(whitespace, control and non-ASCII bytes are not allowed)"
+        )
     if b"#" in value:
         raise _invalid("request-target contains a fragment ('#'), which clients never send")
 

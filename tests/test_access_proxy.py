@@ -12,8 +12,9 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet import reactor, threads
+from twisted.internet import defer, reactor, threads
 from twisted.internet.task import deferLater
+from twisted.python.threadpool import ThreadPool
 
 from squeak.access.auth import hash_password
 from tests.origins import Origin
@@ -225,6 +226,35 @@ credentials_ttl = "1h"
         header = f"Proxy-Authorization: {_basic('alice', 'wonderland')}"
         statuses = [_status(await self._get("127.0.0.3", header)) for _ in range(5)]
         self.assertEqual((statuses, calls), ([200] * 5, ["alice"]))
+
+    async def test_a_burst_of_new_credentials_shares_one_check(self) -> None:
+        """
+        Twenty connections arriving at once with the same, not yet verified
+        credentials cost one password verification, and all are served.
+        """
+        authenticator = self.service.context.gatekeeper._auth
+        calls = []
+        verify = authenticator.verify
+
+        def counting(user: str, password: str) -> Any:
+            calls.append(user)
+            return verify(user, password)
+
+        authenticator.verify = counting
+        header = f"Proxy-Authorization: {_basic('alice', 'wonderland')}"
+        clients = ThreadPool(minthreads=0, maxthreads=32, name="burst")
+        clients.start()
+        self.addCleanup(clients.stop)
+        client = _Client(self.proxy_port, "127.0.0.3")
+        answers = await defer.gatherResults(
+            [
+                threads.deferToThreadPool(
+                    reactor, clients, client.get, self.origin.url("/echo"), header
+                )
+                for _ in range(20)
+            ]
+        )
+        self.assertEqual(([_status(a) for a in answers], calls), ([200] * 20, ["alice"]))
 
     async def test_htpasswd_edited_while_running(self) -> None:
         """
