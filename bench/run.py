@@ -13,9 +13,9 @@ failed, and whether squeak wrote a traceback or an unhandled error to its
 stdout.log.  It exits non-zero if so, if the harness failed, or if the
 harness is not there.
 
-    .venv/bin/python bench/run.py                          # b,d,f, 3 repeats
+    .venv/bin/python bench/run.py                          # a-f, 3 repeats
     .venv/bin/python bench/run.py --repeats 1 --duration 3 --warmup 1   # smoke
-    .venv/bin/python bench/run.py --workloads a,b -- --no-ab  # more harness options
+    .venv/bin/python bench/run.py --workloads b -- --no-ab    # more harness options
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ PORT = 3130
 LABEL = "squeak"
 REFERENCE = "squid"
 
-# b: 1 KiB no-store pass-through, d: 100 MiB stream + slow client,
-# f: memory per idle keep-alive connection.  "a" (1 KiB HIT) is left out by
-# default: squeak has no cache yet, so it would compare squeak's
-# pass-through with Squid's memory hits.
-DEFAULT_WORKLOADS = "b,d,f"
+# a: 1 KiB memory HIT, b: 1 KiB no-store pass-through, c: 1 MiB memory HIT,
+# d: 100 MiB stream + slow client, e: 100 MiB through CONNECT, f: memory per
+# idle keep-alive connection.  bench/squeak-bench.toml sizes squeak's cache
+# like the harness's Squid, so a and c compare memory hits with memory hits.
+DEFAULT_WORKLOADS = "a,b,c,d,e,f"
 
 # Lines in squeak's stdout.log that mean something went wrong.
 _TROUBLE = re.compile(r"Traceback|Unhandled|\[-\] .*(?:Error|error|failed|Failure)")
