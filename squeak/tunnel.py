@@ -76,6 +76,10 @@ class UpstreamEndFactory(protocol.ClientFactory):
     protocol = UpstreamEnd
 
 
+#: Bytes read per recv() on connections that carry bulk data.
+BULK_READ_SIZE = 512 * 1024
+
+
 class Tunnel:
     """
     Relays bytes between a client channel and an L{UpstreamEnd}.
@@ -160,6 +164,11 @@ class Tunnel:
         upstream.tunnel = self
         if first_to_client:
             client.write(first_to_client)
+        # Bulk relays read 256 KiB per recv() instead of Twisted's 64 KiB:
+        # a quarter of the Python work per byte (measured in bench/).
+        for transport in (client, upstream.transport):
+            if hasattr(transport, "bufferSize"):
+                transport.bufferSize = BULK_READ_SIZE
         client.registerProducer(upstream.transport, True)
         upstream.transport.registerProducer(client, True)
         early, upstream.early = b"".join(upstream.early), []

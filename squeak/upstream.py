@@ -69,6 +69,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http import PotentialDataLoss, _DataLoss
 
 from squeak.headers import FramingError, RawHeaders, check_response_framing
+from squeak.tunnel import BULK_READ_SIZE
 
 __all__ = [
     "FramingError",
@@ -512,6 +513,9 @@ class _UpstreamConnection(Protocol):
 
     def connectionMade(self) -> None:
         self.peer = getattr(self.transport.getPeer(), "host", "-")
+        # Response bodies are bulk data: read 256 KiB per recv(), not 64 KiB.
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = BULK_READ_SIZE
         self._client._opened(self)
 
     def dataReceived(self, data: bytes) -> None:
