@@ -693,7 +693,12 @@ class ForwardRequest(ProxyRequest):
         now = self.context.reactor.seconds()
         self._log_code = code
         self._hierarchy, self._peer = "HIER_NONE", "-"
-        decision = decide_reuse(lookup.request, meta, now, rules=cache.rules) if lookup else None
+        if lookup is None:
+            decision = None
+        elif lookup.hit is not None and meta is lookup.hit.meta:
+            decision = lookup.decision  # decided a moment ago, in lookup()
+        else:
+            decision = decide_reuse(lookup.request, meta, now, rules=cache.rules)
         headers = list(meta.headers)
         if decision is not None:
             headers = headers_for_reuse(meta.headers, decision)
@@ -724,6 +729,11 @@ class ForwardRequest(ProxyRequest):
         if self.method == b"HEAD":
             hit.close()
             self.write(b"")
+            self.finish()
+            return
+        if hit.body is not None and len(hit.body) <= _StoredBodySender.CHUNK:
+            # A small memory hit: one write, no producer.
+            self.write(hit.body)
             self.finish()
             return
         _StoredBodySender(self, hit, hit.chunks(_StoredBodySender.CHUNK)).start()
