@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -541,6 +542,25 @@ def age_header_value(age: float) -> bytes:
 # --- Reuse -------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _stored_cache_control(headers: tuple[tuple[bytes, bytes], ...]) -> CacheControl:
+    """
+    L{parse_cache_control} of a stored response, remembered: a hot entry is
+    reused many times and its fields do not change between 304s.
+    """
+    return parse_cache_control(headers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_dates(headers: tuple[tuple[bytes, bytes], ...], day: int) -> MessageDates:
+    """
+    L{parse_dates} of a stored response, remembered per day: the current time
+    only matters to it for RFC 850 two-digit years (RFC 9110 §5.6.7), where
+    a day's precision is plenty.
+    """
+    return parse_dates(headers, now=day * 86400.0)
+
+
 def decide_reuse(
     request: CacheRequest,
     stored: StoredResponse | None,
@@ -608,7 +628,7 @@ def _decide(
             Reuse.MISS,
             "Set-Cookie response stored for another client (RFC 6265 §8.6, RFC 9111 §7.3)",
         )
-    cc = parse_cache_control(stored.headers)
+    cc = _stored_cache_control(tuple(stored.headers))
     if (
         shared
         and _has(request.headers, b"authorization")
@@ -623,7 +643,7 @@ def _decide(
         return ReuseDecision(
             Reuse.MISS, "RFC 9111 §4.3.2: If-Match/If-Unmodified-Since are for the origin"
         )
-    dates = parse_dates(stored.headers, now=now)
+    dates = _stored_dates(tuple(stored.headers), int(now // 86400))
     age = current_age(
         dates, request_time=stored.request_time, response_time=stored.response_time, now=now
     )
