@@ -332,3 +332,30 @@ class UncacheableMemoTests(_CacheTestCase):
         self.assertIsNone(cache.store.inflight.get(primary))
         await defer.gatherResults(requests)
         self.assertEqual(self.origin.counts[b"/cached/nsc"], 11)
+
+
+class CacheRulesTests(_CacheTestCase):
+    """
+    The [access] cache rules decide what may be stored, evaluated like
+    http_access.
+    """
+
+    async def test_cache_deny_rule_keeps_matching_responses_out(self) -> None:
+        """
+        With "deny nocache" for a URL regex, its cacheable responses are
+        not stored; other URLs still are.
+        """
+        self.use_access_config(
+            '[acl]\nnocache = { urlpath_regex = ["^/cached/private-area"] }\n'
+            '[access]\ncache = ["deny nocache"]\n'
+        )
+        denied = [
+            (await self.fetch("GET", "/cached/private-area?cc=max-age=60")).body[:10]
+            for _ in range(2)
+        ]
+        allowed = [
+            (await self.fetch("GET", "/cached/public-area?cc=max-age=60")).body[:10]
+            for _ in range(2)
+        ]
+        self.assertEqual(denied, [b"response 1", b"response 2"])
+        self.assertEqual(allowed, [b"response 1", b"response 1"])
