@@ -152,6 +152,21 @@ credentials_ttl = "1h"
             handle.write(lines)
         os.replace(temporary, self.htpasswd)
 
+    def _count_verifications(self) -> list[str]:
+        """
+        Record the user of every password verification from now on.
+        """
+        authenticator = self.service.context.gatekeeper._auth
+        calls: list[str] = []
+        verify = authenticator.verify
+
+        def counting(user: str, password: str) -> Any:
+            calls.append(user)
+            return verify(user, password)
+
+        authenticator.verify = counting
+        return calls
+
     async def _get(self, source: str, *headers: str) -> bytes:
         client = _Client(self.proxy_port, source)
         return await threads.deferToThread(client.get, self.origin.url("/echo"), *headers)
@@ -214,15 +229,7 @@ credentials_ttl = "1h"
         A client repeating the same credentials costs one password
         verification, not one per request.
         """
-        authenticator = self.service.context.gatekeeper._auth
-        calls = []
-        verify = authenticator.verify
-
-        def counting(user: str, password: str) -> Any:
-            calls.append(user)
-            return verify(user, password)
-
-        authenticator.verify = counting
+        calls = self._count_verifications()
         header = f"Proxy-Authorization: {_basic('alice', 'wonderland')}"
         statuses = [_status(await self._get("127.0.0.3", header)) for _ in range(5)]
         self.assertEqual((statuses, calls), ([200] * 5, ["alice"]))
@@ -232,15 +239,7 @@ credentials_ttl = "1h"
         Twenty connections arriving at once with the same, not yet verified
         credentials cost one password verification, and all are served.
         """
-        authenticator = self.service.context.gatekeeper._auth
-        calls = []
-        verify = authenticator.verify
-
-        def counting(user: str, password: str) -> Any:
-            calls.append(user)
-            return verify(user, password)
-
-        authenticator.verify = counting
+        calls = self._count_verifications()
         header = f"Proxy-Authorization: {_basic('alice', 'wonderland')}"
         clients = ThreadPool(minthreads=0, maxthreads=32, name="burst")
         clients.start()
