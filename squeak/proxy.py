@@ -24,18 +24,18 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import ClientFactory
+from twisted.internet.protocol import ClientFactory, connectionDone
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web._newclient import ResponseDone
 from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import IResponse
+from twisted.web.http_headers import Headers
 from twisted.web.proxy import Proxy, ProxyRequest
 from typing_extensions import override
 
@@ -187,7 +187,7 @@ class ProxyContext:
         )
 
 
-def _flatten(headers: http.Headers) -> RawHeaders:
+def _flatten(headers: Headers) -> RawHeaders:
     """
     Twisted L{Headers} as ordered raw pairs, every repeated value kept
     (C{getAllHeaders} would keep only the last one).
@@ -320,6 +320,7 @@ class ForwardRequest(ProxyRequest):
     """
 
     _log = Logger()
+    channel: ForwardProxy
 
     def __init__(self, channel: ForwardProxy, queued: Any = http._QUEUED_SENTINEL) -> None:
         super().__init__(channel, queued, reactor=channel.factory.context.reactor)
@@ -564,11 +565,11 @@ class ForwardRequest(ProxyRequest):
         if error is AuthenticationRequiredError:
             realm = reason.value.realm.replace("\\", "\\\\").replace('"', '\\"')
             self.send_error(
-                reason.value,
+                cast(ProxyError, reason.value),
                 extra_headers=[(b"Proxy-Authenticate", f'Basic realm="{realm}"'.encode())],
             )
         else:
-            self.send_error(reason.value)
+            self.send_error(cast(ProxyError, reason.value))
 
     def _admitted(
         self, facts: Facts, target: Target | None, host: str, port: int, client_ip: str
@@ -758,7 +759,7 @@ class ForwardRequest(ProxyRequest):
             def read(offset: int, size: int) -> bytes:
                 return body[offset : offset + size]
         else:
-            read = file_reader(hit.open())
+            read = file_reader(hit.open())  # type: ignore[assignment]
         pieces = iter_body(plan, read, chunk_size=_StoredBodySender.CHUNK)
         _StoredBodySender(self, hit, pieces).start()
 
@@ -920,7 +921,7 @@ class ForwardRequest(ProxyRequest):
         endpoint = HostnameEndpoint(
             self.context.reactor, host, port, timeout=self.context.config.timeouts.connect
         )
-        pending = endpoint.connect(UpstreamEndFactory())
+        pending = endpoint.connect(UpstreamEndFactory())  # type: ignore[arg-type]
         self._pending = pending
         pending.addCallbacks(self._tunnel_connected, self._upstream_failed)
         pending.addErrback(self._internal_error)
@@ -1056,7 +1057,7 @@ class ForwardRequest(ProxyRequest):
         self._relay = relay
         response.deliverBody(relay)
 
-    def _answered_by_validation(self, response: IResponse, fields: RawHeaders) -> bool:
+    def _answered_by_validation(self, response: UpstreamResponse, fields: RawHeaders) -> bool:
         """
         The origin answered a validation request (RFC 9111 §4.3.3): a 304
         freshens the stored response, which is served; a server error may
@@ -1086,7 +1087,7 @@ class ForwardRequest(ProxyRequest):
         self._log_code = "TCP_REFRESH_MODIFIED"
         return False
 
-    def _store_or_invalidate(self, response: IResponse, fields: RawHeaders) -> None:
+    def _store_or_invalidate(self, response: UpstreamResponse, fields: RawHeaders) -> None:
         """
         Start storing a cacheable response as it streams, or invalidate
         after an unsafe method (RFC 9111 §4.4).
@@ -1379,7 +1380,7 @@ class ForwardProxy(Proxy):
     one.
     """
 
-    requestFactory = ForwardRequest
+    requestFactory = ForwardRequest  # type: ignore[assignment]
     _log = Logger()
 
     def __init__(self) -> None:
@@ -1600,7 +1601,7 @@ class ForwardProxy(Proxy):
             counts.pop(self._client_host, None)
 
     @override
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.forget()
         linger = getattr(self, "_linger_call", None)
         if linger is not None and linger.active():
@@ -1614,7 +1615,7 @@ class ForwardProxyFactory(http.HTTPFactory):
     client-idle timeout.
     """
 
-    protocol = ForwardProxy
+    protocol = ForwardProxy  # type: ignore[assignment]
     noisy = False
 
     def __init__(self, context: ProxyContext, *, intercepting: bool = False) -> None:
@@ -1623,8 +1624,8 @@ class ForwardProxyFactory(http.HTTPFactory):
         self.intercepting = intercepting
 
     @override
-    def buildProtocol(self, addr: Any) -> ForwardProxy:
-        channel: ForwardProxy = super().buildProtocol(addr)
+    def buildProtocol(self, addr: Any) -> ForwardProxy:  # type: ignore[override]
+        channel = cast(ForwardProxy, super().buildProtocol(addr))
         limits = self.context.config.limits
         channel.totalHeadersSize = limits.request_header_size
         channel.MAX_LENGTH = limits.request_header_size

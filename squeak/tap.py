@@ -12,7 +12,7 @@ traceback).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -54,4 +54,4 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"squeak: {error}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
-    return service
+    return cast(IService, service)
