@@ -1099,6 +1099,10 @@ class ForwardRequest(ProxyRequest):
         if self.method not in (b"GET", b"HEAD", b"OPTIONS", b"TRACE"):
             cache.invalidate_after(self.method, response.code, uri, fields)
             return
+        if self._lookup is not None and self._lookup.uncacheable:
+            # Known not storable a moment ago: no storability decision per
+            # request (the memo expires and the URL is tried again).
+            return
         length = response.length if isinstance(response.length, int) else None
         allowed = self._facts is None or may_cache(
             self.context.gatekeeper.policy.cache, self._facts
