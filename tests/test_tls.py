@@ -72,6 +72,20 @@ class UpstreamTlsTests(ProxyTestCase):
         self.assertEqual(status, 200, body[:200])
         self.assertEqual([r["uri"] for r in origin.requests], ["/echo/secure"])
 
+    async def test_https_responses_are_cached_by_https_uri(self) -> None:
+        """
+        A cacheable response fetched over TLS is stored under its https URI
+        and served from the cache the second time.
+        """
+        origin, port = _tls_origin(self, self.good)
+        url = f"https://127.0.0.1:{port}/cached/tls?cc=max-age=60"
+        first = await threads.deferToThread(_get, self.proxy_port, url)
+        second = await threads.deferToThread(_get, self.proxy_port, url)
+        self.assertEqual(first, second)
+        self.assertEqual(origin.counts[b"/cached/tls"], 1)
+        self.assertIn("TCP_MEM_HIT/200", self.access_log_lines()[-1])
+        self.assertIn(url, self.access_log_lines()[-1])
+
     async def test_host_name_mismatch_is_502(self) -> None:
         """
         A certificate for another name gives 502 ERR_SECURE_CONNECT_FAIL and
