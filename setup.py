@@ -29,7 +29,8 @@ setup(
     ],
     extras_require={
         "test": ["hypothesis >= 6.100", "setuptools >= 68", "wheel"],
-        "dev": ["ruff >= 0.6", "mypy >= 1.10", "hypothesis >= 6.100"],
+        # Pinned: CI runs them, and a new release must not fail a clean clone.
+        "dev": ["ruff == 0.17.6", "mypy == 2.4.1", "hypothesis >= 6.100"],
     },
     entry_points={"console_scripts": ["squeak = squeak.__main__:main"]},
     zip_safe=False,
