@@ -202,6 +202,13 @@ def _text(value: bytes) -> str:
     return value.decode("latin-1")
 
 
+def _no_credentials() -> None:
+    """
+    What an intercepted client can offer when asked for credentials.
+    """
+    return None
+
+
 def _asks_for_upgrade(received: RawHeaders) -> bool:
     """
     Whether a request asks to switch protocols (RFC 9110 §7.8): an Upgrade
@@ -436,6 +443,31 @@ class ForwardRequest(ProxyRequest):
                 url, path = _text(target.uri), _text(target.path)
         except TargetError as error:
             raise ProxyError(error.name, error.status, error.detail) from None
+        self._ask_access(
+            target, client_ip, scheme=scheme, host=host, port=port, url=url, path=path
+        )
+
+    def _ask_access(
+        self,
+        target: Target | None,
+        client_ip: str,
+        *,
+        scheme: str,
+        host: str,
+        port: int,
+        url: str,
+        path: str,
+        destination: str | None = None,
+    ) -> None:
+        """
+        Ask the access rules about this request; go on in L{_admitted}, or
+        answer 403/407 in L{_refused}.
+
+        @param destination: The address the request will go to when it is
+            already known (an intercepted connection's original destination);
+            it is then what C{dst} rules see, and no credentials are asked
+            for (such clients cannot answer 407).
+        """
         gatekeeper = self.context.gatekeeper
         facts = gatekeeper.facts(
             client=client_ip,
@@ -448,9 +480,11 @@ class ForwardRequest(ProxyRequest):
             user_agent=self.requestHeaders.getRawHeaders(b"user-agent", [None])[0],
             client_connections=self.context.connections_by_client.get(client_ip, 1),
         )
-        admitted = gatekeeper.admit(
-            facts, lambda: self.requestHeaders.getRawHeaders(b"proxy-authorization", [None])[0]
-        )
+        credentials = self._proxy_credentials
+        if destination is not None:
+            facts = dataclasses.replace(facts, dst_addresses=address_literal(destination))
+            credentials = _no_credentials
+        admitted = gatekeeper.admit(facts, credentials)
         self._pending_access = admitted
         admitted.addCallback(self._admitted, target, host, port, client_ip)
         admitted.addErrback(self._refused)
@@ -467,12 +501,32 @@ class ForwardRequest(ProxyRequest):
             received = self._received = _flatten(self.requestHeaders)
         return received
 
-    def _authority_for(self, target: Target) -> bytes:
+    def _proxy_credentials(self) -> bytes | None:
         """
-        The Host to send upstream: the URI's authority, or for an
-        intercepted request the Host its client sent.
+        The request's C{Proxy-Authorization} value, if any.
         """
-        return self._intercept_authority or target.authority
+        value: bytes | None = self.requestHeaders.getRawHeaders(b"proxy-authorization", [None])[0]
+        return value
+
+    def _outgoing_headers(
+        self, target: Target, received: RawHeaders, client_ip: str, max_forwards: int | None
+    ) -> RawHeaders:
+        """
+        The request fields to send upstream, rebuilt from the client's.  The
+        Host is the URI's authority, or for an intercepted request the Host
+        its client sent.
+        """
+        proxy = self.context.config.proxy
+        return upstream_request_headers(
+            received,
+            authority=self._intercept_authority or target.authority,
+            client_ip=client_ip,
+            visible_hostname=proxy.visible_hostname,
+            forwarded_for=proxy.forwarded_for,
+            via=proxy.via,
+            max_forwards=max_forwards,
+            request_version=self.clientproto,
+        )
 
     def _forward_intercepted(self, client_ip: str) -> None:
         """
@@ -533,24 +587,16 @@ class ForwardRequest(ProxyRequest):
         else:
             self._cacheable = False
             self._log.info("intercepted {url}: {reason}", url=_text(target.uri), reason=reason)
-        gatekeeper = self.context.gatekeeper
-        facts = gatekeeper.facts(
-            client=client_ip,
-            method=self.method,
+        self._ask_access(
+            target,
+            client_ip,
             scheme="http",
             host=name or target.host,
             port=target.port,
             url=self._cache_uri or _text(target.uri),
             path=_text(target.path),
-            user_agent=self.requestHeaders.getRawHeaders(b"user-agent", [None])[0],
-            client_connections=self.context.connections_by_client.get(client_ip, 1),
+            destination=target.host,
         )
-        facts = dataclasses.replace(facts, dst_addresses=address_literal(target.host))
-        admitted = gatekeeper.admit(facts, lambda: None)
-        self._pending_access = admitted
-        admitted.addCallback(self._admitted, target, target.host, target.port, client_ip)
-        admitted.addErrback(self._refused)
-        admitted.addErrback(self._internal_error)
         return None
 
     def _refused(self, reason: Failure) -> None:
@@ -588,9 +634,7 @@ class ForwardRequest(ProxyRequest):
             self.send_error(error)
 
     def _forward_admitted(self, target: Target, client_ip: str) -> None:
-        config = self.context.config
         received = self.received_headers()
-        hostname = config.proxy.visible_hostname
         max_forwards = None
         if self.method in _MAX_FORWARDS_METHODS:
             max_forwards = parse_max_forwards(received)
@@ -609,16 +653,7 @@ class ForwardRequest(ProxyRequest):
             self._log_code = "TCP_MISS"
             self._open_upgrade(target, received, client_ip)
             return
-        outgoing = upstream_request_headers(
-            received,
-            authority=self._authority_for(target),
-            client_ip=client_ip,
-            visible_hostname=hostname,
-            forwarded_for=config.proxy.forwarded_for,
-            via=config.proxy.via,
-            max_forwards=max_forwards,
-            request_version=self.clientproto,
-        )
+        outgoing = self._outgoing_headers(target, received, client_ip, max_forwards)
         if self._validating and self._lookup is not None and self._lookup.hit is not None:
             outgoing = validation_request_headers(outgoing, self._lookup.hit.meta.headers)
         self._send_upstream(target, outgoing)
@@ -813,17 +848,7 @@ class ForwardRequest(ProxyRequest):
         A protocol upgrade (WebSocket, RFC 9110 §7.8): the request goes over
         a raw connection so the origin's 101 can be seen (L{squeak.upgrade}).
         """
-        config = self.context.config
-        outgoing = upstream_request_headers(
-            received,
-            authority=self._authority_for(target),
-            client_ip=client_ip,
-            visible_hostname=config.proxy.visible_hostname,
-            forwarded_for=config.proxy.forwarded_for,
-            via=config.proxy.via,
-            max_forwards=None,
-            request_version=self.clientproto,
-        )
+        outgoing = self._outgoing_headers(target, received, client_ip, None)
         offered = b", ".join(v for n, v in received if n.lower() == b"upgrade")
         outgoing += [(b"Connection", b"Upgrade"), (b"Upgrade", offered)]
         head = request_head(self.method, target.path, outgoing)
