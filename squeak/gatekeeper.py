@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet import defer, threads
@@ -30,6 +30,7 @@ from zope.interface import implementer
 from squeak.access.acl import Facts, LocalTime, address_literal, client_address, normalize_host
 from squeak.access.auth import Authenticator, parse_basic
 from squeak.access.rules import AccessPolicy, Action, Verdict, evaluate
+from squeak.config import Config
 from squeak.errors import ProxyError
 
 #: More rounds than the rules can need (destination, then user, then final).
@@ -135,6 +136,29 @@ class Gatekeeper:
         self._verifying: dict[bytes, defer.Deferred[Any]] = {}
         self._bcrypt_slots = defer.DeferredSemaphore(2)
         self._inflight_key = secrets.token_bytes(32)
+
+    @classmethod
+    def from_config(
+        cls, config: Config, reactor: Any, local_addresses: Iterable[Any] = ()
+    ) -> Gatekeeper:
+        """
+        The gatekeeper a configuration describes: its compiled rules, with
+        this host's own addresses added to C{to_localhost}, and its htpasswd
+        file if one is set (weak or malformed entries are logged).
+        """
+        authenticator = None
+        if config.auth.htpasswd:
+            authenticator = Authenticator(
+                config.auth.htpasswd,
+                ttl=config.auth.credentials_ttl,
+                on_warning=lambda message: cls._log.warn("{message}", message=message),
+            )
+        return cls(
+            reactor,
+            config.policy.with_local_addresses(local_addresses),
+            authenticator,
+            config.auth.realm,
+        )
 
     def facts(
         self,

@@ -41,7 +41,6 @@ from typing_extensions import override
 
 from squeak import __version__
 from squeak.access.acl import Facts, address_literal, client_address
-from squeak.access.auth import Authenticator
 from squeak.access.rules import may_cache
 from squeak.accesslog import AccessLog, AccessRecord
 from squeak.cache.policy import (
@@ -102,8 +101,6 @@ from squeak.upgrade import (
 )
 from squeak.upstream import UpstreamClient, UpstreamResponse
 
-_log = Logger()
-
 #: Methods the proxy answers itself when Max-Forwards reaches 0
 #: (RFC 9110 §7.6.2).
 _MAX_FORWARDS_METHODS = frozenset({b"TRACE", b"OPTIONS"})
@@ -150,19 +147,7 @@ class ProxyContext:
         @param local_addresses: This host's own addresses (listeners and,
             for wildcard listeners, interfaces), added to C{to_localhost}.
         """
-        authenticator = None
-        if config.auth.htpasswd:
-            authenticator = Authenticator(
-                config.auth.htpasswd,
-                ttl=config.auth.credentials_ttl,
-                on_warning=lambda message: _log.warn("{message}", message=message),
-            )
-        gatekeeper = Gatekeeper(
-            reactor,
-            config.policy.with_local_addresses(local_addresses),
-            authenticator,
-            config.auth.realm,
-        )
+        gatekeeper = Gatekeeper.from_config(config, reactor, local_addresses)
         upstream = UpstreamClient(
             reactor,
             connect_timeout=config.timeouts.connect,

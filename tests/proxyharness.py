@@ -89,20 +89,13 @@ class ProxyTestCase(unittest.TestCase):
         those of a configuration text (its [acl], [access] and [auth]
         tables; relative paths resolve against the test's directory).
         """
-        from squeak.access.auth import Authenticator
         from squeak.config import parse_config
         from squeak.gatekeeper import Gatekeeper
         from squeak.service import local_addresses
 
         config = parse_config(toml_text, os.path.join(self.directory, "access.toml"))
-        authenticator = None
-        if config.auth.htpasswd:
-            authenticator = Authenticator(config.auth.htpasswd, ttl=config.auth.credentials_ttl)
-        self.service.context.gatekeeper = Gatekeeper(
-            reactor,
-            config.policy.with_local_addresses(local_addresses(self.config)),
-            authenticator,
-            config.auth.realm,
+        self.service.context.gatekeeper = Gatekeeper.from_config(
+            config, reactor, local_addresses(self.config)
         )
 
     def listen(self, server: Any) -> int:
