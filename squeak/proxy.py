@@ -730,7 +730,6 @@ class ForwardRequest(ProxyRequest):
             for name, value in not_modified_headers(headers):
                 self.responseHeaders.addRawHeader(name, value)
             self._annotate(hit=True)
-            self.write(b"")
             self.finish()
             return
         plan = plan_range_response(self.method, received, meta.status, headers, meta.body_length)
@@ -741,15 +740,11 @@ class ForwardRequest(ProxyRequest):
         for name, value in headers:
             self.responseHeaders.addRawHeader(name, value)
         self._annotate(hit=True)
-        if meta.status in _NO_CONTENT_STATUSES:
+        if meta.status not in _NO_CONTENT_STATUSES:
+            self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % meta.body_length])
+        if meta.status in _NO_CONTENT_STATUSES or self.method == b"HEAD":
+            # Request.finish writes the head when no body was written.
             hit.close()
-            self.write(b"")
-            self.finish()
-            return
-        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % meta.body_length])
-        if self.method == b"HEAD":
-            hit.close()
-            self.write(b"")
             self.finish()
             return
         if hit.body is not None and len(hit.body) <= _StoredBodySender.CHUNK:
@@ -770,7 +765,6 @@ class ForwardRequest(ProxyRequest):
         self._annotate(hit=True)
         if plan.kind is RangeKind.UNSATISFIABLE or self.method == b"HEAD":
             hit.close()
-            self.write(b"")
             self.finish()
             return
         if hit.body is not None:
@@ -815,7 +809,6 @@ class ForwardRequest(ProxyRequest):
         self._log_code = "TCP_MISS"
         self.setResponseCode(200 if purged else 404)
         self.responseHeaders.setRawHeaders(b"content-length", [b"0"])
-        self.write(b"")
         self.finish()
 
     @override
@@ -1157,8 +1150,6 @@ class ForwardRequest(ProxyRequest):
             return
         self.unregisterProducer()
         if reason.check(ResponseDone, PotentialDataLoss):
-            if not self.startedWriting:
-                self.write(b"")
             self.finish()
             return
         self._log_code = "TCP_MISS_ABORTED"
