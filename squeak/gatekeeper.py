@@ -172,9 +172,15 @@ class Gatekeeper:
         path: str,
         user_agent: bytes | None,
         client_connections: int,
+        destination: str | None = None,
     ) -> Facts:
         """
         The facts of one request, before any lookup or authentication.
+
+        @param destination: The address the request goes to when it is
+            already known (an intercepted connection's original
+            destination); otherwise an IP-literal C{host} is the destination
+            and a name is resolved only if a rule needs it.
         """
         now = self._reactor.seconds()
         return Facts(
@@ -186,7 +192,7 @@ class Gatekeeper:
             url=url,
             path=path,
             now_local=LocalTime.of(time.localtime(now)),
-            dst_addresses=address_literal(host),
+            dst_addresses=address_literal(destination or host),
             user=None,
             user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
             client_connections=client_connections,

@@ -20,7 +20,6 @@ The streaming contract (see docs/architecture.md):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -40,7 +39,7 @@ from twisted.web.proxy import Proxy, ProxyRequest
 from typing_extensions import override
 
 from squeak import __version__
-from squeak.access.acl import Facts, address_literal, client_address
+from squeak.access.acl import Facts, client_address
 from squeak.access.rules import may_cache
 from squeak.accesslog import AccessLog, AccessRecord
 from squeak.cache.policy import (
@@ -464,11 +463,9 @@ class ForwardRequest(ProxyRequest):
             path=path,
             user_agent=self.requestHeaders.getRawHeaders(b"user-agent", [None])[0],
             client_connections=self.context.connections_by_client.get(client_ip, 1),
+            destination=destination,
         )
-        credentials = self._proxy_credentials
-        if destination is not None:
-            facts = dataclasses.replace(facts, dst_addresses=address_literal(destination))
-            credentials = _no_credentials
+        credentials = self._proxy_credentials if destination is None else _no_credentials
         admitted = gatekeeper.admit(facts, credentials)
         self._pending_access = admitted
         admitted.addCallback(self._admitted, target, host, port, client_ip)

@@ -6,7 +6,6 @@ and the access log, as one L{MultiService} that twistd starts and stops.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import ipaddress
 import re
@@ -26,9 +25,9 @@ from twisted.internet.ssl import (
     TLSVersion,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from typing_extensions import override
 
-from squeak.access.acl import address_literal
 from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
 from squeak.config import Config, ConfigError, ListenAddress
 from squeak.gatekeeper import AccessDeniedError
@@ -141,6 +140,14 @@ def interface_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
 _SIOCGIFADDR = 0x8915
 
 
+def _denied_is_false(failure: Failure) -> bool:
+    """
+    A refusal by the rules means "do not splice"; anything else propagates.
+    """
+    failure.trap(AccessDeniedError)
+    return False
+
+
 class SpliceAccess:
     """
     Access rules and logging for intercepted TLS: the splice is treated as a
@@ -166,11 +173,11 @@ class SpliceAccess:
             path="",
             user_agent=None,
             client_connections=1,
+            destination=destination[0],
         )
-        facts = dataclasses.replace(facts, dst_addresses=address_literal(destination[0]))
         admitted = gatekeeper.admit(facts, lambda: None)
         admitted.addCallback(lambda _: True)
-        admitted.addErrback(lambda failure: failure.trap(AccessDeniedError) and False)
+        admitted.addErrback(_denied_is_false)
         return admitted
 
     def log(self, record: SpliceRecord) -> None:
