@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.trial import unittest
 
+from tests.slowreader import read_slowly
 from tests.twistdprocess import TWISTD, TwistdProxy
 
 _BLOCK = bytes(range(256)) * 256  # 64 KiB
@@ -246,8 +247,6 @@ class EndToEndTests(unittest.SynchronousTestCase):
         # Warm up allocator pools with a small transfer first.
         self._opener(proxy).open(self.origin.url("/big/1048576"), timeout=10).read()
         baseline = proxy.rss_kib()
-        peak = baseline
-        received = 0
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
             s.settimeout(20)
@@ -259,23 +258,8 @@ class EndToEndTests(unittest.SynchronousTestCase):
             head = b""
             while b"\r\n\r\n" not in head:
                 head += s.recv(1024)
-            received = len(head.partition(b"\r\n\r\n")[2])
-            deadline = time.monotonic() + 120
-            started = time.monotonic()
-            reads = 0
-            while received < size and time.monotonic() < deadline:
-                chunk = s.recv(256 * 1024)
-                if not chunk:
-                    break
-                received += len(chunk)
-                reads += 1
-                # A slow reader: paced to about 64 MB/s, far below what the
-                # origin can send.
-                ahead = received / 64e6 - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-                if reads % 32 == 0:
-                    peak = max(peak, proxy.rss_kib())
+            body_so_far = len(head.partition(b"\r\n\r\n")[2])
+            received, peak = read_slowly(s, body_so_far, size, proxy.rss_kib)
         self.assertEqual(received, size)
         growth_mib = (peak - baseline) / 1024
         self.assertLess(growth_mib, 8, f"RSS grew {growth_mib:.1f} MiB (from {baseline} KiB)")
@@ -394,6 +378,20 @@ def _read_response(s: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+def _start_with(path: Path) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{twistd -n squeak --config PATH} from the file's directory, bounded.
+    """
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "squeak", "--config", str(path)],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class StartupTests(unittest.SynchronousTestCase):
     """
     Start-up: bad configuration stops it with one precise line; no
@@ -409,14 +407,7 @@ class StartupTests(unittest.SynchronousTestCase):
         directory.mkdir(parents=True)
         path = directory / "bad.toml"
         path.write_text('[proxy]\nvisible_hostname = "x"\n\n[timeouts]\nconect = "5s"\n')
-        result = subprocess.run(
-            [TWISTD, "-n", "--pidfile=", "squeak", "--config", str(path)],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-        )
+        result = _start_with(path)
         self.assertEqual(result.returncode, 2, result.stderr)
         lines = result.stderr.strip().splitlines()
         self.assertEqual(len(lines), 1, result.stderr)
@@ -432,14 +423,7 @@ class StartupTests(unittest.SynchronousTestCase):
         directory.mkdir(parents=True)
         path = directory / "broken.toml"
         path.write_text("[proxy]\nvisible_hostname = \n")
-        result = subprocess.run(
-            [TWISTD, "-n", "--pidfile=", "squeak", "--config", str(path)],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-        )
+        result = _start_with(path)
         self.assertEqual(result.returncode, 2)
         [line] = result.stderr.strip().splitlines()
         self.assertTrue(line.startswith(f"squeak: {path}:2"), line)

@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from zope.interface import implementer
 
 from tests.proxyharness import ProxyTestCase
+from tests.slowreader import read_slowly
 
 
 class _Echo(protocol.Protocol):
@@ -234,31 +235,13 @@ class TunnelTests(ProxyTestCase):
 
         def slow_read() -> tuple[int, int]:
             baseline = _rss_kib()
-            peak = baseline
-            received = 0
             with socket.socket() as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
                 s.settimeout(20)
                 s.connect(("127.0.0.1", self.proxy_port))
                 s.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
                 _, rest = self._read_head(s)
-                received = len(rest)
-                deadline = time.monotonic() + 120
-                started = time.monotonic()
-                reads = 0
-                while time.monotonic() < deadline:
-                    chunk = s.recv(256 * 1024)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    reads += 1
-                    # A slow reader: paced to about 64 MB/s, far below what
-                    # the sender can push.
-                    ahead = received / 64e6 - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
-                    if reads % 32 == 0:
-                        peak = max(peak, _rss_kib())
+                received, peak = read_slowly(s, len(rest), _Flood.size, _rss_kib)
             return received, peak - baseline
 
         received, growth = await threads.deferToThread(slow_read)
