@@ -434,6 +434,9 @@ class StartupTests(unittest.SynchronousTestCase):
         client.  Skipped when something else holds port 3128.
         """
         probe = socket.socket()
+        # As twistd binds: connections of an earlier run in TIME_WAIT do not
+        # hold the port, only a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", 3128))
         except OSError:
