@@ -650,10 +650,10 @@ class ForwardRequest(ProxyRequest):
 
         @return: Whether the request was answered (or parked) here.
         """
-        cache = self.context.cache
-        now = self.context.reactor.seconds()
         if not self._cacheable:
             return False
+        cache = self.context.cache
+        now = self.context.reactor.seconds()
         uri = self._cache_uri or _text(target.uri)
         lookup = cache.lookup(self.method, uri, received, client_ip, now)
         self._lookup = lookup
@@ -1245,8 +1245,8 @@ class ForwardRequest(ProxyRequest):
                 pending.cancel()
             if self._relay is not None and not self._relay.done:
                 self._relay.stopProducing()
-            if self._log_code in ("TCP_MISS", "NONE"):
-                self._log_code += "_ABORTED" if self._log_code == "TCP_MISS" else ""
+            if self._log_code == "TCP_MISS":
+                self._log_code = "TCP_MISS_ABORTED"
         self.write_access_log()
 
     def write_access_log(self, *, status: int | None = None, size: int | None = None) -> None:
