@@ -14,6 +14,7 @@ C{callFromThread} is used.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -79,6 +80,12 @@ class AccessRecord:
 # URL or header can neither forge a line nor shift a field.
 _PLAIN = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 _PLAIN_WITH_SPACE = _PLAIN | {" "}
+# The same sets as patterns of what they exclude: one C-speed search decides
+# that the common field needs no escaping.
+_NEEDS_ESCAPE = {
+    _PLAIN: re.compile(r"[^\x21\x23-\x5b\x5d-\x7e]"),
+    _PLAIN_WITH_SPACE: re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]"),
+}
 
 
 def _escape(value: str, plain: frozenset[str] = _PLAIN) -> str:
@@ -93,7 +100,11 @@ def _escape(value: str, plain: frozenset[str] = _PLAIN) -> str:
     @param plain: The characters logged as they are.
     @return: Printable ASCII text.
     """
-    if all(c in plain for c in value):
+    needs_escape = _NEEDS_ESCAPE.get(plain)
+    if needs_escape is not None:
+        if needs_escape.search(value) is None:
+            return value
+    elif all(c in plain for c in value):
         return value
     out = []
     for c in value:
@@ -233,6 +244,9 @@ class AccessLog:
             ) from None
         self.path = path
         self.fmt = fmt
+        #: Whether lines carry the request's Referer and User-Agent (only
+        #: the combined format does; the others need not look them up).
+        self.wants_agent = fmt == "combined"
         self._file: TextIO | None = None
         self._reactor: Any = None
         self._interval = 0.5
@@ -253,6 +267,13 @@ class AccessLog:
         if parent:
             os.makedirs(parent, exist_ok=True)
         return open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
+
+    @property
+    def is_open(self) -> bool:
+        """
+        Whether lines are being written (not off, not closed).
+        """
+        return self._file is not None
 
     def _owns_file(self) -> bool:
         """

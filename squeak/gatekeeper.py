@@ -32,6 +32,7 @@ from squeak.access.auth import Authenticator, parse_basic
 from squeak.access.rules import AccessPolicy, Action, Verdict, evaluate
 from squeak.config import Config
 from squeak.errors import ProxyError
+from squeak.memo import remember_short
 
 #: More rounds than the rules can need (destination, then user, then final).
 _MAX_ROUNDS = 4
@@ -108,6 +109,12 @@ def _client_address(text: str) -> Any:
     return client_address(text)
 
 
+#: L{address_literal} and L{normalize_host}, remembered likewise: a LAN asks
+#: for the same hosts over and over.
+_address_literal = remember_short()(address_literal)
+_normalize_host = remember_short()(normalize_host)
+
+
 class Gatekeeper:
     """
     Decides whether a request may go ahead, and as whom.
@@ -136,6 +143,9 @@ class Gatekeeper:
         self._verifying: dict[bytes, defer.Deferred[Any]] = {}
         self._bcrypt_slots = defer.DeferredSemaphore(2)
         self._inflight_key = secrets.token_bytes(32)
+        # The local time the time ACLs see, computed once a second.
+        self._local_second = -1
+        self._local_time = LocalTime(0, 0)
 
     @classmethod
     def from_config(
@@ -182,17 +192,20 @@ class Gatekeeper:
             destination); otherwise an IP-literal C{host} is the destination
             and a name is resolved only if a rule needs it.
         """
-        now = self._reactor.seconds()
+        second = int(self._reactor.seconds())
+        if second != self._local_second:
+            self._local_second = second
+            self._local_time = LocalTime.of(time.localtime(second))
         return Facts(
             client_ip=_client_address(client),
             method=method.decode("latin-1"),
             scheme=scheme,
-            host=normalize_host(host),
+            host=_normalize_host(host),
             port=port,
             url=url,
             path=path,
-            now_local=LocalTime.of(time.localtime(now)),
-            dst_addresses=address_literal(destination or host),
+            now_local=self._local_time,
+            dst_addresses=_address_literal(destination or host),
             user=None,
             user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
             client_connections=client_connections,
@@ -217,6 +230,14 @@ class Gatekeeper:
         if verdict.action is Action.DENY:
             return defer.fail(AccessDeniedError(verdict))
         return defer.ensureDeferred(self._admit(facts, proxy_authorization))
+
+    def allows_at_once(self, facts: Facts) -> bool:
+        """
+        Whether the rules allow these facts as they are, with no lookup and
+        no credentials: the caller may go ahead without waiting on
+        L{admit}, which it calls otherwise.
+        """
+        return evaluate(self.policy.http_access, facts).action is Action.ALLOW
 
     async def _admit(self, facts: Facts, proxy_authorization: Callable[[], bytes | None]) -> Facts:
         for _ in range(_MAX_ROUNDS):

@@ -22,20 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import ClientFactory, connectionDone
+from twisted.internet.protocol import ClientFactory, Factory, connectionDone
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web._newclient import ResponseDone
 from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
-from twisted.web.proxy import Proxy, ProxyRequest
 from typing_extensions import override
 
 from squeak import __version__
@@ -65,6 +62,7 @@ from squeak.cache.ranges import (
 )
 from squeak.cache.store import CacheHit, Store, Transient
 from squeak.caching import CacheLookup, HttpCache, ResponseStorer
+from squeak.channel import ClientChannel, Exchange
 from squeak.config import Config
 from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
 from squeak.gatekeeper import (
@@ -81,6 +79,7 @@ from squeak.headers import (
     parse_max_forwards,
     upstream_request_headers,
 )
+from squeak.http1 import MessageError, RequestHead
 from squeak.intercept import (
     OriginalDestinationError,
     host_matches_destination,
@@ -107,6 +106,13 @@ _MAX_FORWARDS_METHODS = frozenset({b"TRACE", b"OPTIONS"})
 #: Request fields never echoed back by a local TRACE (RFC 9110 §9.3.8:
 #: exclude fields likely to hold sensitive data).
 _TRACE_HIDDEN = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+
+#: Request fields that make a request conditional (RFC 9110 §13.1) for
+#: L{answer_client_conditional}.
+_CONDITIONAL_FIELDS = frozenset({b"if-none-match", b"if-modified-since"})
+
+#: Squid's cache-result fields, set by this proxy on every response.
+_X_CACHE_FIELDS = frozenset({b"x-cache", b"x-cache-lookup"})
 
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
 _NO_CONTENT_STATUSES = frozenset({204, 304})
@@ -169,14 +175,6 @@ class ProxyContext:
             ),
             cooperator=Cooperator(scheduler=lambda work: reactor.callLater(0, work)),
         )
-
-
-def _flatten(headers: Headers) -> RawHeaders:
-    """
-    Twisted L{Headers} as ordered raw pairs, every repeated value kept
-    (C{getAllHeaders} would keep only the last one).
-    """
-    return [(name, value) for name, values in headers.getAllRawHeaders() for value in values]
 
 
 def _text(value: bytes) -> str:
@@ -245,7 +243,7 @@ class BodyRelay:
         self.connectionMade()
 
     def connectionMade(self) -> None:
-        self._request.registerProducer(self, True)
+        self._request.register_producer(self, True)
         self._arm()
 
     def dataReceived(self, data: bytes) -> None:
@@ -300,22 +298,22 @@ class BodyRelay:
             self.transport.stopProducing()
 
 
-class ForwardRequest(ProxyRequest):
+class ForwardRequest(Exchange):
     """
     One proxied request: checks, rebuilds and forwards it, then relays the
     answer.
 
-    Replaces L{ProxyRequest.process} and its HTTP/1.0 C{ProxyClient}
-    entirely (see shared/ARCHITECTURE.md "Traps"): the upstream side is a
-    pooled persistent L{UpstreamClient}.
+    The upstream side is a pooled persistent L{UpstreamClient} (Twisted's
+    C{ProxyClient} speaks HTTP/1.0 with a connection per request; see
+    shared/ARCHITECTURE.md "Traps").
     """
 
     _log = Logger()
     channel: ForwardProxy
 
-    def __init__(self, channel: ForwardProxy, queued: Any = http._QUEUED_SENTINEL) -> None:
-        super().__init__(channel, queued, reactor=channel.factory.context.reactor)
-        self.context: ProxyContext = channel.factory.context
+    def __init__(self, channel: ForwardProxy, head: RequestHead, body: IO[bytes] | None) -> None:
+        super().__init__(channel, head, body)
+        self.context: ProxyContext = channel.context
         self._started = self.context.reactor.seconds()
         self._log_code = "NONE"
         self._hierarchy = "HIER_NONE"
@@ -334,67 +332,15 @@ class ForwardRequest(ProxyRequest):
         # Intercepted requests: the Host the client sent (kept upstream), the
         # URI they are cached under, and whether Host matched the socket's
         # original destination (a forged Host is never cached).
-        self._received: RawHeaders | None = None
         self._intercept_authority: bytes | None = None
         self._cache_uri: str | None = None
         self._cacheable = True
         self._relay: BodyRelay | None = None
         self._read_timed_out = False
-        self._body_size = 0
-        self._body_limit = self.context.config.limits.request_body_size
-        self.head_bytes = 0
-
-    # Request body: spooled by Twisted (memory under 100 kB, else a temp
-    # file), bounded by limits.request_body_size.
-    @override
-    def gotLength(self, length: int | None) -> None:
-        if length is not None and length > self._body_limit:
-            self.channel.reject(
-                ProxyError(
-                    "ERR_TOO_BIG",
-                    413,
-                    f"request body of {length} bytes exceeds the limit of "
-                    f"{self._body_limit} bytes",
-                ),
-                self,
-            )
-            self.content = BytesIO()
-            return
-        super().gotLength(length)
-
-    @override
-    def handleContentChunk(self, data: bytes) -> None:
-        self._body_size += len(data)
-        if self._body_size > self._body_limit:
-            if not self.channel.rejected:
-                self.channel.reject(
-                    ProxyError(
-                        "ERR_TOO_BIG",
-                        413,
-                        f"request body exceeds the limit of {self._body_limit} bytes",
-                    ),
-                    self,
-                )
-            return
-        self.content.write(data)
-
-    @override
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        """
-        Like L{http.Request.requestReceived} without its form parsing, which
-        would read a large urlencoded body into memory and answer 400 to bad
-        multipart bodies on the origin's behalf.
-        """
-        self.content.seek(0, 0)
-        self.args = {}
-        self.method, self.uri = command, path
-        self.clientproto = version
-        self.path = path.split(b"?", 1)[0]
-        self.process()
+        self._field_names: frozenset[bytes] | None = None
 
     @override
     def process(self) -> None:
-        self.notifyFinish().addBoth(self._request_finished)
         try:
             self._forward()
         except ProxyError as error:
@@ -405,7 +351,7 @@ class ForwardRequest(ProxyRequest):
         Parse the target, then ask the access rules (which may resolve the
         destination or verify credentials) before anything is forwarded.
         """
-        client_ip = getattr(self.getClientAddress(), "host", "")
+        client_ip = self.client_host
         hostname = self.context.config.proxy.visible_hostname
         if is_forwarding_loop(self.received_headers(), hostname):
             # First: a request that already passed through here (even one
@@ -461,10 +407,13 @@ class ForwardRequest(ProxyRequest):
             port=port,
             url=url,
             path=path,
-            user_agent=self.requestHeaders.getRawHeaders(b"user-agent", [None])[0],
+            user_agent=self.field(b"user-agent"),
             client_connections=self.context.connections_by_client.get(client_ip, 1),
             destination=destination,
         )
+        if gatekeeper.allows_at_once(facts):
+            self._admitted(facts, target, host, port, client_ip)
+            return
         credentials = self._proxy_credentials if destination is None else _no_credentials
         admitted = gatekeeper.admit(facts, credentials)
         self._pending_access = admitted
@@ -478,17 +427,24 @@ class ForwardRequest(ProxyRequest):
         loop check, the rules, the cache and the upstream request all read
         them).
         """
-        received = self._received
-        if received is None:
-            received = self._received = _flatten(self.requestHeaders)
-        return received
+        return self.received
+
+    def field_names(self) -> frozenset[bytes]:
+        """
+        The lower-cased names of the request's fields, computed once: most
+        requests have none of the fields that conditional, range or
+        upgrade handling look for, and this set says so at once.
+        """
+        names = self._field_names
+        if names is None:
+            names = self._field_names = frozenset(name.lower() for name, _ in self.received)
+        return names
 
     def _proxy_credentials(self) -> bytes | None:
         """
         The request's C{Proxy-Authorization} value, if any.
         """
-        value: bytes | None = self.requestHeaders.getRawHeaders(b"proxy-authorization", [None])[0]
-        return value
+        return self.field(b"proxy-authorization")
 
     def _outgoing_headers(
         self, target: Target, received: RawHeaders, client_ip: str, max_forwards: int | None
@@ -507,7 +463,7 @@ class ForwardRequest(ProxyRequest):
             forwarded_for=proxy.forwarded_for,
             via=proxy.via,
             max_forwards=max_forwards,
-            request_version=self.clientproto,
+            request_version=self.version,
         )
 
     def _forward_intercepted(self, client_ip: str) -> None:
@@ -540,7 +496,7 @@ class ForwardRequest(ProxyRequest):
             except TargetError as error:
                 raise ProxyError(error.name, error.status, error.detail) from None
         shown = f"[{dst_host}]" if ":" in dst_host else dst_host
-        host_value = self.requestHeaders.getRawHeaders(b"host", [shown.encode()])[0]
+        host_value = self.field(b"host") or shown.encode()
         target = Target("http", dst_host, dst_port, path)
         name = host_to_resolve(host_value, default_port=80)
         self._intercept_authority = host_value
@@ -559,7 +515,7 @@ class ForwardRequest(ProxyRequest):
         client_ip: str,
     ) -> defer.Deferred[Any] | None:
         self._pending_access = None
-        if self._disconnected:
+        if self.disconnected:
             return None
         matches, reason = host_matches_destination(
             host_value, target.host, target.port, [str(a) for a in addresses], default_port=80
@@ -603,7 +559,7 @@ class ForwardRequest(ProxyRequest):
         self, facts: Facts, target: Target | None, host: str, port: int, client_ip: str
     ) -> None:
         self._pending_access = None
-        if self._disconnected:
+        if self.disconnected:
             return
         self._user = facts.user
         self._facts = facts
@@ -628,7 +584,11 @@ class ForwardRequest(ProxyRequest):
         if self.method == b"PURGE":
             self._purge(target, client_ip)
             return
-        upgrading = self.method == b"GET" and _asks_for_upgrade(received)
+        upgrading = (
+            self.method == b"GET"
+            and b"upgrade" in self.field_names()
+            and _asks_for_upgrade(received)
+        )
         if not upgrading and self._answer_from_cache(target, received, client_ip):
             return
         if upgrading:
@@ -689,10 +649,10 @@ class ForwardRequest(ProxyRequest):
         return False
 
     def _collapsed_fetch_ended(self, target: Target) -> None:
-        if self._disconnected or self.finished:
+        if self.disconnected or self.finished:
             return
         try:
-            self._forward_admitted(target, getattr(self.getClientAddress(), "host", ""))
+            self._forward_admitted(target, self.client_host)
         except ProxyError as error:
             self.send_error(error)
 
@@ -721,24 +681,30 @@ class ForwardRequest(ProxyRequest):
         if decision is not None:
             headers = headers_for_reuse(meta.headers, decision)
         received = self.received_headers()
-        if answer_client_conditional(received, headers, method=self.method, status=meta.status):
+        names = self.field_names()
+        if not names.isdisjoint(_CONDITIONAL_FIELDS) and answer_client_conditional(
+            received, headers, method=self.method, status=meta.status
+        ):
             hit.close()
-            self.setResponseCode(304)
+            self.set_status(304)
             for name, value in not_modified_headers(headers):
-                self.responseHeaders.addRawHeader(name, value)
+                self.add_field(name, value)
             self._annotate(hit=True)
             self.finish()
             return
-        plan = plan_range_response(self.method, received, meta.status, headers, meta.body_length)
-        if plan.kind is not RangeKind.FULL:
-            self._serve_stored_ranges(hit, plan)
-            return
-        self.setResponseCode(meta.status, meta.reason)
+        if b"range" in names:
+            plan = plan_range_response(
+                self.method, received, meta.status, headers, meta.body_length
+            )
+            if plan.kind is not RangeKind.FULL:
+                self._serve_stored_ranges(hit, plan)
+                return
+        self.set_status(meta.status, meta.reason)
         for name, value in headers:
-            self.responseHeaders.addRawHeader(name, value)
+            self.add_field(name, value)
         self._annotate(hit=True)
         if meta.status not in _NO_CONTENT_STATUSES:
-            self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % meta.body_length])
+            self.content_length = meta.body_length
         if meta.status in _NO_CONTENT_STATUSES or self.method == b"HEAD":
             # Request.finish writes the head when no body was written.
             hit.close()
@@ -756,9 +722,9 @@ class ForwardRequest(ProxyRequest):
         RFC 9110 §14: a Range request answered from a fully stored
         response: 206 with one range or multipart/byteranges, or 416.
         """
-        self.setResponseCode(plan.status)
+        self.set_status(plan.status)
         for name, value in plan.headers:
-            self.responseHeaders.addRawHeader(name, value)
+            self.add_field(name, value)
         self._annotate(hit=True)
         if plan.kind is RangeKind.UNSATISFIABLE or self.method == b"HEAD":
             hit.close()
@@ -780,12 +746,14 @@ class ForwardRequest(ProxyRequest):
         """
         name = self.context.config.proxy.visible_hostname.encode("ascii", "replace")
         found = self._lookup is not None and self._lookup.hit is not None
-        self.responseHeaders.setRawHeaders(
-            b"x-cache", [b"%s from %s" % (b"HIT" if hit else b"MISS", name)]
-        )
-        self.responseHeaders.setRawHeaders(
-            b"x-cache-lookup", [b"%s from %s" % (b"HIT" if found else b"MISS", name)]
-        )
+        # Another cache's X-Cache fields (relayed or stored) are replaced.
+        self.response_fields = [
+            (key, value)
+            for key, value in self.response_fields
+            if key.lower() not in _X_CACHE_FIELDS
+        ]
+        self.add_field(b"X-Cache", b"%s from %s" % (b"HIT" if hit else b"MISS", name))
+        self.add_field(b"X-Cache-Lookup", b"%s from %s" % (b"HIT" if found else b"MISS", name))
 
     def _purge(self, target: Target, client_ip: str) -> None:
         """
@@ -804,8 +772,8 @@ class ForwardRequest(ProxyRequest):
             raise ProxyError("ERR_ACCESS_DENIED", 403, "PURGE is not allowed from this address")
         purged = self.context.cache.purge(_text(target.uri))
         self._log_code = "TCP_MISS"
-        self.setResponseCode(200 if purged else 404)
-        self.responseHeaders.setRawHeaders(b"content-length", [b"0"])
+        self.set_status(200 if purged else 404)
+        self.content_length = 0
         self.finish()
 
     @override
@@ -837,7 +805,7 @@ class ForwardRequest(ProxyRequest):
 
     def _upgrade_connected(self, upstream: UpgradeUpstream) -> None:
         self._pending = None
-        if self._disconnected:
+        if self.disconnected:
             upstream.transport.loseConnection()
             return
         self._peer = getattr(upstream.transport.getPeer(), "host", self._peer)
@@ -868,7 +836,7 @@ class ForwardRequest(ProxyRequest):
         """
         self._pending = None
         head, rest = answer
-        if self._disconnected:
+        if self.disconnected:
             upstream.transport.loseConnection()
             return
         config = self.context.config
@@ -892,10 +860,8 @@ class ForwardRequest(ProxyRequest):
         first = response_head(head, fields)
         self.code = head.status
         self.head_bytes = len(first)
-        self.responseHeaders.setRawHeaders(
-            b"content-type",
-            [v for n, v in head.headers if n.lower() == b"content-type"][:1] or [b"-"],
-        )
+        content_type = [v for n, v in head.headers if n.lower() == b"content-type"][:1]
+        self.set_field(b"Content-Type", content_type[0] if content_type else b"-")
         if rest:
             upstream.early.append(rest)
         tunnel = Tunnel(
@@ -928,7 +894,7 @@ class ForwardRequest(ProxyRequest):
 
     def _tunnel_connected(self, upstream: UpstreamEnd) -> None:
         self._pending = None
-        if self._disconnected:
+        if self.disconnected:
             upstream.transport.loseConnection()
             return
         self._peer = getattr(upstream.transport.getPeer(), "host", self._peer)
@@ -954,12 +920,9 @@ class ForwardRequest(ProxyRequest):
 
     def _send_upstream(self, target: Target, outgoing: RawHeaders) -> None:
         body = None
-        has_body = self.requestHeaders.hasHeader(
-            b"content-length"
-        ) or self.requestHeaders.hasHeader(b"transfer-encoding")
-        if has_body:
+        if self.body is not None:
             # The spooled body, sent from its start with a computed length.
-            body = self.content
+            body = self.body
             body.seek(0)
         timeouts = self.context.config.timeouts
         self._hierarchy = "HIER_DIRECT"
@@ -996,12 +959,12 @@ class ForwardRequest(ProxyRequest):
             and lookup is not None
             and lookup.hit is not None
             and lookup.decision.stale_if_error
-            and not self._disconnected
+            and not self.disconnected
         ):
             # RFC 5861 stale-if-error: the origin is unreachable, serve stale.
             self._serve_stored(lookup.hit, lookup.hit.meta, "TCP_REFRESH_FAIL_OLD")
             return
-        if self._disconnected:
+        if self.disconnected:
             return
         error = error_for_failure(reason)
         self._log_code = "TCP_MISS"
@@ -1015,8 +978,8 @@ class ForwardRequest(ProxyRequest):
 
     def _internal_error(self, reason: Failure) -> None:
         self._log.failure("internal error while proxying {url}", reason, url=_text(self.uri))
-        if not self._disconnected and not self.finished:
-            if self.startedWriting:
+        if not self.disconnected and not self.finished:
+            if self.started_writing:
                 self.abort_client()
             else:
                 self.send_error(ProxyError("ERR_GATEWAY_FAILURE", 500, "internal proxy error"))
@@ -1025,7 +988,7 @@ class ForwardRequest(ProxyRequest):
         self._pending = None
         if response.peer:
             self._peer = response.peer
-        if self._disconnected:
+        if self.disconnected:
             response.deliverBody(_Discard())
             return
         self._log_code = "TCP_MISS"
@@ -1039,20 +1002,18 @@ class ForwardRequest(ProxyRequest):
         if self._validating and self._answered_by_validation(response, fields):
             return
         self._store_or_invalidate(response, fields)
-        self.setResponseCode(response.code, response.phrase)
+        self.set_status(response.code, response.phrase)
         for name, value in fields:
-            self.responseHeaders.addRawHeader(name, value)
+            self.add_field(name, value)
         if self._lookup is not None:
             self._annotate(hit=False)
         if self.method == b"HEAD":
             if response.content_length is not None:
-                self.responseHeaders.setRawHeaders(
-                    b"content-length", [b"%d" % response.content_length]
-                )
+                self.content_length = response.content_length
         elif response.code not in _NO_CONTENT_STATUSES and isinstance(response.length, int):
             # A known length is relayed as Content-Length, so Twisted does not
             # re-chunk it and a truncation is visible to the client.
-            self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
+            self.content_length = response.length
         relay = BodyRelay(self, config.timeouts.read, self.context.reactor)
         self._relay = relay
         response.deliverBody(relay)
@@ -1117,7 +1078,7 @@ class ForwardRequest(ProxyRequest):
             length=length,
             request_time=self._request_time,
             response_time=self.context.reactor.seconds(),
-            client=getattr(self.getClientAddress(), "host", ""),
+            client=self.client_host,
             allowed_by_rules=allowed,
         )
         if self._storer is None:
@@ -1143,9 +1104,9 @@ class ForwardRequest(ProxyRequest):
             stored = self._storer.finish(complete=reason.check(ResponseDone) is not None)
             self._storer = None
         self._end_transient(stored)
-        if self._disconnected or self.finished:
+        if self.disconnected or self.finished:
             return
-        self.unregisterProducer()
+        self.unregister_producer()
         if reason.check(ResponseDone, PotentialDataLoss):
             self.finish()
             return
@@ -1177,22 +1138,20 @@ class ForwardRequest(ProxyRequest):
         """
         self._log_code = "TCP_MISS"
         if self.method == b"TRACE":
-            lines = [b"%s %s %s" % (self.method, self.uri, self.clientproto)]
+            lines = [b"%s %s %s" % (self.method, self.uri, self.version)]
             lines += [
                 name + b": " + value
                 for name, value in received
                 if name.lower() not in _TRACE_HIDDEN
             ]
             body = b"\r\n".join(lines) + b"\r\n\r\n"
-            self.setResponseCode(200)
-            self.responseHeaders.setRawHeaders(b"content-type", [b"message/http"])
+            self.set_status(200)
+            self.set_field(b"Content-Type", b"message/http")
         else:
             body = b""
-            self.setResponseCode(200)
-            self.responseHeaders.setRawHeaders(
-                b"allow", [b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE"]
-            )
-        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+            self.set_status(200)
+            self.set_field(b"Allow", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE")
+        self.content_length = len(body)
         self.write(body)
         self.finish()
 
@@ -1202,9 +1161,9 @@ class ForwardRequest(ProxyRequest):
         """
         Answer with the error's page, or abort if a response already started.
         """
-        if self._disconnected or self.finished:
+        if self.disconnected or self.finished:
             return
-        if self.startedWriting:
+        if self.started_writing:
             self.abort_client()
             return
         if self._log_code == "NONE" and error.status in (400, 413, 501):
@@ -1213,30 +1172,30 @@ class ForwardRequest(ProxyRequest):
             error,
             url=_text(self.uri),
             method=_text(self.method),
-            client=getattr(self.getClientAddress(), "host", "-"),
+            client=self.client_host,
             visible_hostname=self.context.config.proxy.visible_hostname,
             now=self.context.reactor.seconds(),
         )
-        self.setResponseCode(error.status)
+        self.set_status(error.status)
         for name, value in error_headers(error):
-            self.responseHeaders.setRawHeaders(name, [value])
+            self.set_field(name, value)
         for name, value in extra_headers:
-            self.responseHeaders.addRawHeader(name, value)
-        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(page)])
+            self.add_field(name, value)
+        self.content_length = len(page)
         if error.status in (400, 413):
             # After a malformed or refused request the framing of what
             # follows on this connection is not trustworthy.
-            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
             self.channel.persistent = False
         self.write(page)
         self.finish()
 
-    def _request_finished(self, result: Any) -> None:
+    @override
+    def ended(self, reason: Failure | None) -> None:
         """
         The response finished or the client went away: stop any upstream
         work still running and write the access-log line.
         """
-        if isinstance(result, Failure):
+        if reason is not None:
             if self._pending_access is not None:
                 access, self._pending_access = self._pending_access, None
                 access.cancel()
@@ -1261,17 +1220,22 @@ class ForwardRequest(ProxyRequest):
         if self._logged:
             return
         self._logged = True
+        access_log = self.context.access_log
+        if not access_log.is_open:
+            return
         now = self.context.reactor.seconds()
-        content_type = self.responseHeaders.getRawHeaders(b"content-type", [b"-"])[0]
-        user_agent = self.requestHeaders.getRawHeaders(b"user-agent", [None])[0]
-        referer = self.requestHeaders.getRawHeaders(b"referer", [None])[0]
+        content_type = self.response_field(b"content-type") or b"-"
+        user_agent = referer = None
+        if access_log.wants_agent:
+            user_agent = self.field(b"user-agent")
+            referer = self.field(b"referer")
         record = AccessRecord(
             timestamp=now,
             elapsed_ms=max(0, round((now - self._started) * 1000)),
-            client=getattr(self.getClientAddress(), "host", "-"),
+            client=self.client_host,
             code=self._log_code,
-            status=status if status is not None else (self.code if self.startedWriting else 0),
-            size=size if size is not None else self.head_bytes + self.sentLength,
+            status=status if status is not None else (self.code if self.started_writing else 0),
+            size=size if size is not None else self.head_bytes + self.sent_length,
             method=_text(self.method or b"-"),
             url=_text(self.uri or b"-"),
             user=self._user,
@@ -1280,9 +1244,9 @@ class ForwardRequest(ProxyRequest):
             content_type=_text(content_type),
             referer=_text(referer) if referer is not None else None,
             user_agent=_text(user_agent) if user_agent is not None else None,
-            version=_text(self.clientproto or b"HTTP/1.0"),
+            version=_text(self.version or b"HTTP/1.0"),
         )
-        self.context.access_log.write(record)
+        access_log.write(record)
 
 
 class _StoredBodySender:
@@ -1302,8 +1266,8 @@ class _StoredBodySender:
         self._done = False
 
     def start(self) -> None:
-        self._request.registerProducer(self, True)
-        self._request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self._request.register_producer(self, True)
+        self._request.notify_finish().addErrback(lambda _: self.stopProducing())
         self.resumeProducing()
 
     def pauseProducing(self) -> None:
@@ -1334,8 +1298,8 @@ class _StoredBodySender:
         self._done = True
         self._hit.close()
         request = self._request
-        request.unregisterProducer()
-        if not request._disconnected and not request.finished:
+        request.unregister_producer()
+        if not request.disconnected and not request.finished:
             request.finish()
 
 
@@ -1371,137 +1335,37 @@ class _Discard:
         pass
 
 
-class ForwardProxy(Proxy):
+class ForwardProxy(ClientChannel):
+    """
+    A client connection of the proxy: runs a L{ForwardRequest} per request,
+    answers unreadable requests with a reasoned error page, and keeps the
+    per-client connection counts the access rules use.
+    """
+
+    exchange_factory = ForwardRequest
+    _log = Logger()
     #: Whether this connection was redirected here by the firewall
     #: (an intercept listener): its requests are in origin form.
     intercepting = False
-
-    """
-    A client connection: Twisted's L{HTTPChannel} request parsing with the
-    limits a proxy needs and a reasoned 400 page instead of Twisted's bare
-    one.
-    """
-
-    requestFactory = ForwardRequest  # type: ignore[assignment]
-    _log = Logger()
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rejected = False
-        self._stage = "request line"
+    context: ProxyContext
 
     @override
-    def lineReceived(self, line: bytes) -> None:
-        if self.rejected:
-            return
-        self._current_line = line
-        super().lineReceived(line)
+    def reject_message(self, error: MessageError) -> None:
+        name = {413: "ERR_TOO_BIG", 505: "ERR_UNSUP_REQ"}.get(error.status, "ERR_INVALID_REQ")
+        self.reject(ProxyError(name, error.status, error.detail))
 
-    @override
-    def lineLengthExceeded(self, line: bytes) -> None:
-        """
-        One line longer than the whole head may be: LineReceiver would just
-        drop the connection; answer 400 saying why.
-        """
-        if not self.rejected:
-            self.reject(
-                ProxyError(
-                    "ERR_INVALID_REQ", 400, f"request head larger than {self.MAX_LENGTH} bytes"
-                ),
-                self.requests[-1] if self.requests else None,
-            )
-
-    @override
-    def rawDataReceived(self, data: bytes) -> None:
-        if self.rejected:
-            return
-        super().rawDataReceived(data)
-
-    @override
-    def headerReceived(self, line: bytes) -> bool:
-        self._stage = "header"
-        self._current_line = line
-        result: bool = super().headerReceived(line)
-        return result
-
-    @override
-    def allHeadersReceived(self) -> None:
-        self._stage = "body"
-        super().allHeadersReceived()
-
-    @override
-    def allContentReceived(self) -> None:
-        self._stage = "request line"
-        super().allContentReceived()
-
-    @override
-    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
-        """
-        Count the bytes of the response head for the access log.
-        """
-        size = len(version) + len(code) + len(reason) + 6
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                size += len(name) + len(value) + 4
-        if self.requests:
-            self.requests[0].head_bytes = size
-        super().writeHeaders(version, code, reason, headers)
-
-    def _why_bad(self) -> str:
-        """
-        Explain why Twisted refused the request, from where parsing stopped.
-        """
-        from squeak.headers import FramingError, check_request_framing
-
-        line = getattr(self, "_current_line", b"")
-        if self._receivedHeaderSize > self.totalHeadersSize:
-            return f"request head larger than {self.totalHeadersSize} bytes"
-        if self._receivedHeaderCount > self.maxHeaders:
-            return f"more than {self.maxHeaders} header fields"
-        if self._stage == "request line":
-            return "malformed request line"
-        if self._stage == "body":
-            return "malformed chunked request body"
-        name, colon, value = line.partition(b":")
-        if not colon:
-            return "header line without a colon"
-        if not name or name != name.strip() or any(c in b" \t" for c in name):
-            return "invalid header field name"
-        if any(c in value for c in b"\x00\r\n"):
-            return "header value contains NUL, CR or LF"
-        fields: RawHeaders = []
-        if self.requests:
-            fields = _flatten(self.requests[-1].requestHeaders)
-        fields.append((name, value.strip(b" \t")))
-        try:
-            check_request_framing(fields)
-        except FramingError as error:
-            return error.detail
-        return "malformed request header"
-
-    def _respondToBadRequestAndDisconnect(self) -> None:
-        """
-        Twisted's own 400 carries no reason; answer with a page that says
-        what was wrong, then close (framing after a bad request is not to be
-        trusted).
-        """
-        if self.rejected:
-            return
-        request = self.requests[-1] if self.requests else None
-        self.reject(ProxyError("ERR_INVALID_REQ", 400, self._why_bad()), request)
-
-    def reject(self, error: ProxyError, request: ForwardRequest | None) -> None:
+    def reject(self, error: ProxyError) -> None:
         """
         Refuse a request before it was fully received: write the error page
         straight to the transport, log it, and close the connection.
         """
         self.rejected = True
-        context: ProxyContext = self.factory.context
+        context = self.context
         now = context.reactor.seconds()
-        uri = _text(getattr(self, "_path", b"") or b"-")
-        method = _text(getattr(self, "_command", b"") or b"-")
-        peer = self.transport.getPeer()
-        client = getattr(peer, "host", "-")
+        method_seen, uri_seen, version_seen = self.request_line
+        uri = _text(uri_seen or b"-")
+        method = _text(method_seen or b"-")
+        client = self.client_host
         page = render_error_page(
             error,
             url=uri,
@@ -1534,44 +1398,18 @@ class ForwardProxy(Proxy):
                 content_type="text/html",
                 referer=None,
                 user_agent=None,
-                version=_text(getattr(self, "_version", b"") or b"HTTP/1.1"),
+                version=_text(version_seen or b"HTTP/1.1"),
             )
         )
-        if request is not None:
-            request._logged = True
-        self.persistent = False
-        self._lingering_close()
-
-    #: Seconds a rejected client may keep sending before it is cut off.
-    linger_timeout = 2.0
-
-    def _lingering_close(self) -> None:
-        """
-        Close after an early answer without losing it.
-
-        Closing a socket that still has unread request bytes makes the kernel
-        send a reset, which can destroy the answer before the client reads
-        it.  So: send a FIN after the answer, keep reading and discarding
-        what the client still sends, and close for good when it closes or
-        after L{linger_timeout} seconds.
-        """
-        self.clearLineBuffer()
-        self.setTimeout(None)
-        reactor = self.factory.context.reactor
-        self._linger_call = reactor.callLater(self.linger_timeout, self.transport.abortConnection)
-        try:
-            self.transport.loseWriteConnection()
-        except (AttributeError, NotImplementedError):
-            self.transport.loseConnection()
+        self.lingering_close()
 
     @override
     def connectionMade(self) -> None:
         super().connectionMade()
-        context: ProxyContext = self.factory.context
-        self._client_host = getattr(self.transport.getPeer(), "host", "-")
+        context = self.context
         context.channels.add(self)
         counts = context.connections_by_client
-        counts[self._client_host] = counts.get(self._client_host, 0) + 1
+        counts[self.client_host] = counts.get(self.client_host, 0) + 1
 
     def original_destination(self) -> tuple[str, int]:
         """
@@ -1591,55 +1429,49 @@ class ForwardProxy(Proxy):
         Stop counting this connection (when it closes, also after a tunnel
         took it over).
         """
-        context: ProxyContext = self.factory.context
+        context = self.context
         if self not in context.channels:
             return
         context.channels.discard(self)
         counts = context.connections_by_client
-        left = counts.get(self._client_host, 1) - 1
+        left = counts.get(self.client_host, 1) - 1
         if left > 0:
-            counts[self._client_host] = left
+            counts[self.client_host] = left
         else:
-            counts.pop(self._client_host, None)
+            counts.pop(self.client_host, None)
 
     @override
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.forget()
-        linger = getattr(self, "_linger_call", None)
-        if linger is not None and linger.active():
-            linger.cancel()
         super().connectionLost(reason)
 
 
-class ForwardProxyFactory(http.HTTPFactory):
+class ForwardProxyFactory(Factory):
     """
     Builds L{ForwardProxy} channels with the configured limits and the
     client-idle timeout.
     """
 
-    protocol = ForwardProxy  # type: ignore[assignment]
+    protocol = ForwardProxy
     noisy = False
 
     def __init__(self, context: ProxyContext, *, intercepting: bool = False) -> None:
-        super().__init__(timeout=context.config.timeouts.client_idle, reactor=context.reactor)
         self.context = context
         self.intercepting = intercepting
 
     @override
-    def buildProtocol(self, addr: Any) -> ForwardProxy:  # type: ignore[override]
-        channel = cast(ForwardProxy, super().buildProtocol(addr))
-        limits = self.context.config.limits
-        channel.totalHeadersSize = limits.request_header_size
-        channel.MAX_LENGTH = limits.request_header_size
-        channel.maxHeaders = limits.request_headers
+    def buildProtocol(self, addr: Any) -> ForwardProxy:
+        channel = ForwardProxy()
+        channel.factory = self
+        config = self.context.config
+        channel.context = self.context
+        channel.reactor = self.context.reactor
+        channel.idle_timeout = config.timeouts.client_idle
+        channel.max_head_size = config.limits.request_header_size
+        channel.max_fields = config.limits.request_headers
+        channel.max_body_size = config.limits.request_body_size
         channel.intercepting = self.intercepting
         return channel
-
-    @override
-    def log(self, request: Any) -> None:
-        """
-        Twisted's combined log is replaced by L{squeak.accesslog}.
-        """
 
 
 SERVER_SOFTWARE = f"squeak/{__version__}"

@@ -23,7 +23,10 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
+
+from squeak.memo import remember_short
 
 __all__ = [
     "SUPPORTED_SCHEMES",
@@ -112,7 +115,7 @@ def _shown(value: bytes) -> str:
     return repr(value.decode("ascii", "backslashreplace"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Target:
     """
     A parsed absolute-form request-target (RFC 9112 §3.2.2).
@@ -131,7 +134,9 @@ class Target:
     port: int
     path: bytes
 
-    @property
+    # Computed once: targets are remembered by parse_absolute_target, so the
+    # same object serves every request for a URI.
+    @cached_property
     def authority(self) -> bytes:
         """
         The authority to send in C{Host} (RFC 9110 §7.2).
@@ -141,7 +146,7 @@ class Target:
         """
         return format_authority(self.host, self.port, SUPPORTED_SCHEMES.get(self.scheme))
 
-    @property
+    @cached_property
     def uri(self) -> bytes:
         """
         The absolute URI again, normalized: C{parse_absolute_target(t.uri) == t}.
@@ -304,6 +309,7 @@ def _parse_host_port(authority: bytes, default_port: int | None) -> tuple[str, i
     return _parse_reg_name(name), _parse_port(port, default_port)
 
 
+@remember_short()
 def parse_absolute_target(uri: bytes) -> Target:
     """
     Parse the absolute-form request-target a forward proxy receives.
@@ -321,6 +327,8 @@ def parse_absolute_target(uri: bytes) -> Target:
     @raise TargetError: C{ERR_UNSUP_REQ} 400 for a scheme other than those in
         L{SUPPORTED_SCHEMES}; C{ERR_INVALID_URL} 400 for anything else that
         is not an acceptable absolute URI.
+
+    Results are remembered (L{remember_short}): a L{Target} is immutable.
     """
     _check_characters(uri)
     if not uri:

@@ -3,13 +3,12 @@
 Byte relays that take over a client connection: CONNECT tunnels and
 upgraded (WebSocket) connections.
 
-Once a tunnel is established the client's L{HTTPChannel} stops parsing HTTP:
-its C{dataReceived} and connection-loss handlers are replaced by the
-tunnel's, the same way Twisted's own WebSocket upgrade does it, so it works
-the same over plain TCP and TLS client transports.  Bytes the client sent
-after its request head and before the tunnel was up (a pipelined TLS
-ClientHello) wait in the channel's private C{_dataBuffer}; they are handed
-on first.  A test fails if Twisted stops buffering them there.
+Once a tunnel is established the client's L{squeak.channel.ClientChannel}
+stops parsing HTTP: its C{dataReceived} and connection-loss handlers are
+replaced by the tunnel's, so it works the same over plain TCP and TLS client
+transports.  Bytes the client sent after its request head and before the
+tunnel was up (a pipelined TLS ClientHello) wait in the channel; they are
+handed on first (L{ClientChannel.take_over}).
 
 Flow control runs both ways: each transport is registered as the other's
 streaming producer (as in L{twisted.protocols.portforward}), so a fast
@@ -124,10 +123,7 @@ class Tunnel:
         @param first_to_client: Bytes to send the client before relaying
             (the C{200 Connection established} or C{101} head).
         """
-        buffered = b"".join(channel._dataBuffer)
-        channel._dataBuffer = []
-        channel.setTimeout(None)
-        self.attach(channel, upstream, buffered, first_to_client)
+        self.attach(channel, upstream, channel.take_over(), first_to_client)
 
     def attach(
         self,
@@ -138,7 +134,7 @@ class Tunnel:
     ) -> None:
         """
         Take over any connected protocol's transport and start relaying: the
-        part of L{start} that does not depend on L{HTTPChannel}, used
+        part of L{start} that does not depend on L{ClientChannel}, used
         directly by L{squeak.intercept.SpliceProtocol}.
 
         @param channel: the client-side protocol; its event handlers are
@@ -159,8 +155,6 @@ class Tunnel:
         channel.readConnectionLost = self.client_read_closed
         channel.writeConnectionLost = self.client_write_closed
         alsoProvides(channel, IHalfCloseableProtocol)
-        # The channel registered itself as its transport's producer.
-        client.unregisterProducer()
         upstream.tunnel = self
         if first_to_client:
             client.write(first_to_client)

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
@@ -346,7 +346,7 @@ class _Exchange:
         key: tuple[str, str, int],
         method: bytes,
         head: bytes,
-        body: BinaryIO | None,
+        body: IO[bytes] | None,
         body_start: int,
         body_length: int | None,
         small_body: bytes | None,
@@ -419,7 +419,7 @@ class _BodySender:
     BLOCK = 64 * 1024
 
     def __init__(
-        self, connection: _UpstreamConnection, body: BinaryIO, length: int | None
+        self, connection: _UpstreamConnection, body: IO[bytes], length: int | None
     ) -> None:
         self._connection = connection
         self._body = body
@@ -1021,7 +1021,7 @@ class UpstreamClient:
         method: bytes,
         target: Any,
         headers: RawHeaders,
-        body: BinaryIO | None,
+        body: IO[bytes] | None,
     ) -> Deferred[UpstreamResponse]:
         """
         Send one request; the L{Deferred} fires with the response once its

@@ -96,7 +96,7 @@ class _FakeRequest:
         self.timed_out = False
         self.ended: Failure | None = None
 
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
+    def register_producer(self, producer: Any, streaming: bool) -> None:
         self.producer = producer
 
     def write(self, data: bytes) -> None:

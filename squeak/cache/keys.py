@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from squeak.cache.directives import field_values, split_list
+from squeak.memo import remember_short
 
 __all__ = [
     "VARY_ANY",
@@ -35,6 +36,7 @@ _WHITESPACE = re.compile(rb"[ \t]+")
 _COMMA = re.compile(rb"[ \t]*,[ \t]*")
 
 
+@remember_short()
 def normalise_uri(uri: str) -> str:
     """
     Normalise an absolute URI the way RFC 9110 §4.2.3 describes for C{http}
