@@ -338,6 +338,8 @@ class ForwardRequest(Exchange):
         self._relay: BodyRelay | None = None
         self._read_timed_out = False
         self._field_names: frozenset[bytes] | None = None
+        self._answer_timer: Any = None
+        self._overdue: float | None = None
 
     @override
     def process(self) -> None:
@@ -820,6 +822,18 @@ class ForwardRequest(Exchange):
         waiting.addErrback(self._upgrade_failed, upstream)
         waiting.addErrback(self._internal_error)
 
+    def _response_timed_out(self, result: Any, timeout: float) -> Any:
+        """
+        The origin did not answer an upgrade request in time: 504.
+        """
+        if isinstance(result, Failure) and result.check(defer.CancelledError):
+            return Failure(
+                ProxyError(
+                    "ERR_READ_TIMEOUT", 504, f"no response from the origin within {timeout:g}s"
+                )
+            )
+        return result
+
     def _upgrade_failed(self, reason: Failure, upstream: UpgradeUpstream) -> None:
         self._pending = None
         upstream.transport.abortConnection()
@@ -930,28 +944,40 @@ class ForwardRequest(Exchange):
         self._request_time = self.context.reactor.seconds()
         pending = self.context.upstream.request(self.method, target, outgoing, body)
         self._pending = pending
-        pending.addTimeout(
-            timeouts.connect + timeouts.read,
-            self.context.reactor,
-            onTimeoutCancel=self._response_timed_out,
+        # A plain timer, not Deferred.addTimeout: a third of the cost, and
+        # this runs on every miss.
+        timeout = timeouts.connect + timeouts.read
+        self._answer_timer = self.context.reactor.callLater(
+            timeout, self._no_answer_in_time, pending, timeout
         )
         pending.addCallbacks(self._got_response, self._upstream_failed)
         pending.addErrback(self._internal_error)
 
-    def _response_timed_out(self, result: Any, timeout: float) -> Any:
+    def _no_answer_in_time(self, pending: defer.Deferred[Any], timeout: float) -> None:
         """
-        The origin did not answer (connect plus read timeout): 504.
+        The origin did not answer (connect plus read timeout): give up on
+        it; L{_upstream_failed} answers 504.
         """
-        if isinstance(result, Failure) and result.check(defer.CancelledError):
-            return Failure(
-                ProxyError(
-                    "ERR_READ_TIMEOUT", 504, f"no response from the origin within {timeout:g}s"
-                )
-            )
-        return result
+        self._answer_timer = None
+        self._overdue = timeout
+        pending.cancel()
+
+    def _stop_answer_timer(self) -> None:
+        timer, self._answer_timer = self._answer_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _upstream_failed(self, reason: Failure) -> None:
         self._pending = None
+        self._stop_answer_timer()
+        if self._overdue is not None and reason.check(defer.CancelledError):
+            reason = Failure(
+                ProxyError(
+                    "ERR_READ_TIMEOUT",
+                    504,
+                    f"no response from the origin within {self._overdue:g}s",
+                )
+            )
         self._end_transient(False)
         lookup = self._lookup
         if (
@@ -986,6 +1012,7 @@ class ForwardRequest(Exchange):
 
     def _got_response(self, response: UpstreamResponse) -> None:
         self._pending = None
+        self._stop_answer_timer()
         if response.peer:
             self._peer = response.peer
         if self.disconnected:
@@ -1195,6 +1222,7 @@ class ForwardRequest(Exchange):
         The response finished or the client went away: stop any upstream
         work still running and write the access-log line.
         """
+        self._stop_answer_timer()
         if reason is not None:
             if self._pending_access is not None:
                 access, self._pending_access = self._pending_access, None

@@ -315,25 +315,23 @@ class DomainSet:
 
 
 class _PortSet:
-    """Single ports in a set, ranges in a short list."""
+    """
+    Ports and port ranges as a 64 KiB table of flags: one index per request,
+    whatever the ranges (C{Safe_ports} has C{1025-65535}).
+    """
 
-    __slots__ = ("_ports", "_ranges")
+    __slots__ = ("_flags",)
 
     def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
-        ports: set[int] = set()
-        spans: list[tuple[int, int]] = []
+        flags = bytearray(65536)
         for low, high in ranges:
-            if low == high:
-                ports.add(low)
-            else:
-                spans.append((low, high))
-        self._ports = frozenset(ports)
-        self._ranges = tuple(spans)
+            low, high = max(low, 0), min(high, 65535)
+            if low <= high:
+                flags[low : high + 1] = b"\x01" * (high - low + 1)
+        self._flags = bytes(flags)
 
     def __contains__(self, port: int) -> bool:
-        if port in self._ports:
-            return True
-        return any(low <= port <= high for low, high in self._ranges)
+        return 0 <= port <= 65535 and self._flags[port] == 1
 
 
 # --- Entry parsers -----------------------------------------------------------------
