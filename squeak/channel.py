@@ -79,6 +79,20 @@ class Exchange:
     @ivar head_bytes: Size of the response head, for the access log.
     """
 
+    # Response state.  Initial values are class attributes, shadowed when
+    # set: one exchange is built per request.
+    code = 200
+    reason = b"OK"
+    content_length: int | None = None
+    started_writing = False
+    finished = False
+    disconnected = False
+    sent_length = 0
+    head_bytes = 0
+    _chunked = False
+    _body_allowed = True
+    _producer: Any = None
+
     def __init__(self, channel: ClientChannel, head: RequestHead, body: IO[bytes] | None) -> None:
         self.channel = channel
         self.method = head.method
@@ -87,19 +101,8 @@ class Exchange:
         self.received = head.fields
         self.body = body
         self.keep_alive = head.keep_alive
-        self.code = 200
-        self.reason = b"OK"
         self.response_fields: RawHeaders = []
-        self.content_length: int | None = None
-        self.started_writing = False
-        self.finished = False
-        self.disconnected = False
-        self.sent_length = 0
-        self.head_bytes = 0
-        self._chunked = False
-        self._body_allowed = True
         self._waiters: list[defer.Deferred[None]] = []
-        self._producer: Any = None
 
     # -- the request -----------------------------------------------------
 

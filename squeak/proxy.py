@@ -311,35 +311,39 @@ class ForwardRequest(Exchange):
     _log = Logger()
     channel: ForwardProxy
 
+    # Per-request state.  The initial values are class attributes, shadowed
+    # by instance attributes when set: a request is built per request, and
+    # most of these are never set on a hit.
+    _log_code = "NONE"
+    _hierarchy = "HIER_NONE"
+    _peer = "-"
+    _logged = False
+    _pending: defer.Deferred[Any] | None = None
+    _pending_access: defer.Deferred[Any] | None = None
+    _user: str | None = None
+    _facts: Facts | None = None
+    _lookup: CacheLookup | None = None
+    _validating = False
+    _storer: ResponseStorer | None = None
+    _transient: Transient | None = None
+    _request_time = 0.0
+    _collapsed = False
+    # Intercepted requests: the Host the client sent (kept upstream), the URI
+    # they are cached under, and whether Host matched the socket's original
+    # destination (a forged Host is never cached).
+    _intercept_authority: bytes | None = None
+    _cache_uri: str | None = None
+    _cacheable = True
+    _relay: BodyRelay | None = None
+    _read_timed_out = False
+    _field_names: frozenset[bytes] | None = None
+    _answer_timer: Any = None
+    _overdue: float | None = None
+
     def __init__(self, channel: ForwardProxy, head: RequestHead, body: IO[bytes] | None) -> None:
         super().__init__(channel, head, body)
         self.context: ProxyContext = channel.context
         self._started = self.context.reactor.seconds()
-        self._log_code = "NONE"
-        self._hierarchy = "HIER_NONE"
-        self._peer = "-"
-        self._logged = False
-        self._pending: defer.Deferred[Any] | None = None
-        self._pending_access: defer.Deferred[Any] | None = None
-        self._user: str | None = None
-        self._facts: Facts | None = None
-        self._lookup: CacheLookup | None = None
-        self._validating = False
-        self._storer: ResponseStorer | None = None
-        self._transient: Transient | None = None
-        self._request_time = 0.0
-        self._collapsed = False
-        # Intercepted requests: the Host the client sent (kept upstream), the
-        # URI they are cached under, and whether Host matched the socket's
-        # original destination (a forged Host is never cached).
-        self._intercept_authority: bytes | None = None
-        self._cache_uri: str | None = None
-        self._cacheable = True
-        self._relay: BodyRelay | None = None
-        self._read_timed_out = False
-        self._field_names: frozenset[bytes] | None = None
-        self._answer_timer: Any = None
-        self._overdue: float | None = None
 
     @override
     def process(self) -> None:

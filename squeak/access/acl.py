@@ -108,7 +108,9 @@ class LocalTime:
         return cls(moment.tm_wday, moment.tm_hour * 60 + moment.tm_min)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request, and a frozen dataclass costs about
+# 3 us more to build (docs/performance.md).  Treat it as immutable.
+@dataclass(slots=True)
 class Facts:
     """
     What the I/O layer knows about one request, in the forms the ACLs match.

@@ -141,7 +141,9 @@ class StoreDecision:
     strip_fields: frozenset[bytes] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request, and a frozen dataclass costs about
+# 3 us more to build (docs/performance.md).  Treat it as immutable.
+@dataclass(slots=True)
 class Freshness:
     """
     A freshness lifetime (RFC 9111 §4.2.1).
@@ -185,7 +187,9 @@ class StoredResponse:
     body_length: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request, and a frozen dataclass costs about
+# 3 us more to build (docs/performance.md).  Treat it as immutable.
+@dataclass(slots=True)
 class CacheRequest:
     """
     The facts about a request that reuse depends on.
@@ -203,7 +207,9 @@ class CacheRequest:
     client: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request, and a frozen dataclass costs about
+# 3 us more to build (docs/performance.md).  Treat it as immutable.
+@dataclass(slots=True)
 class ReuseDecision:
     """
     Whether and how a stored response may answer a request (RFC 9111 §4).
@@ -552,6 +558,24 @@ def _stored_cache_control(headers: tuple[tuple[bytes, bytes], ...]) -> CacheCont
 
 
 @functools.lru_cache(maxsize=4096)
+def _stored_vary(headers: tuple[tuple[bytes, bytes], ...]) -> tuple[bytes, ...]:
+    """
+    L{vary_fields} of a stored response, remembered like
+    L{_stored_cache_control}.
+    """
+    return vary_fields(headers)
+
+
+#: What a request without Cache-Control or Pragma asks for: nothing.
+_NO_REQUEST_DIRECTIVES = parse_request_cache_control(())
+#: Request fields that carry cache directives (RFC 9111 §5.2, §5.4).
+_DIRECTIVE_FIELDS = frozenset({b"cache-control", b"pragma"})
+#: Request fields whose presence changes whether a stored response is
+#: reused (§3.5, §4.3.2); looked up in one set of names per request.
+_PRECONDITION_FIELDS = frozenset({b"if-match", b"if-unmodified-since"})
+
+
+@functools.lru_cache(maxsize=4096)
 def _stored_dates(headers: tuple[tuple[bytes, bytes], ...], day: int) -> MessageDates:
     """
     L{parse_dates} of a stored response, remembered per day: the current time
@@ -590,8 +614,12 @@ def decide_reuse(
     @return: The decision; with C{only_if_cached} set when the request has
         C{only-if-cached} and the outcome is not a stored response.
     """
-    request_cc = parse_request_cache_control(request.headers)
-    decision = _decide(request, request_cc, stored, now, shared, rules)
+    names = frozenset(name.lower() for name, _ in request.headers)
+    if names.isdisjoint(_DIRECTIVE_FIELDS):
+        request_cc = _NO_REQUEST_DIRECTIVES
+    else:
+        request_cc = parse_request_cache_control(request.headers)
+    decision = _decide(request, names, request_cc, stored, now, shared, rules)
     if request_cc.only_if_cached and decision.kind in (Reuse.VALIDATE, Reuse.MISS):
         return dataclasses.replace(
             decision,
@@ -603,6 +631,7 @@ def decide_reuse(
 
 def _decide(
     request: CacheRequest,
+    names: frozenset[bytes],
     request_cc: CacheControl,
     stored: StoredResponse | None,
     now: float,
@@ -617,7 +646,7 @@ def _decide(
         return ReuseDecision(Reuse.MISS, f"RFC 9111 §4: {_m(method)} is not answered from cache")
     if normalise_uri(request.uri) != normalise_uri(stored.uri):
         return ReuseDecision(Reuse.MISS, "RFC 9111 §4: target URI differs")
-    varying = vary_fields(stored.headers)
+    varying = _stored_vary(tuple(stored.headers))
     key = secondary_key(varying, request.headers)
     if key is None:
         return ReuseDecision(Reuse.MISS, "RFC 9111 §4.1: Vary: * never matches")
@@ -631,7 +660,7 @@ def _decide(
     cc = _stored_cache_control(tuple(stored.headers))
     if (
         shared
-        and _has(request.headers, b"authorization")
+        and b"authorization" in names
         and not (cc.public or cc.s_maxage is not None or cc.must_revalidate)
     ):
         return ReuseDecision(
@@ -639,7 +668,7 @@ def _decide(
             "RFC 9111 §3.5: request has Authorization and the stored response has none of "
             "public, s-maxage, must-revalidate",
         )
-    if _has(request.headers, b"if-match") or _has(request.headers, b"if-unmodified-since"):
+    if not names.isdisjoint(_PRECONDITION_FIELDS):
         return ReuseDecision(
             Reuse.MISS, "RFC 9111 §4.3.2: If-Match/If-Unmodified-Since are for the origin"
         )
