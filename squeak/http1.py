@@ -95,9 +95,18 @@ def find_head_end(buffer: bytes, limit: int) -> int:
 
     @return: The index just past the empty line that ends the head, or -1
         when it has not all arrived yet.
-    @raise MessageError: The head is longer than C{limit} bytes.
+    @raise MessageError: The head is longer than C{limit} bytes, or a head
+        still incomplete already holds an empty line made with a bare LF
+        (a client typing LF-only lines is told at once instead of waiting
+        for a terminator that will never come).
     """
     end = buffer.find(b"\r\n\r\n", 0, limit + 4)
+    # An empty line made with a bare LF (LF LF, or LF CR LF) before the
+    # first CRLFCRLF: searched up to where that terminator starts, so the
+    # verdict is the same however the bytes were split into reads.
+    stop = end + 3 if end >= 0 else limit + 4
+    if buffer.find(b"\n\n", 0, stop + 1) >= 0 or buffer.find(b"\n\r\n", 0, stop) >= 0:
+        raise MessageError("bare CR or LF in the request head (lines end with CRLF)")
     if end >= 0:
         return end + 4
     if len(buffer) >= limit + 4:

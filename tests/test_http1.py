@@ -818,12 +818,24 @@ class FindHeadEndTests(SynchronousTestCase):
 
     def test_bare_lf_is_not_a_terminator(self) -> None:
         """
-        LF LF and CR LF LF do not end a head (RFC 9112 §2.2: this parser
-        does not accept bare LF as a line terminator).
+        LF LF, CR LF LF and LF CR LF do not end a head (RFC 9112 §2.2: this
+        parser does not accept bare LF as a line terminator); they are
+        refused at once rather than waited on, since no later byte can make
+        the head valid; also when a real CRLFCRLF follows.  A bare LF line
+        that is not followed by an empty line is left to
+        L{parse_request_head}.
         """
-        self.assertEqual(find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", 1000), -1)
-        self.assertEqual(find_head_end(b"GET / HTTP/1.1\r\n\n", 1000), -1)
-        self.assertEqual(find_head_end(b"GET / HTTP/1.1\n\r\n\r\n", 1000), 19)
+        for head in (
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\n\n",
+            b"GET / HTTP/1.1\nHost: a\n\r\n",
+            b"GET / HTTP/1.1\n\r\n\r\n",
+        ):
+            with self.assertRaises(MessageError) as caught:
+                find_head_end(head, 1000)
+            self.assertIn("bare CR or LF", caught.exception.detail)
+        self.assertEqual(find_head_end(b"GET / HTTP/1.1\nHost: a\n", 1000), -1)
+        self.assertEqual(find_head_end(b"GET / HTTP/1.1\nHost: a\r\n\r\n", 1000), 26)
 
     def test_too_long(self) -> None:
         """
