@@ -30,6 +30,7 @@ from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
@@ -361,6 +362,12 @@ class ClientChannel(Protocol):
 
     def connectionMade(self) -> None:
         self.client_host = getattr(self.transport.getPeer(), "host", "-")
+        if ITCPTransport.providedBy(self.transport):
+            # Responses and tunnelled bytes go out as soon as written: with
+            # Nagle's algorithm a response's last small segment can wait for
+            # the client's delayed ACK (up to 40 ms).  Twisted's HTTPChannel
+            # does the same.
+            self.transport.setTcpNoDelay(True)
         self._last_activity = self.reactor.seconds()
         if self.idle_timeout:
             self._idle_call = self.reactor.callLater(self.idle_timeout, self._check_idle)

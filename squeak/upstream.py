@@ -61,7 +61,7 @@ from twisted.internet import ssl
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionAborted, ConnectionDone
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseDone, ResponseFailed, ResponseNeverReceived
@@ -513,9 +513,14 @@ class _UpstreamConnection(Protocol):
 
     def connectionMade(self) -> None:
         self.peer = getattr(self.transport.getPeer(), "host", "-")
-        # Response bodies are bulk data: read 256 KiB per recv(), not 64 KiB.
+        # Response bodies are bulk data: read 512 KiB per recv(), not 64 KiB.
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = BULK_READ_SIZE
+        if ITCPTransport.providedBy(self.transport):
+            # A request head and its body are separate writes: with Nagle's
+            # algorithm the body's first segment could wait for the origin's
+            # delayed ACK of the head.
+            self.transport.setTcpNoDelay(True)
         self._client._opened(self)
 
     def dataReceived(self, data: bytes) -> None:

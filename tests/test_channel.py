@@ -11,9 +11,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from squeak.channel import BODY_IN_MEMORY, ClientChannel, Exchange
 
@@ -1185,3 +1187,42 @@ class ProducerTests(SynchronousTestCase):
         self.assertIsNone(transport.producer)
         channel.exchanges[1].register_producer(_Producer(), True)
         self.assertIsNotNone(transport.producer)
+
+
+@implementer(ITCPTransport)
+class _TCPTransport(_Transport):
+    """
+    A fake TCP transport that records C{setTcpNoDelay}.
+    """
+
+    no_delay: bool | None = None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+
+class SocketOptionTests(SynchronousTestCase):
+    """
+    Options the channel sets on its socket.
+    """
+
+    def test_nagle_is_off_on_tcp(self) -> None:
+        """
+        On a TCP connection the channel turns Nagle's algorithm off, as
+        Twisted's C{HTTPChannel} did: a response's last small segment must
+        not wait for the client's delayed ACK.
+        """
+        channel = _Channel(echo_uri)
+        channel.reactor = MemoryReactorClock()
+        transport = _TCPTransport()
+        channel.makeConnection(transport)
+        self.assertIs(transport.no_delay, True)
+
+    def test_other_transports_are_left_alone(self) -> None:
+        """
+        A transport that is not TCP (TLS layered on a fake, a UNIX socket)
+        is not asked about TCP options.
+        """
+        _channel, transport, _clock = connect()
+        self.assertFalse(ITCPTransport.providedBy(transport))
+        self.assertFalse(hasattr(transport, "no_delay"))
