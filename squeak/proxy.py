@@ -359,7 +359,7 @@ class ForwardRequest(Exchange):
         """
         client_ip = self.client_host
         hostname = self.context.config.proxy.visible_hostname
-        if is_forwarding_loop(self.received_headers(), hostname):
+        if is_forwarding_loop(self.received, hostname):
             # First: a request that already passed through here (even one
             # rewritten into origin form by this proxy) must not go round.
             raise ProxyError(
@@ -426,14 +426,6 @@ class ForwardRequest(Exchange):
         admitted.addCallback(self._admitted, target, host, port, client_ip)
         admitted.addErrback(self._refused)
         admitted.addErrback(self._internal_error)
-
-    def received_headers(self) -> RawHeaders:
-        """
-        The request's fields as raw pairs, computed once per request (the
-        loop check, the rules, the cache and the upstream request all read
-        them).
-        """
-        return self.received
 
     def field_names(self) -> frozenset[bytes]:
         """
@@ -578,7 +570,7 @@ class ForwardRequest(Exchange):
             self.send_error(error)
 
     def _forward_admitted(self, target: Target, client_ip: str) -> None:
-        received = self.received_headers()
+        received = self.received
         max_forwards = None
         if self.method in _MAX_FORWARDS_METHODS:
             max_forwards = parse_max_forwards(received)
@@ -686,7 +678,7 @@ class ForwardRequest(Exchange):
         headers = list(meta.headers)
         if decision is not None:
             headers = headers_for_reuse(meta.headers, decision)
-        received = self.received_headers()
+        received = self.received
         names = self.field_names()
         if not names.isdisjoint(_CONDITIONAL_FIELDS) and answer_client_conditional(
             received, headers, method=self.method, status=meta.status
@@ -1102,7 +1094,7 @@ class ForwardRequest(Exchange):
         self._storer = cache.storer(
             self._lookup,
             method=self.method,
-            request_headers=self.received_headers(),
+            request_headers=self.received,
             status=response.code,
             reason=response.phrase,
             response_headers=fields,
