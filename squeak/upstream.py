@@ -69,6 +69,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http import PotentialDataLoss, _DataLoss
 
 from squeak.headers import FramingError, RawHeaders, check_response_framing
+from squeak.http1 import CHUNK_SIZE_LINE, FIELD_LINE, TOKEN
 from squeak.tunnel import BULK_READ_SIZE
 
 __all__ = [
@@ -79,17 +80,9 @@ __all__ = [
     "tls_policy",
 ]
 
-#: RFC 9110 §5.6.2 token characters.
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 #: RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
 #: The second SP is tolerated when the reason is absent.
 _STATUS_LINE = re.compile(rb"HTTP/1\.([0-9]) ([1-9][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-#: RFC 9112 §5: field-line = field-name ":" OWS field-value OWS; the value
-#: holds VCHAR, obs-text, SP and HTAB only (no NUL, CR, LF or other CTL).
-_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):([\t\x20-\x7e\x80-\xff]*)")
-#: RFC 9112 §7.1: chunk-size [ chunk-ext ] CRLF, chunk-size = 1*HEXDIG
-#: (bounded here to 16 digits), chunk-ext = *( BWS ";" BWS ext... ).
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\t\x20-\x7e\x80-\xff]*)?")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 
 #: Methods that may be retried on a new connection (RFC 9110 §9.2.2).
@@ -658,7 +651,7 @@ class _UpstreamConnection(Protocol):
                     if len(buffer) > self.max_chunk_line:
                         raise MalformedResponseError("chunk-size line too long")
                     return
-                match = _CHUNK_SIZE.fullmatch(buffer, 0, end)
+                match = CHUNK_SIZE_LINE.fullmatch(buffer, 0, end)
                 if match is None:
                     raise MalformedResponseError(f"bad chunk-size line {buffer[: min(end, 40)]!r}")
                 size = int(match.group(1), 16)
@@ -681,7 +674,7 @@ class _UpstreamConnection(Protocol):
                     return
                 # Trailer fields are read and dropped (RFC 9112 §7.1.2).
                 self._trailer_lines += 1
-                if self._trailer_lines > self.max_fields or not _FIELD_LINE.fullmatch(
+                if self._trailer_lines > self.max_fields or not FIELD_LINE.fullmatch(
                     buffer, 0, end
                 ):
                     raise MalformedResponseError("malformed or too many trailer fields")
@@ -726,7 +719,7 @@ class _UpstreamConnection(Protocol):
         framing: RawHeaders = []
         connection: list[bytes] = []
         for line in lines[1:]:
-            match = _FIELD_LINE.fullmatch(line)
+            match = FIELD_LINE.fullmatch(line)
             if match is None:
                 raise MalformedResponseError(_why_bad_field(line))
             name, value = match.groups()
@@ -919,7 +912,7 @@ def _why_bad_field(line: bytes) -> str:
     name, colon, _value = line.partition(b":")
     if not colon:
         return f"response field line without a colon: {line[:40]!r}"
-    if not re.fullmatch(_TOKEN, name):
+    if not re.fullmatch(TOKEN, name):
         return f"invalid response field name {name[:40]!r}"
     return f"invalid characters in response field {name[:40]!r}"
 
