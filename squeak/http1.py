@@ -21,6 +21,7 @@ detail goes on the 400 page.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from squeak.headers import FramingError, RawHeaders, check_request_framing
@@ -34,6 +35,9 @@ __all__ = [
     "RequestHead",
     "find_head_end",
     "parse_request_head",
+    "persists",
+    "read_field_lines",
+    "why_bad_field",
 ]
 
 #: RFC 9110 §5.6.2 token characters.
@@ -49,6 +53,8 @@ CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\t\x20-\x7e\x80-\x
 #: L{squeak.target}).
 _REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e\x80-\xff]+) HTTP/([0-9])\.([0-9])")
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+#: The request fields L{parse_request_head} decides on.
+_WATCHED_REQUEST_FIELDS = _FRAMING | {b"connection", b"host", b"expect"}
 
 
 class MessageError(Exception):
@@ -134,28 +140,11 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         raise MessageError(f"HTTP/{major.decode()}.{minor.decode()} is not supported", 505)
     if len(lines) - 1 > max_fields:
         raise MessageError(f"more than {max_fields} header fields")
-    fields: RawHeaders = []
-    framing: RawHeaders = []
-    connection: list[bytes] = []
-    hosts = 0
-    expect = None
-    match_field = FIELD_LINE.fullmatch
-    for line in lines[1:]:
-        field = match_field(line)
-        if field is None:
-            raise MessageError(_why_bad_field(line))
-        name, value = field.groups()
-        value = value.strip(b" \t")
-        fields.append((name, value))
-        lower = name.lower()
-        if lower in _FRAMING:
-            framing.append((lower, value))
-        elif lower == b"connection":
-            connection.append(value.lower())
-        elif lower == b"host":
-            hosts += 1
-        elif lower == b"expect":
-            expect = value.lower()
+    fields, watched = read_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS)
+    framing = [(name, value) for name, value in watched if name in _FRAMING]
+    hosts = sum(1 for name, _ in watched if name == b"host")
+    expects = [value.lower() for name, value in watched if name == b"expect"]
+    expect = expects[-1] if expects else None
     if hosts > 1:
         # RFC 9112 §3.2: more than one Host is answered 400 (the two could
         # name different origins to the cache and to the next hop).
@@ -172,17 +161,13 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
             # treated "as if the framing is faulty".
             raise MessageError("HTTP/1.0 request with Transfer-Encoding (RFC 9112 §6.1)")
         content_length = None if name == b"transfer-encoding" else int(value)
-    keep_alive = minor != b"0"
-    if connection:
-        options = {o.strip(b" \t") for o in b",".join(connection).split(b",")}
-        keep_alive = b"close" not in options and (keep_alive or b"keep-alive" in options)
     return RequestHead(
         method=method,
         target=target,
         version=b"HTTP/1." + minor,
         fields=fields,
         content_length=content_length,
-        keep_alive=keep_alive,
+        keep_alive=persists(minor != b"0", watched),
         expects_continue=expect == b"100-continue" and minor != b"0",
     )
 
@@ -203,9 +188,9 @@ def _why_bad_request_line(line: bytes) -> str:
     return "invalid characters in the request target"
 
 
-def _why_bad_field(line: bytes) -> str:
+def why_bad_field(line: bytes) -> str:
     """
-    Say why a field line was refused (RFC 9112 §5).
+    Say why a request field line was refused (RFC 9112 §5).
     """
     if b"\n" in line or b"\r" in line:
         return "bare CR or LF in the request head (lines end with CRLF)"
@@ -218,6 +203,55 @@ def _why_bad_field(line: bytes) -> str:
         return f"invalid header field name {name[:40]!r}"
     shown = name[:40].decode("latin-1")
     return f"header {shown} value contains NUL, CR, LF or a control character"
+
+
+def read_field_lines(
+    lines: Sequence[bytes],
+    watch: frozenset[bytes],
+    *,
+    why_bad: Callable[[bytes], str] = why_bad_field,
+) -> tuple[RawHeaders, RawHeaders]:
+    """
+    Read the field lines of a request or response head (RFC 9112 §5).
+
+    @param watch: Lower-case names of the fields the caller decides on.
+    @param why_bad: Says why a line was refused (the wording of requests
+        and responses differs).
+    @return: Every field as sent (value without surrounding whitespace,
+        repeated fields kept in order), and the C{(lower-case name, value)}
+        pairs of the fields named in C{watch}.
+    @raise MessageError: A line is not a valid field line.
+    """
+    fields: RawHeaders = []
+    watched: RawHeaders = []
+    match_field = FIELD_LINE.fullmatch
+    for line in lines:
+        field = match_field(line)
+        if field is None:
+            raise MessageError(why_bad(line))
+        name, value = field.groups()
+        value = value.strip(b" \t")
+        fields.append((name, value))
+        lower = name.lower()
+        if lower in watch:
+            watched.append((lower, value))
+    return fields, watched
+
+
+def persists(http11: bool, watched: RawHeaders) -> bool:
+    """
+    Whether a connection stays open after this message (RFC 9112 §9.3):
+    an HTTP/1.1 one unless C{Connection} says C{close}, an HTTP/1.0 one only
+    when it says C{keep-alive}.
+
+    @param watched: Lower-case field names and values, C{Connection}'s among
+        them (L{read_field_lines}).
+    """
+    connection = [value.lower() for name, value in watched if name == b"connection"]
+    if not connection:
+        return http11
+    options = {o.strip(b" \t") for o in b",".join(connection).split(b",")}
+    return b"close" not in options and (http11 or b"keep-alive" in options)
 
 
 # ChunkedDecoder states
@@ -318,7 +352,7 @@ class ChunkedDecoder:
                 if self._trailer_size > self._max_trailer:
                     raise MessageError("trailer section too large")
                 if FIELD_LINE.fullmatch(line) is None:
-                    raise MessageError(_why_bad_field(line))
+                    raise MessageError(why_bad_field(line))
             else:
                 return pieces, buffer
         return pieces, b""

@@ -69,7 +69,14 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http import PotentialDataLoss, _DataLoss
 
 from squeak.headers import FramingError, RawHeaders, check_response_framing
-from squeak.http1 import CHUNK_SIZE_LINE, FIELD_LINE, TOKEN
+from squeak.http1 import (
+    CHUNK_SIZE_LINE,
+    FIELD_LINE,
+    TOKEN,
+    MessageError,
+    persists,
+    read_field_lines,
+)
 from squeak.tunnel import BULK_READ_SIZE
 
 __all__ = [
@@ -93,6 +100,8 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 _EXPECTS_BODY = frozenset({b"POST", b"PUT", b"PATCH"})
 #: Request fields written by this module from the body, never copied.
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
+#: The response fields the head parser decides on.
+_WATCHED_FIELDS = _FRAMING_FIELDS | {b"connection"}
 #: Statuses whose responses never have content (RFC 9112 §6.3 item 1).
 _NO_BODY = frozenset({204, 304})
 
@@ -715,21 +724,11 @@ class _UpstreamConnection(Protocol):
         code = int(status.group(2))
         if len(lines) > self.max_fields + 1:
             raise MalformedResponseError(f"more than {self.max_fields} response fields")
-        fields: RawHeaders = []
-        framing: RawHeaders = []
-        connection: list[bytes] = []
-        for line in lines[1:]:
-            match = FIELD_LINE.fullmatch(line)
-            if match is None:
-                raise MalformedResponseError(_why_bad_field(line))
-            name, value = match.groups()
-            value = value.strip(b" \t")
-            fields.append((name, value))
-            lower = name.lower()
-            if lower in _FRAMING_FIELDS:
-                framing.append((lower, value))
-            elif lower == b"connection":
-                connection.append(value.lower())
+        try:
+            fields, watched = read_field_lines(lines[1:], _WATCHED_FIELDS, why_bad=_why_bad_field)
+        except MessageError as error:
+            raise MalformedResponseError(error.detail) from None
+        framing = [(name, value) for name, value in watched if name in _FRAMING_FIELDS]
         if 100 <= code < 200 and code != 101:
             # Interim responses (100, 102, 103, ...) are read and dropped
             # (RFC 9110 §15.2); the final response follows.
@@ -739,12 +738,7 @@ class _UpstreamConnection(Protocol):
         lengths = [v for n, v in framing if n == b"content-length"]
         if len(lengths) == 1 and _DIGITS.fullmatch(lengths[0]):
             content_length = int(lengths[0])
-        keep_alive = minor >= 1
-        if connection:
-            # RFC 9112 §9.3 and §9.6: "close" ends the connection after this
-            # response; an HTTP/1.0 one persists only with "keep-alive".
-            options = {o.strip(b" \t") for o in b",".join(connection).split(b",")}
-            keep_alive = b"close" not in options and (keep_alive or b"keep-alive" in options)
+        keep_alive = persists(minor >= 1, watched)
         if method == b"HEAD" or code in _NO_BODY or code == 101:
             # RFC 9112 §6.3 item 1: no content, whatever the fields say.
             length: int | None = 0
@@ -905,7 +899,7 @@ class _UpstreamConnection(Protocol):
 
 def _why_bad_field(line: bytes) -> str:
     """
-    Say why a field line was refused (RFC 9112 §5).
+    Say why a response field line was refused (RFC 9112 §5).
     """
     if line[:1] in (b" ", b"\t"):
         return "obsolete line folding in a response field (RFC 9112 §5.2)"
