@@ -35,7 +35,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 
-from squeak.headers import RawHeaders
+from squeak.headers import RawHeaders, first_value
 from squeak.http1 import (
     ChunkedDecoder,
     MessageError,
@@ -113,10 +113,7 @@ class Exchange:
 
         @param name: The field name in lower case.
         """
-        for key, value in self.received:
-            if key.lower() == name:
-                return value
-        return None
+        return first_value(self.received, name)
 
     @property
     def client_host(self) -> str:
@@ -164,10 +161,7 @@ class Exchange:
 
         @param name: The field name in lower case.
         """
-        for key, value in self.response_fields:
-            if key.lower() == name:
-                return value
-        return None
+        return first_value(self.response_fields, name)
 
     def write(self, data: bytes) -> None:
         """

@@ -31,6 +31,7 @@ __all__ = [
     "check_response_framing",
     "connection_options",
     "downstream_response_headers",
+    "first_value",
     "is_forwarding_loop",
     "parse_max_forwards",
     "strip_hop_by_hop",
@@ -98,6 +99,17 @@ def _values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
         (RFC 9110 §5.5: it is not part of the field value).
     """
     return [value.strip(_OWS) for key, value in headers if key.lower() == name]
+
+
+def first_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """
+    The value of the first field named C{name} (lower-case), as stored, or
+    L{None} when there is none.
+    """
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
 
 
 def _list_elements(values: Iterable[bytes]) -> list[bytes]:

@@ -75,6 +75,7 @@ from squeak.headers import (
     RawHeaders,
     connection_options,
     downstream_response_headers,
+    first_value,
     is_forwarding_loop,
     parse_max_forwards,
     upstream_request_headers,
@@ -870,8 +871,7 @@ class ForwardRequest(Exchange):
         first = response_head(head, fields)
         self.code = head.status
         self.head_bytes = len(first)
-        content_type = [v for n, v in head.headers if n.lower() == b"content-type"][:1]
-        self.set_field(b"Content-Type", content_type[0] if content_type else b"-")
+        self.set_field(b"Content-Type", first_value(head.headers, b"content-type") or b"-")
         if rest:
             upstream.early.append(rest)
         tunnel = Tunnel(

@@ -22,6 +22,7 @@ from squeak.headers import (
     check_response_framing,
     connection_options,
     downstream_response_headers,
+    first_value,
     is_forwarding_loop,
     parse_max_forwards,
     strip_hop_by_hop,
@@ -242,6 +243,22 @@ def _framing_mismatches(
         else:
             wrong.append((why, headers, "accepted"))
     return wrong
+
+
+class FirstValueTests(SynchronousTestCase):
+    """
+    Tests for L{first_value}.
+    """
+
+    def test_first_of_repeated_fields_whatever_the_case(self) -> None:
+        """
+        Field names are case-insensitive (RFC 9110 §5.1); the first of
+        repeated fields is returned as stored, and a missing one is L{None}.
+        """
+        fields: RawHeaders = [(b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"X", b"")]
+        self.assertEqual(first_value(fields, b"set-cookie"), b"a=1")
+        self.assertEqual(first_value(fields, b"x"), b"")
+        self.assertIsNone(first_value(fields, b"via"))
 
 
 class StripHopByHopTests(SynchronousTestCase):
