@@ -678,7 +678,7 @@ class ForwardRequest(Exchange):
             decision = decide_reuse(lookup.request, meta, now, rules=cache.rules)
         headers = list(meta.headers)
         if decision is not None:
-            headers = headers_for_reuse(meta.headers, decision)
+            headers = headers_for_reuse(meta, decision)
         received = self.received
         names = self.field_names()
         if not names.isdisjoint(_CONDITIONAL_FIELDS) and answer_client_conditional(

@@ -848,7 +848,7 @@ class ReuseTests(SynchronousTestCase):
             age=10,
         )
         decision = decide_reuse(request(), entry, NOW)
-        headers = headers_for_reuse(entry.headers, decision)
+        headers = headers_for_reuse(entry, decision)
         self.assertEqual(
             ([n for n, _ in headers], headers[-1]),
             ([b"Date", CC, b"Age"], (b"Age", b"13")),

@@ -185,6 +185,13 @@ class StoredResponse:
     vary_key: str = ""
     client: str | None = None
     body_length: int = 0
+    # What reuse decisions read from the fields above, parsed once per
+    # object by _facts_of (a hot entry answers thousands of requests a
+    # second).  Not part of the value: not compared, not copied by
+    # dataclasses.replace, never stored.
+    _facts: _StoredFacts | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
 
 # Not frozen: built on every request, and a frozen dataclass costs about
@@ -548,22 +555,99 @@ def age_header_value(age: float) -> bytes:
 # --- Reuse -------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _stored_cache_control(headers: tuple[tuple[bytes, bytes], ...]) -> CacheControl:
+class _StoredFacts:
     """
-    L{parse_cache_control} of a stored response, remembered: a hot entry is
-    reused many times and its fields do not change between 304s.
+    What L{decide_reuse} and L{headers_for_reuse} need from a stored
+    response, parsed from its fields once (L{_facts_of}) rather than on
+    every request it answers.  The time-dependent parts are remembered for
+    the last day and rules they were computed for.
     """
-    return parse_cache_control(headers)
+
+    __slots__ = (
+        "_dates",
+        "_day",
+        "_fresh_reason",
+        "_freshness",
+        "_freshness_for",
+        "_reused",
+        "_reused_for",
+        "cc",
+        "stored",
+        "uri",
+        "varying",
+    )
+
+    def __init__(self, stored: StoredResponse) -> None:
+        self.stored = stored
+        self.uri = normalise_uri(stored.uri)
+        self.cc = parse_cache_control(stored.headers)
+        self.varying = vary_fields(stored.headers)
+        self._day = -1
+        self._dates = MessageDates()
+        self._freshness_for: tuple[int, FreshnessRules] | None = None
+        self._freshness = Freshness(0.0, "")
+        self._fresh_reason = ""
+        self._reused_for: frozenset[bytes] | None = None
+        self._reused: tuple[tuple[bytes, bytes], ...] = ()
+
+    def dates(self, day: int) -> MessageDates:
+        """
+        The stored dates, parsed as of C{day} (days since the epoch): the
+        current time only matters for RFC 850 two-digit years (RFC 9110
+        §5.6.7), where a day's precision is plenty.
+        """
+        if day != self._day:
+            self._dates = parse_dates(self.stored.headers, now=day * 86400.0)
+            self._day = day
+        return self._dates
+
+    def freshness(self, day: int, rules: FreshnessRules, shared: bool) -> Freshness:
+        """L{freshness_lifetime}, remembered for the last day and rules."""
+        key = (day, rules)
+        if self._freshness_for != key or not shared:
+            stored = self.stored
+            freshness = freshness_lifetime(
+                self.cc,
+                self.dates(day),
+                stored.status,
+                response_time=stored.response_time,
+                uri=stored.uri,
+                shared=shared,
+                rules=rules,
+            )
+            if not shared:
+                return freshness
+            self._freshness = freshness
+            self._fresh_reason = f"fresh ({freshness.reason})"
+            self._freshness_for = key
+        return self._freshness
+
+    def fresh_reason(self, freshness: Freshness) -> str:
+        """C{"fresh (...)"} for the freshness L{freshness} returned."""
+        if freshness is self._freshness:
+            return self._fresh_reason
+        return f"fresh ({freshness.reason})"
+
+    def reused_fields(self, removed: frozenset[bytes]) -> tuple[tuple[bytes, bytes], ...]:
+        """The stored fields without C{Age} and those named in C{removed}."""
+        if removed != self._reused_for:
+            dropped = removed | {b"age"}
+            self._reused = tuple(
+                (n, v) for n, v in self.stored.headers if n.lower() not in dropped
+            )
+            self._reused_for = removed
+        return self._reused
 
 
-@functools.lru_cache(maxsize=4096)
-def _stored_vary(headers: tuple[tuple[bytes, bytes], ...]) -> tuple[bytes, ...]:
-    """
-    L{vary_fields} of a stored response, remembered like
-    L{_stored_cache_control}.
-    """
-    return vary_fields(headers)
+def _facts_of(stored: StoredResponse) -> _StoredFacts:
+    """The L{_StoredFacts} of C{stored}, parsed on first use."""
+    facts = stored._facts
+    if facts is None:
+        facts = _StoredFacts(stored)
+        # The one write to a frozen StoredResponse: a cache of values
+        # derived from it, excluded from its equality and copies.
+        object.__setattr__(stored, "_facts", facts)
+    return facts
 
 
 #: What a request without Cache-Control or Pragma asks for: nothing.
@@ -644,10 +728,10 @@ def _decide(
     method = request.method.upper()
     if method not in (b"GET", b"HEAD"):
         return ReuseDecision(Reuse.MISS, f"RFC 9111 §4: {_m(method)} is not answered from cache")
-    if normalise_uri(request.uri) != normalise_uri(stored.uri):
+    facts = _facts_of(stored)
+    if normalise_uri(request.uri) != facts.uri:
         return ReuseDecision(Reuse.MISS, "RFC 9111 §4: target URI differs")
-    varying = _stored_vary(tuple(stored.headers))
-    key = secondary_key(varying, request.headers)
+    key = secondary_key(facts.varying, request.headers)
     if key is None:
         return ReuseDecision(Reuse.MISS, "RFC 9111 §4.1: Vary: * never matches")
     if key != stored.vary_key:
@@ -657,7 +741,7 @@ def _decide(
             Reuse.MISS,
             "Set-Cookie response stored for another client (RFC 6265 §8.6, RFC 9111 §7.3)",
         )
-    cc = _stored_cache_control(tuple(stored.headers))
+    cc = facts.cc
     if (
         shared
         and b"authorization" in names
@@ -672,19 +756,14 @@ def _decide(
         return ReuseDecision(
             Reuse.MISS, "RFC 9111 §4.3.2: If-Match/If-Unmodified-Since are for the origin"
         )
-    dates = _stored_dates(tuple(stored.headers), int(now // 86400))
+    day = int(now // 86400)
     age = current_age(
-        dates, request_time=stored.request_time, response_time=stored.response_time, now=now
-    )
-    freshness = freshness_lifetime(
-        cc,
-        dates,
-        stored.status,
+        facts.dates(day),
+        request_time=stored.request_time,
         response_time=stored.response_time,
-        uri=stored.uri,
-        shared=shared,
-        rules=rules,
+        now=now,
     )
+    freshness = facts.freshness(day, rules, shared)
     lifetime = freshness.lifetime
     fresh = lifetime > age
     staleness = max(0.0, age - lifetime)
@@ -736,7 +815,7 @@ def _decide(
             return decide(Reuse.VALIDATE, "RFC 9111 §5.2.1.1: older than request max-age")
         if request_cc.min_fresh is not None and lifetime - age < request_cc.min_fresh:
             return decide(Reuse.VALIDATE, "RFC 9111 §5.2.1.3: fresh for less than min-fresh")
-        return decide(Reuse.FRESH, f"fresh ({freshness.reason})", strip_fields=strip)
+        return decide(Reuse.FRESH, facts.fresh_reason(freshness), strip_fields=strip)
     stale = f"stale ({freshness.reason})"
     if revalidate_when_stale:
         which = (
@@ -770,17 +849,14 @@ def _decide(
     return decide(Reuse.VALIDATE, f"{stale}; validate (RFC 9111 §4.3)")
 
 
-def headers_for_reuse(
-    stored_headers: Iterable[tuple[bytes, bytes]], decision: ReuseDecision
-) -> RawHeaders:
+def headers_for_reuse(stored: StoredResponse, decision: ReuseDecision) -> RawHeaders:
     """
     The header fields to send with a stored response served from cache:
     the stored fields, without those a qualified C{no-cache} names
     (RFC 9111 §5.2.2.4) and with an C{Age} for the current age (RFC 9111
     §5.1: a cache MUST send C{Age} on a response served from cache).
     """
-    removed = decision.strip_fields | {b"age"}
-    headers = [(n, v) for n, v in stored_headers if n.lower() not in removed]
+    headers = list(_facts_of(stored).reused_fields(decision.strip_fields))
     headers.append((b"Age", age_header_value(decision.age)))
     return headers
 
