@@ -147,11 +147,45 @@ def format_squid(rec: AccessRecord) -> str:
     @return: One line, without its newline.
     """
     seconds, millis = divmod(int(rec.timestamp * 1000), 1000)
-    return (
-        f"{seconds:d}.{millis:03d} {rec.elapsed_ms:6d} {_field(rec.client)} "
-        f"{_field(rec.code)}/{rec.status:03d} {rec.size:d} {_field(rec.method)} "
-        f"{_field(rec.url)} {_field(rec.user)} {_field(rec.hierarchy)}/{_field(rec.peer)} "
-        f"{_field(rec.content_type)}"
+    client, code, method, url = rec.client, rec.code, rec.method, rec.url
+    user, hierarchy, peer, content_type = (
+        rec.user or "-",
+        rec.hierarchy,
+        rec.peer,
+        rec.content_type,
+    )
+    if not (
+        client
+        and code
+        and method
+        and url
+        and hierarchy
+        and peer
+        and content_type
+        # The common line: no field is empty and none needs escaping,
+        # decided by one C-speed match over them all.
+        and _PLAIN_ONLY.fullmatch(
+            client + code + method + url + user + hierarchy + peer + content_type
+        )
+    ):
+        client, code, method, url = _field(client), _field(code), _field(method), _field(url)
+        user, hierarchy, peer = _field(user), _field(hierarchy), _field(peer)
+        content_type = _field(content_type)
+    # One %-format: about half the cost of the same f-string with specs.
+    return "%d.%03d %6d %s %s/%03d %d %s %s %s %s/%s %s" % (  # noqa: UP031
+        seconds,
+        millis,
+        rec.elapsed_ms,
+        client,
+        code,
+        rec.status,
+        rec.size,
+        method,
+        url,
+        user,
+        hierarchy,
+        peer,
+        content_type,
     )
 
 

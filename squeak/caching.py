@@ -161,16 +161,24 @@ class HttpCache:
         return self.store is not None
 
     def lookup(
-        self, method: bytes, uri: str, headers: RawHeaders, client: str, now: float
+        self,
+        method: bytes,
+        uri: str,
+        headers: RawHeaders,
+        client: str,
+        now: float,
+        names: frozenset[bytes] | None = None,
     ) -> CacheLookup | None:
         """
         Look a GET or HEAD up; L{None} for other methods or with the cache
         off.
+
+        @param names: The lower-cased names of C{headers}, if known.
         """
         if self.store is None or method not in CACHEABLE_METHODS:
             return None
         primary = primary_key(method, uri)
-        request = CacheRequest(method, uri, tuple(headers), client)
+        request = CacheRequest(method, uri, tuple(headers), client, names)
         if self.is_known_uncacheable(primary, now):
             decision = ReuseDecision(Reuse.MISS, "a recent response could not be stored")
             return CacheLookup(primary, uri, request, decision, None, uncacheable=True)

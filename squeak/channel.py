@@ -283,9 +283,11 @@ class Exchange:
         """
         self.started_writing = True
         lines = [b"HTTP/1.1 %d %s" % (self.code, self.reason)]
-        for name, value in self.response_fields:
-            if name.lower() not in _CHANNEL_FIELDS:
-                lines.append(name + b": " + value)
+        lines += [
+            name + b": " + value
+            for name, value in self.response_fields
+            if name.lower() not in _CHANNEL_FIELDS
+        ]
         channel = self.channel
         http10 = self.version == b"HTTP/1.0"
         self._body_allowed = self._allows_body()

@@ -20,6 +20,7 @@ The streaming contract (see docs/architecture.md):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
@@ -114,6 +115,8 @@ _CONDITIONAL_FIELDS = frozenset({b"if-none-match", b"if-modified-since"})
 
 #: Squid's cache-result fields, set by this proxy on every response.
 _X_CACHE_FIELDS = frozenset({b"x-cache", b"x-cache-lookup"})
+#: HTTP-version bytes of the common (protocol, major, minor) triples.
+_HTTP_VERSIONS = {(b"HTTP", 1, 1): b"HTTP/1.1", (b"HTTP", 1, 0): b"HTTP/1.0"}
 
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
 _NO_CONTENT_STATUSES = frozenset({204, 304})
@@ -176,6 +179,16 @@ class ProxyContext:
             ),
             cooperator=Cooperator(scheduler=lambda work: reactor.callLater(0, work)),
         )
+
+
+@functools.lru_cache(maxsize=4)
+def _x_cache_values(visible_hostname: str) -> tuple[bytes, bytes]:
+    """
+    C{HIT from NAME} and C{MISS from NAME}, the values of Squid's
+    C{X-Cache} and C{X-Cache-Lookup} fields.
+    """
+    name = visible_hostname.encode("ascii", "replace")
+    return b"HIT from " + name, b"MISS from " + name
 
 
 def _text(value: bytes) -> str:
@@ -614,7 +627,7 @@ class ForwardRequest(Exchange):
         cache = self.context.cache
         now = self.context.reactor.seconds()
         uri = self._cache_uri or _text(target.uri)
-        lookup = cache.lookup(self.method, uri, received, client_ip, now)
+        lookup = cache.lookup(self.method, uri, received, client_ip, now, self.field_names())
         self._lookup = lookup
         if lookup is None:
             return False
@@ -676,9 +689,11 @@ class ForwardRequest(Exchange):
             decision = lookup.decision  # decided a moment ago, in lookup()
         else:
             decision = decide_reuse(lookup.request, meta, now, rules=cache.rules)
-        headers = list(meta.headers)
-        if decision is not None:
-            headers = headers_for_reuse(meta, decision)
+        # Without another cache's X-Cache fields: _annotate adds ours.
+        if decision is None:
+            headers = [(n, v) for n, v in meta.headers if n.lower() not in _X_CACHE_FIELDS]
+        else:
+            headers = headers_for_reuse(meta, decision, _X_CACHE_FIELDS)
         received = self.received
         names = self.field_names()
         if not names.isdisjoint(_CONDITIONAL_FIELDS) and answer_client_conditional(
@@ -688,7 +703,7 @@ class ForwardRequest(Exchange):
             self.set_status(304)
             for name, value in not_modified_headers(headers):
                 self.add_field(name, value)
-            self._annotate(hit=True)
+            self._annotate(hit=True, replace=False)
             self.finish()
             return
         if b"range" in names:
@@ -699,9 +714,8 @@ class ForwardRequest(Exchange):
                 self._serve_stored_ranges(hit, plan)
                 return
         self.set_status(meta.status, meta.reason)
-        for name, value in headers:
-            self.add_field(name, value)
-        self._annotate(hit=True)
+        self.response_fields += headers
+        self._annotate(hit=True, replace=False)
         if meta.status not in _NO_CONTENT_STATUSES:
             self.content_length = meta.body_length
         if meta.status in _NO_CONTENT_STATUSES or self.method == b"HEAD":
@@ -739,20 +753,26 @@ class ForwardRequest(Exchange):
         pieces = iter_body(plan, read, chunk_size=_StoredBodySender.CHUNK)
         _StoredBodySender(self, hit, pieces).start()
 
-    def _annotate(self, *, hit: bool) -> None:
+    def _annotate(self, *, hit: bool, replace: bool = True) -> None:
         """
         Squid's X-Cache and X-Cache-Lookup fields.
+
+        @param replace: Whether the response fields may hold another
+            cache's X-Cache fields (relayed or stored), which are removed;
+            L{headers_for_reuse} has left them out of a served entry's.
         """
-        name = self.context.config.proxy.visible_hostname.encode("ascii", "replace")
+        if replace:
+            self.response_fields = [
+                (key, value)
+                for key, value in self.response_fields
+                if key.lower() not in _X_CACHE_FIELDS
+            ]
         found = self._lookup is not None and self._lookup.hit is not None
-        # Another cache's X-Cache fields (relayed or stored) are replaced.
-        self.response_fields = [
-            (key, value)
-            for key, value in self.response_fields
-            if key.lower() not in _X_CACHE_FIELDS
+        hit_value, miss_value = _x_cache_values(self.context.config.proxy.visible_hostname)
+        self.response_fields += [
+            (b"X-Cache", hit_value if hit else miss_value),
+            (b"X-Cache-Lookup", hit_value if found else miss_value),
         ]
-        self.add_field(b"X-Cache", b"%s from %s" % (b"HIT" if hit else b"MISS", name))
-        self.add_field(b"X-Cache-Lookup", b"%s from %s" % (b"HIT" if found else b"MISS", name))
 
     def _purge(self, target: Target, client_ip: str) -> None:
         """
@@ -1016,20 +1036,23 @@ class ForwardRequest(Exchange):
             return
         self._log_code = "TCP_MISS"
         config = self.context.config
+        annotated = self._lookup is not None
         fields = downstream_response_headers(
             response.raw_headers,
             visible_hostname=config.proxy.visible_hostname,
             via=config.proxy.via,
-            response_version=b"HTTP/%d.%d" % (response.version[1], response.version[2]),
+            response_version=_HTTP_VERSIONS.get(response.version)
+            or b"HTTP/%d.%d" % (response.version[1], response.version[2]),
+            # Another cache's X-Cache fields, when ours are added.
+            replaced=_X_CACHE_FIELDS if annotated else frozenset(),
         )
         if self._validating and self._answered_by_validation(response, fields):
             return
         self._store_or_invalidate(response, fields)
         self.set_status(response.code, response.phrase)
-        for name, value in fields:
-            self.add_field(name, value)
-        if self._lookup is not None:
-            self._annotate(hit=False)
+        self.response_fields += fields
+        if annotated:
+            self._annotate(hit=False, replace=False)
         if self.method == b"HEAD":
             if response.content_length is not None:
                 self.content_length = response.content_length
@@ -1248,27 +1271,28 @@ class ForwardRequest(Exchange):
         if not access_log.is_open:
             return
         now = self.context.reactor.seconds()
-        content_type = self.response_field(b"content-type") or b"-"
+        content_type = self.response_field(b"content-type")
         user_agent = referer = None
         if access_log.wants_agent:
             user_agent = self.field(b"user-agent")
             referer = self.field(b"referer")
+        # Positional and with inline decoding: this runs for every request.
         record = AccessRecord(
-            timestamp=now,
-            elapsed_ms=max(0, round((now - self._started) * 1000)),
-            client=self.client_host,
-            code=self._log_code,
-            status=status if status is not None else (self.code if self.started_writing else 0),
-            size=size if size is not None else self.head_bytes + self.sent_length,
-            method=_text(self.method or b"-"),
-            url=_text(self.uri or b"-"),
-            user=self._user,
-            hierarchy=self._hierarchy,
-            peer=self._peer,
-            content_type=_text(content_type),
-            referer=_text(referer) if referer is not None else None,
-            user_agent=_text(user_agent) if user_agent is not None else None,
-            version=_text(self.version or b"HTTP/1.0"),
+            now,
+            max(0, round((now - self._started) * 1000)),
+            self.channel.client_host,
+            self._log_code,
+            status if status is not None else (self.code if self.started_writing else 0),
+            size if size is not None else self.head_bytes + self.sent_length,
+            (self.method or b"-").decode("latin-1"),
+            (self.uri or b"-").decode("latin-1"),
+            self._user,
+            self._hierarchy,
+            self._peer,
+            content_type.decode("latin-1") if content_type else "-",
+            referer.decode("latin-1") if referer is not None else None,
+            user_agent.decode("latin-1") if user_agent is not None else None,
+            (self.version or b"HTTP/1.0").decode("latin-1"),
         )
         access_log.write(record)
 

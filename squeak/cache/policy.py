@@ -206,12 +206,15 @@ class CacheRequest:
     @ivar headers: The request's header fields.
     @ivar client: An identity of the client (its address), compared with
         L{StoredResponse.client}.
+    @ivar names: The lower-cased names of C{headers}, when the caller has
+        them already; computed from C{headers} otherwise.
     """
 
     method: bytes
     uri: str
     headers: tuple[tuple[bytes, bytes], ...]
     client: str | None = None
+    names: frozenset[bytes] | None = None
 
 
 # Not frozen: built on every request, and a frozen dataclass costs about
@@ -698,7 +701,9 @@ def decide_reuse(
     @return: The decision; with C{only_if_cached} set when the request has
         C{only-if-cached} and the outcome is not a stored response.
     """
-    names = frozenset(name.lower() for name, _ in request.headers)
+    names = request.names
+    if names is None:
+        names = frozenset(name.lower() for name, _ in request.headers)
     if names.isdisjoint(_DIRECTIVE_FIELDS):
         request_cc = _NO_REQUEST_DIRECTIVES
     else:
@@ -849,14 +854,20 @@ def _decide(
     return decide(Reuse.VALIDATE, f"{stale}; validate (RFC 9111 §4.3)")
 
 
-def headers_for_reuse(stored: StoredResponse, decision: ReuseDecision) -> RawHeaders:
+def headers_for_reuse(
+    stored: StoredResponse, decision: ReuseDecision, replaced: frozenset[bytes] = frozenset()
+) -> RawHeaders:
     """
     The header fields to send with a stored response served from cache:
     the stored fields, without those a qualified C{no-cache} names
     (RFC 9111 §5.2.2.4) and with an C{Age} for the current age (RFC 9111
     §5.1: a cache MUST send C{Age} on a response served from cache).
+
+    @param replaced: Lower-cased names of fields the caller sends values of
+        its own for, left out here too.
     """
-    headers = list(_facts_of(stored).reused_fields(decision.strip_fields))
+    removed = decision.strip_fields | replaced if decision.strip_fields else replaced
+    headers = list(_facts_of(stored).reused_fields(removed))
     headers.append((b"Age", age_header_value(decision.age)))
     return headers
 
