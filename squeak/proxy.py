@@ -1147,13 +1147,13 @@ class ForwardRequest(Exchange):
         if self._storer is not None:
             # Only a body known to be complete is committed; a close-delimited
             # one (PotentialDataLoss) might have been cut short.
-            stored = self._storer.finish(complete=reason.check(ResponseDone) is not None)
+            stored = self._storer.finish(complete=isinstance(reason.value, ResponseDone))
             self._storer = None
         self._end_transient(stored)
         if self.disconnected or self.finished:
             return
         self.unregister_producer()
-        if reason.check(ResponseDone, PotentialDataLoss):
+        if isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
             self.finish()
             return
         self._log_code = "TCP_MISS_ABORTED"

@@ -6,6 +6,8 @@ each citing the section it comes from.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 from email.utils import formatdate
 
@@ -837,6 +839,70 @@ class ReuseTests(SynchronousTestCase):
             request(), stored(cc(b"max-age=60, stale-while-revalidate=60"), age=100), NOW
         )
         self.assertTrue(decision.revalidate_in_background)
+
+    def test_plain_request_decides_as_any_other(self) -> None:
+        """
+        A request without cache directives takes a shortcut through the
+        parts of the decision that depend only on the stored response
+        (remembered per entry); its decision is the one a request whose
+        Cache-Control holds only an unknown extension gets by the full
+        path.  Every combination of up to three response directives, with
+        each kind of date field, at several ages, asked at two times of
+        the same entry, shared cache or not.
+        """
+        directives = [
+            b"max-age=60",
+            b"s-maxage=30",
+            b"no-cache",
+            b'no-cache="Set-Cookie"',
+            b"must-revalidate",
+            b"proxy-revalidate",
+            b"immutable",
+            b"public",
+            b"stale-if-error=50",
+            b"stale-while-revalidate=40",
+        ]
+        extras = [
+            [],
+            [(b"Age", b"20")],
+            [(b"Expires", b"0")],
+            [(b"Last-Modified", date(NOW - 900))],
+        ]
+        probe = request(cc(b"x-unknown-extension"))
+        differ = []
+        for size in range(4):
+            for chosen in itertools.combinations(directives, size):
+                fields = [(CC, b", ".join(chosen))] if chosen else []
+                for extra, age, shared in itertools.product(
+                    extras, (0.0, 25.0, 70.0), (True, False)
+                ):
+                    # Sent 2 s before it came back: a response delay (§4.2.3).
+                    entry = stored(fields + extra, age=age)
+                    entry = dataclasses.replace(entry, request_time=entry.request_time - 2.0)
+                    twin = dataclasses.replace(entry)
+                    for now in (NOW, NOW + 45.5):
+                        plain = decide_reuse(request(), entry, now, shared=shared)
+                        full = decide_reuse(probe, twin, now, shared=shared)
+                        if plain != full:
+                            differ.append((chosen, extra, age, shared, now, plain, full))
+        self.assertEqual(differ, [])
+
+    def test_replaced_stored_response_is_decided_afresh(self) -> None:
+        """
+        What is remembered about a stored response belongs to that object:
+        a copy with other fields (as a 304 freshening makes) is decided on
+        its own fields.
+        """
+        entry = stored(cc(b"max-age=60"), age=30)
+        self.assertEqual(decide_reuse(request(), entry, NOW).kind, Reuse.FRESH)
+        replaced = dataclasses.replace(entry, headers=(*entry.headers[:1], (CC, b"max-age=10")))
+        self.assertEqual(
+            (
+                decide_reuse(request(), replaced, NOW).kind,
+                decide_reuse(request(), entry, NOW).kind,
+            ),
+            (Reuse.VALIDATE, Reuse.FRESH),
+        )
 
     def test_headers_for_reuse(self) -> None:
         """

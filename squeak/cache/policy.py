@@ -572,6 +572,8 @@ class _StoredFacts:
         "_fresh_reason",
         "_freshness",
         "_freshness_for",
+        "_plain",
+        "_plain_for",
         "_reused",
         "_reused_for",
         "cc",
@@ -592,6 +594,8 @@ class _StoredFacts:
         self._fresh_reason = ""
         self._reused_for: frozenset[bytes] | None = None
         self._reused: tuple[tuple[bytes, bytes], ...] = ()
+        self._plain_for: tuple[int, FreshnessRules] | None = None
+        self._plain: tuple[float, float, str, bool] = (0.0, 0.0, "", False)
 
     def dates(self, day: int) -> MessageDates:
         """
@@ -624,6 +628,39 @@ class _StoredFacts:
             self._fresh_reason = f"fresh ({freshness.reason})"
             self._freshness_for = key
         return self._freshness
+
+    def plain_freshness(self, day: int, rules: FreshnessRules) -> tuple[float, float, str, bool]:
+        """
+        For a shared cache and a request without cache directives: the
+        freshness lifetime, the age when received (§4.2.3's
+        C{corrected_initial_age}: the current age is that plus the time
+        since C{response_time}), the reason a fresh answer gives, and
+        whether C{stale-if-error} applies while it is fresh; everything
+        L{_decide} computes for such a request but the current time.
+        """
+        key = (day, rules)
+        if self._plain_for != key:
+            stored, cc = self.stored, self.cc
+            freshness = self.freshness(day, rules, True)
+            initial_age = current_age(
+                self.dates(day),
+                request_time=stored.request_time,
+                response_time=stored.response_time,
+                now=stored.response_time,
+            )
+            reason = (
+                f"fresh ({freshness.reason}); immutable (RFC 8246 §2)"
+                if cc.immutable
+                else self.fresh_reason(freshness)
+            )
+            revalidate_when_stale = (
+                cc.must_revalidate or cc.proxy_revalidate or cc.s_maxage is not None
+            )
+            # Fresh means no staleness: within any stale-if-error window.
+            stale_if_error = not revalidate_when_stale and cc.stale_if_error is not None
+            self._plain = (freshness.lifetime, initial_age, reason, stale_if_error)
+            self._plain_for = key
+        return self._plain
 
     def fresh_reason(self, freshness: Freshness) -> str:
         """C{"fresh (...)"} for the freshness L{freshness} returned."""
@@ -762,6 +799,20 @@ def _decide(
             Reuse.MISS, "RFC 9111 §4.3.2: If-Match/If-Unmodified-Since are for the origin"
         )
     day = int(now // 86400)
+    if request_cc is _NO_REQUEST_DIRECTIVES and shared and not cc.no_cache:
+        # The common hit: what follows, with the parts that depend only on
+        # the stored response worked out once (_StoredFacts.plain_freshness).
+        lifetime, initial_age, reason, stale_if_error = facts.plain_freshness(day, rules)
+        age = initial_age + max(0.0, now - stored.response_time)
+        if lifetime > age:
+            return ReuseDecision(
+                Reuse.FRESH,
+                reason,
+                age=age,
+                lifetime=lifetime,
+                stale_if_error=stale_if_error,
+                strip_fields=cc.no_cache_fields,
+            )
     age = current_age(
         facts.dates(day),
         request_time=stored.request_time,
