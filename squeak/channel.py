@@ -68,8 +68,8 @@ class Exchange:
     One request and its response.
 
     The request is read-only: L{method}, L{uri}, L{version}, L{received}
-    (every field in order, repeated ones kept) and L{body} (the spooled
-    content, or L{None}).  The response is built with L{set_status},
+    (every field in order, repeated ones kept), L{field_names} (their
+    lower-cased names) and L{body} (the spooled content, or L{None}).  The response is built with L{set_status},
     L{set_field}, L{add_field} and L{content_length}, then sent with
     L{write} and L{finish}; the head goes out with the first write.
 
@@ -102,6 +102,7 @@ class Exchange:
         self.received = head.fields
         self.body = body
         self.keep_alive = head.keep_alive
+        self.field_names = head.names
         self.response_fields: RawHeaders = []
         self._waiters: list[defer.Deferred[None]] = []
 

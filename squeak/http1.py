@@ -84,6 +84,9 @@ class RequestHead:
         after this exchange (RFC 9112 §9.3).
     @ivar expects_continue: Whether an HTTP/1.1 client waits for
         C{100 Continue} before sending the body (RFC 9110 §10.1.1).
+    @ivar names: The lower-cased names of C{fields}: most requests have
+        none of the fields conditional, range, cache or upgrade handling
+        look for, and one set says so at once.
     """
 
     method: bytes
@@ -93,6 +96,7 @@ class RequestHead:
     content_length: int | None
     keep_alive: bool
     expects_continue: bool
+    names: frozenset[bytes] = frozenset()
 
 
 def find_head_end(buffer: bytes, limit: int) -> int:
@@ -140,7 +144,8 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         raise MessageError(f"HTTP/{major.decode()}.{minor.decode()} is not supported", 505)
     if len(lines) - 1 > max_fields:
         raise MessageError(f"more than {max_fields} header fields")
-    fields, watched = read_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS)
+    names: set[bytes] = set()
+    fields, watched = read_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS, names=names)
     framing = [(name, value) for name, value in watched if name in _FRAMING]
     hosts = sum(1 for name, _ in watched if name == b"host")
     expects = [value.lower() for name, value in watched if name == b"expect"]
@@ -169,6 +174,7 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         content_length=content_length,
         keep_alive=persists(minor != b"0", watched),
         expects_continue=expect == b"100-continue" and minor != b"0",
+        names=frozenset(names),
     )
 
 
@@ -210,6 +216,7 @@ def read_field_lines(
     watch: frozenset[bytes],
     *,
     why_bad: Callable[[bytes], str] = why_bad_field,
+    names: set[bytes] | None = None,
 ) -> tuple[RawHeaders, RawHeaders]:
     """
     Read the field lines of a request or response head (RFC 9112 §5).
@@ -217,6 +224,7 @@ def read_field_lines(
     @param watch: Lower-case names of the fields the caller decides on.
     @param why_bad: Says why a line was refused (the wording of requests
         and responses differs).
+    @param names: If given, every field's lower-cased name is added to it.
     @return: Every field as sent (value without surrounding whitespace,
         repeated fields kept in order), and the C{(lower-case name, value)}
         pairs of the fields named in C{watch}.
@@ -233,6 +241,8 @@ def read_field_lines(
         value = value.strip(b" \t")
         fields.append((name, value))
         lower = name.lower()
+        if names is not None:
+            names.add(lower)
         if lower in watch:
             watched.append((lower, value))
     return fields, watched

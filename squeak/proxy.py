@@ -350,7 +350,6 @@ class ForwardRequest(Exchange):
     _cacheable = True
     _relay: BodyRelay | None = None
     _read_timed_out = False
-    _field_names: frozenset[bytes] | None = None
     _answer_timer: Any = None
     _overdue: float | None = None
 
@@ -440,17 +439,6 @@ class ForwardRequest(Exchange):
         admitted.addCallback(self._admitted, target, host, port, client_ip)
         admitted.addErrback(self._refused)
         admitted.addErrback(self._internal_error)
-
-    def field_names(self) -> frozenset[bytes]:
-        """
-        The lower-cased names of the request's fields, computed once: most
-        requests have none of the fields that conditional, range or
-        upgrade handling look for, and this set says so at once.
-        """
-        names = self._field_names
-        if names is None:
-            names = self._field_names = frozenset(name.lower() for name, _ in self.received)
-        return names
 
     def _proxy_credentials(self) -> bytes | None:
         """
@@ -598,7 +586,7 @@ class ForwardRequest(Exchange):
             return
         upgrading = (
             self.method == b"GET"
-            and b"upgrade" in self.field_names()
+            and b"upgrade" in self.field_names
             and _asks_for_upgrade(received)
         )
         if not upgrading and self._answer_from_cache(target, received, client_ip):
@@ -627,7 +615,7 @@ class ForwardRequest(Exchange):
         cache = self.context.cache
         now = self.context.reactor.seconds()
         uri = self._cache_uri or _text(target.uri)
-        lookup = cache.lookup(self.method, uri, received, client_ip, now, self.field_names())
+        lookup = cache.lookup(self.method, uri, received, client_ip, now, self.field_names)
         self._lookup = lookup
         if lookup is None:
             return False
@@ -695,7 +683,7 @@ class ForwardRequest(Exchange):
         else:
             headers = headers_for_reuse(meta, decision, _X_CACHE_FIELDS)
         received = self.received
-        names = self.field_names()
+        names = self.field_names
         if not names.isdisjoint(_CONDITIONAL_FIELDS) and answer_client_conditional(
             received, headers, method=self.method, status=meta.status
         ):
