@@ -44,7 +44,7 @@ from squeak.http1 import (
     parse_request_head,
 )
 
-__all__ = ["ClientChannel", "Exchange"]
+__all__ = ["ClientChannel", "Exchange", "serialise_fields"]
 
 #: Request bodies larger than this are spooled to a temporary file.
 BODY_IN_MEMORY = 100_000
@@ -69,9 +69,10 @@ class Exchange:
 
     The request is read-only: L{method}, L{uri}, L{version}, L{received}
     (every field in order, repeated ones kept), L{field_names} (their
-    lower-cased names) and L{body} (the spooled content, or L{None}).  The response is built with L{set_status},
-    L{set_field}, L{add_field} and L{content_length}, then sent with
-    L{write} and L{finish}; the head goes out with the first write.
+    lower-cased names) and L{body} (the spooled content, or L{None}).  The
+    response is built with L{set_status}, L{set_field}, L{add_field} and
+    L{content_length}, then sent with L{write} and L{finish}; the head goes
+    out with the first write.
 
     @ivar content_length: The length of the response body, when known; it
         becomes C{Content-Length}, otherwise the body is chunked (or, for an
@@ -90,6 +91,10 @@ class Exchange:
     disconnected = False
     sent_length = 0
     head_bytes = 0
+    #: More response fields, already serialised by L{serialise_fields}; sent
+    #: after L{response_fields}.  For a handler that sends the same fields
+    #: many times (a cache hit), which then serialises them once.
+    field_block = b""
     _chunked = False
     _body_allowed = True
     _producer: Any = None
@@ -289,6 +294,8 @@ class Exchange:
             for name, value in self.response_fields
             if name.lower() not in _CHANNEL_FIELDS
         ]
+        if self.field_block:
+            lines.append(self.field_block)
         channel = self.channel
         http10 = self.version == b"HTTP/1.0"
         self._body_allowed = self._allows_body()
@@ -313,6 +320,16 @@ class Exchange:
         head = b"\r\n".join(lines)
         self.head_bytes = len(head)
         return head
+
+
+def serialise_fields(fields: RawHeaders) -> bytes:
+    """
+    Field lines for L{Exchange.field_block}: C{name: value} joined by CRLF,
+    without the framing and persistence fields the channel writes itself.
+    """
+    return b"\r\n".join(
+        name + b": " + value for name, value in fields if name.lower() not in _CHANNEL_FIELDS
+    )
 
 
 class ClientChannel(Protocol):

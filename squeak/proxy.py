@@ -43,10 +43,13 @@ from squeak.accesslog import AccessLog, AccessRecord
 from squeak.cache.policy import (
     FreshnessRules,
     Reuse,
+    ReuseDecision,
     StoredResponse,
     Validation,
+    age_header_value,
     answer_client_conditional,
     decide_reuse,
+    derived_values,
     freshen_stored,
     handle_validation_response,
     headers_for_reuse,
@@ -63,7 +66,7 @@ from squeak.cache.ranges import (
 )
 from squeak.cache.store import CacheHit, Store, Transient
 from squeak.caching import CacheLookup, HttpCache, ResponseStorer
-from squeak.channel import ClientChannel, Exchange
+from squeak.channel import ClientChannel, Exchange, serialise_fields
 from squeak.config import Config
 from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
 from squeak.gatekeeper import (
@@ -351,6 +354,8 @@ class ForwardRequest(Exchange):
     _relay: BodyRelay | None = None
     _read_timed_out = False
     _answer_timer: Any = None
+    # A hit's Content-Type, when its fields went out as a field_block.
+    _content_type: bytes | None = None
     _overdue: float | None = None
 
     def __init__(self, channel: ForwardProxy, head: RequestHead, body: IO[bytes] | None) -> None:
@@ -677,33 +682,40 @@ class ForwardRequest(Exchange):
             decision = lookup.decision  # decided a moment ago, in lookup()
         else:
             decision = decide_reuse(lookup.request, meta, now, rules=cache.rules)
-        # Without another cache's X-Cache fields: _annotate adds ours.
-        if decision is None:
-            headers = [(n, v) for n, v in meta.headers if n.lower() not in _X_CACHE_FIELDS]
-        else:
-            headers = headers_for_reuse(meta, decision, _X_CACHE_FIELDS)
         received = self.received
         names = self.field_names
-        if not names.isdisjoint(_CONDITIONAL_FIELDS) and answer_client_conditional(
-            received, headers, method=self.method, status=meta.status
-        ):
-            hit.close()
-            self.set_status(304)
-            for name, value in not_modified_headers(headers):
-                self.add_field(name, value)
-            self._annotate(hit=True, replace=False)
-            self.finish()
-            return
-        if b"range" in names:
-            plan = plan_range_response(
-                self.method, received, meta.status, headers, meta.body_length
-            )
-            if plan.kind is not RangeKind.FULL:
-                self._serve_stored_ranges(hit, plan)
+        if decision is None or not names.isdisjoint(_CONDITIONAL_FIELDS) or b"range" in names:
+            # Without another cache's X-Cache fields: _annotate adds ours.
+            if decision is None:
+                headers = [(n, v) for n, v in meta.headers if n.lower() not in _X_CACHE_FIELDS]
+            else:
+                headers = headers_for_reuse(meta, decision, _X_CACHE_FIELDS)
+            if not names.isdisjoint(_CONDITIONAL_FIELDS) and answer_client_conditional(
+                received, headers, method=self.method, status=meta.status
+            ):
+                hit.close()
+                self.set_status(304)
+                for name, value in not_modified_headers(headers):
+                    self.add_field(name, value)
+                self._annotate(hit=True, replace=False)
+                self.finish()
                 return
-        self.set_status(meta.status, meta.reason)
-        self.response_fields += headers
-        self._annotate(hit=True, replace=False)
+            if b"range" in names:
+                plan = plan_range_response(
+                    self.method, received, meta.status, headers, meta.body_length
+                )
+                if plan.kind is not RangeKind.FULL:
+                    self._serve_stored_ranges(hit, plan)
+                    return
+            self.set_status(meta.status, meta.reason)
+            self.response_fields += headers
+            self._annotate(hit=True, replace=False)
+        else:
+            # The common hit: the stored fields and ours, serialised once
+            # per entry; only Age is new.
+            self.set_status(meta.status, meta.reason)
+            self.field_block, self._content_type = self._served_fields(meta, decision)
+            self.response_fields.append((b"Age", age_header_value(decision.age)))
         if meta.status not in _NO_CONTENT_STATUSES:
             self.content_length = meta.body_length
         if meta.status in _NO_CONTENT_STATUSES or self.method == b"HEAD":
@@ -717,6 +729,37 @@ class ForwardRequest(Exchange):
             self.finish()
             return
         _StoredBodySender(self, hit, hit.chunks(_StoredBodySender.CHUNK)).start()
+
+    def _served_fields(
+        self, meta: StoredResponse, decision: ReuseDecision
+    ) -> tuple[bytes, bytes | None]:
+        """
+        What L{headers_for_reuse} gives for C{meta}, less C{Age}, with our
+        X-Cache fields, serialised for L{Exchange.field_block}; and the
+        Content-Type among them, for the access log.  Remembered with the
+        stored response, so a hot entry is serialised once.
+        """
+        hostname = self.context.config.proxy.visible_hostname
+        found = self._lookup is not None and self._lookup.hit is not None
+        key = ("squeak.proxy.served_fields", decision.strip_fields, hostname, found)
+        remembered = derived_values(meta)
+        served = remembered.get(key)
+        if served is None:
+            fields = [
+                (name, value)
+                for name, value in headers_for_reuse(meta, decision, _X_CACHE_FIELDS)
+                if name.lower() != b"age"
+            ]
+            hit_value, miss_value = _x_cache_values(hostname)
+            fields += [
+                (b"X-Cache", hit_value),
+                (b"X-Cache-Lookup", hit_value if found else miss_value),
+            ]
+            served = remembered[key] = (
+                serialise_fields(fields),
+                first_value(fields, b"content-type"),
+            )
+        return cast("tuple[bytes, bytes | None]", served)
 
     def _serve_stored_ranges(self, hit: CacheHit, plan: RangePlan) -> None:
         """
@@ -1259,7 +1302,7 @@ class ForwardRequest(Exchange):
         if not access_log.is_open:
             return
         now = self.context.reactor.seconds()
-        content_type = self.response_field(b"content-type")
+        content_type = self._content_type or self.response_field(b"content-type")
         user_agent = referer = None
         if access_log.wants_agent:
             user_agent = self.field(b"user-agent")

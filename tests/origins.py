@@ -105,7 +105,7 @@ class _OriginResource(resource.Resource):
 
     def _cached(self, request: server.Request) -> Any:
         """
-        C{/cached/...?cc=...&etag=...&vary=...&cookie=1&lm=...&delay=S}: a
+        C{/cached/...?cc=...&etag=...&vary=...&cookie=1&xcache=1&lm=...&delay=S}: a
         response with the given caching fields; its body names how many
         requests this path has had, so a test can tell a hit from a miss.
         An If-None-Match matching the etag gets a 304.
@@ -124,6 +124,10 @@ class _OriginResource(resource.Resource):
             request.setHeader(b"last-modified", args["lm"])
         if "cookie" in args:
             request.setHeader(b"set-cookie", b"session=%d" % count)
+        if "xcache" in args:
+            # Another cache's fields, which squeak replaces with its own.
+            request.setHeader(b"x-cache", b"HIT from upstream.test")
+            request.setHeader(b"x-cache-lookup", b"HIT from upstream.test")
         request.setHeader(b"content-type", b"text/plain")
         inm = request.getHeader(b"if-none-match")
         if etag and inm and b'"%s"' % etag in inm:

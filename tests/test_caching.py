@@ -91,6 +91,32 @@ class CachingTests(_CacheTestCase):
         codes = [line.split()[3] for line in self.access_log_lines()]
         self.assertEqual(codes, ["TCP_MISS/200", "TCP_MEM_HIT/200"])
 
+    async def test_hit_fields_are_the_stored_ones_and_ours(self) -> None:
+        """
+        A hit carries the stored fields once each (its length as the
+        channel frames it), a new Age, and squeak's X-Cache fields in place
+        of another cache's, as the miss did; the log names its type.
+        """
+        path = "/cached/x?cc=max-age=60&xcache=1"
+        first = await self.fetch("GET", path)
+        second = await self.fetch("GET", path)
+        self.assertEqual(
+            [
+                (r.header("x-cache"), r.header("x-cache-lookup"), r.header("content-type"))
+                for r in (first, second)
+            ],
+            [
+                (["MISS from squeak.test"], ["MISS from squeak.test"], ["text/plain"]),
+                (["HIT from squeak.test"], ["HIT from squeak.test"], ["text/plain"]),
+            ],
+        )
+        self.assertEqual(second.header("content-length"), [str(len(first.body))])
+        self.assertEqual((second.body, len(second.header("age"))), (first.body, 1))
+        self.assertEqual(
+            [line.split()[3::6] for line in self.access_log_lines()],
+            [["TCP_MISS/200", "text/plain"], ["TCP_MEM_HIT/200", "text/plain"]],
+        )
+
     async def test_no_store_and_private_are_not_stored(self) -> None:
         """
         RFC 9111 §5.2.2.5 no-store and §5.2.2.7 private (a shared cache):

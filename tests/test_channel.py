@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from squeak.channel import BODY_IN_MEMORY, ClientChannel, Exchange
+from squeak.channel import BODY_IN_MEMORY, ClientChannel, Exchange, serialise_fields
 
 
 class _Transport(StringTransport):
@@ -184,6 +184,38 @@ class ResponseFramingTests(SynchronousTestCase):
         self.assertEqual(
             transport.value(), b"HTTP/1.1 200 OK\r\nX-Kept: yes\r\nContent-Length: 5\r\n\r\nhello"
         )
+        self.assertFalse(transport.disconnecting)
+
+    def test_field_block_follows_fields_without_framing(self) -> None:
+        """
+        L{serialise_fields} serialises fields once for L{Exchange.field_block}
+        (a cache hit's stored fields), dropping the framing and persistence
+        fields as the channel drops them from C{response_fields}; the block
+        follows the handler's fields and precedes the channel's framing.
+        """
+        block = serialise_fields(
+            [
+                (b"Content-Type", b"text/plain"),
+                (b"Content-Length", b"999"),
+                (b"transfer-encoding", b"chunked"),
+                (b"Connection", b"close"),
+                (b"ETag", b'"v1"'),
+            ]
+        )
+
+        def respond(exchange: _Recorder) -> None:
+            exchange.add_field(b"Age", b"3")
+            exchange.field_block = block
+            answer(exchange, b"hello")
+
+        channel, transport, _ = connect(respond)
+        channel.dataReceived(get())
+        head = (
+            b'HTTP/1.1 200 OK\r\nAge: 3\r\nContent-Type: text/plain\r\nETag: "v1"\r\n'
+            b"Content-Length: 5\r\n\r\n"
+        )
+        self.assertEqual(transport.value(), head + b"hello")
+        self.assertEqual(channel.exchanges[0].head_bytes, len(head))
         self.assertFalse(transport.disconnecting)
 
     def test_status_and_reason(self) -> None:

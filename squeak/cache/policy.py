@@ -75,6 +75,7 @@ __all__ = [
     "conditional_request_headers",
     "current_age",
     "decide_reuse",
+    "derived_values",
     "freshen",
     "freshen_stored",
     "freshness_lifetime",
@@ -577,6 +578,7 @@ class _StoredFacts:
         "_reused",
         "_reused_for",
         "cc",
+        "derived",
         "stored",
         "uri",
         "varying",
@@ -595,6 +597,7 @@ class _StoredFacts:
         self._reused_for: frozenset[bytes] | None = None
         self._reused: tuple[tuple[bytes, bytes], ...] = ()
         self._plain_for: tuple[int, FreshnessRules] | None = None
+        self.derived: dict[object, object] = {}
         self._plain: tuple[float, float, str, bool] = (0.0, 0.0, "", False)
 
     def dates(self, day: int) -> MessageDates:
@@ -677,6 +680,16 @@ class _StoredFacts:
             )
             self._reused_for = removed
         return self._reused
+
+
+def derived_values(stored: StoredResponse) -> dict[object, object]:
+    """
+    A place for values other modules derive from a stored response alone
+    (the proxy keeps its serialised fields there), kept with it for as
+    long as it is used: a new L{StoredResponse} (a freshened one, say)
+    starts empty.  Keys should name their owner.
+    """
+    return _facts_of(stored).derived
 
 
 def _facts_of(stored: StoredResponse) -> _StoredFacts:
