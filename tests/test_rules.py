@@ -25,6 +25,7 @@ from squeak.access.rules import (
     compile_rules,
     default_policy,
     evaluate,
+    evaluate_rules,
     may_cache,
     parse_rule,
 )
@@ -313,6 +314,93 @@ class EvaluateTests(SynchronousTestCase):
             ],
             [True, False, False, False, True],
         )
+
+
+class VerdictMemoTests(SynchronousTestCase):
+    """
+    L{evaluate} remembers verdicts per tuple of the facts its rules read;
+    the remembered verdict is always the one evaluation gives.
+    """
+
+    def test_remembered_verdicts_are_evaluated_ones(self) -> None:
+        """
+        Facts that differ in every attribute, some in one only, evaluated
+        twice each by one compiled rule list per row (so later facts meet
+        verdicts remembered for earlier ones), get the verdicts of a fresh
+        evaluation, for the rules of every row and the default rules.
+        """
+        acls = dict(ACLS)
+        acls.update(
+            compile_acls(
+                {
+                    "night": {"time": ["MTWHFAS 22:00-23:59"]},
+                    "busy": {"maxconn": 2},
+                    "https": {"proto": ["https"]},
+                },
+                "/",
+            )
+        )
+        many = [
+            LAN,
+            resolved("10.0.0.1"),
+            resolved("8.8.8.8"),
+            resolved("127.0.0.1", client_ip=ip("127.0.0.1")),
+            facts(client_ip=ip("8.8.8.8")),
+            facts(method="CONNECT", scheme="authority", port=443),
+            facts(port=22),
+            facts(host="x.ads.example"),
+            facts(user="alice"),
+            facts(user="bob"),
+            facts(now_local=LocalTime(2, 1350)),
+            facts(client_connections=3),
+            facts(scheme="https", port=443),
+            resolved("10.0.0.1", user="alice", client_connections=5),
+        ]
+        texts = [rules for _, rules, _, _ in EVALUATIONS] + [
+            DEFAULT_HTTP_ACCESS,
+            ["deny night", "deny busy", "allow https lan", "allow staff", "deny all"],
+        ]
+        wrong = []
+        for rule_texts in texts:
+            rules = compile_rules(rule_texts, acls, Action.DENY)
+            for _ in range(2):
+                for given in many:
+                    if evaluate(rules, given) != evaluate_rules(rules, given):
+                        wrong.append((rule_texts, given))
+        self.assertEqual(wrong, [])
+
+    def test_urls_and_agents_are_not_remembered(self) -> None:
+        """
+        Rules that read the URL, the path or the User-Agent remember
+        nothing: those values hardly repeat.
+        """
+        acls = compile_acls(
+            {
+                "images": {"url_regex": ["[.]png$"]},
+                "cgi": {"urlpath_regex": ["^/cgi-bin/"]},
+                "curl": {"browser": ["^curl/"]},
+                "lan": {"src": ["192.168.1.0/24"]},
+            },
+            "/",
+        )
+        for name in ("images", "cgi", "curl"):
+            rules = compile_rules([f"allow lan {name}"], acls, Action.DENY)
+            evaluate(rules, LAN)
+            self.assertEqual((rules.memo_key, rules.memo), (None, {}))
+        rules = compile_rules(["allow lan"], acls, Action.DENY)
+        evaluate(rules, LAN)
+        self.assertEqual(list(rules.memo), [(ip("192.168.1.10"),)])
+
+    def test_memo_is_bounded(self) -> None:
+        """
+        However many clients come, the memo holds at most 4096 verdicts.
+        """
+        rules = compile_rules(["allow lan"], ACLS, Action.DENY)
+        sizes = set()
+        for n in range(5000):
+            evaluate(rules, facts(client_ip=ipaddress.ip_address(0x0A000000 + n)))
+            sizes.add(len(rules.memo))
+        self.assertEqual(max(sizes), 4096)
 
 
 class ParseTests(SynchronousTestCase):

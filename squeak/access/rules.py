@@ -37,6 +37,7 @@ from __future__ import annotations
 import difflib
 import enum
 import ipaddress
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -175,6 +176,15 @@ class RuleList:
     rules: tuple[Rule, ...]
     default: Action
     default_verdict: Verdict = field(compare=False, repr=False)
+    # The facts the rules' ACLs read, as one tuple (None when one of them
+    # reads the URL, path or User-Agent, whose values hardly repeat), and
+    # verdicts already reached for such tuples (see evaluate).
+    memo_key: Callable[[Facts], tuple[object, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    memo: dict[tuple[object, ...], Verdict] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -252,10 +262,68 @@ def compile_rules(texts: Sequence[str], acls: Mapping[str, Acl], default: Action
     """
     rules = tuple(parse_rule(text, acls, n) for n, text in enumerate(texts, start=1))
     verdict = Verdict(default, None, f"no rule matched (default: {default.value})")
-    return RuleList(rules, default, verdict)
+    read = {FACTS_READ[term.acl.kind] for rule in rules for term in rule.terms}
+    return RuleList(rules, default, verdict, _memo_key(read))
+
+
+def _memo_key(read: set[str]) -> Callable[[Facts], tuple[object, ...]] | None:
+    """
+    The function giving the tuple of facts named in C{read}, or L{None}
+    when some of them are not worth remembering verdicts for.
+    """
+    if read & _UNREPEATED_FACTS:
+        return None
+    names = sorted(read)
+    if len(names) >= 2:
+        return operator.attrgetter(*names)
+    if names:
+        single = operator.attrgetter(names[0])
+        return lambda facts: (single(facts),)
+    return lambda facts: ()
+
+
+#: The attribute of L{Facts} each ACL kind reads.
+FACTS_READ: Mapping[str, str] = {
+    "src": "client_ip",
+    "dst": "dst_addresses",
+    "dstdomain": "host",
+    "port": "port",
+    "method": "method",
+    "proto": "scheme",
+    "url_regex": "url",
+    "urlpath_regex": "path",
+    "time": "now_local",
+    "proxy_auth": "user",
+    "maxconn": "client_connections",
+    "browser": "user_agent",
+}
+#: Facts that differ from request to request: not worth remembering.
+_UNREPEATED_FACTS = frozenset({"url", "path", "user_agent"})
+#: Verdicts remembered per rule list before the memo starts over.
+_MEMO_LIMIT = 4096
 
 
 def evaluate(rules: RuleList, facts: Facts) -> Verdict:
+    """
+    Evaluate C{rules} for one request (L{evaluate_rules}), remembering the
+    verdict for the facts the rules read: evaluation is a pure function of
+    them, and a LAN's requests repeat the same few clients, ports and
+    methods.
+    """
+    memo_key = rules.memo_key
+    if memo_key is None:
+        return evaluate_rules(rules, facts)
+    key = memo_key(facts)
+    verdict = rules.memo.get(key)
+    if verdict is None:
+        verdict = evaluate_rules(rules, facts)
+        if len(rules.memo) >= _MEMO_LIMIT:
+            rules.memo.clear()
+        rules.memo[key] = verdict
+    return verdict
+
+
+def evaluate_rules(rules: RuleList, facts: Facts) -> Verdict:
     """
     Evaluate C{rules} for one request: the first rule whose ACLs all match
     decides; if none does, the list's default.
