@@ -146,6 +146,13 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         raise MessageError(f"more than {max_fields} header fields")
     names: set[bytes] = set()
     fields, watched = read_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS, names=names)
+    http11 = minor != b"0"
+    version = b"HTTP/1.1" if minor == b"1" else b"HTTP/1." + minor
+    if not watched or (len(watched) == 1 and watched[0][0] == b"host"):
+        # The common head: at most a Host among the watched fields, so no
+        # body, no Expect, and the version's persistence (what the general
+        # case below concludes for it).
+        return RequestHead(method, target, version, fields, 0, http11, False, frozenset(names))
     framing = [(name, value) for name, value in watched if name in _FRAMING]
     hosts = sum(1 for name, _ in watched if name == b"host")
     expects = [value.lower() for name, value in watched if name == b"expect"]
@@ -161,7 +168,7 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         except FramingError as error:
             raise MessageError(error.detail) from None
         name, value = framing[0]
-        if name == b"transfer-encoding" and minor == b"0":
+        if name == b"transfer-encoding" and not http11:
             # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding is
             # treated "as if the framing is faulty".
             raise MessageError("HTTP/1.0 request with Transfer-Encoding (RFC 9112 §6.1)")
@@ -169,11 +176,11 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
     return RequestHead(
         method=method,
         target=target,
-        version=b"HTTP/1." + minor,
+        version=version,
         fields=fields,
         content_length=content_length,
-        keep_alive=persists(minor != b"0", watched),
-        expects_continue=expect == b"100-continue" and minor != b"0",
+        keep_alive=persists(http11, watched),
+        expects_continue=expect == b"100-continue" and http11,
         names=frozenset(names),
     )
 
