@@ -43,6 +43,7 @@ from squeak.http1 import (
     find_head_end,
     parse_request_head,
 )
+from squeak.wire import SendBatcher
 
 __all__ = ["ClientChannel", "Exchange", "serialise_fields"]
 
@@ -175,24 +176,24 @@ class Exchange:
         """
         if self.finished or self.disconnected:
             return
-        transport = self.channel.transport
+        send = self.channel.send
         if not self.started_writing:
             head = self._head()
             if not data or not self._body_allowed:
-                transport.write(head)
+                send(head)
                 return
             if self._chunked:
-                transport.writeSequence([head, b"%x\r\n" % len(data), data, b"\r\n"])
+                send(b"%s%x\r\n%s\r\n" % (head, len(data), data))
             else:
-                transport.write(head + data)
+                send(head + data)
             self._count(len(data))
             return
         if not data or not self._body_allowed:
             return
         if self._chunked:
-            transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+            send(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            transport.write(data)
+            send(data)
         self._count(len(data))
 
     def _count(self, size: int) -> None:
@@ -212,9 +213,9 @@ class Exchange:
         if not self.started_writing:
             if self.content_length is None and self._allows_body():
                 self.content_length = 0
-            self.channel.transport.write(self._head())
+            self.channel.send(self._head())
         elif self._chunked:
-            self.channel.transport.write(b"0\r\n\r\n")
+            self.channel.send(b"0\r\n\r\n")
         elif (
             self._body_allowed
             and self.content_length is not None
@@ -347,6 +348,9 @@ class ClientChannel(Protocol):
     max_fields = 100
     max_body_size = 2**63
     idle_timeout: float | None = 60.0
+    #: Sends what a reactor turn wrote at its end (L{squeak.wire}); set by
+    #: the factory, or L{None} to write to the transport directly.
+    batcher: SendBatcher | None = None
     #: Seconds a rejected client may keep sending before it is cut off.
     linger_timeout = 2.0
     reactor: Any = None
@@ -414,6 +418,36 @@ class ClientChannel(Protocol):
             self._idle_call = self.reactor.callLater(wait, self._check_idle)
             return
         self.persistent = False
+        self.lose_connection()
+
+    def send(self, data: bytes) -> None:
+        """
+        Write to the client: through the L{batcher} when there is one.
+        Every write of the channel and its exchanges comes here, so their
+        order is kept.
+        """
+        if self.batcher is not None:
+            self.batcher.write(self.transport, data)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """
+        Send what the L{batcher} holds for this connection now: before the
+        connection is closed or handed to something that writes to it
+        directly.
+        """
+        if self.batcher is not None:
+            self.batcher.flush(self.transport)
+
+    def lose_connection(self) -> None:
+        """
+        Close the connection once everything written has been sent.
+
+        Twisted's C{loseConnection} alone could close before the batcher's
+        end-of-turn send when called from a timed call.
+        """
+        self.flush()
         self.transport.loseConnection()
 
     # -- reading -----------------------------------------------------------
@@ -493,7 +527,7 @@ class ClientChannel(Protocol):
             self._body_left = length
         self._state = _BODY
         if head.expects_continue:
-            self.transport.write(_CONTINUE)
+            self.send(_CONTINUE)
         rest, self._buffer = self._buffer, b""
         if rest:
             self._body_data(rest)
@@ -569,7 +603,7 @@ class ClientChannel(Protocol):
             return
         if not self.persistent:
             self._state = _CLOSING
-            self.transport.loseConnection()
+            self.lose_connection()
             return
         self._state = _HEAD
         self._last_activity = self.reactor.seconds()
@@ -589,6 +623,7 @@ class ClientChannel(Protocol):
             belong to whatever the connection now carries.
         """
         self._state = _CLOSING
+        self.flush()  # whatever takes over writes to the transport itself
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
@@ -608,7 +643,7 @@ class ClientChannel(Protocol):
     def reject_plainly(self, status: int, detail: str) -> None:
         self.rejected = True
         body = detail.encode("utf-8", "replace") + b"\n"
-        self.transport.write(
+        self.send(
             b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n%s"
             % (status, RESPONSES.get(status, b"Error"), len(body), body)
@@ -638,6 +673,7 @@ class ClientChannel(Protocol):
         self._linger_call = self.reactor.callLater(
             self.linger_timeout, self.transport.abortConnection
         )
+        self.flush()
         try:
             self.transport.loseWriteConnection()
         except (AttributeError, NotImplementedError):

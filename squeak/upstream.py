@@ -78,6 +78,7 @@ from squeak.http1 import (
     read_field_lines,
 )
 from squeak.tunnel import BULK_READ_SIZE
+from squeak.wire import SendBatcher
 
 __all__ = [
     "FramingError",
@@ -441,7 +442,7 @@ class _BodySender:
 
     def resumeProducing(self) -> None:
         self._paused = False
-        transport = self._connection.transport
+        connection = self._connection
         while not self._paused and not self.done:
             remaining = self._remaining
             size = self.BLOCK if remaining is None else min(self.BLOCK, remaining)
@@ -449,9 +450,9 @@ class _BodySender:
             if remaining is None:
                 # Unknown length: chunked (RFC 9112 §7.1).
                 if data:
-                    transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    connection.write(b"%x\r\n%s\r\n" % (len(data), data))
                 else:
-                    transport.write(b"0\r\n\r\n")
+                    connection.write(b"0\r\n\r\n")
                     self._finish(True)
                 continue
             if size and not data:
@@ -461,7 +462,7 @@ class _BodySender:
                 return
             self._remaining = remaining - len(data)
             if data:
-                transport.write(data)
+                connection.write(data)
             if self._remaining == 0:
                 self._finish(True)
 
@@ -583,6 +584,17 @@ class _UpstreamConnection(Protocol):
 
     # -- requests -----------------------------------------------------------
 
+    def write(self, data: bytes) -> None:
+        """
+        Write request bytes: through the client's batcher when it has one.
+        Every write of a request comes here, so their order is kept.
+        """
+        batcher = self._client.batcher
+        if batcher is not None:
+            batcher.write(self.transport, data)
+        else:
+            self.transport.write(data)
+
     def send(self, exchange: _Exchange) -> None:
         """
         Write C{exchange}'s request and wait for its response.
@@ -595,16 +607,15 @@ class _UpstreamConnection(Protocol):
         self._method = exchange.method
         self._got_bytes = False
         self._buffer = b""
-        transport = self.transport
         body = exchange.body
         if body is None or exchange.small_body is not None:
             self._body_pending = False
-            transport.write(
+            self.write(
                 exchange.head + exchange.small_body if exchange.small_body else exchange.head
             )
             return
         self._body_pending = True
-        transport.write(exchange.head)
+        self.write(exchange.head)
         if exchange.retried:
             body.seek(exchange.body_start)
         self._sender = _BodySender(self, body, exchange.body_length)
@@ -872,6 +883,9 @@ class _UpstreamConnection(Protocol):
         if self._state != _CLOSED:
             self._state = _CLOSED
             self._stop_sending()
+            batcher = self._client.batcher
+            if batcher is not None:
+                batcher.flush(self.transport)
             self.transport.loseConnection()
 
     def _stop_sending(self) -> None:
@@ -951,6 +965,7 @@ class UpstreamClient:
         idle_timeout: float,
         ca_file: str = "",
         endpoint_factory: Callable[[str, str, int], Any] | None = None,
+        batcher: SendBatcher | None = None,
     ) -> None:
         """
         @param connect_timeout: Seconds to wait for a TCP connection.
@@ -961,8 +976,11 @@ class UpstreamClient:
         @param endpoint_factory: Builds the endpoint for C{(scheme, host,
             port)}; by default a L{HostnameEndpoint}, TLS-wrapped for https
             (tests pass fakes).
+        @param batcher: Sends each reactor turn's writes together
+            (L{squeak.wire}); requests are written directly without one.
         """
         self._reactor: Any = reactor
+        self.batcher = batcher
         self._endpoint_factory = endpoint_factory or self._default_endpoint
         self._connect_timeout = connect_timeout
         self.max_idle_per_host = max_idle_per_host
