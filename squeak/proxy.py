@@ -383,7 +383,7 @@ class ForwardRequest(Exchange):
         """
         client_ip = self.client_host
         hostname = self.context.config.proxy.visible_hostname
-        if is_forwarding_loop(self.received, hostname):
+        if b"via" in self.field_names and is_forwarding_loop(self.received, hostname):
             # First: a request that already passed through here (even one
             # rewritten into origin form by this proxy) must not go round.
             raise ProxyError(
@@ -400,7 +400,7 @@ class ForwardRequest(Exchange):
             else:
                 target = parse_absolute_target(self.uri)
                 host, port, scheme = target.host, target.port, target.scheme
-                url, path = _text(target.uri), _text(target.path)
+                url, path = target.uri_text, target.path_text
         except TargetError as error:
             raise ProxyError(error.name, error.status, error.detail) from None
         self._ask_access(
@@ -625,7 +625,7 @@ class ForwardRequest(Exchange):
             return False
         cache = self.context.cache
         now = self.context.reactor.seconds()
-        uri = self._cache_uri or _text(target.uri)
+        uri = self._cache_uri or target.uri_text
         lookup = cache.lookup(self.method, uri, received, client_ip, now, self.field_names)
         self._lookup = lookup
         if lookup is None:

@@ -155,6 +155,16 @@ class Target:
         """
         return self.scheme.encode("ascii") + b"://" + self.authority + self.path
 
+    @cached_property
+    def uri_text(self) -> str:
+        """L{uri} as text (Latin-1, never failing), for logs, rules and keys."""
+        return self.uri.decode("latin-1")
+
+    @cached_property
+    def path_text(self) -> str:
+        """L{path} as text (Latin-1, never failing), for logs and rules."""
+        return self.path.decode("latin-1")
+
 
 def format_authority(host: str, port: int, default_port: int | None) -> bytes:
     """

@@ -138,9 +138,12 @@ def secondary_key(
     @return: The key (C{""} when nothing varies), or L{None} if C{fields}
         contains L{VARY_ANY}: such a response never matches (RFC 9111 §4.1).
     """
+    if not fields:
+        return ""  # most responses do not vary
     if VARY_ANY in fields:
         return None
-    request_headers = list(request_headers)
+    if not isinstance(request_headers, list):
+        request_headers = list(request_headers)
     parts = []
     for name in fields:
         values = [value.strip(b" \t") for key, value in request_headers if key.lower() == name]

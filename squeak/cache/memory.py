@@ -75,7 +75,8 @@ class MemoryTier:
         variants = self._variants.get(primary)
         if not variants:
             return None
-        request_headers = list(request_headers)
+        if not isinstance(request_headers, list):
+            request_headers = list(request_headers)  # read once per variant
         for vary_key, fields in variants.items():
             if secondary_key(fields, request_headers) == vary_key:
                 entry = self._entries[(primary, vary_key)]

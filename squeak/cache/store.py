@@ -202,7 +202,8 @@ class Store:
         @param request_headers: The request's fields, for C{Vary}.
         @return: The hit, which the caller closes, or L{None}.
         """
-        request_headers = list(request_headers)
+        if not isinstance(request_headers, list):
+            request_headers = list(request_headers)  # read once per variant
         entry = self.memory.get(primary, request_headers)
         if entry is not None:
             return CacheHit(entry.meta, "memory", body=entry.body)
