@@ -446,17 +446,17 @@ class ReopenSignalTests(TestCase):
 class BufferedAccessLogTests(SynchronousTestCase):
     """
     With L{AccessLog.start_buffering}, lines are written together: after
-    C{interval} seconds, at C{size} bytes, and before a reopen or close.
+    C{interval} seconds, at C{lines} records, and before a reopen or close.
     """
 
-    def _log(self, size: int = 64 * 1024) -> tuple[AccessLog, str, Any]:
+    def _log(self, lines: int = 512) -> tuple[AccessLog, str, Any]:
         from twisted.internet.task import Clock
 
         path = os.path.join(self.mktemp(), "access.log")
         clock = Clock()
         log = AccessLog(path, "squid")
         self.addCleanup(log.close)
-        log.start_buffering(clock, interval=0.5, size=size)
+        log.start_buffering(clock, interval=0.5, lines=lines)
         return log, path, clock
 
     def _read(self, path: str) -> list[str]:
@@ -478,9 +478,9 @@ class BufferedAccessLogTests(SynchronousTestCase):
 
     def test_flushed_at_the_size_limit(self) -> None:
         """
-        Once C{size} bytes wait they are written at once.
+        Once C{lines} records wait they are written at once.
         """
-        log, path, clock = self._log(size=2 * len(format_squid(MISS)))
+        log, path, clock = self._log(lines=2)
         log.write(MISS)
         self.assertEqual(self._read(path), [])
         log.write(MISS)
