@@ -68,6 +68,7 @@ from squeak.cache.store import CacheHit, Store, Transient
 from squeak.caching import CacheLookup, HttpCache, ResponseStorer
 from squeak.channel import ClientChannel, Exchange, serialise_fields
 from squeak.config import Config
+from squeak.deadlines import Deadlines, deadline_resolution
 from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
 from squeak.gatekeeper import (
     AccessDeniedError,
@@ -141,8 +142,11 @@ class ProxyContext:
     gatekeeper: Gatekeeper
     cooperator: Cooperator
     cache: HttpCache
+    #: The origins' answer and read timeouts (L{squeak.deadlines}).
+    deadlines: Deadlines
     #: Sends each reactor turn's writes together (L{squeak.wire}).
     batcher: SendBatcher | None = None
+
     #: Open client connections, and how many each client address has (for
     #: stats, C{maxconn} rules and a clean shutdown).
     channels: set[Any] = field(default_factory=set)
@@ -188,6 +192,10 @@ class ProxyContext:
                 FreshnessRules.from_config(config.cache),
             ),
             cooperator=Cooperator(scheduler=lambda work: reactor.callLater(0, work)),
+            deadlines=Deadlines(
+                reactor,
+                deadline_resolution(min(config.timeouts.connect, config.timeouts.read)),
+            ),
             batcher=batcher,
         )
 
@@ -253,11 +261,23 @@ class BodyRelay:
     while paused: an origin is not to blame for a slow client.
     """
 
-    def __init__(self, request: ForwardRequest, read_timeout: float, reactor: Any) -> None:
+    def __init__(
+        self,
+        request: ForwardRequest,
+        read_timeout: float,
+        reactor: Any,
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        """
+        @param deadlines: Where the read timeout is kept (the proxy's,
+            shared by every relay); by default the relay's own.
+        """
         self._request = request
         self._read_timeout = read_timeout
         self._reactor = reactor
-        self._timer: Any = None
+        if deadlines is None:
+            deadlines = Deadlines(reactor, deadline_resolution(read_timeout))
+        self._deadlines = deadlines
         self._paused = False
         self.transport: Any = None
         self.done = False
@@ -306,18 +326,12 @@ class BodyRelay:
     def _arm(self) -> None:
         if self._paused or self.done:
             return
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self._read_timeout)
-        else:
-            self._timer = self._reactor.callLater(self._read_timeout, self._timed_out)
+        self._deadlines.set(self, self._read_timeout, self._timed_out)
 
     def _disarm(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._deadlines.cancel(self)
 
     def _timed_out(self) -> None:
-        self._timer = None
         self._request.note_read_timeout()
         if self.transport is not None:
             self.transport.stopProducing()
@@ -361,7 +375,8 @@ class ForwardRequest(Exchange):
     _cacheable = True
     _relay: BodyRelay | None = None
     _read_timed_out = False
-    _answer_timer: Any = None
+    # Whether the origin's answer is being timed (context.deadlines).
+    _answer_timer = False
     # A hit's Content-Type, when its fields went out as a field_block.
     _content_type: bytes | None = None
     _overdue: float | None = None
@@ -999,12 +1014,11 @@ class ForwardRequest(Exchange):
         self._request_time = self.context.reactor.seconds()
         pending = self.context.upstream.request(self.method, target, outgoing, body)
         self._pending = pending
-        # A plain timer, not Deferred.addTimeout: a third of the cost, and
-        # this runs on every miss.
+        # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
+        # per request: this runs on every miss (squeak/deadlines.py).
         timeout = timeouts.connect + timeouts.read
-        self._answer_timer = self.context.reactor.callLater(
-            timeout, self._no_answer_in_time, pending, timeout
-        )
+        self._answer_timer = True
+        self.context.deadlines.set(self, timeout, self._no_answer_in_time, pending, timeout)
         pending.addCallbacks(self._got_response, self._upstream_failed)
         pending.addErrback(self._internal_error)
 
@@ -1013,14 +1027,14 @@ class ForwardRequest(Exchange):
         The origin did not answer (connect plus read timeout): give up on
         it; L{_upstream_failed} answers 504.
         """
-        self._answer_timer = None
+        self._answer_timer = False
         self._overdue = timeout
         pending.cancel()
 
     def _stop_answer_timer(self) -> None:
-        timer, self._answer_timer = self._answer_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        if self._answer_timer:
+            self._answer_timer = False
+            self.context.deadlines.cancel(self)
 
     def _upstream_failed(self, reason: Failure) -> None:
         self._pending = None
@@ -1099,7 +1113,7 @@ class ForwardRequest(Exchange):
             # A known length is relayed as Content-Length, so Twisted does not
             # re-chunk it and a truncation is visible to the client.
             self.content_length = response.length
-        relay = BodyRelay(self, config.timeouts.read, self.context.reactor)
+        relay = BodyRelay(self, config.timeouts.read, self.context.reactor, self.context.deadlines)
         self._relay = relay
         response.deliverBody(relay)
 
