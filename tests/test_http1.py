@@ -18,11 +18,14 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.http1 import (
+    FIELD_LINE,
     ChunkedDecoder,
     MessageError,
     RequestHead,
     find_head_end,
     parse_request_head,
+    read_field_lines,
+    why_bad_field,
 )
 
 CRLF = b"\r\n"
@@ -790,6 +793,65 @@ class RequestHeadRejectionTests(SynchronousTestCase):
 
 
 # --- find_head_end ----------------------------------------------------------
+
+
+def _field_lines_one_by_one(lines: list[bytes]) -> tuple[list[tuple[bytes, bytes]], str | None]:
+    """
+    The reading L{read_field_lines} must agree with: each line matched on
+    its own; the first bad one refused with its reason.
+    """
+    fields = []
+    for line in lines:
+        field = FIELD_LINE.fullmatch(line)
+        if field is None:
+            return fields, why_bad_field(line)
+        name, value = field.groups()
+        fields.append((name, value.strip(b" \t")))
+    return fields, None
+
+
+class FieldLinesTests(SynchronousTestCase):
+    """
+    L{read_field_lines} checks all lines with one match; it reads and
+    refuses exactly as a line-by-line reading does.
+    """
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        st.lists(
+            st.binary(min_size=0, max_size=12).map(
+                lambda b: b.translate(bytes.maketrans(b"\x00\x01\x02\x03", b":\r\n "))
+            )
+            | st.sampled_from(
+                [
+                    b"Host: a",
+                    b"Host: a:1",
+                    b"X:  b ",
+                    b"K:",
+                    b": v",
+                    b"a b: c",
+                    b"A:\tb\x80",
+                    b"A: b\rc",
+                    b"A: b\nc",
+                    b"A: \x7f",
+                    b"A: \x00",
+                ]
+            ),
+            max_size=6,
+        )
+    )
+    def test_same_verdict_as_line_by_line(self, lines: list[bytes]) -> None:
+        """
+        Random lines (colons, CR, LF, spaces and controls made common):
+        the same fields, or the same refusal.
+        """
+        want_fields, want_error = _field_lines_one_by_one(lines)
+        try:
+            fields, _ = read_field_lines(lines, frozenset())
+        except MessageError as error:
+            self.assertEqual(error.detail, want_error)
+        else:
+            self.assertEqual((fields, want_error), (want_fields, None))
 
 
 class FindHeadEndTests(SynchronousTestCase):
