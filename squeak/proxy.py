@@ -261,6 +261,10 @@ class BodyRelay:
     while paused: an origin is not to blame for a slow client.
     """
 
+    #: Bodies of at most this many bytes (known in advance) are relayed
+    #: without registering as the client connection's producer.
+    SMALL_BODY = 65536
+
     def __init__(
         self,
         request: ForwardRequest,
@@ -288,7 +292,13 @@ class BodyRelay:
         self.connectionMade()
 
     def connectionMade(self) -> None:
-        self._request.register_producer(self, True)
+        length = getattr(self.transport, "length", None)
+        if not (isinstance(length, int) and length <= self.SMALL_BODY):
+            # A body of unknown length, or a large one: let the client's
+            # connection pause the origin as its buffer fills.  A small one
+            # cannot fill it (and the request stops the relay itself if the
+            # client leaves), so most small misses skip the bookkeeping.
+            self._request.register_producer(self, True)
         self._arm()
 
     def dataReceived(self, data: bytes) -> None:

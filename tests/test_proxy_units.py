@@ -149,6 +149,21 @@ class BodyRelayTests(SynchronousTestCase):
         relay.resumeProducing()
         self.assertEqual(upstream.state, "producing")
 
+    def test_small_known_bodies_skip_producer_registration(self) -> None:
+        """
+        A body known to be at most L{BodyRelay.SMALL_BODY} bytes cannot
+        fill the client's buffer: the relay does not register as its
+        producer.  A larger or unknown length does.
+        """
+        registered = []
+        for length in (0, BodyRelay.SMALL_BODY, BodyRelay.SMALL_BODY + 1, None):
+            request = _FakeRequest()
+            upstream = _FakeUpstreamTransport()
+            upstream.length = length  # type: ignore[attr-defined]
+            BodyRelay(request, 10.0, MemoryReactorClock()).makeConnection(upstream)  # type: ignore[arg-type]
+            registered.append(request.producer is not None)
+        self.assertEqual(registered, [False, False, True, True])
+
     def test_silent_origin_times_out(self) -> None:
         """
         No data for the read timeout stops the upstream read and tells the
