@@ -43,7 +43,7 @@ from squeak.http1 import (
     find_head_end,
     parse_request_head,
 )
-from squeak.wire import SendBatcher
+from squeak.wire import DIRECT, Sender
 
 __all__ = ["ClientChannel", "Exchange", "serialise_fields"]
 
@@ -348,9 +348,10 @@ class ClientChannel(Protocol):
     max_fields = 100
     max_body_size = 2**63
     idle_timeout: float | None = 60.0
-    #: Sends what a reactor turn wrote at its end (L{squeak.wire}); set by
-    #: the factory, or L{None} to write to the transport directly.
-    batcher: SendBatcher | None = None
+    #: Sends what the channel writes: the factory sets the proxy's
+    #: L{SendBatcher}, which sends a reactor turn's writes at its end; by
+    #: default they go to the transport at once (L{squeak.wire.DIRECT}).
+    sender: Sender = DIRECT
     #: Seconds a rejected client may keep sending before it is cut off.
     linger_timeout = 2.0
     reactor: Any = None
@@ -422,30 +423,25 @@ class ClientChannel(Protocol):
 
     def send(self, data: bytes) -> None:
         """
-        Write to the client: through the L{batcher} when there is one.
-        Every write of the channel and its exchanges comes here, so their
-        order is kept.
+        Write to the client through the L{sender}.  Every write of the
+        channel and its exchanges comes here, so their order is kept.
         """
-        if self.batcher is not None:
-            self.batcher.write(self.transport, data)
-        else:
-            self.transport.write(data)
+        self.sender.write(self.transport, data)
 
     def flush(self) -> None:
         """
-        Send what the L{batcher} holds for this connection now: before the
+        Send what the L{sender} holds for this connection now: before the
         connection is closed or handed to something that writes to it
         directly.
         """
-        if self.batcher is not None:
-            self.batcher.flush(self.transport)
+        self.sender.flush(self.transport)
 
     def lose_connection(self) -> None:
         """
         Close the connection once everything written has been sent.
 
-        Twisted's C{loseConnection} alone could close before the batcher's
-        end-of-turn send when called from a timed call.
+        Twisted's C{loseConnection} alone could close before a batching
+        sender's end-of-turn send when called from a timed call.
         """
         self.flush()
         self.transport.loseConnection()

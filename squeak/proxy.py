@@ -145,7 +145,7 @@ class ProxyContext:
     #: The origins' answer and read timeouts (L{squeak.deadlines}).
     deadlines: Deadlines
     #: Sends each reactor turn's writes together (L{squeak.wire}).
-    batcher: SendBatcher | None = None
+    batcher: SendBatcher
 
     #: Open client connections, and how many each client address has (for
     #: stats, C{maxconn} rules and a clean shutdown).
@@ -174,7 +174,7 @@ class ProxyContext:
             max_idle_per_host=config.upstream.max_idle_per_host,
             idle_timeout=config.timeouts.server_idle,
             ca_file=config.upstream.ca_file,
-            batcher=batcher,
+            sender=batcher,
         )
         # One write(2) per request costs ~5 % under load, and formatting a
         # line between two requests more than formatting many in a row:
@@ -1577,7 +1577,7 @@ class ForwardProxyFactory(Factory):
         config = self.context.config
         channel.context = self.context
         channel.reactor = self.context.reactor
-        channel.batcher = self.context.batcher
+        channel.sender = self.context.batcher
         channel.idle_timeout = config.timeouts.client_idle
         channel.max_head_size = config.limits.request_header_size
         channel.max_fields = config.limits.request_headers

@@ -78,7 +78,7 @@ from squeak.http1 import (
     read_field_lines,
 )
 from squeak.tunnel import BULK_READ_SIZE
-from squeak.wire import SendBatcher
+from squeak.wire import DIRECT, Sender
 
 __all__ = [
     "FramingError",
@@ -586,14 +586,10 @@ class _UpstreamConnection(Protocol):
 
     def write(self, data: bytes) -> None:
         """
-        Write request bytes: through the client's batcher when it has one.
-        Every write of a request comes here, so their order is kept.
+        Write request bytes through the client's sender.  Every write of a
+        request comes here, so their order is kept.
         """
-        batcher = self._client.batcher
-        if batcher is not None:
-            batcher.write(self.transport, data)
-        else:
-            self.transport.write(data)
+        self._client.sender.write(self.transport, data)
 
     def send(self, exchange: _Exchange) -> None:
         """
@@ -883,9 +879,7 @@ class _UpstreamConnection(Protocol):
         if self._state != _CLOSED:
             self._state = _CLOSED
             self._stop_sending()
-            batcher = self._client.batcher
-            if batcher is not None:
-                batcher.flush(self.transport)
+            self._client.sender.flush(self.transport)
             self.transport.loseConnection()
 
     def _stop_sending(self) -> None:
@@ -965,7 +959,7 @@ class UpstreamClient:
         idle_timeout: float,
         ca_file: str = "",
         endpoint_factory: Callable[[str, str, int], Any] | None = None,
-        batcher: SendBatcher | None = None,
+        sender: Sender = DIRECT,
     ) -> None:
         """
         @param connect_timeout: Seconds to wait for a TCP connection.
@@ -976,11 +970,12 @@ class UpstreamClient:
         @param endpoint_factory: Builds the endpoint for C{(scheme, host,
             port)}; by default a L{HostnameEndpoint}, TLS-wrapped for https
             (tests pass fakes).
-        @param batcher: Sends each reactor turn's writes together
-            (L{squeak.wire}); requests are written directly without one.
+        @param sender: Writes requests: the proxy's L{SendBatcher} sends
+            a reactor turn's writes together; by default they are written
+            at once.
         """
         self._reactor: Any = reactor
-        self.batcher = batcher
+        self.sender = sender
         self._endpoint_factory = endpoint_factory or self._default_endpoint
         self._connect_timeout = connect_timeout
         self.max_idle_per_host = max_idle_per_host

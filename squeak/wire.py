@@ -37,14 +37,33 @@ from typing import Any
 
 from twisted.internet import tcp
 
-__all__ = ["SendBatcher"]
+__all__ = ["DIRECT", "SendBatcher", "Sender"]
 
 #: Transport classes whose internals the batcher relies on
 #: (twisted.internet.tcp: socket, dataBuffer, _tempDataLen, producer).
 _PLAIN_TCP: tuple[type, ...] = (tcp.Server, tcp.Client)
 
 
-class SendBatcher:
+class Sender:
+    """
+    Writes to transports at once: what the client channel and the upstream
+    connections use when no L{SendBatcher} was given them (unit tests on
+    fake transports, other embedders), so they write one way either way.
+    """
+
+    def write(self, transport: Any, data: bytes) -> None:
+        """Write C{data} to C{transport} now."""
+        transport.write(data)
+
+    def flush(self, transport: Any) -> None:
+        """Nothing is held back, so nothing to send."""
+
+
+#: The shared L{Sender}: it holds no state.
+DIRECT = Sender()
+
+
+class SendBatcher(Sender):
     """
     Collects writes to plain TCP transports during a reactor turn and sends
     them at its end.
