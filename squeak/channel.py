@@ -618,16 +618,25 @@ class ClientChannel(Protocol):
         @return: Bytes the client sent after the last request head, which
             belong to whatever the connection now carries.
         """
+        self._stop_http()
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+    def _stop_http(self) -> None:
+        """
+        No more requests are read on this connection: no idle timer, reads
+        resumed (a tunnel relays them, a lingering close discards them),
+        and what was written so far sent, since what follows writes to the
+        transport itself.
+        """
         self._state = _CLOSING
-        self.flush()  # whatever takes over writes to the transport itself
+        self.flush()
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
         if self._read_paused:
             self._read_paused = False
             self.transport.resumeProducing()
-        rest, self._buffer = self._buffer, b""
-        return rest
 
     def reject_message(self, error: MessageError) -> None:
         """
@@ -656,20 +665,13 @@ class ClientChannel(Protocol):
         what the client still sends, and close for good when it closes or
         after L{linger_timeout} seconds.
         """
-        self._state = _CLOSING
+        self._stop_http()
         self.persistent = False
         self._buffer = b""
         self._close_spool()
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
-        self._idle_call = None
-        if self._read_paused:
-            self._read_paused = False
-            self.transport.resumeProducing()
         self._linger_call = self.reactor.callLater(
             self.linger_timeout, self.transport.abortConnection
         )
-        self.flush()
         try:
             self.transport.loseWriteConnection()
         except (AttributeError, NotImplementedError):
