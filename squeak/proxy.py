@@ -54,6 +54,7 @@ from squeak.cache.policy import (
     handle_validation_response,
     headers_for_reuse,
     not_modified_headers,
+    stored_fields_for_reuse,
     validation_request_headers,
 )
 from squeak.cache.ranges import (
@@ -767,8 +768,8 @@ class ForwardRequest(Exchange):
         self, meta: StoredResponse, decision: ReuseDecision
     ) -> tuple[bytes, bytes | None]:
         """
-        What L{headers_for_reuse} gives for C{meta}, less C{Age}, with our
-        X-Cache fields, serialised for L{Exchange.field_block}; and the
+        L{stored_fields_for_reuse} of C{meta} and our X-Cache fields,
+        serialised for L{Exchange.field_block}; and the
         Content-Type among them, for the access log.  Remembered with the
         stored response, so a hot entry is serialised once.
         """
@@ -779,14 +780,8 @@ class ForwardRequest(Exchange):
         served = remembered.get(key)
         if served is None:
             fields = [
-                (name, value)
-                for name, value in headers_for_reuse(meta, decision, _X_CACHE_FIELDS)
-                if name.lower() != b"age"
-            ]
-            hit_value, miss_value = _x_cache_values(hostname)
-            fields += [
-                (b"X-Cache", hit_value),
-                (b"X-Cache-Lookup", hit_value if found else miss_value),
+                *stored_fields_for_reuse(meta, decision, _X_CACHE_FIELDS),
+                *self._x_cache_fields(hit=True),
             ]
             served = remembered[key] = (
                 serialise_fields(fields),
@@ -831,9 +826,16 @@ class ForwardRequest(Exchange):
                 for key, value in self.response_fields
                 if key.lower() not in _X_CACHE_FIELDS
             ]
+        self.response_fields += self._x_cache_fields(hit=hit)
+
+    def _x_cache_fields(self, *, hit: bool) -> RawHeaders:
+        """
+        Squid's C{X-Cache} (whether this response came from the cache) and
+        C{X-Cache-Lookup} (whether the cache held an entry for it).
+        """
         found = self._lookup is not None and self._lookup.hit is not None
         hit_value, miss_value = _x_cache_values(self.context.config.proxy.visible_hostname)
-        self.response_fields += [
+        return [
             (b"X-Cache", hit_value if hit else miss_value),
             (b"X-Cache-Lookup", hit_value if found else miss_value),
         ]

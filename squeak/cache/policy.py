@@ -85,6 +85,7 @@ __all__ = [
     "is_storable",
     "not_modified_headers",
     "selects_for_update",
+    "stored_fields_for_reuse",
     "validation_request_headers",
 ]
 
@@ -656,11 +657,10 @@ class _StoredFacts:
                 if cc.immutable
                 else self.fresh_reason(freshness)
             )
-            revalidate_when_stale = (
-                cc.must_revalidate or cc.proxy_revalidate or cc.s_maxage is not None
-            )
             # Fresh means no staleness: within any stale-if-error window.
-            stale_if_error = not revalidate_when_stale and cc.stale_if_error is not None
+            stale_if_error = (
+                not _revalidates_when_stale(cc, shared=True) and cc.stale_if_error is not None
+            )
             self._plain = (freshness.lifetime, initial_age, reason, stale_if_error)
             self._plain_for = key
         return self._plain
@@ -680,6 +680,15 @@ class _StoredFacts:
             )
             self._reused_for = removed
         return self._reused
+
+
+def _revalidates_when_stale(cc: CacheControl, *, shared: bool) -> bool:
+    """
+    Whether a stale response must be validated before it is reused:
+    C{must-revalidate} (§5.2.2.2), and for a shared cache
+    C{proxy-revalidate} (§5.2.2.8) or C{s-maxage} (§5.2.2.10).
+    """
+    return cc.must_revalidate or (shared and (cc.proxy_revalidate or cc.s_maxage is not None))
 
 
 def derived_values(stored: StoredResponse) -> dict[object, object]:
@@ -836,9 +845,7 @@ def _decide(
     lifetime = freshness.lifetime
     fresh = lifetime > age
     staleness = max(0.0, age - lifetime)
-    revalidate_when_stale = cc.must_revalidate or (
-        shared and (cc.proxy_revalidate or cc.s_maxage is not None)
-    )
+    revalidate_when_stale = _revalidates_when_stale(cc, shared=shared)
     error_window = max(
         cc.stale_if_error if cc.stale_if_error is not None else -1,
         request_cc.stale_if_error if request_cc.stale_if_error is not None else -1,
@@ -918,20 +925,31 @@ def _decide(
     return decide(Reuse.VALIDATE, f"{stale}; validate (RFC 9111 §4.3)")
 
 
-def headers_for_reuse(
+def stored_fields_for_reuse(
     stored: StoredResponse, decision: ReuseDecision, replaced: frozenset[bytes] = frozenset()
-) -> RawHeaders:
+) -> tuple[tuple[bytes, bytes], ...]:
     """
-    The header fields to send with a stored response served from cache:
-    the stored fields, without those a qualified C{no-cache} names
-    (RFC 9111 §5.2.2.4) and with an C{Age} for the current age (RFC 9111
-    §5.1: a cache MUST send C{Age} on a response served from cache).
+    The stored fields sent with a stored response served from cache,
+    before its new C{Age}: without C{Age} and those a qualified
+    C{no-cache} names (RFC 9111 §5.2.2.4).  Worked out once per stored
+    response and decision.
 
     @param replaced: Lower-cased names of fields the caller sends values of
         its own for, left out here too.
     """
     removed = decision.strip_fields | replaced if decision.strip_fields else replaced
-    headers = list(_facts_of(stored).reused_fields(removed))
+    return _facts_of(stored).reused_fields(removed)
+
+
+def headers_for_reuse(
+    stored: StoredResponse, decision: ReuseDecision, replaced: frozenset[bytes] = frozenset()
+) -> RawHeaders:
+    """
+    The header fields to send with a stored response served from cache:
+    L{stored_fields_for_reuse} and an C{Age} for the current age (RFC 9111
+    §5.1: a cache MUST send C{Age} on a response served from cache).
+    """
+    headers = list(stored_fields_for_reuse(stored, decision, replaced))
     headers.append((b"Age", age_header_value(decision.age)))
     return headers
 
