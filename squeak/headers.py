@@ -387,7 +387,7 @@ def via_entry(version: bytes, visible_hostname: str) -> bytes:
     )
 
 
-def _append_via(headers: RawHeaders, entry: bytes) -> RawHeaders:
+def _append_via(headers: RawHeaders, entry: bytes, *, may_have_via: bool = True) -> RawHeaders:
     """
     Add a C{Via} entry after any that are already there.
 
@@ -397,8 +397,13 @@ def _append_via(headers: RawHeaders, entry: bytes) -> RawHeaders:
 
     @param headers: the header section, changed in place.
     @param entry: the entry to add.
+    @param may_have_via: false when the caller knows C{headers} has no
+        C{Via} field, so none is looked for.
     @return: C{headers}.
     """
+    if not may_have_via:
+        headers.append((b"Via", entry))
+        return headers
     for index in range(len(headers) - 1, -1, -1):
         name, value = headers[index]
         if name.lower() == b"via":
@@ -475,11 +480,11 @@ def upstream_request_headers(
         chain.append(client_ip.encode("ascii") if forwarded_for == "on" else b"unknown")
         result.append((b"X-Forwarded-For", b", ".join(chain)))
     if via:
-        entry = via_entry(request_version, visible_hostname)
-        if b"via" in lowered and b"via" not in removed:
-            _append_via(result, entry)
-        else:
-            result.append((b"Via", entry))
+        _append_via(
+            result,
+            via_entry(request_version, visible_hostname),
+            may_have_via=b"via" in lowered and b"via" not in removed,
+        )
     return result
 
 
@@ -515,9 +520,9 @@ def downstream_response_headers(
     removed = _hop_by_hop(headers, lowered) | _DOWNSTREAM_REGENERATED | replaced
     result = [field for field, low in zip(headers, lowered, strict=True) if low not in removed]
     if via:
-        entry = via_entry(response_version, visible_hostname)
-        if b"via" in lowered and b"via" not in removed:
-            _append_via(result, entry)
-        else:
-            result.append((b"Via", entry))
+        _append_via(
+            result,
+            via_entry(response_version, visible_hostname),
+            may_have_via=b"via" in lowered and b"via" not in removed,
+        )
     return result
