@@ -279,7 +279,6 @@ class BodyRelay:
         """
         self._request = request
         self._read_timeout = read_timeout
-        self._reactor = reactor
         if deadlines is None:
             deadlines = Deadlines(reactor, deadline_resolution(read_timeout))
         self._deadlines = deadlines
@@ -387,7 +386,7 @@ class ForwardRequest(Exchange):
     _relay: BodyRelay | None = None
     _read_timed_out = False
     # Whether the origin's answer is being timed (context.deadlines).
-    _answer_timer = False
+    _timing_answer = False
     # A hit's Content-Type, when its fields went out as a field_block.
     _content_type: bytes | None = None
     _overdue: float | None = None
@@ -1029,7 +1028,7 @@ class ForwardRequest(Exchange):
         # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
         # per request: this runs on every miss (squeak/deadlines.py).
         timeout = timeouts.connect + timeouts.read
-        self._answer_timer = True
+        self._timing_answer = True
         self.context.deadlines.set(self, timeout, self._no_answer_in_time, pending, timeout)
         pending.addCallbacks(self._got_response, self._upstream_failed)
         pending.addErrback(self._internal_error)
@@ -1039,18 +1038,18 @@ class ForwardRequest(Exchange):
         The origin did not answer (connect plus read timeout): give up on
         it; L{_upstream_failed} answers 504.
         """
-        self._answer_timer = False
+        self._timing_answer = False
         self._overdue = timeout
         pending.cancel()
 
-    def _stop_answer_timer(self) -> None:
-        if self._answer_timer:
-            self._answer_timer = False
+    def _stop_timing_answer(self) -> None:
+        if self._timing_answer:
+            self._timing_answer = False
             self.context.deadlines.cancel(self)
 
     def _upstream_failed(self, reason: Failure) -> None:
         self._pending = None
-        self._stop_answer_timer()
+        self._stop_timing_answer()
         if self._overdue is not None and reason.check(defer.CancelledError):
             reason = Failure(
                 ProxyError(
@@ -1093,7 +1092,7 @@ class ForwardRequest(Exchange):
 
     def _got_response(self, response: UpstreamResponse) -> None:
         self._pending = None
-        self._stop_answer_timer()
+        self._stop_timing_answer()
         if response.peer:
             self._peer = response.peer
         if self.disconnected:
@@ -1306,7 +1305,7 @@ class ForwardRequest(Exchange):
         The response finished or the client went away: stop any upstream
         work still running and write the access-log line.
         """
-        self._stop_answer_timer()
+        self._stop_timing_answer()
         if reason is not None:
             if self._pending_access is not None:
                 access, self._pending_access = self._pending_access, None
