@@ -11,6 +11,7 @@ traceback).
 
 from __future__ import annotations
 
+import select
 import sys
 from typing import Any, cast
 
@@ -39,6 +40,12 @@ def makeService(options: Options) -> IService:
     """
     Load the configuration and build the service tree.
     """
+    if hasattr(select, "epoll"):
+        from squeak.eventloop import install_default
+
+        # Unless twistd --reactor chose one: Twisted's epoll reactor without
+        # its per-event logging context (squeak.eventloop says why).
+        install_default()
     from twisted.internet import reactor
 
     from squeak.service import build_service

@@ -142,8 +142,10 @@ class EndToEndTests(unittest.SynchronousTestCase):
         self.log_dir.mkdir(parents=True)
         self.log_path = self.log_dir / "access.log"
 
-    def _start(self, extra: str = "") -> TwistdProxy:
-        proxy = TwistdProxy(_config(str(self.log_path), extra)).start()
+    def _start(self, extra: str = "", twistd_options: tuple[str, ...] = ()) -> TwistdProxy:
+        proxy = TwistdProxy(
+            _config(str(self.log_path), extra), twistd_options=twistd_options
+        ).start()
         self.addCleanup(proxy.stop)
         return proxy
 
@@ -183,6 +185,18 @@ class EndToEndTests(unittest.SynchronousTestCase):
         # twistd re-raises SIGTERM after a clean shutdown to exit "by" it.
         self.assertIn(proxy.stop(), (0, -signal.SIGTERM))
         self.assertIn("Server Shut Down.", proxy.output)
+        # With no --reactor, squeak's own (squeak.eventloop).
+        self.assertIn("reactor class: squeak.eventloop.LeanEPollReactor.", proxy.output)
+
+    def test_reactor_chosen_on_the_command_line_is_kept(self) -> None:
+        """
+        twistd --reactor epoll runs squeak on Twisted's stock epoll reactor.
+        """
+        proxy = self._start(twistd_options=("--reactor", "epoll"))
+        with self._opener(proxy).open(self.origin.url("/small"), timeout=10) as response:
+            self.assertEqual(response.read(), b"hello from origin\n")
+        self.assertIn(proxy.stop(), (0, -signal.SIGTERM))
+        self.assertIn("reactor class: twisted.internet.epollreactor.EPollReactor.", proxy.output)
 
     def test_raw_socket_keep_alive(self) -> None:
         """

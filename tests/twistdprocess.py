@@ -29,13 +29,20 @@ class TwistdProxy:
     @ivar output: Everything it printed so far (stdout and stderr).
     """
 
-    def __init__(self, config_text: str | None, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config_text: str | None,
+        *,
+        env: dict[str, str] | None = None,
+        twistd_options: tuple[str, ...] = (),
+    ) -> None:
         self.directory = tempfile.mkdtemp(prefix="squeak-e2e-")
         self.config_path: str | None = None
         if config_text is not None:
             self.config_path = os.path.join(self.directory, "squeak.toml")
             Path(self.config_path).write_text(config_text, encoding="utf-8")
         self._env = {**os.environ, **(env or {})}
+        self._twistd_options = list(twistd_options)
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self._lines: list[str] = []
@@ -46,7 +53,7 @@ class TwistdProxy:
         return "".join(self._lines)
 
     def args(self) -> list[str]:
-        args = [TWISTD, "-n", "--pidfile=", "squeak"]
+        args = [TWISTD, "-n", "--pidfile=", *self._twistd_options, "squeak"]
         if self.config_path is not None:
             args += ["--config", self.config_path]
         return args
