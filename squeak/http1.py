@@ -153,10 +153,10 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
     fields, watched = read_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS, names=names)
     http11 = minor != b"0"
     version = b"HTTP/1.1" if minor == b"1" else b"HTTP/1." + minor
-    if not watched or (len(watched) == 1 and watched[0][0] == b"host"):
-        # The common head: at most a Host among the watched fields, so no
-        # body, no Expect, and the version's persistence (what the general
-        # case below concludes for it).
+    if len(watched) == 1 and watched[0][0] == b"host":
+        # The common head: a Host and no other watched field, so no body,
+        # no Expect, and the version's persistence (what the general case
+        # below concludes for it).
         return RequestHead(method, target, version, fields, 0, http11, False, frozenset(names))
     framing = [(name, value) for name, value in watched if name in _FRAMING]
     hosts = sum(1 for name, _ in watched if name == b"host")
@@ -178,6 +178,13 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
             # treated "as if the framing is faulty".
             raise MessageError("HTTP/1.0 request with Transfer-Encoding (RFC 9112 §6.1)")
         content_length = None if name == b"transfer-encoding" else int(value)
+    # After the framing checks, whose reasons matter more.
+    if not hosts and http11:
+        # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
+        # status code to any HTTP/1.1 request message that lacks a Host
+        # header field" - even in absolute form, where the URI names the
+        # origin: a client that omits it is not speaking HTTP/1.1.
+        raise MessageError("HTTP/1.1 request without a Host field (RFC 9112 §3.2)")
     return RequestHead(
         method=method,
         target=target,

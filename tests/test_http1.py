@@ -531,7 +531,7 @@ class RequestHeadTests(SynchronousTestCase):
         target is acceptable is decided later, by L{squeak.target}.
         """
         target = "/caf\u00e9".encode()
-        self.assertEqual(parse(b"GET " + target + b" HTTP/1.1").target, target)
+        self.assertEqual(parse(b"GET " + target + b" HTTP/1.1", b"Host: a").target, target)
 
     def test_versions(self) -> None:
         """
@@ -539,30 +539,52 @@ class RequestHeadTests(SynchronousTestCase):
         minor version is accepted (RFC 9110 §2.5: a recipient handles a
         higher minor version as the highest it knows).
         """
-        self.assertEqual(parse(b"GET / HTTP/1.1").version, b"HTTP/1.1")
+        self.assertEqual(parse(b"GET / HTTP/1.1", b"Host: a").version, b"HTTP/1.1")
         self.assertEqual(parse(b"GET / HTTP/1.0").version, b"HTTP/1.0")
-        later = parse(b"GET / HTTP/1.9")
+        later = parse(b"GET / HTTP/1.9", b"Host: a")
         self.assertEqual((later.version, later.keep_alive), (b"HTTP/1.9", True))
 
     def test_no_fields(self) -> None:
         """
-        A head of only a request line has no fields and no body (RFC 9112
-        §6.3 item 7: a request without framing fields has a zero-length
-        body).
+        An HTTP/1.0 head of only a request line has no fields and no body
+        (RFC 9112 §6.3 item 7: a request without framing fields has a
+        zero-length body).
         """
-        got = parse(b"GET http://a/ HTTP/1.1")
+        got = parse(b"GET http://a/ HTTP/1.0")
         self.assertEqual(
             got,
             RequestHead(
                 method=b"GET",
                 target=b"http://a/",
-                version=b"HTTP/1.1",
+                version=b"HTTP/1.0",
                 fields=[],
                 content_length=0,
-                keep_alive=True,
+                keep_alive=False,
                 expects_continue=False,
             ),
         )
+
+    def test_host_is_required_in_http11(self) -> None:
+        """
+        An HTTP/1.1 request without Host is refused with a 400 (RFC 9112
+        §3.2: a server MUST), in absolute form too, whatever its other
+        fields; an HTTP/1.0 one is accepted without it.
+        """
+        for lines in (
+            [b"GET http://a/ HTTP/1.1"],
+            [b"GET http://a/ HTTP/1.1", b"User-Agent: x"],
+            [b"POST http://a/ HTTP/1.1", b"Content-Length: 1"],
+            [b"CONNECT a:443 HTTP/1.1"],
+            [b"GET / HTTP/1.9", b"Accept: */*"],
+        ):
+            error = self.assertRaises(MessageError, parse, *lines)
+            self.assertEqual(
+                (error.status, error.detail),
+                (400, "HTTP/1.1 request without a Host field (RFC 9112 §3.2)"),
+                lines,
+            )
+        self.assertEqual(parse(b"GET http://a/ HTTP/1.0", b"Accept: */*").target, b"http://a/")
+        self.assertEqual(parse(b"GET http://a/ HTTP/1.1", b"Host:").fields, [(b"Host", b"")])
 
     def test_fields_kept_in_order(self) -> None:
         """
@@ -598,7 +620,7 @@ class RequestHeadTests(SynchronousTestCase):
         and so are obs-text bytes.
         """
         got = parse(
-            b"GET / HTTP/1.1",
+            b"GET / HTTP/1.0",
             b"A:value",
             b"B:   spaced   ",
             b"C:\t\ttabbed\t",
@@ -671,7 +693,9 @@ class RequestHeadTests(SynchronousTestCase):
         wrong: list[object] = []
         for why, version, values, want in EXPECT:
             lines = [b"Expect: " + value for value in values]
-            got = parse(b"PUT / HTTP/" + version, b"Content-Length: 1", *lines).expects_continue
+            got = parse(
+                b"PUT / HTTP/" + version, b"Host: a", b"Content-Length: 1", *lines
+            ).expects_continue
             if got != want:
                 wrong.append((why, got))
         self.assertEqual(wrong, [])
@@ -682,12 +706,12 @@ class RequestHeadTests(SynchronousTestCase):
         with a 400 (RFC 9110 §5.4: a server refuses a set of fields larger
         than it wishes to process with a 4xx).
         """
-        lines = [b"X-%d: %d" % (i, i) for i in range(10)]
+        lines = [b"Host: a"] + [b"X-%d: %d" % (i, i) for i in range(9)]
         self.assertEqual(len(parse(b"GET / HTTP/1.1", *lines, max_fields=10).fields), 10)
         error = self.assertRaises(MessageError, parse, b"GET / HTTP/1.1", *lines, max_fields=9)
         self.assertEqual(error.status, 400)
         self.assertIn("more than 9 header fields", error.detail)
-        self.assertEqual(len(parse(b"GET / HTTP/1.1", max_fields=0).fields), 0)
+        self.assertEqual(len(parse(b"GET / HTTP/1.0", max_fields=0).fields), 0)
 
 
 class RequestHeadRejectionTests(SynchronousTestCase):

@@ -543,6 +543,7 @@ class RequestValidationTests(ProxyTestCase):
             ),
             (b"GET http://127.0.0.1:9/ HTTP/1.1\r\nNo colon here\r\n\r\n", b"colon"),
             (b"NOT A REQUEST LINE AT ALL\r\n\r\n", b"request line"),
+            (b"GET http://127.0.0.1:9/ HTTP/1.1\r\nAccept: */*\r\n\r\n", b"without a Host"),
         ]
         wrong = []
         for data, needle in cases:
@@ -564,7 +565,10 @@ class RequestValidationTests(ProxyTestCase):
         """
         A declared body over limits.request_body_size gets 413 at once.
         """
-        data = b"POST http://127.0.0.1:9/ HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"a" * 100
+        data = (
+            b"POST http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"
+            b"Content-Length: 5000\r\n\r\n" + b"a" * 100
+        )
         status, raw = await self._status_and_page(data)
         self.assertTrue(status.startswith(b"HTTP/1.1 413"), status)
         self.assertIn(b"ERR_TOO_BIG", raw)
