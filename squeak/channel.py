@@ -21,7 +21,10 @@ What the channel guarantees:
     otherwise, or a close-delimited body for HTTP/1.0 clients, who never see
     chunked bodies or interim responses other than none at all.
   - A connection with no exchange in progress is closed after
-    C{timeouts.client_idle} seconds of silence.
+    C{timeouts.client_idle} seconds of silence, and a request head must
+    arrive whole within C{timeouts.request_head} seconds of its first byte
+    (408 otherwise), so a client trickling bytes cannot hold a connection
+    forever.
 """
 
 from __future__ import annotations
@@ -348,6 +351,10 @@ class ClientChannel(Protocol):
     max_fields = 100
     max_body_size = 2**63
     idle_timeout: float | None = 60.0
+    #: Seconds a client has to send a whole request head once part of it
+    #: arrived (Squid's request_timeout, nginx's client_header_timeout):
+    #: bytes trickling in restart the idle clock, not this one.
+    head_timeout: float | None = 60.0
     #: Sends what the channel writes: the factory sets the proxy's
     #: L{SendBatcher}, which sends a reactor turn's writes at its end; by
     #: default they go to the transport at once (L{squeak.wire.DIRECT}).
@@ -367,6 +374,8 @@ class ClientChannel(Protocol):
         self._processing = False
         self._read_paused = False
         self._last_activity = 0.0
+        # When the first bytes of a head still incomplete arrived.
+        self._head_started: float | None = None
         self._idle_call: Any = None
         self._linger_call: Any = None
         # The request being read, for the body and for rejections.
@@ -406,20 +415,53 @@ class ClientChannel(Protocol):
         """
         Close a connection that was silent for C{idle_timeout} seconds while
         no exchange was in progress (a slow response is not the client's
-        silence).
+        silence), or answer 408 to a request head that took longer than
+        C{head_timeout}; otherwise come back at the sooner of the two.
         """
         self._idle_call = None
-        if self._state == _CLOSING:
+        state = self._state
+        if state == _CLOSING:
             return
+        now = self.reactor.seconds()
+        waits = []
+        started = self._head_started
+        if state == _HEAD and started is not None and self.head_timeout:
+            left = started + self.head_timeout - now
+            if left <= 0:
+                self.request_line = _request_line_of(self._buffer)
+                self.reject_message(
+                    MessageError(f"request head not complete within {self.head_timeout:g}s", 408)
+                )
+                return
+            waits.append(left)
         timeout = self.idle_timeout
-        assert timeout
-        quiet = self.reactor.seconds() - self._last_activity
-        if self._state == _EXCHANGE or quiet < timeout:
-            wait = timeout if self._state == _EXCHANGE else timeout - quiet
-            self._idle_call = self.reactor.callLater(wait, self._check_idle)
+        if timeout:
+            if state == _EXCHANGE:
+                waits.append(timeout)
+            else:
+                left = self._last_activity + timeout - now
+                if left <= 0:
+                    self.persistent = False
+                    self.lose_connection()
+                    return
+                waits.append(left)
+        if waits:
+            self._idle_call = self.reactor.callLater(min(waits), self._check_idle)
+
+    def _head_incomplete(self) -> None:
+        """
+        Part of a request head is in: its clock starts (once per head), and
+        the timer comes back by its deadline.
+        """
+        if self._head_started is not None or not self.head_timeout:
             return
-        self.persistent = False
-        self.lose_connection()
+        now = self.reactor.seconds()
+        self._head_started = now
+        call = self._idle_call
+        if call is None or not call.active():
+            self._idle_call = self.reactor.callLater(self.head_timeout, self._check_idle)
+        elif call.getTime() > now + self.head_timeout:
+            call.reset(self.head_timeout)
 
     def send(self, data: bytes) -> None:
         """
@@ -487,12 +529,14 @@ class ClientChannel(Protocol):
                 try:
                     end = find_head_end(buffer, self.max_head_size)
                     if end < 0:
+                        self._head_incomplete()
                         return
                     head = parse_request_head(buffer[: end - 4], max_fields=self.max_fields)
                 except MessageError as error:
                     self.request_line = _request_line_of(buffer)
                     self.reject_message(error)
                     return
+                self._head_started = None
                 self._buffer = buffer[end:]
                 self.request_line = (head.method, head.target, head.version)
                 if head.content_length == 0:

@@ -689,6 +689,8 @@ class TimeoutsConfig:
     @ivar connect: Limit on establishing a connection to an origin.
     @ivar read: Limit on silence from an origin while awaiting a response.
     @ivar client_idle: Limit on an idle client connection between requests.
+    @ivar request_head: Limit on receiving one request head, from its first
+        byte.
     @ivar server_idle: Limit on keeping an idle origin connection pooled.
     @ivar tunnel_idle: Limit on a CONNECT tunnel relaying nothing.
     """
@@ -709,6 +711,12 @@ class TimeoutsConfig:
         default=120.0,
         kind="duration",
         doc="How long a client connection may stay idle between requests.",
+        parse=_positive_duration,
+    )
+    request_head: float = _setting(
+        default=60.0,
+        kind="duration",
+        doc="How long a client may take to send a whole request head, from its first byte.",
         parse=_positive_duration,
     )
     server_idle: float = _setting(

@@ -94,6 +94,13 @@ CATALOGUE: Mapping[str, ErrorInfo] = {
         "accept. Send a smaller request or ask the proxy's administrator to raise the "
         "limit.",
     ),
+    "ERR_REQUEST_PARSE_TIMEOUT": ErrorInfo(
+        408,
+        "Request Timeout",
+        "The client did not send a complete request head in the time the proxy allows "
+        "(timeouts.request_head). The network may be very slow; otherwise the client "
+        "is misbehaving.",
+    ),
     "ERR_DNS_FAIL": ErrorInfo(
         503,
         "Unable to Determine IP Address",

@@ -122,6 +122,14 @@ _CONDITIONAL_FIELDS = frozenset({b"if-none-match", b"if-modified-since"})
 #: Squid's cache-result fields, set by this proxy on every response.
 _X_CACHE_FIELDS = frozenset({b"x-cache", b"x-cache-lookup"})
 #: HTTP-version bytes of the common (protocol, major, minor) triples.
+#: The error page of a request refused while it was read, by status
+#: (L{ForwardProxy.reject_message}); any other is ERR_INVALID_REQ.
+_REJECTION_NAMES = {
+    408: "ERR_REQUEST_PARSE_TIMEOUT",
+    413: "ERR_TOO_BIG",
+    505: "ERR_UNSUP_REQ",
+}
+
 _HTTP_VERSIONS = {(b"HTTP", 1, 1): b"HTTP/1.1", (b"HTTP", 1, 0): b"HTTP/1.0"}
 
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
@@ -1463,7 +1471,7 @@ class ForwardProxy(ClientChannel):
 
     @override
     def reject_message(self, error: MessageError) -> None:
-        name = {413: "ERR_TOO_BIG", 505: "ERR_UNSUP_REQ"}.get(error.status, "ERR_INVALID_REQ")
+        name = _REJECTION_NAMES.get(error.status, "ERR_INVALID_REQ")
         self.reject(ProxyError(name, error.status, error.detail))
 
     def reject(self, error: ProxyError) -> None:
@@ -1580,6 +1588,7 @@ class ForwardProxyFactory(Factory):
         channel.reactor = self.context.reactor
         channel.sender = self.context.batcher
         channel.idle_timeout = config.timeouts.client_idle
+        channel.head_timeout = config.timeouts.request_head
         channel.max_head_size = config.limits.request_header_size
         channel.max_fields = config.limits.request_headers
         channel.max_body_size = config.limits.request_body_size

@@ -1023,6 +1023,96 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+class HeadTimeoutTests(SynchronousTestCase):
+    """
+    A request head must arrive whole within C{head_timeout} seconds of its
+    first byte, however busy the client keeps the idle clock.
+    """
+
+    def test_trickled_head_is_answered_408(self) -> None:
+        """
+        A client sending a byte every 5 s (idle timeout 10 s, never reached)
+        is answered 408 and closed C{head_timeout} after its first byte.
+        """
+        channel, transport, clock = connect(idle_timeout=10.0, head_timeout=30.0)
+        clock.advance(3)  # idle before the head: not counted
+        request = get(b"/x")
+        for sent in range(6):
+            channel.dataReceived(request[sent : sent + 1])
+            clock.advance(5)
+        # 30 s after the first byte (at 3 s): six bytes, 33 s on the clock.
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "))
+        self.assertIn(b"request head not complete within 30s", transport.value())
+        self.assertFalse(channel.persistent)
+        self.assertEqual(channel.exchanges, [])
+
+    def test_not_before_its_time(self) -> None:
+        """
+        The 408 comes at C{head_timeout} after the first byte, not before,
+        and a head completed in time starts an exchange as usual.
+        """
+        channel, transport, clock = connect(idle_timeout=100.0, head_timeout=30.0)
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n")
+        clock.advance(29.9)
+        self.assertEqual(transport.value(), b"")
+        clock.advance(0.1)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "))
+
+        channel, transport, clock = connect(idle_timeout=100.0, head_timeout=30.0)
+        channel.dataReceived(b"GET /b HTTP/1.1\r\n")
+        clock.advance(29)
+        channel.dataReceived(b"Host: example.com\r\n\r\n")
+        self.assertEqual(transport.value(), ok(b"/b"))
+        clock.advance(50)
+        self.assertFalse(transport.disconnecting)
+
+    def test_each_head_has_its_own_clock(self) -> None:
+        """
+        The clock starts at each head's first byte: a second head on a
+        keep-alive connection gets the full time again.
+        """
+        channel, transport, clock = connect(idle_timeout=100.0, head_timeout=30.0)
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n")
+        clock.advance(20)
+        channel.dataReceived(b"Host: example.com\r\n\r\n")
+        clock.advance(20)
+        channel.dataReceived(b"GET /b HTTP/1.1\r\n")
+        clock.advance(29)
+        self.assertEqual(transport.value(), ok(b"/a"))
+        clock.advance(1)
+        self.assertTrue(transport.value()[len(ok(b"/a")) :].startswith(b"HTTP/1.1 408 "))
+
+    def test_without_an_idle_timeout(self) -> None:
+        """
+        With the idle timeout off, the head timeout still applies, and no
+        timer is left once the head is complete.
+        """
+        channel, transport, clock = connect(idle_timeout=None, head_timeout=30.0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n")
+        clock.advance(30)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "))
+
+        channel, transport, clock = connect(idle_timeout=None, head_timeout=30.0)
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n")
+        channel.dataReceived(b"Host: example.com\r\n\r\n")
+        clock.advance(30)
+        self.assertEqual(transport.value(), ok(b"/a"))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_whole_heads_in_one_read_set_no_timer(self) -> None:
+        """
+        A head that arrives whole never starts the head clock: the usual
+        request moves no timer.
+        """
+        channel, transport, clock = connect(idle_timeout=100.0, head_timeout=30.0)
+        [idle] = clock.getDelayedCalls()
+        due = idle.getTime()
+        channel.dataReceived(get(b"/a"))
+        self.assertEqual(transport.value(), ok(b"/a"))
+        self.assertEqual([call.getTime() for call in clock.getDelayedCalls()], [due])
+
+
 class DisconnectTests(SynchronousTestCase):
     """
     The exchange learns when its response is done, or when the client left

@@ -198,7 +198,7 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "an unknown key with nothing close lists the table's keys",
         "[timeouts]\nfoo = 1\n",
         f"{P}:2: timeouts.foo: unknown key (expected one of connect, read, client_idle, "
-        "server_idle, tunnel_idle)",
+        "request_head, server_idle, tunnel_idle)",
     ),
     (
         "a sub-table is an unknown key of its table",

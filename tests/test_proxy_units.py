@@ -50,6 +50,52 @@ class ClientTimeoutTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
 
+class _RecordingLog(AccessLog):
+    """An access log that keeps its records instead of writing them."""
+
+    def __init__(self) -> None:
+        super().__init__("", "squid")
+        self.records: list[Any] = []
+
+    def write(self, record: Any) -> None:
+        self.records.append(record)
+
+
+class HeadTimeoutTests(SynchronousTestCase):
+    """
+    A request head that does not arrive whole within
+    C{timeouts.request_head} is refused with Squid's
+    ERR_REQUEST_PARSE_TIMEOUT page and logged.
+    """
+
+    def test_trickled_head_gets_408_page_and_log_line(self) -> None:
+        clock = MemoryReactorClock()
+        config = make_config(timeouts={"client_idle": 30.0, "request_head": 10.0})
+        log = _RecordingLog()
+        context = ProxyContext.build(config, clock, log)
+        channel = ForwardProxyFactory(context).buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", 40000)
+        )
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET http://127.0.0.1:9/slow HTTP/1.1\r\nHo")
+        clock.advance(9)
+        channel.dataReceived(b"s")
+        clock.advance(0.9)
+        self.assertEqual(transport.value(), b"")
+        clock.advance(0.1)
+        answer = transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer[:60])
+        self.assertIn(b"ERR_REQUEST_PARSE_TIMEOUT", answer)
+        self.assertIn(b"request head not complete within 10s", answer)
+        self.assertIn(b"Connection: close", answer)
+        [record] = log.records
+        self.assertEqual(
+            (record.code, record.status, record.method, record.url),
+            ("TAG_NONE", 408, "GET", "http://127.0.0.1:9/slow"),
+        )
+
+
 class RejectionTests(SynchronousTestCase):
     """
     Requests refused while still being read get a reasoned page and a
