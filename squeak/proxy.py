@@ -1215,6 +1215,10 @@ class ForwardRequest(Exchange):
         The upstream body ended: finish cleanly only when it is known to be
         complete; otherwise abort the client connection.
         """
+        # The relay is done: let go of it, so that this request and its
+        # relay (which refers back to it) are freed by reference counting
+        # rather than left for the cyclic garbage collector.
+        self._relay = None
         stored = False
         if self._storer is not None:
             # Only a body known to be complete is committed; a close-delimited

@@ -165,6 +165,11 @@ def _response_failed(reason: BaseException | Failure, *more: BaseException) -> R
     return ResponseFailed([first, *(Failure(exc) for exc in more)])
 
 
+#: What an L{UpstreamResponse} keeps in place of its protocol once the body
+#: was delivered whole (so that a second C{deliverBody} is still refused).
+_BODY_DELIVERED: Any = object()
+
+
 class UpstreamResponse:
     """
     An origin's response, delivered once its head is in.
@@ -267,6 +272,7 @@ class UpstreamResponse:
             if connection is not None:
                 connection.hold_reading(False)
         if self._ended is not None:
+            self._protocol = _BODY_DELIVERED
             protocol.connectionLost(self._ended)
 
     def pauseProducing(self) -> None:
@@ -320,6 +326,10 @@ class UpstreamResponse:
         self._connection = None
         protocol = self._protocol
         if protocol is not None and not self._delivering:
+            # Let go of the protocol, which holds this response as its
+            # transport: the pair is then freed by reference counting, not
+            # left for the cyclic garbage collector (docs/performance.md).
+            self._protocol = _BODY_DELIVERED
             protocol.connectionLost(reason)
 
 

@@ -580,13 +580,24 @@ class _StoredFacts:
         "_reused_for",
         "cc",
         "derived",
-        "stored",
+        "headers",
+        "request_time",
+        "response_time",
+        "status",
+        "stored_uri",
         "uri",
         "varying",
     )
 
     def __init__(self, stored: StoredResponse) -> None:
-        self.stored = stored
+        # The stored response's values, not the response itself: it holds
+        # these facts, and a reference back would make a cycle that only
+        # the cyclic garbage collector frees.
+        self.headers = stored.headers
+        self.status = stored.status
+        self.request_time = stored.request_time
+        self.response_time = stored.response_time
+        self.stored_uri = stored.uri
         self.uri = normalise_uri(stored.uri)
         self.cc = parse_cache_control(stored.headers)
         self.varying = vary_fields(stored.headers)
@@ -608,7 +619,7 @@ class _StoredFacts:
         §5.6.7), where a day's precision is plenty.
         """
         if day != self._day:
-            self._dates = parse_dates(self.stored.headers, now=day * 86400.0)
+            self._dates = parse_dates(self.headers, now=day * 86400.0)
             self._day = day
         return self._dates
 
@@ -616,13 +627,12 @@ class _StoredFacts:
         """L{freshness_lifetime}, remembered for the last day and rules."""
         key = (day, rules)
         if self._freshness_for != key or not shared:
-            stored = self.stored
             freshness = freshness_lifetime(
                 self.cc,
                 self.dates(day),
-                stored.status,
-                response_time=stored.response_time,
-                uri=stored.uri,
+                self.status,
+                response_time=self.response_time,
+                uri=self.stored_uri,
                 shared=shared,
                 rules=rules,
             )
@@ -644,13 +654,13 @@ class _StoredFacts:
         """
         key = (day, rules)
         if self._plain_for != key:
-            stored, cc = self.stored, self.cc
+            cc = self.cc
             freshness = self.freshness(day, rules, True)
             initial_age = current_age(
                 self.dates(day),
-                request_time=stored.request_time,
-                response_time=stored.response_time,
-                now=stored.response_time,
+                request_time=self.request_time,
+                response_time=self.response_time,
+                now=self.response_time,
             )
             reason = (
                 f"fresh ({freshness.reason}); immutable (RFC 8246 §2)"
@@ -676,7 +686,7 @@ class _StoredFacts:
         if removed != self._reused_for:
             dropped = removed | {b"age"}
             self._reused = tuple(
-                (n, v) for n, v in self.stored.headers if n.lower() not in dropped
+                (n, v) for n, v in self.headers if n.lower() not in dropped
             )
             self._reused_for = removed
         return self._reused
