@@ -18,6 +18,7 @@ from typing import Any, cast
 from twisted.application.service import IService
 from twisted.python import usage
 
+from squeak.allocator import tune_malloc
 from squeak.config import Config, ConfigError, load_config
 
 
@@ -40,6 +41,9 @@ def makeService(options: Options) -> IService:
     """
     Load the configuration and build the service tree.
     """
+    # Bulk read buffers reuse heap memory instead of new pages per read
+    # (squeak.allocator says why).
+    tune_malloc()
     if hasattr(select, "epoll"):
         from squeak.eventloop import install_default
 

@@ -685,9 +685,7 @@ class _StoredFacts:
         """The stored fields without C{Age} and those named in C{removed}."""
         if removed != self._reused_for:
             dropped = removed | {b"age"}
-            self._reused = tuple(
-                (n, v) for n, v in self.headers if n.lower() not in dropped
-            )
+            self._reused = tuple((n, v) for n, v in self.headers if n.lower() not in dropped)
             self._reused_for = removed
         return self._reused
 
