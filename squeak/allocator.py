@@ -20,8 +20,9 @@ L{tune_malloc} fixes both thresholds at start-up: blocks under 4 MiB come
 from the heap (the reads, and the larger blocks Twisted makes when it
 joins a connection's pending writes before sending them), and up to 16 MiB
 of free heap is kept for the next reads rather than trimmed.  With a 1 MiB
-threshold the first download through a tunnel still faulted every page.  The cost is that much resident memory kept after a
-burst.  An operator who set glibc's own variables (C{MALLOC_MMAP_THRESHOLD_},
+threshold the first download through a tunnel still faulted every page.
+The cost is that much resident memory kept after a burst.  An operator
+who set glibc's own variables (C{MALLOC_MMAP_THRESHOLD_},
 C{MALLOC_TRIM_THRESHOLD_}, C{GLIBC_TUNABLES}) keeps them; on a C library
 without C{mallopt} (musl, macOS) nothing is changed.
 """
