@@ -26,29 +26,36 @@ from tests.proxyharness import ProxyTestCase
 
 def _read_response(sock: socket.socket, method: str = "GET") -> bytes:
     """
-    Read one response with a Content-Length (or none for HEAD and 304)
-    from a blocking socket.
+    Read one whole response from a blocking socket: its body framed by
+    Content-Length, chunked (read to the last chunk; no trailers here), or
+    absent (HEAD, 304); return its head.
     """
     data = b""
     while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed mid-head: {data!r}")
-        data += chunk
+        data += _recv(sock)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
     status = int(head.split(b" ", 2)[1])
-    if method != "HEAD" and status != 304:
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
+    if method == "HEAD" or status == 304:
+        return head
+    fields = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+    if fields.get(b"transfer-encoding") == b"chunked":
+        while not body.endswith(b"0\r\n\r\n"):
+            body += _recv(sock)
+        return head
+    length = int(fields.get(b"content-length", b"0"))
     while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError("connection closed mid-body")
-        body += chunk
+        body += _recv(sock)
     return head
+
+
+def _recv(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise AssertionError("the proxy closed the connection mid-response")
+    return chunk
 
 
 class NoCyclesTests(ProxyTestCase):
