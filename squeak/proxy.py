@@ -1233,10 +1233,18 @@ class ForwardRequest(Exchange):
             self.finish()
             return
         self._log_code = "TCP_MISS_ABORTED"
-        why = "read timeout" if self._read_timed_out else reason.getErrorMessage()
+        why = (
+            f"no data from the origin for {self.context.config.timeouts.read:g}s"
+            if self._read_timed_out
+            else error_for_failure(reason).detail
+        )
+        expected = "" if self.content_length is None else f" of {self.content_length}"
         self._log.info(
-            "origin response for {url} ended early ({why}); aborting client",
+            "origin response for {url} ended after {sent}{expected} body bytes ({why}); "
+            "closing the client connection",
             url=_text(self.uri),
+            sent=self.sent_length,
+            expected=expected,
             why=why,
         )
         self.abort_client()

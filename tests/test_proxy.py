@@ -17,6 +17,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import IHostResolution, IResolutionReceiver
+from twisted.logger import formatEvent, globalLogPublisher
 from zope.interface import implementer
 
 from tests.origins import Origin, ScriptedOrigin
@@ -461,11 +462,31 @@ class FailureTests(ProxyTestCase):
         origin = ScriptedOrigin(reactor, [(answer, True)])
         self.listen(origin)
 
+        messages = self._log_messages()
         self.assertEqual(
             await _in_thread(self._read_whole, origin.url("/")), "incomplete after 10"
         )
         [line] = self.access_log_lines()
         self.assertIn(" TCP_MISS_ABORTED/200 ", line)
+        self.assertIn(
+            f"origin response for {origin.url('/')} ended after 10 of 100 body bytes "
+            "(connection lost before the response was complete: Connection was closed "
+            "cleanly); closing the client connection",
+            messages,
+        )
+
+    def _log_messages(self) -> list[str]:
+        """The proxy's log messages from now until the end of the test."""
+        messages: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            text = formatEvent(event)
+            if text:
+                messages.append(text)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return messages
 
     async def test_origin_silent_mid_body_is_cut_after_read_timeout(self) -> None:
         """
@@ -476,11 +497,18 @@ class FailureTests(ProxyTestCase):
         origin = ScriptedOrigin(reactor, [(answer, False)])
         self.listen(origin)
 
+        messages = self._log_messages()
         self.assertEqual(
             await _in_thread(self._read_whole, origin.url("/")), "incomplete after 10"
         )
         [line] = self.access_log_lines()
         self.assertIn(" TCP_MISS_ABORTED/200 ", line)
+        timeout = self.config.timeouts.read
+        self.assertIn(
+            f"origin response for {origin.url('/')} ended after 10 of 100 body bytes "
+            f"(no data from the origin for {timeout:g}s); closing the client connection",
+            messages,
+        )
 
     async def test_bad_framing_from_origin_is_502(self) -> None:
         """
