@@ -54,9 +54,9 @@ class AccessDeniedError(ProxyError):
     The rules deny the request: 403.
     """
 
-    def __init__(self, verdict: Verdict) -> None:
+    def __init__(self, verdict: Verdict, why: str = "") -> None:
         rule = f' by rule "{verdict.rule}"' if verdict.rule else ""
-        super().__init__("ERR_ACCESS_DENIED", 403, f"access denied{rule}")
+        super().__init__("ERR_ACCESS_DENIED", 403, f"access denied{rule}{why}")
         self.verdict = verdict
 
 
@@ -253,6 +253,42 @@ class Gatekeeper:
             user = await self._authenticate(proxy_authorization())
             facts = dataclasses.replace(facts, user=user)
         raise AccessDeniedError(verdict)
+
+    def check_peer(self, facts: Facts, peer: str) -> None:
+        """
+        An admitted request's connection went to C{peer}: when the rules
+        looked at the destination's addresses to admit it, they must allow
+        this address too.
+
+        A name can resolve one way for the rules and another for the
+        connection made a moment later (DNS rebinding: a name that gave
+        the rules a public address, then 127.0.0.1 to the connection, would
+        reach this host's own services past C{deny to_localhost}).  So the
+        rules are asked again with C{dst} = the address actually connected
+        to.  When they never needed C{dst}, their verdict holds for any
+        address and nothing is asked.
+
+        @param facts: The facts the request was admitted with.
+        @param peer: The connection's remote address, as the transport
+            reports it.
+        @raise AccessDeniedError: The rules deny that address.
+        """
+        addresses = facts.dst_addresses
+        if addresses is None:
+            return
+        try:
+            address = _client_address(peer)
+        except ValueError:
+            return  # not an IP address (a UNIX socket): no dst ACL applies
+        if addresses == (address,):
+            return  # exactly what the rules were asked about
+        verdict = evaluate(
+            self.policy.http_access, dataclasses.replace(facts, dst_addresses=(address,))
+        )
+        if verdict.action is not Action.ALLOW:
+            raise AccessDeniedError(
+                verdict, f" (the connection to {facts.host} went to {address})"
+            )
 
     def _verify_once(self, user: str, password: str) -> defer.Deferred[bool]:
         """

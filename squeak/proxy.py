@@ -21,7 +21,7 @@ The streaming contract (see docs/architecture.md):
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
@@ -250,11 +250,12 @@ class _UpgradeFactory(ClientFactory):
 
     noisy = False
 
-    def __init__(self, head: bytes) -> None:
+    def __init__(self, head: bytes, check_peer: Callable[[str], None] | None) -> None:
         self._head = head
+        self._check_peer = check_peer
 
     def buildProtocol(self, addr: Any) -> UpgradeUpstream:
-        upstream = UpgradeUpstream(self._head)
+        upstream = UpgradeUpstream(self._head, self._check_peer)
         upstream.factory = self
         return upstream
 
@@ -617,6 +618,19 @@ class ForwardRequest(Exchange):
         except ProxyError as error:
             self.send_error(error)
 
+    def _peer_check(self) -> Callable[[str], None] | None:
+        """
+        What checks the address a connection for this request goes to:
+        L{Gatekeeper.check_peer} with the facts the request was admitted
+        with, or L{None} when the rules did not look at the destination's
+        addresses (their verdict then holds for any address).
+        """
+        facts = self._facts
+        if facts is None or facts.dst_addresses is None:
+            return None
+        check_peer = self.context.gatekeeper.check_peer
+        return lambda peer: check_peer(facts, peer)
+
     def _forward_admitted(self, target: Target, client_ip: str) -> None:
         received = self.received
         max_forwards = None
@@ -890,7 +904,7 @@ class ForwardRequest(Exchange):
         self._hierarchy = "HIER_DIRECT"
         self._peer = target.host
         endpoint = self.context.upstream.endpoint(target.scheme, target.host, target.port)
-        pending = endpoint.connect(_UpgradeFactory(head))
+        pending = endpoint.connect(_UpgradeFactory(head, self._peer_check()))
         self._pending = pending
         pending.addCallbacks(self._upgrade_connected, self._upstream_failed)
         pending.addErrback(self._internal_error)
@@ -1001,6 +1015,16 @@ class ForwardRequest(Exchange):
             upstream.transport.loseConnection()
             return
         self._peer = getattr(upstream.transport.getPeer(), "host", self._peer)
+        check_peer = self._peer_check()
+        if check_peer is not None:
+            try:
+                check_peer(self._peer)
+            except AccessDeniedError as error:
+                # Nothing was sent to it: close, and refuse the client.
+                upstream.transport.abortConnection()
+                self._log_code = "TCP_DENIED"
+                self.send_error(error)
+                return
         self._log_code = "TCP_TUNNEL"
         tunnel = Tunnel(
             self.context.reactor, self.context.config.timeouts.tunnel_idle, self._tunnel_closed
@@ -1031,7 +1055,9 @@ class ForwardRequest(Exchange):
         self._hierarchy = "HIER_DIRECT"
         self._peer = target.host
         self._request_time = self.context.reactor.seconds()
-        pending = self.context.upstream.request(self.method, target, outgoing, body)
+        pending = self.context.upstream.request(
+            self.method, target, outgoing, body, check_peer=self._peer_check()
+        )
         self._pending = pending
         # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
         # per request: this runs on every miss (squeak/deadlines.py).
@@ -1081,7 +1107,9 @@ class ForwardRequest(Exchange):
         if self.disconnected:
             return
         error = error_for_failure(reason)
-        self._log_code = "TCP_MISS"
+        # Denied at connection time (Gatekeeper.check_peer): a refusal, not
+        # a miss.
+        self._log_code = "TCP_DENIED" if isinstance(error, AccessDeniedError) else "TCP_MISS"
         self._log.info(
             "upstream failure for {url}: {name} {detail}",
             url=_text(self.uri),

@@ -20,6 +20,7 @@ The response-head parser is pure and bounded: L{parse_response_head}.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
@@ -90,14 +91,31 @@ class UpgradeUpstream(UpstreamEnd):
     Afterwards it behaves as an L{UpstreamEnd} for the tunnel.
     """
 
-    def __init__(self, request_head: bytes) -> None:
+    def __init__(
+        self, request_head: bytes, check_peer: Callable[[str], None] | None = None
+    ) -> None:
+        """
+        @param check_peer: Called with the origin's address once connected,
+            before the head is sent; an exception it raises fails
+            C{head_received} and the connection is dropped (the proxy checks
+            there that the access rules allow the address connected to).
+        """
         super().__init__()
         self._request_head = request_head
+        self._check_peer = check_peer
         self._buffer = b""
         self.head_received: Deferred[tuple[ResponseHead, bytes]] = Deferred()
         self._waiting = True
 
     def connectionMade(self) -> None:
+        if self._check_peer is not None:
+            try:
+                self._check_peer(getattr(self.transport.getPeer(), "host", "-"))
+            except Exception as error:
+                self._waiting = False
+                self.transport.abortConnection()
+                self.head_received.errback(Failure(error))
+                return
         self.transport.write(self._request_head)
 
     def dataReceived(self, data: bytes) -> None:

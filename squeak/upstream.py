@@ -343,6 +343,7 @@ class _Exchange:
         "body",
         "body_length",
         "body_start",
+        "check_peer",
         "client",
         "connecting",
         "connection",
@@ -381,6 +382,7 @@ class _Exchange:
         self.reused = False
         self.retried = False
         self.done = False
+        self.check_peer: Callable[[str], None] | None = None
 
     def may_retry(self) -> bool:
         """
@@ -1040,6 +1042,8 @@ class UpstreamClient:
         target: Any,
         headers: RawHeaders,
         body: IO[bytes] | None,
+        *,
+        check_peer: Callable[[str], None] | None = None,
     ) -> Deferred[UpstreamResponse]:
         """
         Send one request; the L{Deferred} fires with the response once its
@@ -1052,6 +1056,11 @@ class UpstreamClient:
             C{body}, never copied.
         @param body: A file to send from its current position to its end
             (with C{Content-Length}), or L{None} for no body.
+        @param check_peer: Called with the remote address of the connection
+            chosen for the request (new or pooled) before anything is sent
+            on it; an exception it raises fails the request instead, and
+            the connection stays in the pool.  The proxy checks there that
+            the access rules allow the address actually connected to.
         """
         if isinstance(target, bytes):
             from squeak.target import TargetError, parse_absolute_target
@@ -1089,6 +1098,7 @@ class UpstreamClient:
         lines.append(b"\r\n")
         head = b"\r\n".join(lines)
         exchange = _Exchange(self, key, method, head, body, body_start, length, small_body)
+        exchange.check_peer = check_peer
         self._dispatch(exchange)
         return exchange.deferred
 
@@ -1098,7 +1108,7 @@ class UpstreamClient:
             while idle:
                 connection = idle.pop()
                 if connection.usable():
-                    connection.send(exchange)
+                    self._send_on(connection, exchange)
                     return
                 connection.close()
         endpoint, factory = self._endpoint_for(exchange.key)
@@ -1121,6 +1131,23 @@ class UpstreamClient:
         if connection._state != _NEW:
             exchange.fail(ResponseNeverReceived([Failure(ConnectionDone())]))
             return
+        self._send_on(connection, exchange)
+
+    def _send_on(self, connection: _UpstreamConnection, exchange: _Exchange) -> None:
+        """
+        Send C{exchange} on C{connection}, unless its caller refuses the
+        address the connection goes to (L{request}'s C{check_peer}): then
+        the request fails with the caller's error and the connection, which
+        is sound, goes back to the pool.
+        """
+        check = exchange.check_peer
+        if check is not None:
+            try:
+                check(connection.peer)
+            except Exception as error:
+                self._put_idle(connection)
+                exchange.fail(error)
+                return
         connection.send(exchange)
 
     def _connect_failed(self, reason: Failure, exchange: _Exchange) -> None:

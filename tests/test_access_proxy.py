@@ -13,8 +13,12 @@ import socket
 from typing import Any
 
 from twisted.internet import defer, reactor, threads
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IHostResolution, IResolutionReceiver
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from squeak.access.auth import hash_password
 from tests.origins import Origin
@@ -267,3 +271,201 @@ credentials_ttl = "1h"
         await deferLater(reactor, 1.1, lambda: None)  # the file is checked once a second
         self.assertEqual(_status(await self._get("127.0.0.3", old)), 407)
         self.assertEqual(_status(await self._get("127.0.0.3", new)), 200)
+
+
+@implementer(IHostResolution)
+class _Resolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
+
+
+class _RebindingResolver:
+    """
+    A name resolver for tests whose answer for C{rebind.test} changes
+    between lookups, as an attacker's DNS server with a zero TTL would:
+    each lookup takes the next address of C{answers}, the last one
+    repeating.  Every other name fails; nothing reaches a DNS server.
+    """
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.lookups = 0
+
+    def resolveHostName(
+        self,
+        receiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        resolution = _Resolution(hostName)
+        receiver.resolutionBegan(resolution)
+        if hostName == "rebind.test":
+            self.lookups += 1
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            receiver.addressResolved(IPv4Address("TCP", answer, portNumber))
+        receiver.resolutionComplete()
+        return resolution
+
+
+class DnsRebindingTests(ProxyTestCase):
+    """
+    A name that resolves to an allowed address for the rules and to a
+    denied one for the connection made just after (DNS rebinding) does not
+    get through: the address actually connected to is checked against the
+    rules too, on new and pooled connections, for requests, upgrades and
+    CONNECT tunnels.
+    """
+
+    def _resolver(self, *answers: str) -> _RebindingResolver:
+        resolver = _RebindingResolver(*answers)
+        previous = reactor.installNameResolver(resolver)
+        self.addCleanup(reactor.installNameResolver, previous)
+        return resolver
+
+    async def test_request_to_a_rebound_name_is_denied(self) -> None:
+        """
+        The rules see 192.0.2.1 for a LAN client (127.0.0.2), the connection
+        goes to 127.0.0.1: 403 naming the address, TCP_DENIED logged, and
+        the origin gets nothing.
+        """
+        origin = Origin(reactor)
+        port = self.listen(origin)
+        resolver = self._resolver("192.0.2.1", "127.0.0.1")
+        client = _Client(self.proxy_port, "127.0.0.2")
+        answer = await threads.deferToThread(client.get, f"http://rebind.test:{port}/echo")
+        self.assertEqual(_status(answer), 403, answer[:200])
+        self.assertIn(b"ERR_ACCESS_DENIED", answer)
+        self.assertIn(b"the connection to rebind.test went to 127.0.0.1", answer)
+        self.assertEqual(resolver.lookups, 2)
+        self.assertEqual(origin.requests, [])
+        [line] = self.access_log_lines()
+        self.assertIn(" 127.0.0.2 TCP_DENIED/403 ", line)
+
+    async def test_allow_rule_on_dst_sees_the_address_connected_to(self) -> None:
+        """
+        With C{allow localnet origin} (C{origin} = dst 127.0.0.3): a name
+        that resolves to 127.0.0.3 both times is served (the control); one
+        that resolves to 127.0.0.3 for the rules and 127.0.0.1 for the
+        connection is refused by C{deny all}.
+        """
+        origin = Origin(reactor)
+        port = origin.listen("127.0.0.3")
+        self.addCleanup(origin.port.stopListening)
+        elsewhere = Origin(reactor)
+        self.listen(elsewhere)
+        self.use_access_config(
+            """
+            [acl]
+            origin = { dst = ["127.0.0.3/32"] }
+            [access]
+            http_access = ["allow localnet origin", "deny all"]
+            """
+        )
+        client = _Client(self.proxy_port, "127.0.0.2")
+        self._resolver("127.0.0.3")
+        served = await threads.deferToThread(client.get, f"http://rebind.test:{port}/echo")
+        self.assertEqual(_status(served), 200, served[:200])
+        self.assertEqual(len(origin.requests), 1)
+        # The rebound name, on the other origin's port (127.0.0.3 has
+        # nothing there, 127.0.0.1 has it).
+        other = elsewhere.port.getHost().port
+        self._resolver("127.0.0.3", "127.0.0.1")
+        refused = await threads.deferToThread(client.get, f"http://rebind.test:{other}/echo")
+        self.assertEqual(_status(refused), 403, refused[:200])
+        self.assertIn(b"by rule &quot;deny all&quot;", refused)
+        self.assertEqual(elsewhere.requests, [])
+
+    async def test_pooled_connection_to_a_denied_address_is_not_used(self) -> None:
+        """
+        A connection to 127.0.0.1 opened for the proxy's own host (which may
+        reach it) stays pooled; a LAN client whose rules saw 192.0.2.1 for
+        the same name is refused it (403), and the connection is still
+        there for the next allowed request.
+        """
+        origin = Origin(reactor)
+        port = self.listen(origin)
+        resolver = self._resolver("127.0.0.1", "192.0.2.1")
+        url = f"http://rebind.test:{port}/echo"
+        local = _Client(self.proxy_port, "127.0.0.1")
+        lan = _Client(self.proxy_port, "127.0.0.2")
+        first = await threads.deferToThread(local.get, url)
+        refused = await threads.deferToThread(lan.get, url)
+        again = await threads.deferToThread(local.get, url)
+        self.assertEqual([_status(first), _status(refused), _status(again)], [200, 403, 200])
+        self.assertIn(b"went to 127.0.0.1", refused)
+        self.assertEqual(len(origin.requests), 2)
+        self.assertEqual(origin.connections, 1)
+        # The connection's lookup, then the rules' for the LAN client.
+        self.assertEqual(resolver.lookups, 2)
+
+    async def test_tunnel_to_a_rebound_name_is_denied(self) -> None:
+        """
+        CONNECT: the tunnel is not opened (403, no 200) and nothing is
+        relayed to the address connected to.
+        """
+        received: list[bytes] = []
+        server = Factory.forProtocol(_Recorder)
+        server.received = received  # type: ignore[attr-defined]
+        listening = reactor.listenTCP(0, server, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        port = listening.getHost().port
+        self.use_access_config(
+            f"""
+            [acl]
+            SSL_ports = {{ port = [{port}] }}
+            [access]
+            http_access = [
+              "deny CONNECT !SSL_ports",
+              "deny to_localhost !localhost",
+              "allow localnet",
+              "deny all",
+            ]
+            """
+        )
+        self._resolver("192.0.2.1", "127.0.0.1")
+        client = _Client(self.proxy_port, "127.0.0.2")
+        answer = await threads.deferToThread(
+            client.send,
+            f"CONNECT rebind.test:{port} HTTP/1.1\r\nHost: rebind.test:{port}\r\n"
+            "Connection: close\r\n\r\n".encode(),
+        )
+        self.assertEqual(_status(answer), 403, answer[:200])
+        self.assertIn(b"went to 127.0.0.1", answer)
+        self.assertEqual(b"".join(received), b"")
+
+    async def test_upgrade_to_a_rebound_name_is_denied(self) -> None:
+        """
+        A WebSocket upgrade: the request head is never sent to the address
+        connected to.
+        """
+        received: list[bytes] = []
+        server = Factory.forProtocol(_Recorder)
+        server.received = received  # type: ignore[attr-defined]
+        listening = reactor.listenTCP(0, server, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        port = listening.getHost().port
+        self._resolver("192.0.2.1", "127.0.0.1")
+        client = _Client(self.proxy_port, "127.0.0.2")
+        answer = await threads.deferToThread(
+            client.get,
+            f"http://rebind.test:{port}/chat",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+        )
+        self.assertEqual(_status(answer), 403, answer[:200])
+        self.assertIn(b"went to 127.0.0.1", answer)
+        # Give a stray write time to arrive before looking.
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(b"".join(received), b"")
+
+
+class _Recorder(Protocol):
+    """Keeps whatever a client sends (the factory's C{received} list)."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.received.append(data)
