@@ -254,6 +254,19 @@ class Gatekeeper:
             facts = dataclasses.replace(facts, user=user)
         raise AccessDeniedError(verdict)
 
+    def peer_check(self, facts: Facts) -> Callable[[str], None] | None:
+        """
+        What to check the address a connection for an admitted request goes
+        to with (L{check_peer} on C{facts}), or L{None} when there is
+        nothing to check: the rules did not look at the destination's
+        addresses (their verdict holds for any address), or the host is an
+        IP literal (the connection goes to exactly that address).
+        """
+        addresses = facts.dst_addresses
+        if addresses is None or addresses == _address_literal(facts.host):
+            return None
+        return functools.partial(self.check_peer, facts)
+
     def check_peer(self, facts: Facts, peer: str) -> None:
         """
         An admitted request's connection went to C{peer}: when the rules

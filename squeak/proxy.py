@@ -620,16 +620,12 @@ class ForwardRequest(Exchange):
 
     def _peer_check(self) -> Callable[[str], None] | None:
         """
-        What checks the address a connection for this request goes to:
-        L{Gatekeeper.check_peer} with the facts the request was admitted
-        with, or L{None} when the rules did not look at the destination's
-        addresses (their verdict then holds for any address).
+        What checks the address a connection for this request goes to
+        against the rules (L{Gatekeeper.peer_check}: DNS rebinding), if
+        anything needs to.
         """
         facts = self._facts
-        if facts is None or facts.dst_addresses is None:
-            return None
-        check_peer = self.context.gatekeeper.check_peer
-        return lambda peer: check_peer(facts, peer)
+        return None if facts is None else self.context.gatekeeper.peer_check(facts)
 
     def _forward_admitted(self, target: Target, client_ip: str) -> None:
         received = self.received

@@ -61,3 +61,22 @@ class CheckPeerTests(SynchronousTestCase):
     def test_a_peer_that_is_not_an_address_is_not_matched(self) -> None:
         """A transport that reports no IP address (a UNIX socket) is left alone."""
         self.gatekeeper.check_peer(self.resolved, "-")
+
+    def test_peer_check_only_where_a_name_was_resolved(self) -> None:
+        """
+        L{Gatekeeper.peer_check} gives a checker only for facts whose
+        addresses came from resolving a name: not when no lookup was made,
+        nor for an IP-literal host, whose connection goes to that address.
+        """
+        gatekeeper = self.gatekeeper
+        self.assertIsNone(gatekeeper.peer_check(self.unresolved))
+        literal = dataclasses.replace(
+            self.unresolved,
+            host="203.0.113.7",
+            dst_addresses=(client_address("203.0.113.7"),),
+        )
+        self.assertIsNone(gatekeeper.peer_check(literal))
+        check = gatekeeper.peer_check(self.resolved)
+        assert check is not None
+        check("203.0.113.7")
+        self.assertRaises(AccessDeniedError, check, "127.0.0.1")
