@@ -745,6 +745,10 @@ class ForwardRequest(Exchange):
                 received, headers, method=self.method, status=meta.status
             ):
                 hit.close()
+                if code in ("TCP_MEM_HIT", "TCP_HIT"):
+                    # Squid's name for a client's conditional answered
+                    # from a fresh entry.
+                    self._log_code = "TCP_IMS_HIT"
                 self.set_status(304)
                 for name, value in not_modified_headers(headers):
                     self.add_field(name, value)

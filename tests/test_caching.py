@@ -186,13 +186,21 @@ class CachingTests(_CacheTestCase):
     async def test_client_conditional_answered_from_fresh_entry(self) -> None:
         """
         A client's If-None-Match matching a fresh stored ETag gets 304
-        from the cache without asking the origin.
+        from the cache without asking the origin, logged TCP_IMS_HIT/304 as
+        Squid logs it; after a revalidation the 304 keeps the revalidation's
+        code.
         """
         path = "/cached/c?cc=max-age=60&etag=abc"
         await self.fetch("GET", path)
         answer = await self.fetch("GET", path, headers={"If-None-Match": '"abc"'})
         self.assertEqual((answer.status, answer.body), (304, b""))
         self.assertEqual(self.origin.counts[b"/cached/c"], 1)
+        self.assertIn(" TCP_IMS_HIT/304 ", self.access_log_lines()[-1])
+        stale = "/cached/c2?cc=max-age=0&etag=abc"
+        await self.fetch("GET", stale)
+        answer = await self.fetch("GET", stale, headers={"If-None-Match": '"abc"'})
+        self.assertEqual(answer.status, 304)
+        self.assertIn(" TCP_REFRESH_UNMODIFIED/304 ", self.access_log_lines()[-1])
 
     async def test_unsafe_method_invalidates(self) -> None:
         """
