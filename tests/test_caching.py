@@ -202,6 +202,29 @@ class CachingTests(_CacheTestCase):
         self.assertEqual(answer.status, 304)
         self.assertIn(" TCP_REFRESH_UNMODIFIED/304 ", self.access_log_lines()[-1])
 
+    async def test_client_no_cache_revalidates_a_fresh_entry(self) -> None:
+        """
+        RFC 9111 §5.2.1.4: a client's no-cache (or Pragma: no-cache, or
+        max-age=0) makes a fresh stored response be validated with the
+        origin first; its 304 serves the stored body, logged
+        TCP_REFRESH_UNMODIFIED (docs/operations.md).
+        """
+        path = "/cached/nc?cc=max-age=60&etag=n1"
+        first = await self.fetch("GET", path)
+        for headers in (
+            {"Cache-Control": "no-cache"},
+            {"Pragma": "no-cache"},
+            {"Cache-Control": "max-age=0"},
+        ):
+            answer = await self.fetch("GET", path, headers=headers)
+            self.assertEqual((answer.status, answer.body), (200, first.body), headers)
+            inm = [
+                v for k, v in self.origin.requests[-1]["headers"] if k.lower() == "if-none-match"
+            ]
+            self.assertEqual(inm, ['"n1"'], headers)
+            self.assertIn(" TCP_REFRESH_UNMODIFIED/200 ", self.access_log_lines()[-1])
+        self.assertEqual(self.origin.counts[b"/cached/nc"], 4)
+
     async def test_unsafe_method_invalidates(self) -> None:
         """
         RFC 9111 §4.4: a successful POST to a URI invalidates its stored
