@@ -351,18 +351,32 @@ def _squeak_scenario() -> None:
     files = make_server_files(workdir / "tls", [ALLOWED_NAME, DENIED_NAME, ORIGIN_V4])
     counts: dict[str, int] = {}
     hosts_seen: list[str] = []
+    counts_v6: dict[str, int] = {}
+    hosts_seen_v6: list[str] = []
 
     class Page(resource.Resource):
         isLeaf = True
 
-        def render_GET(self, request: Any) -> bytes:
-            counts[request.path.decode()] = counts.get(request.path.decode(), 0) + 1
-            hosts_seen.append((request.getHeader(b"host") or b"").decode())
-            request.setHeader(b"cache-control", b"max-age=60")
-            return b"origin answer %d" % counts[request.path.decode()]
+        def __init__(self, counts: dict[str, int], hosts: list[str]) -> None:
+            super().__init__()
+            self.counts, self.hosts = counts, hosts
 
-    site = server.Site(Page())
+        def render_GET(self, request: Any) -> bytes:
+            path = request.path.decode()
+            self.counts[path] = self.counts.get(path, 0) + 1
+            self.hosts.append((request.getHeader(b"host") or b"").decode())
+            request.setHeader(b"cache-control", b"max-age=60")
+            return b"origin answer %d" % self.counts[path]
+
+    site = server.Site(Page(counts, hosts_seen))
     reactor.listenTCP(80, site, interface=ORIGIN_V4)
+    # The same origin over IPv6, reached through ip6tables when it works.
+    ipv6 = "untried"
+    v6 = _run("ip", "-6", "addr", "add", f"{ORIGIN_V6}/128", "dev", "lo", "nodad")
+    if v6.returncode != 0:
+        ipv6 = f"skipped: ip -6 addr add failed: {v6.stderr.strip()}"
+    else:
+        reactor.listenTCP(80, server.Site(Page(counts_v6, hosts_seen_v6)), interface=ORIGIN_V6)
     key = KeyPair.load(files.key.read_bytes(), 1)
     cert = PrivateCertificate.load(files.certificate.read_bytes(), key, 1)
     options = CertificateOptions(privateKey=key.original, certificate=cert.original)
@@ -379,7 +393,7 @@ def _squeak_scenario() -> None:
 http_port = ["127.0.0.1:3128"]
 visible_hostname = "gateway.test"
 [intercept]
-http_port = ["127.0.0.1:3129"]
+http_port = ["127.0.0.1:3129", "[::1]:3131"]
 https_port = ["127.0.0.1:3130"]
 [acl]
 blocked = {{ dstdomain = ["{DENIED_NAME}"] }}
@@ -414,6 +428,24 @@ dir = "{workdir / "cache"}"
             "--to-ports",
             str(to),
         )
+    if ipv6 == "untried":
+        redirect6 = ["ip6tables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp"]
+        done = [
+            _run(*redirect6, *exclude),
+            _run(
+                *redirect6,
+                "-d",
+                ORIGIN_V6,
+                "--dport",
+                "80",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "3131",
+            ),
+        ]
+        failed6 = [d.stderr.strip() for d in done if d.returncode != 0]
+        ipv6 = f"skipped: ip6tables failed: {failed6}" if failed6 else "ok"
 
     def clients() -> dict[str, Any]:
         ca = str(files.ca)
@@ -425,6 +457,10 @@ dir = "{workdir / "cache"}"
             "tls_allowed": _run_client("tls", ORIGIN_V4, 443, ALLOWED_NAME, ca),
             "tls_denied": _run_client("tls", ORIGIN_V4, 443, DENIED_NAME, ca),
         }
+        if ipv6 == "ok":
+            host6 = f"[{ORIGIN_V6}]"
+            seen["v6_first"] = _run_client("http", ORIGIN_V6, 80, host6, ca)
+            seen["v6_second"] = _run_client("http", ORIGIN_V6, 80, host6, ca)
         # Straight to the intercept port, no redirection: refused, no loop.
         with socket.create_connection(("127.0.0.1", 3129), timeout=10) as raw:
             raw.sendall(b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:3129\r\n\r\n")
@@ -435,7 +471,14 @@ dir = "{workdir / "cache"}"
     result: dict[str, Any] = {}
 
     def report(seen: Any) -> None:
-        result.update(clients=seen, counts=counts, hosts=hosts_seen)
+        result.update(
+            clients=seen,
+            counts=counts,
+            hosts=hosts_seen,
+            ipv6=ipv6,
+            counts_v6=counts_v6,
+            hosts_v6=hosts_seen_v6,
+        )
 
     def failed(failure: Any) -> None:
         result["error"] = failure.getTraceback()

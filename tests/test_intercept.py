@@ -700,6 +700,23 @@ class SqueakInterceptTests(SynchronousTestCase):
         self.assertIn("origin answer 1", clients["second"]["received"])
         self.assertIn("X-Cache: HIT from gateway.test", clients["second"]["received"])
 
+    def test_redirected_http_over_ipv6(self) -> None:
+        """
+        The same through ip6tables: a request for http://[fd00::2]/page is
+        redirected to the IPv6 intercept listener, C{IP6T_SO_ORIGINAL_DST}
+        names the origin, which is reached once; the second request is a
+        cache hit, and the access log names the IPv6 origin.
+        """
+        if self.result["ipv6"] != "ok":
+            raise SkipTest(f"IPv6 interception: {self.result['ipv6']}")
+        clients = self.result["clients"]
+        self.assertIn("origin answer 1", clients["v6_first"]["received"])
+        self.assertIn("origin answer 1", clients["v6_second"]["received"])
+        self.assertIn("X-Cache: HIT from gateway.test", clients["v6_second"]["received"])
+        self.assertEqual(self.result["counts_v6"], {"/page": 1})
+        self.assertEqual(self.result["hosts_v6"], [f"[{netns.ORIGIN_V6}]"])
+        self.assertIn(f"HIER_DIRECT/{netns.ORIGIN_V6}", self.result["access_log"])
+
     def test_forged_host_goes_to_the_original_destination_uncached(self) -> None:
         """
         A Host that does not resolve to the original destination is sent
