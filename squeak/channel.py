@@ -374,8 +374,8 @@ class ClientChannel(Protocol):
         self._processing = False
         self._read_paused = False
         self._last_activity = 0.0
-        # When the first bytes of a head still incomplete arrived.
-        self._head_started: float | None = None
+        # Runs while a request head is incomplete (head_timeout).
+        self._head_call: Any = None
         self._idle_call: Any = None
         self._linger_call: Any = None
         # The request being read, for the body and for rejections.
@@ -402,10 +402,10 @@ class ClientChannel(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._state = _CLOSING
-        for call in (self._idle_call, self._linger_call):
+        for call in (self._idle_call, self._linger_call, self._head_call):
             if call is not None and call.active():
                 call.cancel()
-        self._idle_call = self._linger_call = None
+        self._idle_call = self._linger_call = self._head_call = None
         self._close_spool()
         exchange, self._exchange = self._exchange, None
         if exchange is not None and not exchange.finished:
@@ -415,53 +415,47 @@ class ClientChannel(Protocol):
         """
         Close a connection that was silent for C{idle_timeout} seconds while
         no exchange was in progress (a slow response is not the client's
-        silence), or answer 408 to a request head that took longer than
-        C{head_timeout}; otherwise come back at the sooner of the two.
+        silence).
         """
         self._idle_call = None
-        state = self._state
-        if state == _CLOSING:
+        if self._state == _CLOSING:
             return
-        now = self.reactor.seconds()
-        waits = []
-        started = self._head_started
-        if state == _HEAD and started is not None and self.head_timeout:
-            left = started + self.head_timeout - now
-            if left <= 0:
-                self.request_line = _request_line_of(self._buffer)
-                self.reject_message(
-                    MessageError(f"request head not complete within {self.head_timeout:g}s", 408)
-                )
-                return
-            waits.append(left)
         timeout = self.idle_timeout
-        if timeout:
-            if state == _EXCHANGE:
-                waits.append(timeout)
-            else:
-                left = self._last_activity + timeout - now
-                if left <= 0:
-                    self.persistent = False
-                    self.lose_connection()
-                    return
-                waits.append(left)
-        if waits:
-            self._idle_call = self.reactor.callLater(min(waits), self._check_idle)
+        assert timeout
+        quiet = self.reactor.seconds() - self._last_activity
+        if self._state == _EXCHANGE or quiet < timeout:
+            wait = timeout if self._state == _EXCHANGE else timeout - quiet
+            self._idle_call = self.reactor.callLater(wait, self._check_idle)
+            return
+        self.persistent = False
+        self.lose_connection()
 
     def _head_incomplete(self) -> None:
         """
-        Part of a request head is in: its clock starts (once per head), and
-        the timer comes back by its deadline.
+        Part of a request head is in: its clock starts, once per head.  A
+        timer of its own (rather than moving the idle one sooner, which
+        costs a linear search of the reactor's timers) that the complete
+        head cancels.
         """
-        if self._head_started is not None or not self.head_timeout:
+        if self._head_call is None and self.head_timeout:
+            self._head_call = self.reactor.callLater(self.head_timeout, self._head_timed_out)
+
+    def _head_complete(self) -> None:
+        call, self._head_call = self._head_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _head_timed_out(self) -> None:
+        """
+        The head did not arrive whole within C{head_timeout}: 408, close.
+        """
+        self._head_call = None
+        if self._state != _HEAD:
             return
-        now = self.reactor.seconds()
-        self._head_started = now
-        call = self._idle_call
-        if call is None or not call.active():
-            self._idle_call = self.reactor.callLater(self.head_timeout, self._check_idle)
-        elif call.getTime() > now + self.head_timeout:
-            call.reset(self.head_timeout)
+        self.request_line = _request_line_of(self._buffer)
+        self.reject_message(
+            MessageError(f"request head not complete within {self.head_timeout:g}s", 408)
+        )
 
     def send(self, data: bytes) -> None:
         """
@@ -536,7 +530,7 @@ class ClientChannel(Protocol):
                     self.request_line = _request_line_of(buffer)
                     self.reject_message(error)
                     return
-                self._head_started = None
+                self._head_complete()
                 self._buffer = buffer[end:]
                 self.request_line = (head.method, head.target, head.version)
                 if head.content_length == 0:
@@ -668,7 +662,7 @@ class ClientChannel(Protocol):
 
     def _stop_http(self) -> None:
         """
-        No more requests are read on this connection: no idle timer, reads
+        No more requests are read on this connection: no idle or head timer, reads
         resumed (a tunnel relays them, a lingering close discards them),
         and what was written so far sent, since what follows writes to the
         transport itself.
@@ -678,6 +672,7 @@ class ClientChannel(Protocol):
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
+        self._head_complete()
         if self._read_paused:
             self._read_paused = False
             self.transport.resumeProducing()

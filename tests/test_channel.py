@@ -1100,6 +1100,26 @@ class HeadTimeoutTests(SynchronousTestCase):
         self.assertEqual(transport.value(), ok(b"/a"))
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_no_head_timer_outlives_its_head(self) -> None:
+        """
+        The head timer goes when the connection is lost mid-head, and when
+        the head turns out malformed (refused at once, lingering close).
+        """
+        channel, _, clock = connect(idle_timeout=None, head_timeout=30.0)
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        channel.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+        channel, transport, clock = connect(idle_timeout=None, head_timeout=30.0)
+        channel.dataReceived(b"GET /a HTTP/1.1\r\n")
+        channel.dataReceived(b"Bad header\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+        # Only the lingering close's timer is left.
+        self.assertEqual(
+            [call.getTime() for call in clock.getDelayedCalls()], [channel.linger_timeout]
+        )
+
     def test_whole_heads_in_one_read_set_no_timer(self) -> None:
         """
         A head that arrives whole never starts the head clock: the usual
