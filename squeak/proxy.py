@@ -121,7 +121,6 @@ _CONDITIONAL_FIELDS = frozenset({b"if-none-match", b"if-modified-since"})
 
 #: Squid's cache-result fields, set by this proxy on every response.
 _X_CACHE_FIELDS = frozenset({b"x-cache", b"x-cache-lookup"})
-#: HTTP-version bytes of the common (protocol, major, minor) triples.
 #: The error page of a request refused while it was read, by status
 #: (L{ForwardProxy.reject_message}); any other is ERR_INVALID_REQ.
 _REJECTION_NAMES = {
@@ -129,7 +128,7 @@ _REJECTION_NAMES = {
     413: "ERR_TOO_BIG",
     505: "ERR_UNSUP_REQ",
 }
-
+#: HTTP-version bytes of the common (protocol, major, minor) triples.
 _HTTP_VERSIONS = {(b"HTTP", 1, 1): b"HTTP/1.1", (b"HTTP", 1, 0): b"HTTP/1.0"}
 
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
@@ -1096,6 +1095,9 @@ class ForwardRequest(Exchange):
         lookup = self._lookup
         if (
             self._validating
+            # A refusal (Gatekeeper.check_peer) is answered as one, never
+            # with a stale copy.
+            and not reason.check(AccessDeniedError)
             and lookup is not None
             and lookup.hit is not None
             and lookup.decision.stale_if_error

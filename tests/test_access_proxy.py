@@ -403,6 +403,24 @@ class DnsRebindingTests(ProxyTestCase):
         # The connection's lookup, then the rules' for the LAN client.
         self.assertEqual(resolver.lookups, 2)
 
+    async def test_denied_revalidation_is_not_answered_from_a_stale_copy(self) -> None:
+        """
+        A stale entry that allows stale-if-error: when the revalidation's
+        connection is refused (the LAN client's rules saw 192.0.2.1, the
+        pooled connection goes to 127.0.0.1), the answer is the 403, not
+        the stale copy that an origin failure would get.
+        """
+        origin = Origin(reactor)
+        port = self.listen(origin)
+        self._resolver("127.0.0.1", "192.0.2.1")
+        url = f"http://rebind.test:{port}/cached/s?cc=max-age=0,stale-if-error=600&etag=v1"
+        local = _Client(self.proxy_port, "127.0.0.1")
+        lan = _Client(self.proxy_port, "127.0.0.2")
+        stored = await threads.deferToThread(local.get, url)
+        refused = await threads.deferToThread(lan.get, url)
+        self.assertEqual((_status(stored), _status(refused)), (200, 403), refused[:300])
+        self.assertEqual(origin.counts[b"/cached/s"], 1)
+
     async def test_tunnel_to_a_rebound_name_is_denied(self) -> None:
         """
         CONNECT: the tunnel is not opened (403, no 200) and nothing is
