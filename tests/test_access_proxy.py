@@ -13,16 +13,14 @@ import socket
 from typing import Any
 
 from twisted.internet import defer, reactor, threads
-from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IHostResolution, IResolutionReceiver
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.threadpool import ThreadPool
-from zope.interface import implementer
 
 from squeak.access.auth import hash_password
 from tests.origins import Origin
 from tests.proxyharness import ProxyTestCase
+from tests.resolvers import ScriptedResolver
 
 
 def _basic(user: str, password: str) -> str:
@@ -273,45 +271,6 @@ credentials_ttl = "1h"
         self.assertEqual(_status(await self._get("127.0.0.3", new)), 200)
 
 
-@implementer(IHostResolution)
-class _Resolution:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def cancel(self) -> None:
-        pass
-
-
-class _RebindingResolver:
-    """
-    A name resolver for tests whose answer for C{rebind.test} changes
-    between lookups, as an attacker's DNS server with a zero TTL would:
-    each lookup takes the next address of C{answers}, the last one
-    repeating.  Every other name fails; nothing reaches a DNS server.
-    """
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.lookups = 0
-
-    def resolveHostName(
-        self,
-        receiver: IResolutionReceiver,
-        hostName: str,
-        portNumber: int = 0,
-        addressTypes: Any = None,
-        transportSemantics: str = "TCP",
-    ) -> IHostResolution:
-        resolution = _Resolution(hostName)
-        receiver.resolutionBegan(resolution)
-        if hostName == "rebind.test":
-            self.lookups += 1
-            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-            receiver.addressResolved(IPv4Address("TCP", answer, portNumber))
-        receiver.resolutionComplete()
-        return resolution
-
-
 class DnsRebindingTests(ProxyTestCase):
     """
     A name that resolves to an allowed address for the rules and to a
@@ -321,11 +280,27 @@ class DnsRebindingTests(ProxyTestCase):
     CONNECT tunnels.
     """
 
-    def _resolver(self, *answers: str) -> _RebindingResolver:
-        resolver = _RebindingResolver(*answers)
+    def _resolver(self, *answers: str) -> ScriptedResolver:
+        """
+        Resolve C{rebind.test} to each of C{answers} in turn (the last
+        repeating); nothing else resolves.
+        """
+        resolver = ScriptedResolver({"rebind.test": answers})
         previous = reactor.installNameResolver(resolver)
         self.addCleanup(reactor.installNameResolver, previous)
         return resolver
+
+    def _recording_origin(self) -> tuple[int, list[bytes]]:
+        """
+        A loopback TCP server that keeps whatever it receives: its port,
+        and the list the bytes go to.
+        """
+        received: list[bytes] = []
+        server = Factory.forProtocol(_Recorder)
+        server.received = received  # type: ignore[attr-defined]
+        listening = reactor.listenTCP(0, server, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        return listening.getHost().port, received
 
     async def test_request_to_a_rebound_name_is_denied(self) -> None:
         """
@@ -341,7 +316,7 @@ class DnsRebindingTests(ProxyTestCase):
         self.assertEqual(_status(answer), 403, answer[:200])
         self.assertIn(b"ERR_ACCESS_DENIED", answer)
         self.assertIn(b"the connection to rebind.test went to 127.0.0.1", answer)
-        self.assertEqual(resolver.lookups, 2)
+        self.assertEqual(resolver.lookups["rebind.test"], 2)
         self.assertEqual(origin.requests, [])
         [line] = self.access_log_lines()
         self.assertIn(" 127.0.0.2 TCP_DENIED/403 ", line)
@@ -401,7 +376,7 @@ class DnsRebindingTests(ProxyTestCase):
         self.assertEqual(len(origin.requests), 2)
         self.assertEqual(origin.connections, 1)
         # The connection's lookup, then the rules' for the LAN client.
-        self.assertEqual(resolver.lookups, 2)
+        self.assertEqual(resolver.lookups["rebind.test"], 2)
 
     async def test_denied_revalidation_is_not_answered_from_a_stale_copy(self) -> None:
         """
@@ -426,12 +401,7 @@ class DnsRebindingTests(ProxyTestCase):
         CONNECT: the tunnel is not opened (403, no 200) and nothing is
         relayed to the address connected to.
         """
-        received: list[bytes] = []
-        server = Factory.forProtocol(_Recorder)
-        server.received = received  # type: ignore[attr-defined]
-        listening = reactor.listenTCP(0, server, interface="127.0.0.1")
-        self.addCleanup(listening.stopListening)
-        port = listening.getHost().port
+        port, received = self._recording_origin()
         self.use_access_config(
             f"""
             [acl]
@@ -461,12 +431,7 @@ class DnsRebindingTests(ProxyTestCase):
         A WebSocket upgrade: the request head is never sent to the address
         connected to.
         """
-        received: list[bytes] = []
-        server = Factory.forProtocol(_Recorder)
-        server.received = received  # type: ignore[attr-defined]
-        listening = reactor.listenTCP(0, server, interface="127.0.0.1")
-        self.addCleanup(listening.stopListening)
-        port = listening.getHost().port
+        port, received = self._recording_origin()
         self._resolver("192.0.2.1", "127.0.0.1")
         client = _Client(self.proxy_port, "127.0.0.2")
         answer = await threads.deferToThread(

@@ -13,15 +13,13 @@ import socket
 from typing import Any
 
 from twisted.internet import reactor, threads
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import DNSLookupError
-from twisted.internet.interfaces import IHostResolution, IResolutionReceiver
 from twisted.logger import formatEvent, globalLogPublisher
-from zope.interface import implementer
 
 from tests.origins import Origin, ScriptedOrigin
 from tests.proxyharness import ProxyTestCase
+from tests.resolvers import ScriptedResolver
 
 
 def _in_thread(function: Any, *args: Any) -> Deferred[Any]:
@@ -352,37 +350,6 @@ class LocalAnswerTests(ProxyTestCase):
         self.assertEqual([v for k, v in seen["headers"] if k.lower() == "max-forwards"], ["2"])
 
 
-@implementer(IHostResolution)
-class _Resolution:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def cancel(self) -> None:
-        pass
-
-
-class _LoopbackOnlyResolver:
-    """
-    A name resolver for tests: C{localhost} is 127.0.0.1, every other name
-    fails, and nothing is ever sent to a DNS server.
-    """
-
-    def resolveHostName(
-        self,
-        receiver: IResolutionReceiver,
-        hostName: str,
-        portNumber: int = 0,
-        addressTypes: Any = None,
-        transportSemantics: str = "TCP",
-    ) -> IHostResolution:
-        resolution = _Resolution(hostName)
-        receiver.resolutionBegan(resolution)
-        if hostName == "localhost":
-            receiver.addressResolved(IPv4Address("TCP", "127.0.0.1", portNumber))
-        receiver.resolutionComplete()
-        return resolution
-
-
 class FailureTests(ProxyTestCase):
     """
     Origin failures get clear pages; truncation is never disguised.
@@ -431,7 +398,8 @@ class FailureTests(ProxyTestCase):
         """
         A name that does not resolve gives 503 ERR_DNS_FAIL naming the host.
         """
-        previous = reactor.installNameResolver(_LoopbackOnlyResolver())
+        # localhost is 127.0.0.1; every other name fails.
+        previous = reactor.installNameResolver(ScriptedResolver({"localhost": ["127.0.0.1"]}))
         self.addCleanup(reactor.installNameResolver, previous)
         result = await _in_thread(self._get, "http://no-such-host.test/")
         self.assertEqual(result.status, 503)
