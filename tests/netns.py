@@ -223,6 +223,19 @@ def _run_client(mode: str, host: str, port: int, sni: str, ca: str) -> dict[str,
 # The scenario, run as root in the namespace.
 
 
+def _add_origin_v6() -> str:
+    """
+    Give the namespace's loopback the IPv6 origin address.
+
+    @return: C{"untried"} when it worked (the scenario goes on to try its
+        IPv6 case), else why IPv6 is skipped.
+    """
+    done = _run("ip", "-6", "addr", "add", f"{ORIGIN_V6}/128", "dev", "lo", "nodad")
+    if done.returncode != 0:
+        return f"skipped: ip -6 addr add failed: {done.stderr.strip()}"
+    return "untried"
+
+
 def _splice_scenario() -> None:
     from twisted.internet import defer, protocol, reactor, task, threads
     from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
@@ -231,10 +244,7 @@ def _splice_scenario() -> None:
     from tests.tlsfixtures import make_server_files
 
     _must("ip", "link", "set", "lo", "up")
-    ipv6 = "untried"
-    v6 = _run("ip", "-6", "addr", "add", f"{ORIGIN_V6}/128", "dev", "lo", "nodad")
-    if v6.returncode != 0:
-        ipv6 = f"skipped: ip -6 addr add failed: {v6.stderr.strip()}"
+    ipv6 = _add_origin_v6()
 
     workdir = Path(tempfile.mkdtemp(prefix="squeak-netns-"))
     files = make_server_files(workdir, [ALLOWED_NAME, ORIGIN_V4, ORIGIN_V6])
@@ -371,11 +381,8 @@ def _squeak_scenario() -> None:
     site = server.Site(Page(counts, hosts_seen))
     reactor.listenTCP(80, site, interface=ORIGIN_V4)
     # The same origin over IPv6, reached through ip6tables when it works.
-    ipv6 = "untried"
-    v6 = _run("ip", "-6", "addr", "add", f"{ORIGIN_V6}/128", "dev", "lo", "nodad")
-    if v6.returncode != 0:
-        ipv6 = f"skipped: ip -6 addr add failed: {v6.stderr.strip()}"
-    else:
+    ipv6 = _add_origin_v6()
+    if ipv6 == "untried":
         reactor.listenTCP(80, server.Site(Page(counts_v6, hosts_seen_v6)), interface=ORIGIN_V6)
     key = KeyPair.load(files.key.read_bytes(), 1)
     cert = PrivateCertificate.load(files.certificate.read_bytes(), key, 1)
