@@ -26,7 +26,7 @@ test: venv
 	$(PY) -b -W default -m twisted.trial -j$(TRIAL_JOBS) tests
 
 test-fast: venv
-	$(PY) -b -W default -m twisted.trial tests.test_config tests.test_target tests.test_headers tests.test_accesslog tests.test_errors
+	$(PY) -b -W default -m twisted.trial tests.test_config tests.test_http_target tests.test_http_fields tests.test_accesslog tests.test_errors
 
 lint: venv
 	$(VENV)/bin/ruff check squeak tests bench twisted

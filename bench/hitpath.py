@@ -50,7 +50,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from squeak.accesslog import AccessLog  # noqa: E402
 from squeak.config import load_config  # noqa: E402
-from squeak.proxy import ForwardProxyFactory, ProxyContext  # noqa: E402
+from squeak.proxy.exchange import ForwardProxyFactory, ProxyContext  # noqa: E402
 
 reactor: Any = _reactor
 

@@ -108,7 +108,7 @@ def _versions() -> dict[str, str]:
                 sys.executable,
                 "-c",
                 # The reactor twistd -n squeak runs on (squeak.tap's choice).
-                "from squeak.eventloop import install_default; install_default(); "
+                "from squeak.net.eventloop import install_default; install_default(); "
                 "from twisted.internet import reactor; print(type(reactor).__name__)",
             ],
             capture_output=True,

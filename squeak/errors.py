@@ -33,8 +33,8 @@ from twisted.web import _newclient
 from twisted.web import error as weberror
 from twisted.web import http as webhttp
 
-from squeak.headers import FramingError
-from squeak.upstream import MalformedResponseError
+from squeak.http.fields import FramingError
+from squeak.net.origin import MalformedResponseError
 
 __all__ = [
     "CATALOGUE",
@@ -193,7 +193,7 @@ _UNKNOWN = ErrorInfo(
 class ErrorLike(Protocol):
     """
     Anything that names an error the way L{ProxyError} does (such as
-    C{squeak.target.TargetError}), and can therefore be rendered as a page.
+    C{squeak.http.target.TargetError}), and can therefore be rendered as a page.
     """
 
     @property
@@ -271,7 +271,7 @@ _TLS_FAILURES = (
     service_identity.CertificateError,
 )
 #: Malformed or ambiguously framed responses: L{FramingError} is raised by
-#: L{squeak.upstream}'s strict framing check (RFC 9112 §6.3), and
+#: L{squeak.net.origin}'s strict framing check (RFC 9112 §6.3), and
 #: L{MalformedResponseError} by its response parser (RFC 9112 §2-§7).
 _MALFORMED = (
     _newclient.ParseError,

@@ -28,11 +28,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
 
+from squeak.access.gatekeeper import AccessDeniedError
 from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
 from squeak.config import Config, ConfigError, ListenAddress
-from squeak.gatekeeper import AccessDeniedError
-from squeak.intercept import SpliceFactory, SpliceOutcome, SpliceRecord
-from squeak.proxy import ForwardProxyFactory, ProxyContext
+from squeak.net.intercept import SpliceFactory, SpliceOutcome, SpliceRecord
+from squeak.proxy.exchange import ForwardProxyFactory, ProxyContext
 
 
 class ListenerService(Service):

@@ -18,8 +18,8 @@ from typing import Any, cast
 from twisted.application.service import IService
 from twisted.python import usage
 
-from squeak.allocator import tune_malloc
 from squeak.config import Config, ConfigError, load_config
+from squeak.net.allocator import tune_malloc
 
 
 class Options(usage.Options):
@@ -42,13 +42,13 @@ def makeService(options: Options) -> IService:
     Load the configuration and build the service tree.
     """
     # Bulk read buffers reuse heap memory instead of new pages per read
-    # (squeak.allocator says why).
+    # (squeak.net.allocator says why).
     tune_malloc()
     if hasattr(select, "epoll"):
-        from squeak.eventloop import install_default
+        from squeak.net.eventloop import install_default
 
         # Unless twistd --reactor chose one: Twisted's epoll reactor without
-        # its per-event logging context (squeak.eventloop says why).
+        # its per-event logging context (squeak.net.eventloop says why).
         install_default()
     from twisted.internet import reactor
 

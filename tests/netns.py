@@ -9,7 +9,7 @@ namespace (C{python -m tests.netns splice}) the child:
 
   1. brings C{lo} up;
   2. starts a TLS echo origin on C{127.0.0.2:443} (and C{[fd00::2]:443}
-     when IPv6 NAT works) and a L{squeak.intercept.SpliceFactory} listener
+     when IPv6 NAT works) and a L{squeak.net.intercept.SpliceFactory} listener
      on C{127.0.0.1} (C{::1});
   3. adds the rules of docs/transparent.md for locally generated traffic:
      the proxy's own connections are excluded with an owner match (here
@@ -240,7 +240,7 @@ def _splice_scenario() -> None:
     from twisted.internet import defer, protocol, reactor, task, threads
     from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
 
-    from squeak.intercept import SpliceFactory, SpliceRecord
+    from squeak.net.intercept import SpliceFactory, SpliceRecord
     from tests.tlsfixtures import make_server_files
 
     _must("ip", "link", "set", "lo", "up")

@@ -89,8 +89,8 @@ class ProxyTestCase(unittest.TestCase):
         those of a configuration text (its [acl], [access] and [auth]
         tables; relative paths resolve against the test's directory).
         """
+        from squeak.access.gatekeeper import Gatekeeper
         from squeak.config import parse_config
-        from squeak.gatekeeper import Gatekeeper
         from squeak.service import local_addresses
 
         config = parse_config(toml_text, os.path.join(self.directory, "access.toml"))

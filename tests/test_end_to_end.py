@@ -185,8 +185,8 @@ class EndToEndTests(unittest.SynchronousTestCase):
         # twistd re-raises SIGTERM after a clean shutdown to exit "by" it.
         self.assertIn(proxy.stop(), (0, -signal.SIGTERM))
         self.assertIn("Server Shut Down.", proxy.output)
-        # With no --reactor, squeak's own (squeak.eventloop).
-        self.assertIn("reactor class: squeak.eventloop.LeanEPollReactor.", proxy.output)
+        # With no --reactor, squeak's own (squeak.net.eventloop).
+        self.assertIn("reactor class: squeak.net.eventloop.LeanEPollReactor.", proxy.output)
 
     def test_reactor_chosen_on_the_command_line_is_kept(self) -> None:
         """

@@ -1,5 +1,5 @@
 """
-Protocol units of L{squeak.proxy} on fake transports and a fake clock:
+Protocol units of L{squeak.proxy.exchange} on fake transports and a fake clock:
 timeouts, flow control, and the early-rejection path.
 """
 
@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseDone
 
 from squeak.accesslog import AccessLog
-from squeak.proxy import BodyRelay, ForwardProxyFactory, ProxyContext
+from squeak.proxy.exchange import BodyRelay, ForwardProxyFactory, ProxyContext
 from tests.proxyharness import make_config
 
 

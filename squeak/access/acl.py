@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_acl -*-
+# -*- test-case-name: tests.test_access_acl -*-
 """
 ACLs: named conditions on a request, compiled once into fast matchers.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_auth -*-
+# -*- test-case-name: tests.test_access_auth -*-
 """
 Proxy authentication: C{Proxy-Authorization: Basic}, an htpasswd file, and a
 cache of verified credentials.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rules -*-
+# -*- test-case-name: tests.test_access_rules -*-
 """
 Access rules: ordered allow/deny lines over ACLs, evaluated into a verdict.
 

@@ -7,7 +7,7 @@ returns a frozen decision whose C{reason} cites the section it follows, as
 Squid's refresh.cc names its outcomes. The reason is meant for
 C{X-Cache-Lookup}, the debug log, statistics and test assertions.
 
-The caller (squeak/proxy.py) collects the facts, passes C{now} (and the
+The caller (squeak/proxy/exchange.py) collects the facts, passes C{now} (and the
 request and response times it measured), and acts on the decision:
 
   1. L{decide_reuse} for a request and the stored response the store found
@@ -51,7 +51,7 @@ from squeak.cache.directives import (
     split_list,
 )
 from squeak.cache.keys import VARY_ANY, normalise_uri, secondary_key, vary_fields
-from squeak.headers import HOP_BY_HOP, RawHeaders, connection_options
+from squeak.http.fields import HOP_BY_HOP, RawHeaders, connection_options
 
 if TYPE_CHECKING:
     from squeak.config import CacheConfig

@@ -1,0 +1,1387 @@
+# -*- test-case-name: tests.test_http_request -*-
+"""
+Tests for L{squeak.http.request}: the strict request-head parser and chunked-body
+decoder that replace Twisted's C{HTTPChannel} parsing (RFC 9112).
+
+The rule under test is I{reject, never repair}: tables of valid heads and
+bodies that must be read exactly, tables of malformed ones that must be
+refused with a L{MessageError} naming the problem, and properties checking
+that the verdict never depends on how the bytes were split by the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from squeak.http.request import (
+    FIELD_LINE,
+    ChunkedDecoder,
+    MessageError,
+    RequestHead,
+    find_head_end,
+    parse_request_head,
+    read_field_lines,
+    why_bad_field,
+)
+
+CRLF = b"\r\n"
+
+
+def head(*lines: bytes) -> bytes:
+    """
+    A request head as L{parse_request_head} takes it: lines joined by CRLF,
+    without the empty line that ends the head.
+    """
+    return CRLF.join(lines)
+
+
+def parse(*lines: bytes, max_fields: int = 100) -> RequestHead:
+    """
+    Parse the head made of C{lines}.
+    """
+    return parse_request_head(head(*lines), max_fields=max_fields)
+
+
+def pieces_of(data: bytes, sizes: Iterable[int]) -> Iterator[bytes]:
+    """
+    Split C{data} into pieces of the given sizes (the rest in a last piece).
+    """
+    at = 0
+    for size in sizes:
+        if at >= len(data):
+            return
+        yield data[at : at + size]
+        at += size
+    if at < len(data):
+        yield data[at:]
+
+
+Outcome = tuple[bytes, bytes, bool] | None
+
+
+def decode(data: bytes, sizes: Iterable[int] = (), /, **limits: int) -> Outcome:
+    """
+    Feed C{data} to a fresh L{ChunkedDecoder} in pieces of C{sizes} (all at
+    once by default).
+
+    @return: L{None} if the decoder raised L{MessageError}, else the body,
+        the bytes returned as following the body, and whether the decoder
+        is done.
+    """
+    decoder = ChunkedDecoder(**limits)
+    body: list[bytes] = []
+    rest: list[bytes] = []
+    try:
+        for piece in pieces_of(data, sizes):
+            was_done = decoder.done
+            got, after = decoder.feed(piece)
+            if b"" in got:
+                raise AssertionError(f"empty body piece from {piece!r}")
+            if after and not decoder.done:
+                raise AssertionError(f"bytes after the body before it ended: {after!r}")
+            if was_done and (got or after != piece):
+                raise AssertionError(f"decoder kept working after done: {got!r} {after!r}")
+            body.extend(got)
+            rest.append(after)
+    except MessageError:
+        return None
+    return b"".join(body), b"".join(rest), decoder.done
+
+
+def decode_error(data: bytes, **limits: int) -> MessageError:
+    """
+    The error a fresh decoder raises for C{data} fed whole.
+    """
+    decoder = ChunkedDecoder(**limits)
+    try:
+        decoder.feed(data)
+    except MessageError as error:
+        return error
+    raise AssertionError(f"accepted {data!r}")
+
+
+def byte_by_byte(data: bytes) -> list[int]:
+    """
+    Piece sizes that feed C{data} one byte at a time.
+    """
+    return [1] * len(data)
+
+
+# --- request heads ----------------------------------------------------------
+
+METHODS = [  # (why, method)
+    ("RFC 9110 §9.3.1", b"GET"),
+    ("RFC 9110 §9.3.2", b"HEAD"),
+    ("RFC 9110 §9.3.3", b"POST"),
+    ("RFC 9110 §9.3.4", b"PUT"),
+    ("RFC 9110 §9.3.5", b"DELETE"),
+    ("RFC 9110 §9.3.6", b"CONNECT"),
+    ("RFC 9110 §9.3.7", b"OPTIONS"),
+    ("RFC 9110 §9.3.8", b"TRACE"),
+    ("RFC 5789: an extension method", b"PATCH"),
+    ("RFC 4918: a WebDAV extension method", b"PROPFIND"),
+    ("RFC 9110 §9.1: a method is any token", b"M-SEARCH"),
+    ("RFC 9110 §5.6.2: every tchar", b"!#$%&'*+-.^_`|~09azAZ"),
+    ("RFC 9110 §9.1: methods are case-sensitive, kept as sent", b"get"),
+]
+
+TARGETS = [  # (why, target)
+    ("RFC 9112 §3.2.1: origin-form", b"/"),
+    ("RFC 9112 §3.2.1: origin-form with a query", b"/a/b?x=1&y=2"),
+    ("RFC 3986 §2.1: percent-encoding kept, not decoded", b"/a%20b/%2F%2e%2E?q=%00%ff"),
+    ("RFC 9112 §3.2.2: absolute-form", b"http://example.com/"),
+    (
+        "RFC 9112 §3.2.2: absolute-form with port, query and odd case",
+        b"HTTP://Example.COM:8080/p;a=b/%7Euser?q=a+b&r=%26#",
+    ),
+    ("RFC 9112 §3.2.3: authority-form", b"example.com:443"),
+    ("RFC 9112 §3.2.3: authority-form, IPv6", b"[::1]:443"),
+    ("RFC 9112 §3.2.4: asterisk-form", b"*"),
+    ("RFC 3986 §3.3: dot segments are not removed", b"/a/./b/../c//d"),
+    ("RFC 9112 §3.2: form is judged later, by squeak.http.target", b"no-slash'\"<>{}"),
+]
+
+KEEP_ALIVE = [  # (why, version, Connection values, expected)
+    ("RFC 9112 §9.3: HTTP/1.1 persists by default", b"1.1", [], True),
+    ("RFC 9112 §9.3: HTTP/1.0 closes by default", b"1.0", [], False),
+    ("RFC 9112 §9.6: close", b"1.1", [b"close"], False),
+    ("RFC 9110 §7.6.1: option names are case-insensitive", b"1.1", [b"Close"], False),
+    ("RFC 9110 §7.6.1: upper case", b"1.1", [b"CLOSE"], False),
+    ("RFC 9110 §5.6.1: close in a list", b"1.1", [b"Upgrade, close"], False),
+    ("RFC 9110 §5.6.1: list with OWS and empty elements", b"1.1", [b" ,\tclose , "], False),
+    ("RFC 9110 §5.6.1: close in a second Connection field", b"1.1", [b"foo", b"close"], False),
+    ("RFC 9112 §9.3: close wins over keep-alive", b"1.1", [b"keep-alive, close"], False),
+    ("RFC 9112 §9.3: other options leave HTTP/1.1 persistent", b"1.1", [b"upgrade"], True),
+    ("RFC 9112 §9.3: a near miss is not close", b"1.1", [b"closed"], True),
+    ("RFC 9112 §C.2.2: HTTP/1.0 keep-alive", b"1.0", [b"keep-alive"], True),
+    ("RFC 9112 §C.2.2: keep-alive is case-insensitive", b"1.0", [b"Keep-Alive"], True),
+    ("RFC 9112 §C.2.2: keep-alive in a list", b"1.0", [b"foo,keep-alive"], True),
+    ("RFC 9112 §C.2.2: keep-alive and close", b"1.0", [b"keep-alive", b"close"], False),
+    ("RFC 9112 §C.2.2: a near miss is not keep-alive", b"1.0", [b"keep-alive-x"], False),
+    ("RFC 9112 §C.2.2: keep-alive is redundant in HTTP/1.1", b"1.1", [b"keep-alive"], True),
+]
+
+EXPECT = [  # (why, version, Expect values, expected)
+    ("RFC 9110 §10.1.1: 100-continue", b"1.1", [b"100-continue"], True),
+    ("RFC 9110 §10.1.1: case-insensitive", b"1.1", [b"100-Continue"], True),
+    ("RFC 9110 §5.5: OWS is not part of the value", b"1.1", [b" 100-continue\t"], True),
+    ("RFC 9110 §10.1.1: no Expect", b"1.1", [], False),
+    ("RFC 9110 §10.1.1: another expectation", b"1.1", [b"200-ok"], False),
+    (
+        "RFC 9110 §10.1.1: an HTTP/1.0 client never waits for 100 Continue",
+        b"1.0",
+        [b"100-continue"],
+        False,
+    ),
+]
+
+BAD_HEADS = [  # (why, head, status, detail fragment)
+    (
+        "RFC 9112 §2.2: bare LF ending the request line",
+        b"GET / HTTP/1.1\nHost: a",
+        400,
+        "bare CR or LF",
+    ),
+    (
+        "RFC 9112 §2.2: bare LF ending a field line",
+        head(b"GET / HTTP/1.1", b"Host: a\nX: b"),
+        400,
+        "bare CR or LF",
+    ),
+    (
+        "RFC 9112 §2.2: bare LF inside a field value",
+        head(b"GET / HTTP/1.1", b"X: a\nb"),
+        400,
+        "bare CR or LF",
+    ),
+    (
+        "RFC 9112 §2.2: bare CR in the request line",
+        b"GET /\r HTTP/1.1",
+        400,
+        "bare CR or LF",
+    ),
+    (
+        "RFC 9112 §2.2: bare CR before CRLF",
+        head(b"GET / HTTP/1.1\r", b"Host: a"),
+        400,
+        "bare CR or LF",
+    ),
+    (
+        "RFC 9112 §2.2: bare CR inside a field value",
+        head(b"GET / HTTP/1.1", b"X: a\rb"),
+        400,
+        "bare CR or LF",
+    ),
+    (
+        "RFC 9112 §5.2: obs-fold with a space",
+        head(b"GET / HTTP/1.1", b"X: a", b" b"),
+        400,
+        "obsolete line folding",
+    ),
+    (
+        "RFC 9112 §5.2: obs-fold with a tab",
+        head(b"GET / HTTP/1.1", b"X: a", b"\tb"),
+        400,
+        "obsolete line folding",
+    ),
+    (
+        "RFC 9112 §5.2: a folded first field line",
+        head(b"GET / HTTP/1.1", b" Host: a"),
+        400,
+        "obsolete line folding",
+    ),
+    (
+        "RFC 9112 §5.1: space before the colon",
+        head(b"GET / HTTP/1.1", b"Host : a"),
+        400,
+        "invalid header field name",
+    ),
+    (
+        "RFC 9112 §5.1: tab before the colon",
+        head(b"GET / HTTP/1.1", b"Content-Length\t: 5"),
+        400,
+        "invalid header field name",
+    ),
+    (
+        "RFC 9110 §5.1: empty field name",
+        head(b"GET / HTTP/1.1", b": a"),
+        400,
+        "invalid header field name",
+    ),
+    (
+        "RFC 9110 §5.1: a field name is a token",
+        head(b"GET / HTTP/1.1", b"X(y): a"),
+        400,
+        "invalid header field name",
+    ),
+    (
+        "RFC 9110 §5.1: no NUL in a field name",
+        head(b"GET / HTTP/1.1", b"Ho\x00st: a"),
+        400,
+        "invalid header field name",
+    ),
+    (
+        "RFC 9110 §5.1: no non-ASCII in a field name",
+        head(b"GET / HTTP/1.1", "X-\u00e9: a".encode()),
+        400,
+        "invalid header field name",
+    ),
+    (
+        "RFC 9112 §5: a field line needs a colon",
+        head(b"GET / HTTP/1.1", b"Host a"),
+        400,
+        "without a colon",
+    ),
+    (
+        "RFC 9112 §5: an empty field line inside the head",
+        head(b"GET / HTTP/1.1", b"", b"Host: a"),
+        400,
+        "without a colon",
+    ),
+    (
+        "RFC 9110 §5.5: NUL in a value",
+        head(b"GET / HTTP/1.1", b"X: a\x00b"),
+        400,
+        "control character",
+    ),
+    (
+        "RFC 9110 §5.5: a C0 control in a value",
+        head(b"GET / HTTP/1.1", b"X: \x1b[31m"),
+        400,
+        "control character",
+    ),
+    (
+        "RFC 9110 §5.5: DEL in a value",
+        head(b"GET / HTTP/1.1", b"X: a\x7f"),
+        400,
+        "control character",
+    ),
+    (
+        "RFC 9110 §9.1: a method is a token",
+        b"GE(T / HTTP/1.1",
+        400,
+        "invalid method",
+    ),
+    (
+        "RFC 9110 §9.1: no NUL in a method",
+        b"GET\x00 / HTTP/1.1",
+        400,
+        "invalid method",
+    ),
+    (
+        "RFC 9110 §9.1: no non-ASCII in a method",
+        "G\u00c9T / HTTP/1.1".encode(),
+        400,
+        "invalid method",
+    ),
+    ("RFC 9110 §9.1: an empty method", b" / HTTP/1.1", 400, "invalid method"),
+    ("RFC 9112 §3: missing version (HTTP/0.9 style)", b"GET /", 400, "malformed request line"),
+    ("RFC 9112 §3: empty version", b"GET / ", 400, "invalid HTTP version"),
+    ("RFC 9112 §3: only a method", b"GET", 400, "malformed request line"),
+    ("RFC 9112 §3: empty request line", b"", 400, "malformed request line"),
+    ("RFC 9112 §2.3: HTTP-name is case-sensitive", b"GET / http/1.1", 400, "invalid HTTP version"),
+    ("RFC 9112 §2.3: one digit each side", b"GET / HTTP/1.10", 400, "invalid HTTP version"),
+    ("RFC 9112 §2.3: the dot is required", b"GET / HTTP/11", 400, "invalid HTTP version"),
+    ("RFC 9112 §2.3: no version of only a major", b"GET / HTTP/2", 400, "invalid HTTP version"),
+    ("RFC 9112 §2.3: not HTTP at all", b"GET / FTP/1.1", 400, "invalid HTTP version"),
+    ("RFC 9110 §15.6.6: HTTP/2.0 is refused with 505", b"GET / HTTP/2.0", 505, "HTTP/2.0"),
+    ("RFC 9110 §15.6.6: HTTP/0.9 is refused with 505", b"GET / HTTP/0.9", 505, "HTTP/0.9"),
+    ("RFC 9110 §15.6.6: HTTP/3.1 is refused with 505", b"GET / HTTP/3.1", 505, "HTTP/3.1"),
+    ("RFC 9112 §3: two spaces after the method", b"GET  / HTTP/1.1", 400, "malformed"),
+    ("RFC 9112 §3: two spaces before the version", b"GET /  HTTP/1.1", 400, "malformed"),
+    ("RFC 9112 §3: a trailing space", b"GET / HTTP/1.1 ", 400, "malformed"),
+    ("RFC 9112 §3: a leading space", b" GET / HTTP/1.1", 400, "malformed"),
+    ("RFC 9112 §3: tabs are not SP", b"GET\t/\tHTTP/1.1", 400, "malformed"),
+    ("RFC 9112 §3.2: a space inside the target", b"GET /a b HTTP/1.1", 400, "malformed"),
+    (
+        "RFC 9112 §3.2: a control character inside the target",
+        b"GET /a\x01b HTTP/1.1",
+        400,
+        "request target",
+    ),
+    (
+        "RFC 9112 §3.2: two Host fields",
+        head(b"GET / HTTP/1.1", b"Host: a", b"Host: a"),
+        400,
+        "2 Host fields",
+    ),
+    (
+        "RFC 9112 §3.2: two Host fields, names in different case",
+        head(b"GET http://b/ HTTP/1.1", b"Host: a", b"X: y", b"host: b"),
+        400,
+        "2 Host fields",
+    ),
+    (
+        "RFC 9112 §6.1: Content-Length and Transfer-Encoding",
+        head(b"POST / HTTP/1.1", b"Content-Length: 5", b"Transfer-Encoding: chunked"),
+        400,
+        "both Transfer-Encoding and Content-Length",
+    ),
+    (
+        "RFC 9112 §6.1: Transfer-Encoding first, then Content-Length",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: chunked", b"content-length: 0"),
+        400,
+        "both Transfer-Encoding and Content-Length",
+    ),
+    (
+        "RFC 9112 §6.3: two Content-Length fields, even equal ones",
+        head(b"POST / HTTP/1.1", b"Content-Length: 5", b"Content-Length: 5"),
+        400,
+        "2 Content-Length fields",
+    ),
+    (
+        "RFC 9112 §6.3: two Content-Length fields, different values",
+        head(b"POST / HTTP/1.1", b"Content-Length: 5", b"CONTENT-LENGTH: 50"),
+        400,
+        "2 Content-Length fields",
+    ),
+    (
+        "RFC 9112 §6.3: a Content-Length list of equal values",
+        head(b"POST / HTTP/1.1", b"Content-Length: 5, 5"),
+        400,
+        "is a list",
+    ),
+    (
+        "RFC 9112 §6.3: a Content-Length list of different values",
+        head(b"POST / HTTP/1.1", b"Content-Length: 5,6"),
+        400,
+        "is a list",
+    ),
+    (
+        "RFC 9110 §8.6, CVE-2022-24801: a plus sign",
+        head(b"POST / HTTP/1.1", b"Content-Length: +5"),
+        400,
+        "not 1*DIGIT",
+    ),
+    (
+        "RFC 9110 §8.6, CVE-2022-24801: a minus sign",
+        head(b"POST / HTTP/1.1", b"Content-Length: -1"),
+        400,
+        "not 1*DIGIT",
+    ),
+    (
+        "RFC 9110 §8.6: hexadecimal",
+        head(b"POST / HTTP/1.1", b"Content-Length: 0x10"),
+        400,
+        "not 1*DIGIT",
+    ),
+    (
+        "RFC 9110 §8.6: empty",
+        head(b"POST / HTTP/1.1", b"Content-Length:"),
+        400,
+        "not 1*DIGIT",
+    ),
+    (
+        "RFC 9110 §8.6: whitespace only",
+        head(b"POST / HTTP/1.1", b"Content-Length:  \t "),
+        400,
+        "not 1*DIGIT",
+    ),
+    (
+        "RFC 9110 §8.6: underscores (which Python's int() accepts)",
+        head(b"POST / HTTP/1.1", b"Content-Length: 1_0"),
+        400,
+        "not 1*DIGIT",
+    ),
+    (
+        "RFC 9110 §8.6: two numbers",
+        head(b"POST / HTTP/1.1", b"Content-Length: 5 5"),
+        400,
+        "not 1*DIGIT",
+    ),
+    (
+        "RFC 9112 §6.3: a final coding other than chunked",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: gzip"),
+        400,
+        "does not end with chunked",
+    ),
+    (
+        "RFC 9112 §6.3: identity is not a transfer coding any more",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: identity"),
+        400,
+        "does not end with chunked",
+    ),
+    (
+        "RFC 9112 §6.3: chunked, then another coding",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: chunked, gzip"),
+        400,
+        "does not end with chunked",
+    ),
+    (
+        "RFC 9112 §6.1: chunked twice",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: chunked, chunked"),
+        400,
+        "chunked twice",
+    ),
+    (
+        "RFC 9112 §6.1: chunked twice, in two fields",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked"),
+        400,
+        "chunked twice",
+    ),
+    (
+        "RFC 9112 §7: a coding this proxy does not decode",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: gzip, chunked"),
+        400,
+        "other than chunked",
+    ),
+    (
+        "RFC 9112 §6.1: empty Transfer-Encoding",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding:"),
+        400,
+        "empty",
+    ),
+    (
+        "RFC 9112 §6.1: an obfuscated chunked",
+        head(b"POST / HTTP/1.1", b"Transfer-Encoding: xchunked"),
+        400,
+        "does not end with chunked",
+    ),
+    (
+        "RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing",
+        head(b"POST / HTTP/1.0", b"Transfer-Encoding: chunked"),
+        400,
+        "HTTP/1.0",
+    ),
+    (
+        "RFC 9112 §6.1: HTTP/1.0 with Transfer-Encoding, even if kept alive",
+        head(b"POST / HTTP/1.0", b"Connection: keep-alive", b"transfer-encoding: Chunked"),
+        400,
+        "HTTP/1.0",
+    ),
+]
+
+
+class RequestHeadTests(SynchronousTestCase):
+    """
+    Tests for L{parse_request_head} on heads it must accept.
+    """
+
+    def test_methods(self) -> None:
+        """
+        Standard and extension methods are accepted and kept as sent (RFC
+        9110 §9.1: the method token is case-sensitive).
+        """
+        wrong: list[object] = []
+        for why, method in METHODS:
+            got = parse(method + b" / HTTP/1.1", b"Host: a").method
+            if got != method:
+                wrong.append((why, got))
+        self.assertEqual(wrong, [])
+
+    def test_targets(self) -> None:
+        """
+        Every request-target form is kept byte for byte (RFC 9112 §3.2):
+        no decoding, normalisation or case folding happens here.
+        """
+        wrong: list[object] = []
+        for why, target in TARGETS:
+            got = parse(b"GET " + target + b" HTTP/1.1", b"Host: a").target
+            if got != target:
+                wrong.append((why, got))
+        self.assertEqual(wrong, [])
+
+    def test_obs_text_in_target(self) -> None:
+        """
+        Bytes above 0x7F in the target are passed on unchanged; whether the
+        target is acceptable is decided later, by L{squeak.http.target}.
+        """
+        target = "/caf\u00e9".encode()
+        self.assertEqual(parse(b"GET " + target + b" HTTP/1.1", b"Host: a").target, target)
+
+    def test_versions(self) -> None:
+        """
+        HTTP/1.0 and HTTP/1.1 are reported as sent, and a later HTTP/1.x
+        minor version is accepted (RFC 9110 §2.5: a recipient handles a
+        higher minor version as the highest it knows).
+        """
+        self.assertEqual(parse(b"GET / HTTP/1.1", b"Host: a").version, b"HTTP/1.1")
+        self.assertEqual(parse(b"GET / HTTP/1.0").version, b"HTTP/1.0")
+        later = parse(b"GET / HTTP/1.9", b"Host: a")
+        self.assertEqual((later.version, later.keep_alive), (b"HTTP/1.9", True))
+
+    def test_no_fields(self) -> None:
+        """
+        An HTTP/1.0 head of only a request line has no fields and no body
+        (RFC 9112 §6.3 item 7: a request without framing fields has a
+        zero-length body).
+        """
+        got = parse(b"GET http://a/ HTTP/1.0")
+        self.assertEqual(
+            got,
+            RequestHead(
+                method=b"GET",
+                target=b"http://a/",
+                version=b"HTTP/1.0",
+                fields=[],
+                content_length=0,
+                keep_alive=False,
+                expects_continue=False,
+            ),
+        )
+
+    def test_host_is_required_in_http11(self) -> None:
+        """
+        An HTTP/1.1 request without Host is refused with a 400 (RFC 9112
+        §3.2: a server MUST), in absolute form too, whatever its other
+        fields; an HTTP/1.0 one is accepted without it.
+        """
+        for lines in (
+            [b"GET http://a/ HTTP/1.1"],
+            [b"GET http://a/ HTTP/1.1", b"User-Agent: x"],
+            [b"POST http://a/ HTTP/1.1", b"Content-Length: 1"],
+            [b"CONNECT a:443 HTTP/1.1"],
+            [b"GET / HTTP/1.9", b"Accept: */*"],
+        ):
+            error = self.assertRaises(MessageError, parse, *lines)
+            self.assertEqual(
+                (error.status, error.detail),
+                (400, "HTTP/1.1 request without a Host field (RFC 9112 §3.2)"),
+                lines,
+            )
+        self.assertEqual(parse(b"GET http://a/ HTTP/1.0", b"Accept: */*").target, b"http://a/")
+        self.assertEqual(parse(b"GET http://a/ HTTP/1.1", b"Host:").fields, [(b"Host", b"")])
+
+    def test_fields_kept_in_order(self) -> None:
+        """
+        Every field line is kept, in order, with its name as sent; repeated
+        fields (two Cookie lines, RFC 6265 §5.4 and RFC 9110 §5.3) are kept
+        separately, not combined.
+        """
+        got = parse(
+            b"GET / HTTP/1.1",
+            b"Host: example.com",
+            b"Cookie: a=1",
+            b"accept: */*",
+            b"Cookie: b=2",
+            b"X-Empty:",
+            b"cookie: c=3",
+        )
+        self.assertEqual(
+            got.fields,
+            [
+                (b"Host", b"example.com"),
+                (b"Cookie", b"a=1"),
+                (b"accept", b"*/*"),
+                (b"Cookie", b"b=2"),
+                (b"X-Empty", b""),
+                (b"cookie", b"c=3"),
+            ],
+        )
+
+    def test_ows_stripped(self) -> None:
+        """
+        Leading and trailing OWS (spaces and tabs) are not part of a field
+        value (RFC 9112 §5.1, RFC 9110 §5.5); whitespace inside it is kept,
+        and so are obs-text bytes.
+        """
+        got = parse(
+            b"GET / HTTP/1.0",
+            b"A:value",
+            b"B:   spaced   ",
+            b"C:\t\ttabbed\t",
+            b"D: \t inner  \t space \t ",
+            b"E:  \t ",
+            "F: caf\u00e9".encode(),
+        )
+        self.assertEqual(
+            got.fields,
+            [
+                (b"A", b"value"),
+                (b"B", b"spaced"),
+                (b"C", b"tabbed"),
+                (b"D", b"inner  \t space"),
+                (b"E", b""),
+                (b"F", "caf\u00e9".encode()),
+            ],
+        )
+
+    def test_content_length(self) -> None:
+        """
+        C{Content-Length} gives the body length (RFC 9110 §8.6), with OWS
+        and leading zeros allowed; without framing fields it is 0.
+        """
+        cases = [  # (why, fields, expected)
+            ("RFC 9112 §6.3 item 7: no framing fields", [], 0),
+            ("RFC 9110 §8.6", [b"Content-Length: 5"], 5),
+            ("RFC 9110 §8.6: zero", [b"content-length: 0"], 0),
+            ("RFC 9110 §8.6: leading zeros are 1*DIGIT", [b"Content-Length: 007"], 7),
+            ("RFC 9110 §5.5: OWS around the value", [b"Content-Length: \t 12 \t"], 12),
+            (
+                "RFC 9110 §8.6: larger than 32 bits",
+                [b"Content-Length: 98765432109876543210"],
+                98765432109876543210,
+            ),
+            ("RFC 9112 §6.1: chunked", [b"Transfer-Encoding: chunked"], None),
+            (
+                "RFC 9112 §7: coding names are case-insensitive",
+                [b"transfer-encoding: CHUNKED"],
+                None,
+            ),
+            ("RFC 9110 §5.6.1: empty list elements", [b"Transfer-Encoding: , chunked ,"], None),
+        ]
+        wrong: list[object] = []
+        for why, fields, want in cases:
+            got = parse(b"POST / HTTP/1.1", b"Host: a", *fields).content_length
+            if got != want:
+                wrong.append((why, got))
+        self.assertEqual(wrong, [])
+
+    def test_keep_alive(self) -> None:
+        """
+        Persistence follows the version and every C{Connection} field (RFC
+        9112 §9.3, §9.6 and §C.2.2), options compared case-insensitively.
+        """
+        wrong: list[object] = []
+        for why, version, values, want in KEEP_ALIVE:
+            lines = [b"Connection: " + value for value in values]
+            got = parse(b"GET / HTTP/" + version, b"Host: a", *lines).keep_alive
+            if got != want:
+                wrong.append((why, got))
+        self.assertEqual(wrong, [])
+
+    def test_expects_continue(self) -> None:
+        """
+        Only an HTTP/1.1 request with C{Expect: 100-continue} waits for
+        C{100 Continue} (RFC 9110 §10.1.1: a server MUST ignore that
+        expectation in an HTTP/1.0 request).
+        """
+        wrong: list[object] = []
+        for why, version, values, want in EXPECT:
+            lines = [b"Expect: " + value for value in values]
+            got = parse(
+                b"PUT / HTTP/" + version, b"Host: a", b"Content-Length: 1", *lines
+            ).expects_continue
+            if got != want:
+                wrong.append((why, got))
+        self.assertEqual(wrong, [])
+
+    def test_max_fields(self) -> None:
+        """
+        Exactly C{max_fields} field lines are accepted; one more is refused
+        with a 400 (RFC 9110 §5.4: a server refuses a set of fields larger
+        than it wishes to process with a 4xx).
+        """
+        lines = [b"Host: a"] + [b"X-%d: %d" % (i, i) for i in range(9)]
+        self.assertEqual(len(parse(b"GET / HTTP/1.1", *lines, max_fields=10).fields), 10)
+        error = self.assertRaises(MessageError, parse, b"GET / HTTP/1.1", *lines, max_fields=9)
+        self.assertEqual(error.status, 400)
+        self.assertIn("more than 9 header fields", error.detail)
+        self.assertEqual(len(parse(b"GET / HTTP/1.0", max_fields=0).fields), 0)
+
+
+class RequestHeadRejectionTests(SynchronousTestCase):
+    """
+    Tests for L{parse_request_head} on heads it must refuse.
+    """
+
+    def test_table(self) -> None:
+        """
+        Each bad head raises L{MessageError} with the row's status and a
+        detail naming the problem.
+        """
+        wrong: list[object] = []
+        for why, data, status, fragment in BAD_HEADS:
+            try:
+                parse_request_head(data, max_fields=100)
+            except MessageError as error:
+                if error.status != status or fragment not in error.detail:
+                    wrong.append((why, error.status, error.detail))
+            else:
+                wrong.append((why, "accepted"))
+        self.assertEqual(wrong, [])
+
+    def test_details_are_short_and_printable(self) -> None:
+        """
+        Every detail is one printable line of bounded length, even for
+        hostile bytes, since it goes on the error page and in the log; the
+        exception's message is the detail.
+        """
+        hostile = [data for _why, data, _status, _fragment in BAD_HEADS]
+        hostile += [
+            b"\x00\r\n" * 500,
+            b"\xff" * 5000 + b" / HTTP/1.1",
+            b"GET / HTTP/1.1\r\n" + b"\x01" * 5000 + b": x",
+            b"GET / HTTP/1.1\r\nX: " + b"\r" * 5000,
+        ]
+        wrong: list[object] = []
+        for data in hostile:
+            error = self.assertRaises(MessageError, parse_request_head, data, max_fields=100)
+            if not error.detail.isprintable() or len(error.detail) > 200:
+                wrong.append((data[:40], error.detail))
+            if str(error) != error.detail:
+                wrong.append((data[:40], str(error)))
+        self.assertEqual(wrong, [])
+
+    def test_default_status(self) -> None:
+        """
+        A L{MessageError} is a 400 unless told otherwise.
+        """
+        self.assertEqual(MessageError("x").status, 400)
+        self.assertEqual(MessageError("x", 501).status, 501)
+
+    @given(st.binary(max_size=200))
+    @settings(max_examples=500)
+    def test_arbitrary_bytes(self, data: bytes) -> None:
+        """
+        Random bytes either parse or raise L{MessageError}; nothing else
+        escapes the parser.
+        """
+        try:
+            parse_request_head(data, max_fields=5)
+        except MessageError as error:
+            self.assertTrue(error.detail.isprintable())
+
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    b"GET / HTTP/1.1",
+                    b"POST http://a/ HTTP/1.0",
+                    b"\r\n",
+                    b"\r",
+                    b"\n",
+                    b" ",
+                    b":",
+                    b"Host: a",
+                    b"Content-Length: 5",
+                    b"Transfer-Encoding: chunked",
+                    b"Connection: close",
+                    b"\x00",
+                    b"\x7f",
+                ]
+            ),
+            max_size=12,
+        ).map(b"".join)
+    )
+    @settings(max_examples=500)
+    def test_arbitrary_heads(self, data: bytes) -> None:
+        """
+        Near-valid heads either parse into fields that would re-serialise
+        to a head with no CR or LF in any name or value, or raise
+        L{MessageError}.
+        """
+        try:
+            parsed = parse_request_head(data, max_fields=5)
+        except MessageError:
+            return
+        for name, value in parsed.fields:
+            self.assertNotIn(b"\r", name + value)
+            self.assertNotIn(b"\n", name + value)
+            self.assertNotIn(b"\x00", name + value)
+        self.assertNotIn(b" ", parsed.method + parsed.target)
+
+
+# --- find_head_end ----------------------------------------------------------
+
+
+def _field_lines_one_by_one(lines: list[bytes]) -> tuple[list[tuple[bytes, bytes]], str | None]:
+    """
+    The reading L{read_field_lines} must agree with: each line matched on
+    its own; the first bad one refused with its reason.
+    """
+    fields = []
+    for line in lines:
+        field = FIELD_LINE.fullmatch(line)
+        if field is None:
+            return fields, why_bad_field(line)
+        name, value = field.groups()
+        fields.append((name, value.strip(b" \t")))
+    return fields, None
+
+
+class FieldLinesTests(SynchronousTestCase):
+    """
+    L{read_field_lines} checks all lines with one match; it reads and
+    refuses exactly as a line-by-line reading does.
+    """
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        st.lists(
+            st.binary(min_size=0, max_size=12).map(
+                lambda b: b.translate(bytes.maketrans(b"\x00\x01\x02\x03", b":\r\n "))
+            )
+            | st.sampled_from(
+                [
+                    b"Host: a",
+                    b"Host: a:1",
+                    b"X:  b ",
+                    b"K:",
+                    b": v",
+                    b"a b: c",
+                    b"A:\tb\x80",
+                    b"A: b\rc",
+                    b"A: b\nc",
+                    b"A: \x7f",
+                    b"A: \x00",
+                ]
+            ),
+            max_size=6,
+        )
+    )
+    def test_same_verdict_as_line_by_line(self, lines: list[bytes]) -> None:
+        """
+        Random lines (colons, CR, LF, spaces and controls made common):
+        the same fields, or the same refusal.
+        """
+        want_fields, want_error = _field_lines_one_by_one(lines)
+        try:
+            fields, _ = read_field_lines(lines, frozenset())
+        except MessageError as error:
+            self.assertEqual(error.detail, want_error)
+        else:
+            self.assertEqual((fields, want_error), (want_fields, None))
+
+
+class FindHeadEndTests(SynchronousTestCase):
+    """
+    Tests for L{find_head_end} (RFC 9112 §2.1: the head ends with an empty
+    line).
+    """
+
+    REQUEST = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+    def test_incomplete(self) -> None:
+        """
+        Every proper prefix of a head is incomplete: -1, not an error.
+        """
+        got = {find_head_end(self.REQUEST[:n], 1000) for n in range(len(self.REQUEST))}
+        self.assertEqual(got, {-1})
+
+    def test_complete(self) -> None:
+        """
+        The index returned is just past the CRLFCRLF, whatever follows it
+        (a body, or a pipelined request, RFC 9112 §9.3.2).
+        """
+        self.assertEqual(find_head_end(self.REQUEST, 1000), len(self.REQUEST))
+        self.assertEqual(find_head_end(self.REQUEST + self.REQUEST, 1000), len(self.REQUEST))
+        self.assertEqual(find_head_end(self.REQUEST + b"body", 1000), len(self.REQUEST))
+
+    def test_bare_lf_is_not_a_terminator(self) -> None:
+        """
+        LF LF, CR LF LF and LF CR LF do not end a head (RFC 9112 §2.2: this
+        parser does not accept bare LF as a line terminator); they are
+        refused at once rather than waited on, since no later byte can make
+        the head valid; also when a real CRLFCRLF follows.  A bare LF line
+        that is not followed by an empty line is left to
+        L{parse_request_head}.
+        """
+        for head in (
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\n\n",
+            b"GET / HTTP/1.1\nHost: a\n\r\n",
+            b"GET / HTTP/1.1\n\r\n\r\n",
+        ):
+            with self.assertRaises(MessageError) as caught:
+                find_head_end(head, 1000)
+            self.assertIn("bare CR or LF", caught.exception.detail)
+        self.assertEqual(find_head_end(b"GET / HTTP/1.1\nHost: a\n", 1000), -1)
+        self.assertEqual(find_head_end(b"GET / HTTP/1.1\nHost: a\r\n\r\n", 1000), 26)
+
+    def test_too_long(self) -> None:
+        """
+        A head that cannot end within C{limit} bytes is refused with a 400
+        once it has arrived, whole or in part.
+        """
+        error = self.assertRaises(MessageError, find_head_end, b"x" * 100, 50)
+        self.assertEqual(error.status, 400)
+        self.assertIn("larger than 50 bytes", error.detail)
+        long_head = b"GET / HTTP/1.1\r\nX: " + b"y" * 100 + b"\r\n\r\n"
+        self.assertRaises(MessageError, find_head_end, long_head, 50)
+
+    def test_terminator_at_the_limit(self) -> None:
+        """
+        A head of exactly C{limit} bytes (what L{parse_request_head} is
+        given, without the final CRLFCRLF) is accepted, whether it arrives
+        whole or one byte at a time; one byte more is refused.  The verdict
+        must not depend on where the network split the bytes.
+        """
+        limit = 40
+        exact = b"GET / HTTP/1.1\r\nX: " + b"y" * (limit - 19) + b"\r\n\r\n"
+        self.assertEqual(len(exact), limit + 4)
+        self.assertEqual(find_head_end(exact, limit), limit + 4)
+        prefixes = [find_head_end(exact[:n], limit) for n in range(len(exact))]
+        self.assertEqual(set(prefixes), {-1})
+        over = exact[:-4] + b"y\r\n\r\n"
+        self.assertRaises(MessageError, find_head_end, over, limit)
+        self.assertRaises(MessageError, find_head_end, over[:-1], limit)
+
+    @given(
+        st.lists(
+            st.sampled_from([b"\r\n", b"\r", b"\n", b"a", b"GET / HTTP/1.1", b"\r\n\r\n"]),
+            max_size=20,
+        ).map(b"".join),
+        st.integers(0, 40),
+        st.lists(st.integers(1, 8), max_size=30),
+    )
+    @settings(max_examples=1000)
+    def test_split_independent(self, data: bytes, limit: int, sizes: list[int]) -> None:
+        """
+        Reading a growing buffer, as the channel does when bytes arrive in
+        several segments, reaches the same verdict as reading all of it at
+        once: the same head end, or an error in both cases.
+        """
+
+        def verdict(buffer: bytes) -> int | None:
+            try:
+                return find_head_end(buffer, limit)
+            except MessageError:
+                return None
+
+        whole = verdict(data)
+        received = b""
+        seen: int | None = -1
+        for piece in pieces_of(data, sizes):
+            received += piece
+            seen = verdict(received)
+            if seen != -1:
+                break
+        self.assertEqual(seen, whole)
+
+
+# --- ChunkedDecoder ---------------------------------------------------------
+
+BODY = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+
+GOOD_BODIES = [  # (why, encoded, decoded, rest)
+    ("RFC 9112 §7.1: two chunks and the last chunk", BODY, b"hello world", b""),
+    ("RFC 9112 §7.1: only the last chunk, an empty body", b"0\r\n\r\n", b"", b""),
+    (
+        "RFC 9110 §5.6.2: HEXDIG is case-insensitive",
+        b"A\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n",
+        b"0123456789" * 2,
+        b"",
+    ),
+    (
+        "RFC 9112 §7.1: leading zeros in a chunk-size",
+        b"0005\r\nhello\r\n000\r\n\r\n",
+        b"hello",
+        b"",
+    ),
+    (
+        "RFC 9112 §7.1.1: chunk extensions are ignored",
+        b"5;name=value\r\nhello\r\n0;last\r\n\r\n",
+        b"hello",
+        b"",
+    ),
+    (
+        "RFC 9112 §7.1.1: BWS before the semicolon, quoted values",
+        b'5 ;a="x ; y"\r\nhello\r\n0\t; b = c\r\n\r\n',
+        b"hello",
+        b"",
+    ),
+    ("RFC 9112 §7.1.1: several extensions", b"5;a;b=1;c\r\nhello\r\n0\r\n\r\n", b"hello", b""),
+    (
+        "RFC 9112 §7.1.2: trailer fields are dropped",
+        b"5\r\nhello\r\n0\r\nX-Sum: abc\r\nExpires:  never \r\n\r\n",
+        b"hello",
+        b"",
+    ),
+    (
+        "RFC 9112 §9.3.2: bytes after the body start the next request",
+        BODY + b"GET / HTTP/1.1\r\n\r\n",
+        b"hello world",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ),
+    (
+        "RFC 9112 §9.3.2: bytes after a trailer section",
+        b"1\r\nx\r\n0\r\nA: b\r\n\r\n\r\nGET",
+        b"x",
+        b"\r\nGET",
+    ),
+    ("RFC 9112 §7.1: chunk data is opaque", b"4\r\n\r\n\r\n\r\n0\r\n\r\n", b"\r\n\r\n", b""),
+    (
+        "RFC 9112 §7.1: sixteen hex digits are allowed",
+        b"0000000000000003\r\nabc\r\n0\r\n\r\n",
+        b"abc",
+        b"",
+    ),
+]
+
+BAD_BODIES = [  # (why, encoded, detail fragment)
+    ("CVE-2022-24801: a plus sign in the chunk-size", b"+5\r\nhello\r\n0\r\n\r\n", "chunk-size"),
+    ("CVE-2022-24801: a minus sign in the chunk-size", b"-5\r\nhello\r\n0\r\n\r\n", "chunk-size"),
+    ("CVE-2022-24801: a 0x prefix", b"0x5\r\nhello\r\n0\r\n\r\n", "chunk-size"),
+    ("CVE-2022-24801: an underscore (int(_, 16) takes it)", b"1_0\r\n", "chunk-size"),
+    ("RFC 9112 §7.1: a space before the chunk-size", b" 5\r\nhello\r\n0\r\n\r\n", "chunk-size"),
+    ("RFC 9112 §7.1: a tab before the chunk-size", b"\t5\r\nhello\r\n", "chunk-size"),
+    ("RFC 9112 §7.1: a space after it without an extension", b"5 \r\nhello\r\n", "chunk-size"),
+    ("RFC 9112 §7.1: a non-hex digit", b"5g\r\nhello\r\n", "chunk-size"),
+    ("RFC 9112 §7.1: a non-ASCII digit", "\u0665\r\nhello\r\n".encode(), "chunk-size"),
+    ("RFC 9112 §7.1: an empty chunk-size", b"\r\nhello\r\n", "chunk-size"),
+    ("RFC 9112 §7.1: a missing chunk-size", b";ext\r\n", "chunk-size"),
+    (
+        "RFC 9112 §7.1: more than sixteen hex digits",
+        b"00000000000000005\r\nhello\r\n",
+        "chunk-size",
+    ),
+    ("RFC 9112 §7.1.1: NUL in a chunk extension", b"5;a=\x00\r\nhello\r\n", "chunk-size"),
+    ("CVE-2022-24801: bare LF in a chunk extension", b"5;a\nb\r\nhello\r\n", "chunk-size"),
+    ("RFC 9112 §2.2: bare CR in a chunk extension", b"5;a\rb\r\nhello\r\n", "chunk-size"),
+    (
+        "CVE-2022-24801: a chunk-size line ending with LF only",
+        b"5\nhello\r\n0\r\n\r\n",
+        "chunk-size",
+    ),
+    ("RFC 9112 §2.2: the last chunk ending with LF only", b"5\r\nhello\r\n0\n\n", "bare LF"),
+    ("RFC 9112 §2.2: the body ending with LF only", b"0\r\n\n", "bare LF"),
+    (
+        "RFC 9112 §7.1: data not followed by CRLF",
+        b"5\r\nhelloX\r\n0\r\n\r\n",
+        "not followed by CRLF",
+    ),
+    ("RFC 9112 §7.1: more data than the size", b"3\r\nhello\r\n0\r\n\r\n", "not followed by CRLF"),
+    ("RFC 9112 §2.2: data followed by LF only", b"5\r\nhello\n0\r\n\r\n", "not followed by CRLF"),
+    ("RFC 9112 §2.2: data followed by CR only", b"5\r\nhello\r0\r\n\r\n", "not followed by CRLF"),
+    ("RFC 9112 §7.1: data followed by LF CR", b"5\r\nhello\n\r", "not followed by CRLF"),
+    (
+        "RFC 9112 §5.2: obs-fold in the trailer",
+        b"0\r\nA: b\r\n c\r\n\r\n",
+        "obsolete line folding",
+    ),
+    ("RFC 9112 §5.1: space before a trailer colon", b"0\r\nA : b\r\n\r\n", "field name"),
+    ("RFC 9112 §5: a trailer line without a colon", b"0\r\nAb\r\n\r\n", "without a colon"),
+    ("RFC 9110 §5.5: NUL in a trailer value", b"0\r\nA: \x00\r\n\r\n", "control character"),
+    ("RFC 9112 §2.2: bare LF in a trailer line", b"0\r\nA: b\nC: d\r\n\r\n", "bare CR or LF"),
+    ("RFC 9112 §2.2: bare LF ending a trailer line", b"0\r\nA: b\n\r\n", "bare CR or LF"),
+]
+
+
+class ChunkedDecoderTests(SynchronousTestCase):
+    """
+    Tests for L{ChunkedDecoder} on bodies it must accept (RFC 9112 §7.1).
+    """
+
+    def test_table_whole(self) -> None:
+        """
+        Each good body fed whole is decoded, the decoder is done, and the
+        bytes after it are handed back.
+        """
+        wrong: list[object] = []
+        for why, data, body, rest in GOOD_BODIES:
+            got = decode(data)
+            if got != (body, rest, True):
+                wrong.append((why, got))
+        self.assertEqual(wrong, [])
+
+    def test_table_byte_by_byte(self) -> None:
+        """
+        Each good body fed one byte at a time gives the same result as fed
+        whole.
+        """
+        wrong: list[object] = []
+        for why, data, body, rest in GOOD_BODIES:
+            got = decode(data, byte_by_byte(data))
+            if got != (body, rest, True):
+                wrong.append((why, got))
+        self.assertEqual(wrong, [])
+
+    def test_incomplete(self) -> None:
+        """
+        Until the empty line after the last chunk arrives, the decoder is
+        not done and nothing is handed back as following the body.
+        """
+        data = b"5;x\r\nhello\r\n0\r\nA: b\r\n\r\n"
+        wrong: list[object] = []
+        for n in range(len(data)):
+            got = decode(data[:n])
+            if got is None or got[1:] != (b"", False):
+                wrong.append((n, got))
+        self.assertEqual(wrong, [])
+
+    def test_pieces_as_they_arrive(self) -> None:
+        """
+        Chunk data is handed out as soon as it arrives, before the chunk is
+        complete, so a large chunk is never held in memory.
+        """
+        decoder = ChunkedDecoder()
+        self.assertEqual(decoder.feed(b"a\r\n01234"), ([b"01234"], b""))
+        self.assertEqual(decoder.feed(b"567"), ([b"567"], b""))
+        self.assertEqual(decoder.feed(b"89\r\n0\r"), ([b"89"], b""))
+        self.assertFalse(decoder.done)
+        self.assertEqual(decoder.feed(b"\n\r\nnext"), ([], b"next"))
+        self.assertTrue(decoder.done)
+
+    def test_after_done(self) -> None:
+        """
+        Once done, the decoder hands back whatever it is fed, untouched.
+        """
+        decoder = ChunkedDecoder()
+        self.assertEqual(decoder.feed(b"0\r\n\r\n"), ([], b""))
+        self.assertTrue(decoder.done)
+        self.assertEqual(decoder.feed(b"0\r\nx"), ([], b"0\r\nx"))
+
+    def test_huge_chunk_size(self) -> None:
+        """
+        The largest chunk-size, sixteen hex digits, is read as a number and
+        waits for its data (RFC 9112 §7.1: recipients must anticipate large
+        numerals without overflowing).
+        """
+        decoder = ChunkedDecoder()
+        self.assertEqual(decoder.feed(b"ffffffffffffffff\r\nab"), ([b"ab"], b""))
+        self.assertFalse(decoder.done)
+
+    def test_limits_allow_their_size(self) -> None:
+        """
+        A chunk-size line of exactly C{max_line} bytes (without its CRLF)
+        and a trailer section of exactly C{max_trailer} bytes (field lines
+        with their CRLFs) are accepted, whole or byte by byte; one byte
+        more is refused either way.
+        """
+        line = b"1;" + b"e" * 14  # 16 bytes
+        trailer = b"A: 1234\r\nB: 5678\r\n"  # 18 bytes
+        data = line + b"\r\nx\r\n0\r\n" + trailer + b"\r\n"
+        limits = {"max_line": 16, "max_trailer": 18}
+        self.assertEqual(decode(data, **limits), (b"x", b"", True))
+        self.assertEqual(decode(data, byte_by_byte(data), **limits), (b"x", b"", True))
+        tighter = [{"max_line": 15, "max_trailer": 18}, {"max_line": 16, "max_trailer": 17}]
+        for limits in tighter:
+            self.assertIsNone(decode(data, **limits))
+            self.assertIsNone(decode(data, byte_by_byte(data), **limits))
+
+    def test_no_trailer_allowed(self) -> None:
+        """
+        With C{max_trailer=0} a body without trailer fields is still read,
+        even when its final CRLF arrives in two pieces.
+        """
+        data = b"1\r\nx\r\n0\r\n\r\n"
+        self.assertEqual(decode(data, byte_by_byte(data), max_trailer=0), (b"x", b"", True))
+        self.assertIsNone(decode(b"0\r\nA: b\r\n\r\n", max_trailer=0))
+
+
+class ChunkedDecoderRejectionTests(SynchronousTestCase):
+    """
+    Tests for L{ChunkedDecoder} on bodies it must refuse.
+    """
+
+    def test_table(self) -> None:
+        """
+        Each bad body fed whole raises L{MessageError} (400) with a detail
+        naming the problem.
+        """
+        wrong: list[object] = []
+        for why, data, fragment in BAD_BODIES:
+            try:
+                ChunkedDecoder().feed(data)
+            except MessageError as error:
+                if error.status != 400 or fragment not in error.detail:
+                    wrong.append((why, error.status, error.detail))
+            else:
+                wrong.append((why, "accepted"))
+        self.assertEqual(wrong, [])
+
+    def test_table_byte_by_byte(self) -> None:
+        """
+        Each bad body is refused just the same when it arrives one byte at
+        a time (the detail may differ: the problem can be seen earlier).
+        """
+        wrong: list[object] = []
+        for why, data, _fragment in BAD_BODIES:
+            if decode(data, byte_by_byte(data)) is not None:
+                wrong.append(why)
+        self.assertEqual(wrong, [])
+
+    def test_details_are_short_and_printable(self) -> None:
+        """
+        Details quote hostile bytes escaped and truncated.
+        """
+        for data in [b"\x00" * 1000 + b"\r\n", b"0\r\n" + b"\x01" * 1000 + b"\r\n"]:
+            error = decode_error(data)
+            self.assertTrue(error.detail.isprintable())
+            self.assertLess(len(error.detail), 200)
+
+    def test_size_line_too_long(self) -> None:
+        """
+        A chunk-size line longer than C{max_line} is refused whether its
+        CRLF arrived with it or not: long extensions cannot be used to make
+        the decoder buffer without bound, and the verdict does not depend
+        on how the bytes were split.
+        """
+        line = b"1;" + b"x" * 100
+        self.assertIn("too long", decode_error(line, max_line=50).detail)
+        self.assertIn("too long", decode_error(line + b"\r\nx\r\n0\r\n\r\n", max_line=50).detail)
+        self.assertIn("too long", decode_error(b"0" * 5000).detail)
+        whole = line + b"\r\nx\r\n0\r\n\r\n"
+        self.assertIsNone(decode(whole, byte_by_byte(whole), max_line=50))
+
+    def test_trailer_too_large(self) -> None:
+        """
+        A trailer section larger than C{max_trailer} is refused, as many
+        small fields or one large one, complete or still arriving.
+        """
+        many = b"0\r\n" + b"X: y\r\n" * 10 + b"\r\n"
+        self.assertIn("trailer section too large", decode_error(many, max_trailer=50).detail)
+        big = b"0\r\nX: " + b"y" * 100
+        self.assertIn("trailer section too large", decode_error(big, max_trailer=50).detail)
+        self.assertIn(
+            "trailer section too large", decode_error(big + b"\r\n\r\n", max_trailer=50).detail
+        )
+        self.assertEqual(decode(b"0\r\n" + b"X: y\r\n" * 10 + b"\r\n"), (b"", b"", True))
+
+    def test_smuggling_in_one_segment(self) -> None:
+        """
+        CVE-2022-24801: a body that a lenient parser reads as C{0x5} or
+        C{+5} followed by a smuggled request is refused before any of it is
+        handed out as a body or as the next request.
+        """
+        smuggled = b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
+        for size in (b"+0", b"0x0", b"-0", b" 0", b"0\n"):
+            decoder = ChunkedDecoder()
+            self.assertRaises(MessageError, decoder.feed, size + b"\r\n\r\n" + smuggled)
+            self.assertFalse(decoder.done)
+
+
+# --- properties ---------------------------------------------------------------
+
+TOKENS = [
+    b"0",
+    b"1",
+    b"5",
+    b"a",
+    b"F",
+    b"00",
+    b"+",
+    b"-",
+    b"0x",
+    b" ",
+    b"\t",
+    b";",
+    b";ext=1",
+    b"\r\n",
+    b"\r",
+    b"\n",
+    b"X: y",
+    b":",
+    b"hello",
+    b"\x00",
+    b"0\r\n\r\n",
+    b"3\r\nabc\r\n",
+]
+
+near_chunked = st.lists(
+    st.sampled_from(TOKENS) | st.binary(max_size=3),
+    max_size=30,
+).map(b"".join)
+
+
+@st.composite
+def encoded_bodies(draw: st.DrawFn) -> tuple[bytes, bytes, bytes]:
+    """
+    A chunked encoding of random chunks, with random chunk-size spellings,
+    extensions and trailer fields, followed by random bytes.
+
+    @return: the encoding, the body, and the bytes after it.
+    """
+    chunks = draw(st.lists(st.binary(min_size=1, max_size=40), max_size=8))
+    encoded = b""
+    for chunk in chunks:
+        size = f"{len(chunk):x}"
+        size = draw(st.sampled_from([size, size.upper(), "00" + size]))
+        ext = draw(st.sampled_from([b"", b";a", b" ;a=b", b'\t; q="x;\\"y"']))
+        encoded += size.encode() + ext + b"\r\n" + chunk + b"\r\n"
+    encoded += draw(st.sampled_from([b"0", b"000", b"0;end"])) + b"\r\n"
+    trailers = draw(st.lists(st.sampled_from([b"A: b", b"Digest: x=1", b"E:"]), max_size=3))
+    encoded += b"".join(t + b"\r\n" for t in trailers) + b"\r\n"
+    after = draw(st.binary(max_size=20))
+    return encoded + after, b"".join(chunks), after
+
+
+@st.composite
+def mutated_bodies(draw: st.DrawFn) -> bytes:
+    """
+    A valid chunked encoding with a few bytes replaced, removed, or with
+    tokens from L{TOKENS} inserted.
+    """
+    data = bytearray(draw(encoded_bodies())[0])
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(data)))
+        action = draw(st.sampled_from(["replace", "delete", "insert"]))
+        if action == "insert":
+            data[at:at] = draw(st.sampled_from(TOKENS))
+        elif at < len(data):
+            if action == "replace":
+                data[at] = draw(st.sampled_from(b"0aF+-x ;\t\r\n:"))
+            else:
+                del data[at]
+    return bytes(data)
+
+
+class ChunkedDecoderPropertyTests(SynchronousTestCase):
+    """
+    Property tests: the decoder's verdict depends on the bytes alone, never
+    on how the network split them.
+    """
+
+    @given(
+        st.one_of(near_chunked, mutated_bodies(), st.binary(max_size=60)),
+        st.lists(st.integers(1, 10), max_size=40),
+        st.integers(0, 12),
+        st.integers(0, 24),
+    )
+    @settings(max_examples=2000)
+    def test_split_independent(
+        self, data: bytes, sizes: list[int], max_line: int, max_trailer: int
+    ) -> None:
+        """
+        Random bytes fed in random pieces give exactly what they give when
+        fed whole: the same body, the same bytes after it and the same
+        state, or a L{MessageError} in both cases.
+        """
+        limits = {"max_line": max_line, "max_trailer": max_trailer}
+        self.assertEqual(decode(data, sizes, **limits), decode(data, **limits))
+
+    @given(encoded_bodies(), st.lists(st.integers(1, 16), max_size=60))
+    @settings(max_examples=500)
+    def test_round_trip(self, encoded: tuple[bytes, bytes, bytes], sizes: list[int]) -> None:
+        """
+        Encoding random chunks and decoding them, in random pieces, gives
+        back the body, and the bytes after it as the next request's start.
+        """
+        data, body, after = encoded
+        self.assertEqual(decode(data, sizes), (body, after, True))
+        self.assertEqual(decode(data), (body, after, True))
