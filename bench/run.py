@@ -16,6 +16,15 @@ harness is not there.
     .venv/bin/python bench/run.py                          # a-f, 3 repeats
     .venv/bin/python bench/run.py --repeats 1 --duration 3 --warmup 1   # smoke
     .venv/bin/python bench/run.py --workloads b -- --no-ab    # more harness options
+
+An A/B of two commits: ``--against CHECKOUT`` adds a squeak subject run
+from another checkout (its own ``.venv``, made by ``make venv`` there), on
+its own port with its own cache and log, interleaved with this checkout's
+squeak; the first one is then the reference.  Give the same checkout twice
+to see the noise of this machine (two identical subjects) in the same run:
+
+    .venv/bin/python bench/run.py --no-reference --workloads a,b,c,d,e \
+        --against ../old --against ../old
 """
 
 from __future__ import annotations
@@ -67,15 +76,68 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument(
         "--no-reference", action="store_true", help="measure squeak alone, without Squid"
     )
+    ap.add_argument(
+        "--against",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CHECKOUT",
+        help="another squeak checkout to measure in the same run (A/B); repeatable",
+    )
     ap.add_argument("--harness", type=Path, default=HARNESS, help="the shared harness run.sh")
     ap.add_argument("--out", type=Path, help="results JSON (default bench/results/<time>.json)")
     ap.add_argument("--dry-run", action="store_true", help="print the harness command and exit")
     return ap.parse_args(argv), extra
 
 
-def _squeak_cmd(config: Path) -> str:
-    twistd = Path(sys.executable).parent / "twistd"
+def _squeak_cmd(config: Path, twistd: Path | None = None) -> str:
+    if twistd is None:
+        twistd = Path(sys.executable).parent / "twistd"
     return shlex.join([str(twistd), "-n", "--pidfile=", "squeak", "--config", str(config)])
+
+
+def _commit(checkout: Path) -> str:
+    """
+    The short commit of a checkout, with "+dirty" for local changes.
+    """
+    try:
+        return subprocess.run(
+            ["git", "-C", str(checkout), "describe", "--always", "--dirty=+dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _other_subjects(
+    checkouts: list[Path], config: Path, scratch: Path
+) -> list[tuple[str, int, str]]:
+    """
+    One subject per C{--against} checkout: a label naming its commit, a port
+    of its own (3131, 3132, ...) and the command running that checkout's
+    twistd on a copy of C{config} rewritten for that port, with its own
+    cache directory and access log.
+    """
+    text = config.read_text()
+    subjects = []
+    for index, checkout in enumerate(checkouts, start=1):
+        checkout = checkout.resolve()
+        twistd = checkout / ".venv" / "bin" / "twistd"
+        if not twistd.exists():
+            raise SystemExit(f"bench/run.py: no {twistd}; run `make venv` in {checkout}")
+        port = PORT + index
+        rewritten = (
+            text.replace(f"127.0.0.1:{PORT}", f"127.0.0.1:{port}")
+            .replace("/tmp/squeak-bench/cache", f"/tmp/squeak-bench/cache-{port}")
+            .replace("squeak-access.log", f"squeak-access-{port}.log")
+        )
+        own = scratch / f"squeak-{port}.toml"
+        own.write_text(rewritten)
+        label = f"ab{index}-{_commit(checkout)}"
+        subjects.append((label, port, _squeak_cmd(own, twistd)))
+    return subjects
 
 
 def _versions() -> dict[str, str]:
@@ -121,7 +183,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check(out: Path) -> int:
+def _check(out: Path, labels: list[str]) -> int:
     """
     Report failed measurements and trouble in squeak's stdout.log; return
     the number of problems found.
@@ -141,16 +203,17 @@ def _check(out: Path) -> int:
                 file=sys.stderr,
             )
     run_dir = Path(data.get("layout", {}).get("run_dir", "/nonexistent"))
-    log = run_dir / LABEL / "stdout.log"
-    if log.exists():
+    for label in labels:
+        log = run_dir / label / "stdout.log"
+        if not log.exists():
+            print(f"bench/run.py: note: no squeak log at {log}", file=sys.stderr)
+            continue
         bad = [line.rstrip() for line in log.open(errors="replace") if _TROUBLE.search(line)]
         if bad:
             problems += 1
             print(f"bench/run.py: {len(bad)} error line(s) in {log}; first ones:", file=sys.stderr)
             for line in bad[:10]:
                 print(f"    {line}", file=sys.stderr)
-    else:
-        print(f"bench/run.py: note: no squeak log at {log}", file=sys.stderr)
     return problems
 
 
@@ -173,11 +236,16 @@ def main(argv: list[str]) -> int:
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     who = LABEL if args.no_reference else f"{REFERENCE}-vs-{LABEL}"
-    out = (args.out or RESULTS / f"{stamp}_{who}.json").resolve()
 
+    others = _other_subjects(args.against, config, RESULTS)
+    if others:
+        who = "-vs-".join([label for label, _, _ in others] + [who])
+    out = (args.out or RESULTS / f"{stamp}_{who}.json").resolve()
     cmd = [str(harness)]
     if not args.no_reference:
         cmd += ["--subject", REFERENCE]
+    for label, port, command in others:
+        cmd += ["--subject", f"{label}=127.0.0.1:{port}", "--cmd", f"{label}={command}"]
     cmd += [
         "--subject",
         f"{LABEL}=127.0.0.1:{PORT}",
@@ -192,6 +260,8 @@ def main(argv: list[str]) -> int:
     ]
     if not args.no_reference:
         cmd += ["--reference", REFERENCE]
+    elif others:
+        cmd += ["--reference", others[0][0]]
     if args.duration is not None:
         cmd += ["--duration", str(args.duration)]
     if args.warmup is not None:
@@ -211,7 +281,8 @@ def main(argv: list[str]) -> int:
         data = json.loads(out.read_text())
         data["squeak_versions"] = versions
         out.write_text(json.dumps(data, indent=1))
-    problems = _check(out) if out.exists() else 1
+    labels = [LABEL] + [label for label, _, _ in others]
+    problems = _check(out, labels) if out.exists() else 1
     if rc != 0:
         print(f"bench/run.py: the harness exited with status {rc}", file=sys.stderr)
         return rc
