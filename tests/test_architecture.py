@@ -92,8 +92,12 @@ LAYERS: tuple[Layer, ...] = (
 FORBIDDEN = ("twisted", "diskcache", "OpenSSL")
 
 # Pure modules that are not pure yet.  They are left out of the main checks
-# and checked by the todo tests below; remove an entry (and its todo) when
-# the branch that fixes it lands.
+# and checked by the two todo tests below (test_pending_layers_point_down,
+# test_pending_pure_modules), which trial reports as unexpected successes
+# once the branch that fixes them lands.  Then remove the entry; when the
+# mapping is empty, delete those two tests too (they would check nothing).
+# Removing squeak.errors makes test_makefile_list expect tests.test_errors
+# in the Makefile's TEST_FAST.
 PENDING_PURE: Mapping[str, str] = {
     "squeak.errors": (
         "squeak.errors imports twisted (failure mapping) and squeak.net.origin; "
@@ -276,11 +280,11 @@ def layer_violations(graph: Mapping[str, Imports], sources: Iterable[str]) -> li
     found = []
     for module in sorted(sources):
         mine = layer_of(module)
-        assert mine is not None, module
+        if mine is None:  # test_every_module_has_one_layer reports it
+            continue
         for target in sorted(graph[module].internal):
             theirs = layer_of(target)
-            assert theirs is not None, target
-            if theirs > mine:
+            if theirs is not None and theirs > mine:
                 found.append(
                     f"{module} ({mine}: {LAYERS[mine].name}) imports "
                     f"{target} ({theirs}: {LAYERS[theirs].name})"
