@@ -25,8 +25,28 @@ run: venv
 test: venv
 	$(PY) -b -W default -m twisted.trial -j$(TRIAL_JOBS) tests
 
+# test-fast: the tests of the pure modules only (the pure layers of
+# tests/test_architecture.py: no Twisted I/O, no diskcache, no sockets), in
+# a few seconds.  tests/test_architecture.py fails if this list differs from
+# the test modules of the pure modules, or if one of them loads a squeak
+# module that is not pure.
+TEST_FAST := \
+	tests.test_access_acl \
+	tests.test_access_auth \
+	tests.test_access_rules \
+	tests.test_architecture \
+	tests.test_cache_directives \
+	tests.test_cache_keys \
+	tests.test_cache_policy \
+	tests.test_cache_ranges \
+	tests.test_config \
+	tests.test_http_fields \
+	tests.test_http_request \
+	tests.test_http_sni \
+	tests.test_http_target
+
 test-fast: venv
-	$(PY) -b -W default -m twisted.trial tests.test_config tests.test_http_target tests.test_http_fields tests.test_accesslog tests.test_errors
+	$(PY) -b -W default -m twisted.trial $(TEST_FAST)
 
 lint: venv
 	$(VENV)/bin/ruff check squeak tests bench twisted
