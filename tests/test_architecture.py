@@ -60,6 +60,7 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.config",
             "squeak.http.*",
             "squeak.access",
+            "squeak.access.facts",
             "squeak.access.acl",
             "squeak.access.rules",
             "squeak.access.auth",
