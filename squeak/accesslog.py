@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -23,13 +25,18 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol, TextIO
 
+from squeak.logformat import PRESETS, compile_format, media_type
+
 __all__ = [
     "FORMATTERS",
+    "NEEDS",
+    "PRESET_NAMES",
     "AccessLog",
     "AccessRecord",
     "format_combined",
     "format_common",
     "format_squid",
+    "formatter",
     "install_reopen_signal",
 ]
 
@@ -58,6 +65,12 @@ class AccessRecord:
     @ivar referer: The request's I{Referer}, or L{None}.
     @ivar user_agent: The request's I{User-Agent}, or L{None}.
     @ivar version: The request's HTTP version, e.g. C{"HTTP/1.1"}.
+    @ivar client_port: The client's source port, or 0 when unknown
+        (C{%>p}).
+    @ivar local_host: The local address the client connected to, or C{""}
+        when unknown (C{%>la}, C{%la}).
+    @ivar local_port: The local port the client connected to, or 0 when
+        unknown (C{%>lp}, C{%lp}).
     """
 
     timestamp: float
@@ -75,6 +88,11 @@ class AccessRecord:
     referer: str | None
     user_agent: str | None
     version: str
+    # Appended with defaults: the proxy builds records positionally with the
+    # fields above, and only custom formats log these.
+    client_port: int = 0
+    local_host: str = ""
+    local_port: int = 0
 
 
 # Characters logged as themselves; everything else (controls, space where it
@@ -142,18 +160,18 @@ def format_squid(rec: AccessRecord) -> str:
     right-aligned in 6 columns, client, result code and status, bytes sent to
     the client, method, URL, user, hierarchy code and peer, media type.
     Fields are separated by single spaces, so any space inside one is escaped.
+    The media type is logged as Squid logs it: without its parameters
+    (L{squeak.logformat.media_type}).
 
     @param rec: The record.
     @return: One line, without its newline.
     """
     seconds, millis = divmod(int(rec.timestamp * 1000), 1000)
     client, code, method, url = rec.client, rec.code, rec.method, rec.url
-    user, hierarchy, peer, content_type = (
-        rec.user or "-",
-        rec.hierarchy,
-        rec.peer,
-        rec.content_type,
-    )
+    content_type = rec.content_type
+    if ";" in content_type or " " in content_type or "\t" in content_type:
+        content_type = media_type(content_type)
+    user, hierarchy, peer = rec.user or "-", rec.hierarchy, rec.peer
     if not (
         client
         and code
@@ -240,16 +258,156 @@ def format_combined(rec: AccessRecord) -> str:
     return f'{format_common(rec)} "{referer}" "{user_agent}"'
 
 
+#: The hand-written formatters of the presets that must be fast (the
+#: compiled form of Squid's definition of C{squid} is slower, see
+#: docs/operations.md).
 FORMATTERS: dict[str, Callable[[AccessRecord], str]] = {
     "squid": format_squid,
     "common": format_common,
     "combined": format_combined,
 }
 
+#: Every preset name C{[access_log] format} accepts.
+PRESET_NAMES = (*FORMATTERS, *PRESETS)
+
+#: The record fields each hand-written preset needs filled.
+NEEDS: dict[str, frozenset[str]] = {
+    "squid": frozenset(),
+    "common": frozenset(),
+    "combined": frozenset({"referer", "user_agent"}),
+}
+
+
+def formatter(fmt: str) -> tuple[Callable[[AccessRecord], str], frozenset[str]]:
+    """
+    The formatter for a preset name or a Squid C{logformat} string.
+
+    @param fmt: C{"squid"}, C{"common"}, C{"combined"}, C{"referrer"},
+        C{"useragent"}, or a format string with C{%} codes.
+    @return: The function from a record to a line, and the record fields
+        (C{"referer"}, C{"user_agent"}) that it logs and that the proxy
+        fills only when asked.
+    @raise ValueError: If C{fmt} is neither (a
+        L{squeak.logformat.FormatError} for a format string with a bad code).
+    """
+    if fmt in FORMATTERS:
+        return FORMATTERS[fmt], NEEDS[fmt]
+    if fmt not in PRESETS and "%" not in fmt:
+        names = ", ".join(f'"{name}"' for name in PRESET_NAMES)
+        raise ValueError(f"expected one of {names} or a format string with %codes, got {fmt!r}")
+    compiled = compile_format(fmt)
+    return compiled.line, compiled.needs
+
+
+#: Syslog facilities by name (RFC 5424 section 6.2.1), as Squid's
+#: C{access_log syslog:facility.priority} and C{syslog.h} name them.
+SYSLOG_FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+    "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
+
+#: Syslog severities by name (RFC 5424 section 6.2.1).
+SYSLOG_PRIORITIES = {
+    "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6,
+    "debug": 7,
+}  # fmt: skip
+
+
+def syslog_priority(text: str) -> int:
+    """
+    Parse Squid's C{facility.priority} (C{"local4.info"}; the priority may
+    be left out and is then C{info}, as Squid's default for C{access_log
+    syslog} is C{LOG_LOCAL4 | LOG_INFO}).
+
+    @return: The syslog PRI value, C{facility * 8 + severity}.
+    @raise ValueError: If either name is unknown.
+    """
+    facility, _, priority = text.strip().lower().partition(".")
+    if facility.startswith("log_"):
+        facility = facility[4:]
+    if priority.startswith("log_"):
+        priority = priority[4:]
+    if facility not in SYSLOG_FACILITIES:
+        raise ValueError(
+            f"unknown syslog facility {facility!r} (expected e.g. local4, daemon, user)"
+        )
+    severity = SYSLOG_PRIORITIES.get(priority or "info")
+    if severity is None:
+        raise ValueError(
+            f"unknown syslog priority {priority!r} (expected e.g. info, notice, debug)"
+        )
+    return SYSLOG_FACILITIES[facility] * 8 + severity
+
+
+class SyslogWriter:
+    """
+    A file-like sink that sends each line to the local syslog daemon as one
+    datagram, C{<PRI>tag[pid]: line}, the way C{syslog(3)} does over
+    C{/dev/log}: the daemon adds the time stamp and host name.
+
+    Written with the stdlib C{socket} module rather than
+    L{logging.handlers.SysLogHandler}, whose errors go to
+    C{Handler.handleError} (a traceback on standard error) instead of to the
+    caller; C{syslog(3)} cannot be pointed at another socket, which the
+    tests need.
+    """
+
+    def __init__(self, address: str, priority: int, tag: str) -> None:
+        """
+        Connect to the syslog socket.
+
+        @param address: The path of the daemon's Unix datagram socket,
+            normally C{/dev/log}.
+        @param priority: The PRI value (L{syslog_priority}).
+        @param tag: The program name that the daemon files the lines under.
+        @raise OSError: If the socket cannot be reached.
+        """
+        self.address = address
+        self._prefix = f"<{priority}>{tag}[{os.getpid()}]: ".encode("ascii", "replace")
+        self._socket = self._connect()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def write(self, text: str) -> int:
+        """
+        Send each line of C{text} as one message.  If the daemon went away
+        (restarted), reconnect once and resend.
+
+        @raise OSError: If a line cannot be sent.
+        """
+        prefix = self._prefix
+        for line in text.split("\n"):
+            if not line:
+                continue
+            message = prefix + line.encode("utf-8", "backslashreplace")
+            try:
+                self._socket.send(message)
+            except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
+                self._socket.close()
+                self._socket = self._connect()
+                self._socket.send(message)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is held back: every line was sent by L{write}."""
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close()
+
 
 class AccessLog:
     """
-    Where access log lines go: a file, standard output, or nowhere.
+    Where access log lines go: a file, standard output, syslog, or nowhere.
 
     By default each record is written with one C{write} call and flushed at
     once, so that lines are never interleaved and none is lost by a crash.
@@ -260,35 +418,42 @@ class AccessLog:
     and always before the file is reopened or closed.  A crash can then lose
     at most that much.
 
-    @ivar path: The configured path: C{"-"} for standard output, C{""} when
-        the log is off.
-    @ivar fmt: The name of the format, a key of L{FORMATTERS}.
+    @ivar path: The configured path: C{"-"} for standard output,
+        C{"syslog"} for the syslog daemon, C{""} when the log is off.
+    @ivar fmt: The format: a preset name or a Squid C{logformat} string.
     """
 
-    def __init__(self, path: str, fmt: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        fmt: str,
+        *,
+        syslog_facility: str = "local4.info",
+        syslog_tag: str = "squeak",
+        syslog_address: str = "/dev/log",
+    ) -> None:
         """
         Open the log.
 
         @param path: A file to append to (its parent directories are
-            created), C{"-"} for the process's standard output, or C{""} to
-            log nothing.
-        @param fmt: A key of L{FORMATTERS}.
-        @raise ValueError: If C{fmt} is not a known format.
-        @raise OSError: If the file cannot be opened.
+            created), C{"-"} for the process's standard output, C{"syslog"}
+            for the local syslog daemon, or C{""} to log nothing.
+        @param fmt: A preset name (a key of L{FORMATTERS} or
+            L{squeak.logformat.PRESETS}) or a Squid C{logformat} string.
+        @param syslog_facility: Squid's C{facility.priority} for syslog.
+        @param syslog_tag: The program name syslog files the lines under.
+        @param syslog_address: The syslog daemon's socket.
+        @raise ValueError: If C{fmt} is not a known format or a valid
+            format string, or C{syslog_facility} is unknown.
+        @raise OSError: If the file or the syslog socket cannot be opened.
         """
-        try:
-            self._format = FORMATTERS[fmt]
-        except KeyError:
-            known = ", ".join(sorted(FORMATTERS))
-            raise ValueError(
-                f"unknown access log format {fmt!r} (expected one of {known})"
-            ) from None
+        self._format, needs = formatter(fmt)
         self.path = path
         self.fmt = fmt
         #: Whether lines carry the request's Referer and User-Agent (only
-        #: the combined format does; the others need not look them up).
-        self.wants_agent = fmt == "combined"
-        self._file: TextIO | None = None
+        #: formats that log them do; the others need not look them up).
+        self.wants_agent = bool(needs)
+        self._file: TextIO | SyslogWriter | None = None
         self._reactor: Any = None
         self._interval = 0.5
         self._limit = 512
@@ -296,17 +461,39 @@ class AccessLog:
         self._flush_call: Any = None
         if path == "-":
             self._file = sys.__stdout__
+        elif path == "syslog":
+            self._file = SyslogWriter(syslog_address, syslog_priority(syslog_facility), syslog_tag)
         elif path:
             self._file = self._open()
 
-    def _open(self) -> TextIO:
+    def _open(self, mode: int | None = None) -> TextIO:
         """
         Open C{self.path} for appending, creating its parent directories.
+
+        @param mode: The permissions to give the file if this creates it,
+            whatever the umask (a reopened log keeps the first file's mode:
+            twistd sets a umask of 077 once daemonised, after the first file
+            was opened under the operator's umask); L{None} for the usual
+            C{0666 & ~umask}.
         """
         parent = os.path.dirname(self.path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        return open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        if mode is None:
+            fd = os.open(self.path, flags, 0o666)
+        else:
+            try:
+                fd = os.open(self.path, flags | os.O_EXCL, mode)
+            except FileExistsError:
+                fd = os.open(self.path, flags & ~os.O_CREAT)
+            else:
+                try:
+                    os.fchmod(fd, mode)  # the umask may have taken bits away
+                except OSError:
+                    os.close(fd)
+                    raise
+        return open(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
 
     @property
     def is_open(self) -> bool:
@@ -319,7 +506,7 @@ class AccessLog:
         """
         @return: Whether the log has a file of its own (not standard output).
         """
-        return self._file is not None and self.path not in ("", "-")
+        return self._file is not None and self.path not in ("", "-", "syslog")
 
     def write(self, rec: AccessRecord) -> None:
         """
@@ -380,15 +567,22 @@ class AccessLog:
         Reopen the file at C{self.path}, for C{logrotate}: once the old file
         has been renamed, new lines go to a new file at the same path.  The
         new file is opened before the old one is closed, so that a failure
-        leaves the log writing where it was.  Standard output and a disabled
-        or closed log are left alone.
+        leaves the log writing where it was.  The new file gets the old
+        one's permissions.  Standard output, syslog and a disabled or closed
+        log are left alone.
 
         @raise OSError: If the file cannot be opened.
         """
         if not self._owns_file():
             return
         self.flush()
-        new = self._open()
+        mode = None
+        if self._file is not None and not isinstance(self._file, SyslogWriter):
+            try:
+                mode = stat.S_IMODE(os.fstat(self._file.fileno()).st_mode)
+            except (OSError, ValueError):
+                mode = None
+        new = self._open(mode)
         old, self._file = self._file, new
         if old is not None:
             old.close()

@@ -105,11 +105,12 @@ CASES = [  # (why, formatter, record, expected line)
         "HIER_DIRECT/- -",
     ),
     (
-        "Squid native: spaces, quotes, backslashes and non-ASCII escaped as \\xNN",
+        "Squid native: spaces, quotes, backslashes and non-ASCII escaped as \\xNN; %mt is "
+        "the media type without parameters, as Squid's HttpReply::hdrCacheInit keeps it",
         format_squid,
         HOSTILE,
         "784111777.123     42 192.0.2.7 TCP_MISS/200 1234 GET http://o.test/\\x22\\x5c\\xc3\\xa9 "
-        "bob\\x20smith HIER_DIRECT/198.51.100.1 text/html;\\x20charset=utf-8",
+        "bob\\x20smith HIER_DIRECT/198.51.100.1 text/html",
     ),
     (
         'Apache common: %h %l %u %t "%r" %>s %b, UTC',
@@ -344,7 +345,7 @@ class AccessLogTests(SynchronousTestCase):
         An unknown format name is refused, naming the known ones.
         """
         e = self.assertRaises(ValueError, AccessLog, "", "apache")
-        self.assertIn("combined, common, squid", str(e))
+        self.assertIn('"squid", "common", "combined", "referrer", "useragent"', str(e))
 
 
 class FakeReactor:

@@ -285,7 +285,37 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
     (
         "the access log format lists the allowed values",
         "[access_log]\nformat = 'apache'\n",
-        f'{P}:2: access_log.format: expected one of "squid", "common", "combined", got "apache"',
+        f'{P}:2: access_log.format: expected one of "squid", "common", "combined", '
+        '"referrer", "useragent" or a format string with %codes, got "apache"',
+    ),
+    (
+        "a custom access log format with a code squeak does not record names the code",
+        "[access_log]\nformat = '%ts %dt %ru'\n",
+        f'{P}:2: access_log.format: unknown or unsupported format code: "%dt" at column 5',
+    ),
+    (
+        "a header the access record does not carry is refused by name",
+        "[access_log]\nformat = '%>a %{Cookie}>h'\n",
+        f"{P}:2: access_log.format: squeak records only the Referer and User-Agent header "
+        'here: "%{Cookie}>h" at column 5',
+    ),
+    (
+        "an unknown syslog facility",
+        "[access_log]\nsyslog_facility = 'local9.info'\n",
+        f"{P}:2: access_log.syslog_facility: unknown syslog facility 'local9' "
+        "(expected e.g. local4, daemon, user)",
+    ),
+    (
+        "an unknown syslog priority",
+        "[access_log]\nsyslog_facility = 'daemon.loud'\n",
+        f"{P}:2: access_log.syslog_facility: unknown syslog priority 'loud' "
+        "(expected e.g. info, notice, debug)",
+    ),
+    (
+        "a syslog tag with a space",
+        "[access_log]\nsyslog_tag = 'my proxy'\n",
+        f"{P}:2: access_log.syslog_tag: expected 1 to 32 letters, digits, _ . or -, "
+        'got "my proxy"',
     ),
     (
         "no listen address",
