@@ -94,8 +94,10 @@ _ENCODING_FLAGS = {'"': QUOTES, "'": RAW, "[": MIMEBLOB, "#": URL, "/": SHELL}
 _UNSAFE_FOR_A_LINE = re.compile(r"[^\x20-\x7e]")
 # RFC 1738 unsafe characters as Squid's rfc1738_do_escape lists them, plus
 # anything at or below space and anything not ASCII (lib/rfc1738.c).
-_RFC1738_UNSAFE = re.compile(r"[^\x21\x24\x26-\x3b\x3d\x3f-\x5a\x5f\x61-\x7a]")
-_RFC1738_UNSAFE_KEEP_PERCENT = re.compile(r"[^\x21\x24-\x3b\x3d\x3f-\x5a\x5f\x61-\x7a]")
+# What stays: letters, digits and ! $ & ( ) * + , - . / : ; = ? @ _ (and % for
+# the pass-through variant); DEL is escaped too, unlike Squid.
+_RFC1738_UNSAFE = re.compile(r"[^\x21\x24\x26\x28-\x3b\x3d\x3f-\x5a\x5f\x61-\x7a]")
+_RFC1738_UNSAFE_KEEP_PERCENT = re.compile(r"[^\x21\x24-\x26\x28-\x3b\x3d\x3f-\x5a\x5f\x61-\x7a]")
 # Squid's QuoteMimeBlob: CR and LF as \r and \n, backslash doubled, controls,
 # DEL and above, %, [ and ] as %xx (lower-case hex); space kept.
 _MIMEBLOB_SPECIAL = re.compile(r"[^\x20-\x24\x26-\x5a\x5e-\x7e]")
@@ -550,7 +552,7 @@ def _number_emitter(token: _Token, code: _Code) -> Callable[[int | None], str]:
     """
     How a numeric code is written: C{%0*d} zero-padding when the C{0} flag
     is given, then the same space padding as strings; a missing number is
-    C{-}.  C{%tu.N} gives N digits of the second; C{%tr.N} milliseconds
+    C{-}.  C{%.Ntu} gives N digits of the second; C{%.Ntr} milliseconds
     with N decimals (squeak records whole milliseconds, so they are zeros).
     """
     width = token.width_min or 0
