@@ -917,13 +917,40 @@ dir = "/var/cache/squeak"
 
     def test_special_log_paths(self) -> None:
         """
-        C{"-"} (standard output) and C{""} (no log) are kept as they are.
+        C{"-"} (standard output), C{"syslog"} and C{""} (no log) are kept
+        as they are; a file named syslog is written C{"./syslog"}.
         """
         paths = [
             parse_config(f'[access_log]\npath = "{p}"\n', "/etc/squeak.toml").access_log.path
-            for p in ("-", "")
+            for p in ("-", "", "syslog", "./syslog")
         ]
-        self.assertEqual(paths, ["-", ""])
+        self.assertEqual(paths, ["-", "", "syslog", "/etc/syslog"])
+
+    def test_access_log_formats(self) -> None:
+        """
+        C{format} takes the presets and Squid logformat strings, and the
+        syslog settings take Squid's C{facility.priority} and a tag.
+        """
+        text = (
+            "[access_log]\n"
+            "format = '%ts.%03tu %>a %Ss/%03>Hs %ru \"%{User-Agent}>h\"'\n"
+            "syslog_facility = 'daemon'\n"
+            "syslog_tag = 'proxy-1'\n"
+        )
+        log = parse_config(text, "/etc/squeak.toml").access_log
+        presets = [
+            parse_config(f"[access_log]\nformat = '{name}'\n", "s.toml").access_log.format
+            for name in ("squid", "common", "combined", "referrer", "useragent")
+        ]
+        self.assertEqual(
+            (log.format, log.syslog_facility, log.syslog_tag, presets),
+            (
+                '%ts.%03tu %>a %Ss/%03>Hs %ru "%{User-Agent}>h"',
+                "daemon",
+                "proxy-1",
+                ["squid", "common", "combined", "referrer", "useragent"],
+            ),
+        )
 
 
 class ErrorTests(SynchronousTestCase):
