@@ -339,7 +339,7 @@ CODES: dict[str, _Code] = {
     "tg": _Code("_time(rec.timestamp)", "UTC time; optional strftime argument", arg="optional"),
     ">a": _Code("rec.client", "client IP address"),
     ">A": _Code("rec.client", "client FQDN (squeak logs the address, as Squid without log_fqdn)"),
-    ">p": _Code("(rec.client_port or None)", "client source port", numeric=True),
+    ">p": _Code("(rec.client_port or None)", "client source port (- when unknown)", numeric=True),
     ">la": _Code("rec.local_host", "local IP address the client connected to"),
     ">lp": _Code("(rec.local_port or None)", "local port the client connected to", numeric=True),
     "la": _Code("rec.local_host", "local listening IP address"),
@@ -625,6 +625,36 @@ def _string_emitter(token: _Token) -> Callable[[str | None], str]:
     return padded
 
 
+def _inline(token: _Token, code: _Code, expr: str, n: int, namespace: dict[str, object]) -> str:
+    """
+    The Python expression that writes one token, for the generated line
+    function.  The common cases are written inline, saving a call per field:
+    a number that is always there (C{'%03d' % ...}), and a raw string with
+    no width that needs no escaping.  The others call an emitter put into
+    C{namespace} as C{_eN}.
+    """
+    always_there = "None" not in expr
+    if code.numeric and always_there and not (code.msec and token.width_max is not None):
+        width = token.width_min or 0
+        if not width:
+            spec = "%d"
+        elif token.zero:
+            spec = f"%0{width}d"
+        else:
+            spec = f"%-{width}d" if token.left else f"%{width}d"
+        return f"{spec!r} % ({expr})"
+    if code.numeric:
+        namespace[f"_e{n}"] = _number_emitter(token, code)
+        return f"_e{n}({expr})"
+    emitter = _string_emitter(token)
+    namespace[f"_e{n}"] = emitter
+    if token.encoding in (NONE, RAW) and token.width_min is None and token.width_max is None:
+        # The value itself when it is there and safe; else the emitter ("-"
+        # or the escaped value).
+        return f"(_v{n} if (_v{n} := {expr}) and _unsafe(_v{n}) is None else _e{n}(_v{n}))"
+    return f"_e{n}({expr})"
+
+
 @functools.lru_cache(maxsize=32)
 def compile_format(spec: str) -> CompiledFormat:
     """
@@ -679,12 +709,9 @@ def compile_format(spec: str) -> CompiledFormat:
             expr, field = table[name]
             if field:
                 needs.add(field)
-        if code.numeric:
-            namespace[f"_e{n}"] = _number_emitter(part, code)
-        else:
-            namespace[f"_e{n}"] = _string_emitter(part)
-        pieces.append(f"_e{n}({expr})")
+        pieces.append(_inline(part, code, expr, n, namespace))
     source_code = "def line(rec):\n    return ''.join((" + ", ".join(pieces) + ",))\n"
+    namespace["_unsafe"] = _UNSAFE_FOR_A_LINE.search
     exec(compile(source_code, f"<logformat {spec!r}>", "exec"), namespace)
     line = namespace["line"]
     assert callable(line)
