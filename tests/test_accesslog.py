@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_accesslog -*-
 """
-Tests for L{squeak.accesslog}: the three line formats, the log file and its
-reopening on C{SIGUSR1}.
+Tests for L{squeak.accesslog}: the hand-written line formats, the log file,
+its reopening on C{SIGUSR1} (and its permissions then), custom formats and
+syslog.
 """
 
 from __future__ import annotations
