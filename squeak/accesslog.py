@@ -194,19 +194,21 @@ def format_squid(rec: AccessRecord) -> str:
         user, hierarchy, peer = _field(user), _field(hierarchy), _field(peer)
         content_type = _field(content_type)
     # One %-format: about half the cost of the same f-string with specs.
-    return "%d.%03d %6d %s %s/%03d %d %s %s %s %s/%s %s" % (  # noqa: UP031
+    # The code and the hierarchy go in concatenated with their slash: that
+    # gives an exact str even for a str-valued enum member, whose own
+    # __str__ ("LogTag.TCP_MISS" for a (str, Enum)) %s would call.
+    return "%d.%03d %6d %s %s%03d %d %s %s %s %s %s" % (  # noqa: UP031
         seconds,
         millis,
         rec.elapsed_ms,
         client,
-        code,
+        code + "/",
         rec.status,
         rec.size,
         method,
         url,
         user,
-        hierarchy,
-        peer,
+        hierarchy + "/" + peer,
         content_type,
     )
 

@@ -7,6 +7,7 @@ syslog.
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 import socket
@@ -205,6 +206,27 @@ class FormatterTests(SynchronousTestCase):
                 if name == "squid" and len(line.split()) != 10:
                     wrong.append((name, line))
         self.assertEqual(wrong, [])
+
+    def test_enum_codes_log_their_values(self) -> None:
+        """
+        A result or hierarchy code given as a str-valued enum member (as the
+        proxy's log tags are) is logged as its value, whether the enum is a
+        C{StrEnum} or a C{(str, Enum)}, whose C{str()} is C{"Tag.TCP_MISS"}.
+        """
+
+        class Plain(str, enum.Enum):
+            TCP_MISS = "TCP_MISS"
+            HIER_DIRECT = "HIER_DIRECT"
+
+        class Strict(enum.StrEnum):
+            TCP_MISS = "TCP_MISS"
+            HIER_DIRECT = "HIER_DIRECT"
+
+        lines = {
+            format_squid(replace(MISS, code=tags.TCP_MISS, hierarchy=tags.HIER_DIRECT))
+            for tags in (Plain, Strict)
+        }
+        self.assertEqual(lines, {format_squid(MISS)})
 
     def test_records_are_slotted(self) -> None:
         """

@@ -9,6 +9,7 @@ documentation is silent, against what Squid's C{Format::assemble}
 
 from __future__ import annotations
 
+import enum
 import os
 import time
 from dataclasses import replace
@@ -305,6 +306,23 @@ class CodeTests(SynchronousTestCase):
         compiled = compile_format("%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt")
         self.assertEqual(
             [compiled(rec) for rec in (REC, BARE)], [format_squid(rec) for rec in (REC, BARE)]
+        )
+
+    def test_enum_codes_log_their_values(self) -> None:
+        """
+        Codes given as str-valued enum members (the proxy's log tags) are
+        logged as their values, raw or padded, even for a C{(str, Enum)}
+        whose C{str()} is C{"Tag.TCP_MISS"}.
+        """
+
+        class Tag(str, enum.Enum):
+            TCP_MISS = "TCP_MISS"
+            HIER_DIRECT = "HIER_DIRECT"
+
+        rec = replace(REC, code=Tag.TCP_MISS, hierarchy=Tag.HIER_DIRECT)
+        self.assertEqual(
+            compile_format("%Ss/%>Hs %Sh/%<a %-10Ss| %#Sh")(rec),
+            "TCP_MISS/200 HIER_DIRECT/198.51.100.1 TCP_MISS  | HIER_DIRECT",
         )
 
     def test_needs(self) -> None:
