@@ -214,7 +214,7 @@ class FormatterTests(SynchronousTestCase):
         C{StrEnum} or a C{(str, Enum)}, whose C{str()} is C{"Tag.TCP_MISS"}.
         """
 
-        class Plain(str, enum.Enum):
+        class Plain(str, enum.Enum):  # noqa: UP042 - the case under test
             TCP_MISS = "TCP_MISS"
             HIER_DIRECT = "HIER_DIRECT"
 
