@@ -313,8 +313,10 @@ class _Code:
     @ivar encoding: The code's own default encoding.
     @ivar arg: C{"none"}, C{"optional"} or C{"required"}.
     @ivar doc: What it logs, for the documentation and error messages.
-    @ivar needs: Record fields that the proxy fills only when asked.
     @ivar msec: Whether C{.max} means decimals of a millisecond count.
+    @ivar subsecond: Whether C{.max} means the number of digits of the
+        second (C{%tu}); the expression is then made at compile time, as
+        for the times C{%tl} and C{%tg}, whose strftime format is given.
     """
 
     expr: str
@@ -322,7 +324,6 @@ class _Code:
     numeric: bool = False
     encoding: str = NONE
     arg: str = "none"
-    needs: frozenset[str] = frozenset()
     msec: bool = False
     subsecond: bool = False
 
