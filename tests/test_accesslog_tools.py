@@ -231,3 +231,45 @@ class RealLogTests(ProxyTestCase):
         types = report.partition("# Requested content-type")[2].partition("\n# ")[0]
         self.assertRegex(types, r"(?m)^text/html +[1-9]")
         self.assertNotIn("charset", types)
+
+
+class CustomFormatProxyTests(ProxyTestCase):
+    """
+    A custom Squid format string configured for a running proxy.
+    """
+
+    config_overrides = {
+        "access_log": {"format": '%>a %Ss/%03>Hs %rm %rp %mt "%{User-Agent}>h" %{Referer}>h'}
+    }
+
+    def _get(self, url: str) -> int:
+        """Fetch C{url} through the proxy with a User-Agent and a Referer."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
+        try:
+            conn.request(
+                "GET", url, headers={"User-Agent": 'tool/1.0 "x"', "Referer": "http://r.test/a b"}
+            )
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    async def test_request_headers_reach_the_line(self) -> None:
+        """
+        A format that logs C{%\\{User-Agent\\}>h} makes the proxy record the
+        request's headers, and each code is written with its encoding: the
+        quoted one inside the literal quotes, pass-through URL encoding for
+        the bare Referer.
+        """
+        origin = Origin(reactor)
+        self.listen(origin)
+        status = await threads.deferToThread(self._get, origin.url("/echo?q=1"))
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            self.access_log_lines(),
+            [
+                '127.0.0.1 TCP_MISS/200 GET /echo?q=1 application/json "tool/1.0 \\"x\\"" '
+                "http://r.test/a%20b"
+            ],
+        )
