@@ -43,7 +43,8 @@ TEST_FAST := \
 	tests.test_http_fields \
 	tests.test_http_request \
 	tests.test_http_sni \
-	tests.test_http_target
+	tests.test_http_target \
+	tests.test_logformat
 
 test-fast: venv
 	$(PY) -b -W default -m twisted.trial $(TEST_FAST)

@@ -1,11 +1,9 @@
 # -*- test-case-name: tests.test_accesslog -*-
 """
-The access log: one line per transaction, in Squid's or Apache's format.
-
-The formatters are pure functions of an L{AccessRecord}: no I/O and no clock,
-so that they can be tested with tables.  L{AccessLog} is the thin file shell
-around them, and L{install_reopen_signal} lets C{logrotate} ask for the file
-to be reopened with C{SIGUSR1}.
+The access log's I/O: L{AccessLog} writes the lines of L{squeak.logline}'s
+formatters (pure functions of an L{AccessRecord}) to a file, standard
+output or syslog, buffered per reactor turn, and L{install_reopen_signal}
+lets C{logrotate} ask for the file to be reopened with C{SIGUSR1}.
 
 Nothing here imports Twisted: the reactor is passed in, and only its
 C{callFromThread} is used.
@@ -14,242 +12,93 @@ C{callFromThread} is used.
 from __future__ import annotations
 
 import os
-import re
 import signal
+import socket
+import stat
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol, TextIO
 
+from squeak.accessrecord import AccessRecord
+from squeak.logline import formatter
+from squeak.values import syslog_priority
+
 __all__ = [
-    "FORMATTERS",
     "AccessLog",
     "AccessRecord",
-    "format_combined",
-    "format_common",
-    "format_squid",
+    "SyslogWriter",
     "install_reopen_signal",
 ]
 
 
-# Not frozen: built on every request, and a frozen dataclass costs about
-# 3 us more to build (docs/performance.md).  Treat it as immutable.
-@dataclass(slots=True)
-class AccessRecord:
+class SyslogWriter:
     """
-    What is logged about one transaction.
+    A file-like sink that sends each line to the local syslog daemon as one
+    datagram, C{<PRI>tag[pid]: line}, the way C{syslog(3)} does over
+    C{/dev/log}: the daemon adds the time stamp and host name.
 
-    @ivar timestamp: When the transaction ended, in seconds since the epoch.
-    @ivar elapsed_ms: How long it took, in milliseconds.
-    @ivar client: The client's IP address.
-    @ivar code: Squid's result code, e.g. C{"TCP_MISS"}, C{"TCP_DENIED"},
-        C{"TCP_MISS_ABORTED"} or C{"NONE"}.
-    @ivar status: The status sent to the client, or 0 when none was sent.
-    @ivar size: Bytes sent to the client, headers included.
-    @ivar method: The request method.
-    @ivar url: The request URL (C{host:port} for C{CONNECT}).
-    @ivar user: The authenticated user name, or L{None}.
-    @ivar hierarchy: Squid's hierarchy code, e.g. C{"HIER_DIRECT"} or
-        C{"HIER_NONE"}.
-    @ivar peer: The address of the server the request went to, or C{"-"}.
-    @ivar content_type: The response's media type, or C{"-"}.
-    @ivar referer: The request's I{Referer}, or L{None}.
-    @ivar user_agent: The request's I{User-Agent}, or L{None}.
-    @ivar version: The request's HTTP version, e.g. C{"HTTP/1.1"}.
+    Written with the stdlib C{socket} module rather than
+    L{logging.handlers.SysLogHandler}, whose errors go to
+    C{Handler.handleError} (a traceback on standard error) instead of to the
+    caller; C{syslog(3)} cannot be pointed at another socket, which the
+    tests need.
     """
 
-    timestamp: float
-    elapsed_ms: int
-    client: str
-    code: str
-    status: int
-    size: int
-    method: str
-    url: str
-    user: str | None
-    hierarchy: str
-    peer: str
-    content_type: str
-    referer: str | None
-    user_agent: str | None
-    version: str
+    def __init__(self, address: str, priority: int, tag: str) -> None:
+        """
+        Connect to the syslog socket.
 
+        @param address: The path of the daemon's Unix datagram socket,
+            normally C{/dev/log}.
+        @param priority: The PRI value (L{syslog_priority}).
+        @param tag: The program name that the daemon files the lines under.
+        @raise OSError: If the socket cannot be reached.
+        """
+        self.address = address
+        self._prefix = f"<{priority}>{tag}[{os.getpid()}]: ".encode("ascii", "replace")
+        self._socket = self._connect()
 
-# Characters logged as themselves; everything else (controls, space where it
-# would split a field, quote, backslash, non-ASCII) becomes \xNN, so a hostile
-# URL or header can neither forge a line nor shift a field.
-_PLAIN = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
-_PLAIN_WITH_SPACE = _PLAIN | {" "}
-_PLAIN_ONLY = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]*")
-# The same sets as patterns of what they exclude: one C-speed search decides
-# that the common field needs no escaping.
-_NEEDS_ESCAPE = {
-    _PLAIN: re.compile(r"[^\x21\x23-\x5b\x5d-\x7e]"),
-    _PLAIN_WITH_SPACE: re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]"),
-}
-
-
-def _escape(value: str, plain: frozenset[str] = _PLAIN) -> str:
-    """
-    Escape a field for a log line.
-
-    Characters outside C{plain} become C{\\xNN}, one per byte of their UTF-8
-    encoding (a lone surrogate from C{surrogateescape} decoding becomes the
-    byte it stands for).
-
-    @param value: The text to log.
-    @param plain: The characters logged as they are.
-    @return: Printable ASCII text.
-    """
-    needs_escape = _NEEDS_ESCAPE.get(plain)
-    if needs_escape is not None:
-        if needs_escape.search(value) is None:
-            return value
-    elif all(c in plain for c in value):
-        return value
-    out = []
-    for c in value:
-        if c in plain:
-            out.append(c)
-            continue
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            raw = c.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            raw = c.encode("utf-8", "surrogatepass")
-        out.extend(f"\\x{b:02x}" for b in raw)
-    return "".join(out)
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
+    def write(self, text: str) -> int:
+        """
+        Send each line of C{text} as one message.  If the daemon went away
+        (restarted), reconnect once and resend.
 
-def _field(value: str | None, plain: frozenset[str] = _PLAIN) -> str:
-    """
-    @return: The escaped value, or C{"-"} when it is missing or empty.
-    """
-    if not value:
-        return "-"
-    if plain is _PLAIN and _PLAIN_ONLY.fullmatch(value) is not None:
-        return value  # the common case, decided by one C-speed match
-    return _escape(value, plain)
+        @raise OSError: If a line cannot be sent.
+        """
+        prefix = self._prefix
+        for line in text.split("\n"):
+            if not line:
+                continue
+            message = prefix + line.encode("utf-8", "backslashreplace")
+            try:
+                self._socket.send(message)
+            except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
+                self._socket.close()
+                self._socket = self._connect()
+                self._socket.send(message)
+        return len(text)
 
+    def flush(self) -> None:
+        """Nothing is held back: every line was sent by L{write}."""
 
-def format_squid(rec: AccessRecord) -> str:
-    """
-    Format a record in Squid's native format.
-
-    This is C{logformat squid %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un
-    %Sh/%<a %mt}: time in seconds and milliseconds, the elapsed milliseconds
-    right-aligned in 6 columns, client, result code and status, bytes sent to
-    the client, method, URL, user, hierarchy code and peer, media type.
-    Fields are separated by single spaces, so any space inside one is escaped.
-
-    @param rec: The record.
-    @return: One line, without its newline.
-    """
-    seconds, millis = divmod(int(rec.timestamp * 1000), 1000)
-    client, code, method, url = rec.client, rec.code, rec.method, rec.url
-    user, hierarchy, peer, content_type = (
-        rec.user or "-",
-        rec.hierarchy,
-        rec.peer,
-        rec.content_type,
-    )
-    if not (
-        client
-        and code
-        and method
-        and url
-        and hierarchy
-        and peer
-        and content_type
-        # The common line: no field is empty and none needs escaping,
-        # decided by one C-speed match over them all.
-        and _PLAIN_ONLY.fullmatch(
-            client + code + method + url + user + hierarchy + peer + content_type
-        )
-    ):
-        client, code, method, url = _field(client), _field(code), _field(method), _field(url)
-        user, hierarchy, peer = _field(user), _field(hierarchy), _field(peer)
-        content_type = _field(content_type)
-    # One %-format: about half the cost of the same f-string with specs.
-    return "%d.%03d %6d %s %s/%03d %d %s %s %s %s/%s %s" % (  # noqa: UP031
-        seconds,
-        millis,
-        rec.elapsed_ms,
-        client,
-        code,
-        rec.status,
-        rec.size,
-        method,
-        url,
-        user,
-        hierarchy,
-        peer,
-        content_type,
-    )
-
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _clf_time(timestamp: float) -> str:
-    """
-    @return: C{dd/Mon/yyyy:HH:MM:SS +0000}, in UTC and independent of the
-        locale (unlike C{strftime("%b")}).
-    """
-    t = time.gmtime(int(timestamp))
-    return (
-        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-    )
-
-
-def format_common(rec: AccessRecord) -> str:
-    """
-    Format a record in Apache's Common Log Format.
-
-    This is C{%h %l %u %t "%r" %>s %b}: the size is C{"-"} when no bytes were
-    sent, as CLF requires.  Inside the quoted request line spaces are kept,
-    and quotes, backslashes, control and non-ASCII characters are escaped as
-    C{\\xNN}.
-
-    @param rec: The record.
-    @return: One line, without its newline.
-    """
-    request_line = " ".join(
-        _escape(part, _PLAIN_WITH_SPACE) for part in (rec.method, rec.url, rec.version) if part
-    )
-    size = str(rec.size) if rec.size else "-"
-    return (
-        f"{_field(rec.client)} - {_field(rec.user)} [{_clf_time(rec.timestamp)}] "
-        f'"{request_line}" {rec.status:d} {size}'
-    )
-
-
-def format_combined(rec: AccessRecord) -> str:
-    """
-    Format a record in Apache's Combined Log Format: the common format
-    followed by the quoted I{Referer} and I{User-Agent}, or C{"-"} for either
-    when it is absent.
-
-    @param rec: The record.
-    @return: One line, without its newline.
-    """
-    referer = _field(rec.referer, _PLAIN_WITH_SPACE)
-    user_agent = _field(rec.user_agent, _PLAIN_WITH_SPACE)
-    return f'{format_common(rec)} "{referer}" "{user_agent}"'
-
-
-FORMATTERS: dict[str, Callable[[AccessRecord], str]] = {
-    "squid": format_squid,
-    "common": format_common,
-    "combined": format_combined,
-}
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close()
 
 
 class AccessLog:
     """
-    Where access log lines go: a file, standard output, or nowhere.
+    Where access log lines go: a file, standard output, syslog, or nowhere.
 
     By default each record is written with one C{write} call and flushed at
     once, so that lines are never interleaved and none is lost by a crash.
@@ -260,35 +109,42 @@ class AccessLog:
     and always before the file is reopened or closed.  A crash can then lose
     at most that much.
 
-    @ivar path: The configured path: C{"-"} for standard output, C{""} when
-        the log is off.
-    @ivar fmt: The name of the format, a key of L{FORMATTERS}.
+    @ivar path: The configured path: C{"-"} for standard output,
+        C{"syslog"} for the syslog daemon, C{""} when the log is off.
+    @ivar fmt: The format: a preset name or a Squid C{logformat} string.
     """
 
-    def __init__(self, path: str, fmt: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        fmt: str,
+        *,
+        syslog_facility: str = "local4.info",
+        syslog_tag: str = "squeak",
+        syslog_address: str = "/dev/log",
+    ) -> None:
         """
         Open the log.
 
         @param path: A file to append to (its parent directories are
-            created), C{"-"} for the process's standard output, or C{""} to
-            log nothing.
-        @param fmt: A key of L{FORMATTERS}.
-        @raise ValueError: If C{fmt} is not a known format.
-        @raise OSError: If the file cannot be opened.
+            created), C{"-"} for the process's standard output, C{"syslog"}
+            for the local syslog daemon, or C{""} to log nothing.
+        @param fmt: A preset name (a key of L{FORMATTERS} or
+            L{squeak.logformat.PRESETS}) or a Squid C{logformat} string.
+        @param syslog_facility: Squid's C{facility.priority} for syslog.
+        @param syslog_tag: The program name syslog files the lines under.
+        @param syslog_address: The syslog daemon's socket.
+        @raise ValueError: If C{fmt} is not a known format or a valid
+            format string, or C{syslog_facility} is unknown.
+        @raise OSError: If the file or the syslog socket cannot be opened.
         """
-        try:
-            self._format = FORMATTERS[fmt]
-        except KeyError:
-            known = ", ".join(sorted(FORMATTERS))
-            raise ValueError(
-                f"unknown access log format {fmt!r} (expected one of {known})"
-            ) from None
+        self._format, needs = formatter(fmt)
         self.path = path
         self.fmt = fmt
         #: Whether lines carry the request's Referer and User-Agent (only
-        #: the combined format does; the others need not look them up).
-        self.wants_agent = fmt == "combined"
-        self._file: TextIO | None = None
+        #: formats that log them do; the others need not look them up).
+        self.wants_agent = bool(needs)
+        self._file: TextIO | SyslogWriter | None = None
         self._reactor: Any = None
         self._interval = 0.5
         self._limit = 512
@@ -296,17 +152,39 @@ class AccessLog:
         self._flush_call: Any = None
         if path == "-":
             self._file = sys.__stdout__
+        elif path == "syslog":
+            self._file = SyslogWriter(syslog_address, syslog_priority(syslog_facility), syslog_tag)
         elif path:
             self._file = self._open()
 
-    def _open(self) -> TextIO:
+    def _open(self, mode: int | None = None) -> TextIO:
         """
         Open C{self.path} for appending, creating its parent directories.
+
+        @param mode: The permissions to give the file if this creates it,
+            whatever the umask (a reopened log keeps the first file's mode:
+            twistd sets a umask of 077 once daemonised, after the first file
+            was opened under the operator's umask); L{None} for the usual
+            C{0666 & ~umask}.
         """
         parent = os.path.dirname(self.path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        return open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        if mode is None:
+            fd = os.open(self.path, flags, 0o666)
+        else:
+            try:
+                fd = os.open(self.path, flags | os.O_EXCL, mode)
+            except FileExistsError:
+                fd = os.open(self.path, flags & ~os.O_CREAT)
+            else:
+                try:
+                    os.fchmod(fd, mode)  # the umask may have taken bits away
+                except OSError:
+                    os.close(fd)
+                    raise
+        return open(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
 
     @property
     def is_open(self) -> bool:
@@ -319,7 +197,7 @@ class AccessLog:
         """
         @return: Whether the log has a file of its own (not standard output).
         """
-        return self._file is not None and self.path not in ("", "-")
+        return self._file is not None and self.path not in ("", "-", "syslog")
 
     def write(self, rec: AccessRecord) -> None:
         """
@@ -380,15 +258,22 @@ class AccessLog:
         Reopen the file at C{self.path}, for C{logrotate}: once the old file
         has been renamed, new lines go to a new file at the same path.  The
         new file is opened before the old one is closed, so that a failure
-        leaves the log writing where it was.  Standard output and a disabled
-        or closed log are left alone.
+        leaves the log writing where it was.  The new file gets the old
+        one's permissions.  Standard output, syslog and a disabled or closed
+        log are left alone.
 
         @raise OSError: If the file cannot be opened.
         """
         if not self._owns_file():
             return
         self.flush()
-        new = self._open()
+        mode = None
+        if self._file is not None and not isinstance(self._file, SyslogWriter):
+            try:
+                mode = stat.S_IMODE(os.fstat(self._file.fileno()).st_mode)
+            except (OSError, ValueError):
+                mode = None
+        new = self._open(mode)
         old, self._file = self._file, new
         if old is not None:
             old.close()

@@ -42,7 +42,9 @@ from squeak.access.rules import (
     compile_policy,
     default_policy,
 )
-from squeak.values import IPNetwork, parse_network
+from squeak.logformat import FormatError
+from squeak.logline import PRESET_NAMES, formatter
+from squeak.values import IPNetwork, parse_network, syslog_priority
 from squeak.values import is_open as _is_open
 from squeak.values import quote as _quote
 
@@ -76,8 +78,8 @@ __all__ = [
 #: Forwarded-for modes, as Squid's C{forwarded_for} directive spells them.
 FORWARDED_FOR_MODES = ("on", "off", "delete", "transparent")
 
-#: Access log formats; keys of C{squeak.accesslog.FORMATTERS}.
-ACCESS_LOG_FORMATS = ("squid", "common", "combined")
+#: Access log presets; the other formats are Squid logformat strings.
+ACCESS_LOG_FORMATS = PRESET_NAMES
 
 #: Largest size accepted, so that every size fits a signed 64-bit integer
 #: (SQLite, used by diskcache, stores no bigger integers).
@@ -560,12 +562,15 @@ def _resolve(path: str, base_dir: str) -> str:
 
 
 def _log_path(value: object, base_dir: str) -> str:
-    """A log file path, resolved, or C{"-"} or C{""} as they are."""
+    """
+    A log file path, resolved, or C{"-"}, C{"syslog"} or C{""} as they are
+    (a file named syslog is written C{"./syslog"}).
+    """
     if not isinstance(value, str):
-        raise _InvalidValueError(f'expected a file path, "-" or "", got {_show(value)}')
+        raise _InvalidValueError(f'expected a file path, "-", "syslog" or "", got {_show(value)}')
     if "\0" in value:
         raise _InvalidValueError(f"a path cannot contain a NUL character, got {_show(value)}")
-    return value if value in ("-", "") else _resolve(value, base_dir)
+    return value if value in ("-", "", "syslog") else _resolve(value, base_dir)
 
 
 def _directory(value: object, base_dir: str) -> str:
@@ -845,27 +850,88 @@ class AuthConfig:
     )
 
 
+def _log_format(value: object, base_dir: str) -> str:
+    """
+    A preset name or a Squid logformat string, compiled here so that a bad
+    code stops start-up (compiled formats are cached, so the service does not
+    compile it again).
+    """
+    names = ", ".join(f'"{name}"' for name in ACCESS_LOG_FORMATS)
+    if not isinstance(value, str):
+        raise _InvalidValueError(
+            f"expected one of {names} or a format string with %codes, got {_show(value)}"
+        )
+    if value not in ACCESS_LOG_FORMATS and "%" not in value:
+        raise _InvalidValueError(
+            f"expected one of {names} or a format string with %codes, got {_quote(value)}"
+        )
+    try:
+        formatter(value)
+    except FormatError as e:
+        raise _InvalidValueError(str(e)) from None
+    return value
+
+
+def _syslog_facility(value: object, base_dir: str) -> str:
+    """Squid's C{facility.priority}, e.g. C{"local4.info"}."""
+    if not isinstance(value, str):
+        raise _InvalidValueError(f'expected a facility like "local4.info", got {_show(value)}')
+    try:
+        syslog_priority(value)
+    except ValueError as e:
+        raise _InvalidValueError(str(e)) from None
+    return value
+
+
+_SYSLOG_TAG = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _syslog_tag(value: object, base_dir: str) -> str:
+    """A syslog tag: 1 to 32 letters, digits, C{_}, C{.} or C{-}."""
+    if not isinstance(value, str) or not _SYSLOG_TAG.fullmatch(value):
+        raise _InvalidValueError(f"expected 1 to 32 letters, digits, _ . or -, got {_show(value)}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class AccessLogConfig:
     """
     The C{[access_log]} table.
 
-    @ivar path: An absolute file path, C{"-"} for standard output, or C{""}
-        for no access log.
-    @ivar format: One of L{ACCESS_LOG_FORMATS}.
+    @ivar path: An absolute file path, C{"-"} for standard output,
+        C{"syslog"} for the local syslog daemon, or C{""} for no access log.
+    @ivar format: One of L{ACCESS_LOG_FORMATS} or a Squid logformat string.
+    @ivar syslog_facility: Squid's C{facility.priority} when logging to
+        syslog.
+    @ivar syslog_tag: The program name syslog files the lines under.
     """
 
     path: str = _setting(
         default="-",
         kind="path",
-        doc='Where to write one line per request: a file, "-" for standard output, "" for none.',
+        doc='Where to write one line per request: a file, "-" for standard output, '
+        '"syslog" for the local syslog daemon, "" for none.',
         parse=_log_path,
     )
     format: str = _setting(
         default="squid",
-        kind="string: squid | common | combined",
-        doc="The access log line format: Squid's native format, or Apache common/combined.",
-        parse=_one_of(ACCESS_LOG_FORMATS),
+        kind="string: squid | common | combined | referrer | useragent | %codes",
+        doc="The access log line format: a preset (Squid's native format, Apache "
+        "common/combined, Squid's referrer/useragent) or a Squid logformat string.",
+        parse=_log_format,
+    )
+    syslog_facility: str = _setting(
+        default="local4.info",
+        kind="string: facility[.priority]",
+        doc='The syslog facility and priority when path = "syslog", as Squid\'s '
+        "access_log syslog:facility.priority.",
+        parse=_syslog_facility,
+    )
+    syslog_tag: str = _setting(
+        default="squeak",
+        kind="string",
+        doc='The program name syslog files the lines under when path = "syslog".',
+        parse=_syslog_tag,
     )
 
 

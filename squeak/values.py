@@ -70,3 +70,45 @@ def is_open(network: IPNetwork) -> bool:
     if network.prefixlen == 0:
         return True
     return isinstance(network, ipaddress.IPv6Network) and network.supernet_of(_IPV4_MAPPED)
+
+
+#: Syslog facilities by name (RFC 5424 section 6.2.1), as Squid's
+#: C{access_log syslog:facility.priority} and C{syslog.h} name them.
+SYSLOG_FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+    "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
+
+#: Syslog severities by name (RFC 5424 section 6.2.1).
+SYSLOG_PRIORITIES = {
+    "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6,
+    "debug": 7,
+}  # fmt: skip
+
+
+def syslog_priority(text: str) -> int:
+    """
+    Parse Squid's C{facility.priority} (C{"local4.info"}; the priority may
+    be left out and is then C{info}, as Squid's default for C{access_log
+    syslog} is C{LOG_LOCAL4 | LOG_INFO}).
+
+    @return: The syslog PRI value, C{facility * 8 + severity}.
+    @raise ValueError: If either name is unknown.
+    """
+    facility, _, priority = text.strip().lower().partition(".")
+    if facility.startswith("log_"):
+        facility = facility[4:]
+    if priority.startswith("log_"):
+        priority = priority[4:]
+    if facility not in SYSLOG_FACILITIES:
+        raise ValueError(
+            f"unknown syslog facility {facility!r} (expected e.g. local4, daemon, user)"
+        )
+    severity = SYSLOG_PRIORITIES.get(priority or "info")
+    if severity is None:
+        raise ValueError(
+            f"unknown syslog priority {priority!r} (expected e.g. info, notice, debug)"
+        )
+    return SYSLOG_FACILITIES[facility] * 8 + severity

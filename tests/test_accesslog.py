@@ -1,30 +1,30 @@
 # -*- test-case-name: tests.test_accesslog -*-
 """
-Tests for L{squeak.accesslog}: the three line formats, the log file and its
-reopening on C{SIGUSR1}.
+Tests for L{squeak.accesslog}: the hand-written line formats, the log file,
+its reopening on C{SIGUSR1} (and its permissions then), custom formats and
+syslog.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
+import socket
+import stat
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from squeak.accesslog import (
-    FORMATTERS,
-    AccessLog,
-    AccessRecord,
-    format_combined,
-    format_common,
-    format_squid,
-    install_reopen_signal,
-)
+from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
+from squeak.logformat import FormatError
+from squeak.logline import FORMATTERS, format_combined, format_common, format_squid
 
 MISS = AccessRecord(
     timestamp=784111777.123,
@@ -105,11 +105,12 @@ CASES = [  # (why, formatter, record, expected line)
         "HIER_DIRECT/- -",
     ),
     (
-        "Squid native: spaces, quotes, backslashes and non-ASCII escaped as \\xNN",
+        "Squid native: spaces, quotes, backslashes and non-ASCII escaped as \\xNN; %mt is "
+        "the media type without parameters, as Squid's HttpReply::hdrCacheInit keeps it",
         format_squid,
         HOSTILE,
         "784111777.123     42 192.0.2.7 TCP_MISS/200 1234 GET http://o.test/\\x22\\x5c\\xc3\\xa9 "
-        "bob\\x20smith HIER_DIRECT/198.51.100.1 text/html;\\x20charset=utf-8",
+        "bob\\x20smith HIER_DIRECT/198.51.100.1 text/html",
     ),
     (
         'Apache common: %h %l %u %t "%r" %>s %b, UTC',
@@ -198,6 +199,27 @@ class FormatterTests(SynchronousTestCase):
                 if name == "squid" and len(line.split()) != 10:
                     wrong.append((name, line))
         self.assertEqual(wrong, [])
+
+    def test_enum_codes_log_their_values(self) -> None:
+        """
+        A result or hierarchy code given as a str-valued enum member (as the
+        proxy's log tags are) is logged as its value, whether the enum is a
+        C{StrEnum} or a C{(str, Enum)}, whose C{str()} is C{"Tag.TCP_MISS"}.
+        """
+
+        class Plain(str, enum.Enum):  # noqa: UP042 - the case under test
+            TCP_MISS = "TCP_MISS"
+            HIER_DIRECT = "HIER_DIRECT"
+
+        class Strict(enum.StrEnum):
+            TCP_MISS = "TCP_MISS"
+            HIER_DIRECT = "HIER_DIRECT"
+
+        lines = {
+            format_squid(replace(MISS, code=tags.TCP_MISS, hierarchy=tags.HIER_DIRECT))
+            for tags in (Plain, Strict)
+        }
+        self.assertEqual(lines, {format_squid(MISS)})
 
     def test_records_are_slotted(self) -> None:
         """
@@ -344,7 +366,7 @@ class AccessLogTests(SynchronousTestCase):
         An unknown format name is refused, naming the known ones.
         """
         e = self.assertRaises(ValueError, AccessLog, "", "apache")
-        self.assertIn("combined, common, squid", str(e))
+        self.assertIn('"squid", "common", "combined", "referrer", "useragent"', str(e))
 
 
 class FakeReactor:
@@ -441,6 +463,251 @@ class ReopenSignalTests(TestCase):
 
         poll()
         return reopened.addCallback(check)
+
+    def test_sigusr1_reopened_file_keeps_the_mode(self) -> defer.Deferred[None]:
+        """
+        A file reopened on C{SIGUSR1} gets the first file's permissions even
+        when the umask has changed since: twistd sets a umask of 077 once it
+        has daemonised, after the first file was opened with the operator's
+        umask, and the rotated log used to become 0600 (unreadable to the
+        log analysers that read it as another user).
+        """
+        from twisted.internet import reactor as _reactor
+
+        reactor: Any = _reactor
+        path = os.path.join(self.mktemp(), "access.log")
+        old_umask = os.umask(0o022)
+        self.addCleanup(os.umask, old_umask)
+        log = AccessLog(path, "squid")
+        self.addCleanup(log.close)
+        os.chmod(path, 0o640)  # what the operator chose for the first file
+        self._install(log, reactor)
+        log.write(MISS)
+        os.rename(path, path + ".1")
+        os.umask(0o077)  # twistd's daemon umask
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+        reopened: defer.Deferred[None] = defer.Deferred()
+        deadline = reactor.seconds() + 2.0
+
+        def poll() -> None:
+            if os.path.exists(path):
+                reopened.callback(None)
+            elif reactor.seconds() > deadline:
+                reopened.errback(AssertionError("log not reopened within 2 s of SIGUSR1"))
+            else:
+                reactor.callLater(0.01, poll)
+
+        def check(_: None) -> None:
+            log.write(DENIED)
+            self.assertEqual(
+                (oct(stat.S_IMODE(os.stat(path).st_mode)), self._lines(path)),
+                (oct(0o640), [format_squid(DENIED)]),
+            )
+
+        poll()
+        return reopened.addCallback(check)
+
+    def _lines(self, path: str) -> list[str]:
+        """
+        @return: The lines of the file at C{path}.
+        """
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+
+
+class ReopenModeTests(SynchronousTestCase):
+    """
+    L{AccessLog.reopen} and the file's permissions.
+    """
+
+    def test_first_file_follows_the_umask(self) -> None:
+        """
+        The first file is created with C{0666 & ~umask}, as any program's.
+        """
+        path = os.path.join(self.mktemp(), "access.log")
+        old_umask = os.umask(0o027)
+        self.addCleanup(os.umask, old_umask)
+        log = AccessLog(path, "squid")
+        self.addCleanup(log.close)
+        self.assertEqual(oct(stat.S_IMODE(os.stat(path).st_mode)), oct(0o640))
+
+    def test_reopen_onto_an_existing_file_keeps_its_mode(self) -> None:
+        """
+        When a file is already at the path at reopen (logrotate's
+        C{create 0600} made it), it is appended to with its own permissions.
+        """
+        path = os.path.join(self.mktemp(), "access.log")
+        os.makedirs(os.path.dirname(path))
+        log = AccessLog(path, "squid")
+        self.addCleanup(log.close)
+        os.rename(path, path + ".1")
+        with open(path, "w") as f:
+            f.write("x\n")
+        os.chmod(path, 0o600)
+        log.reopen()
+        log.write(MISS)
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(
+            (oct(stat.S_IMODE(os.stat(path).st_mode)), lines),
+            (oct(0o600), ["x", format_squid(MISS)]),
+        )
+
+
+class CustomFormatTests(SynchronousTestCase):
+    """
+    L{AccessLog} with Squid's presets and custom logformat strings.
+    """
+
+    def test_custom_format_lines(self) -> None:
+        """
+        A custom format string is compiled and each record written with it.
+        """
+        path = os.path.join(self.mktemp(), "access.log")
+        log = AccessLog(path, "%>a %Ss/%03>Hs %mt")
+        self.addCleanup(log.close)
+        log.write(HOSTILE)
+        log.write(DENIED)
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(
+                f.read().splitlines(),
+                ["192.0.2.7 TCP_MISS/200 text/html", "2001:db8::1 TCP_DENIED/403 -"],
+            )
+
+    def test_wants_agent_only_when_logged(self) -> None:
+        """
+        The proxy looks up Referer and User-Agent only for formats that log
+        one of them.
+        """
+        self.assertEqual(
+            [
+                AccessLog("", fmt).wants_agent
+                for fmt in ("squid", "common", "combined", "referrer", "useragent", "%ru")
+            ],
+            [False, False, True, True, True, False],
+        )
+
+    def test_bad_format_string(self) -> None:
+        """
+        A format string with an unknown code is refused, naming the code.
+        """
+        e = self.assertRaises(FormatError, AccessLog, "", "%ts %dt")
+        self.assertEqual(e.code, "%dt")
+
+
+class SyslogTests(SynchronousTestCase):
+    """
+    C{path = "syslog"}: one datagram per line to the syslog socket.  The
+    test binds its own Unix datagram socket and passes its path as the
+    syslog address, so no syslog daemon is needed.
+    """
+
+    def _listen(self) -> tuple[socket.socket, str]:
+        """
+        Bind a Unix datagram socket standing in for C{/dev/log}.
+        """
+        if not hasattr(socket, "AF_UNIX"):
+            raise SkipTest("no AF_UNIX sockets on this platform")
+        directory = tempfile.mkdtemp(prefix="sq-")  # short: sun_path is 108 bytes
+        self.addCleanup(os.rmdir, directory)
+        address = os.path.join(directory, "log")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(address)
+        self.addCleanup(os.unlink, address)
+        self.addCleanup(server.close)
+        server.settimeout(2)
+        return server, address
+
+    def test_lines_are_datagrams(self) -> None:
+        """
+        Each record is one message, C{<PRI>tag[pid]: line}, with Squid's
+        default C{local4.info} (PRI 166) unless configured.
+        """
+        server, address = self._listen()
+        log = AccessLog("syslog", "squid", syslog_address=address)
+        self.addCleanup(log.close)
+        log.write(MISS)
+        log.write(DENIED)
+        pid = os.getpid()
+        self.assertEqual(
+            [server.recv(65536), server.recv(65536)],
+            [
+                f"<166>squeak[{pid}]: {format_squid(MISS)}".encode(),
+                f"<166>squeak[{pid}]: {format_squid(DENIED)}".encode(),
+            ],
+        )
+
+    def test_facility_and_tag(self) -> None:
+        """
+        C{syslog_facility} and C{syslog_tag} set the PRI value and the tag:
+        C{daemon.notice} is 3 * 8 + 5 = 29.
+        """
+        server, address = self._listen()
+        log = AccessLog(
+            "syslog",
+            "%Ss",
+            syslog_facility="daemon.notice",
+            syslog_tag="proxy",
+            syslog_address=address,
+        )
+        self.addCleanup(log.close)
+        log.write(MISS)
+        self.assertEqual(server.recv(65536), f"<29>proxy[{os.getpid()}]: TCP_MISS".encode())
+
+    def test_buffered_lines_are_still_one_message_each(self) -> None:
+        """
+        Lines collected by buffering go out as one datagram each.
+        """
+        server, address = self._listen()
+        log = AccessLog("syslog", "%Ss", syslog_address=address)
+        self.addCleanup(log.close)
+        log.start_buffering(Clock(), lines=2)
+        log.write(MISS)
+        log.write(DENIED)
+        prefix = f"<166>squeak[{os.getpid()}]: ".encode()
+        self.assertEqual(
+            [server.recv(65536), server.recv(65536)],
+            [prefix + b"TCP_MISS", prefix + b"TCP_DENIED"],
+        )
+
+    def test_reconnects_after_the_daemon_restarts(self) -> None:
+        """
+        When the syslog daemon's socket is recreated (a restart), the next
+        line reconnects to it instead of being lost.
+        """
+        server, address = self._listen()
+        log = AccessLog("syslog", "%Ss", syslog_address=address)
+        self.addCleanup(log.close)
+        server.close()
+        os.unlink(address)
+        restarted = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        restarted.bind(address)
+        self.addCleanup(restarted.close)
+        restarted.settimeout(2)
+        log.write(MISS)
+        self.assertEqual(restarted.recv(65536), f"<166>squeak[{os.getpid()}]: TCP_MISS".encode())
+
+    def test_no_syslog_socket(self) -> None:
+        """
+        Without a syslog socket at the address, opening the log fails as an
+        unwritable file does, so start-up stops.
+        """
+        self.assertRaises(OSError, AccessLog, "syslog", "squid", syslog_address=self.mktemp())
+
+    def test_reopen_and_close(self) -> None:
+        """
+        SIGUSR1's reopen leaves syslog alone; close closes the socket.
+        """
+        server, address = self._listen()
+        log = AccessLog("syslog", "%Ss", syslog_address=address)
+        log.reopen()
+        log.write(MISS)
+        log.close()
+        log.write(DENIED)
+        self.assertEqual(server.recv(65536), f"<166>squeak[{os.getpid()}]: TCP_MISS".encode())
+        server.setblocking(False)
+        self.assertRaises(BlockingIOError, server.recv, 65536)
 
 
 class BufferedAccessLogTests(SynchronousTestCase):

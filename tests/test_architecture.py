@@ -70,6 +70,11 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.policy",
             "squeak.cache.ranges",
             "squeak.errors",
+            # The access log's record and formatters; accesslog is their
+            # I/O shell.
+            "squeak.accessrecord",
+            "squeak.logformat",
+            "squeak.logline",
         ),
     ),
     Layer(

@@ -285,7 +285,37 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
     (
         "the access log format lists the allowed values",
         "[access_log]\nformat = 'apache'\n",
-        f'{P}:2: access_log.format: expected one of "squid", "common", "combined", got "apache"',
+        f'{P}:2: access_log.format: expected one of "squid", "common", "combined", '
+        '"referrer", "useragent" or a format string with %codes, got "apache"',
+    ),
+    (
+        "a custom access log format with a code squeak does not record names the code",
+        "[access_log]\nformat = '%ts %dt %ru'\n",
+        f'{P}:2: access_log.format: unknown or unsupported format code: "%dt" at column 5',
+    ),
+    (
+        "a header the access record does not carry is refused by name",
+        "[access_log]\nformat = '%>a %{Cookie}>h'\n",
+        f"{P}:2: access_log.format: squeak records only the Referer and User-Agent header "
+        'here: "%{Cookie}>h" at column 5',
+    ),
+    (
+        "an unknown syslog facility",
+        "[access_log]\nsyslog_facility = 'local9.info'\n",
+        f"{P}:2: access_log.syslog_facility: unknown syslog facility 'local9' "
+        "(expected e.g. local4, daemon, user)",
+    ),
+    (
+        "an unknown syslog priority",
+        "[access_log]\nsyslog_facility = 'daemon.loud'\n",
+        f"{P}:2: access_log.syslog_facility: unknown syslog priority 'loud' "
+        "(expected e.g. info, notice, debug)",
+    ),
+    (
+        "a syslog tag with a space",
+        "[access_log]\nsyslog_tag = 'my proxy'\n",
+        f"{P}:2: access_log.syslog_tag: expected 1 to 32 letters, digits, _ . or -, "
+        'got "my proxy"',
     ),
     (
         "no listen address",
@@ -887,13 +917,40 @@ dir = "/var/cache/squeak"
 
     def test_special_log_paths(self) -> None:
         """
-        C{"-"} (standard output) and C{""} (no log) are kept as they are.
+        C{"-"} (standard output), C{"syslog"} and C{""} (no log) are kept
+        as they are; a file named syslog is written C{"./syslog"}.
         """
         paths = [
             parse_config(f'[access_log]\npath = "{p}"\n', "/etc/squeak.toml").access_log.path
-            for p in ("-", "")
+            for p in ("-", "", "syslog", "./syslog")
         ]
-        self.assertEqual(paths, ["-", ""])
+        self.assertEqual(paths, ["-", "", "syslog", "/etc/syslog"])
+
+    def test_access_log_formats(self) -> None:
+        """
+        C{format} takes the presets and Squid logformat strings, and the
+        syslog settings take Squid's C{facility.priority} and a tag.
+        """
+        text = (
+            "[access_log]\n"
+            "format = '%ts.%03tu %>a %Ss/%03>Hs %ru \"%{User-Agent}>h\"'\n"
+            "syslog_facility = 'daemon'\n"
+            "syslog_tag = 'proxy-1'\n"
+        )
+        log = parse_config(text, "/etc/squeak.toml").access_log
+        presets = [
+            parse_config(f"[access_log]\nformat = '{name}'\n", "s.toml").access_log.format
+            for name in ("squid", "common", "combined", "referrer", "useragent")
+        ]
+        self.assertEqual(
+            (log.format, log.syslog_facility, log.syslog_tag, presets),
+            (
+                '%ts.%03tu %>a %Ss/%03>Hs %ru "%{User-Agent}>h"',
+                "daemon",
+                "proxy-1",
+                ["squid", "common", "combined", "referrer", "useragent"],
+            ),
+        )
 
 
 class ErrorTests(SynchronousTestCase):
