@@ -17,23 +17,34 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import http.client
 import os
+import socket
 import sqlite3
 import struct
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
+import urllib.request
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from twisted.internet import defer, reactor, threads
+from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.web import resource, server
 
 from squeak.cache.disk import BLOCK_SIZE, CorruptBodyError, VerifiedBody
 from squeak.cache.faults import FaultLog
 from squeak.cache.keys import primary_key
 from squeak.cache.policy import StoredResponse
 from squeak.cache.store import CacheHit, Store
+from tests.proxyharness import ProxyTestCase
+from tests.twistdprocess import TwistdProxy
 
 try:
     from twisted.internet.testing import EventLoggingObserver
@@ -621,3 +632,314 @@ class SizeTests(SynchronousTestCase):
         for i in range(30):
             store_body(store, f"http://e/new{i}", b"y" * 100_000)
         self.assertEqual(self.present(store, uris[:3]), [True, False, False])
+
+
+# --- A real squeak -----------------------------------------------------------------------
+
+
+class _ObjectResource(resource.Resource):
+    """
+    C{/obj/NAME/SIZE}: L{body_for}(NAME, SIZE), fresh for an hour, with its
+    Content-Length; the number of requests for each path is counted.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def render_GET(self, request: server.Request) -> bytes:
+        path = request.path.decode()
+        self.counts[path] = self.counts.get(path, 0) + 1
+        _, _, name, size = path.split("/")
+        request.setHeader(b"cache-control", b"max-age=3600")
+        request.setHeader(b"content-type", b"application/octet-stream")
+        return body_for(name, int(size))
+
+
+class _FaultProxyTestCase(ProxyTestCase):
+    """
+    A real squeak whose cache directory is chosen by the test, and an
+    origin of cacheable objects.
+    """
+
+    cache_dir_on_tmpfs: str | None = None  # the tmpfs size, if on one
+    memory_size = 0  # every hit comes from disk
+
+    def setUp(self) -> Any:
+        if self.cache_dir_on_tmpfs is not None:
+            cache_dir = os.path.join(small_filesystem(self, self.cache_dir_on_tmpfs), "cache")
+        else:
+            cache_dir = tempfile.mkdtemp(prefix="squeak-cache-")
+        self.cache_dir = cache_dir
+        self.prepare(cache_dir)
+        self.events = cache_events(self)
+        self.config_overrides = {
+            **self.config_overrides,
+            "cache": {"dir": cache_dir, "memory_size": self.memory_size},
+        }
+        result = super().setUp()
+        self.objects = _ObjectResource()
+        site = server.Site(self.objects)
+        site.noisy = False
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.origin_port = port.getHost().port
+        return result
+
+    def prepare(self, cache_dir: str) -> None:
+        """Make the cache directory's fault before squeak opens it."""
+
+    def url(self, name: str, size: int) -> str:
+        return f"http://127.0.0.1:{self.origin_port}/obj/{name}/{size}"
+
+    def get(self, name: str, size: int, version: str = "1.1") -> defer.Deferred[tuple[str, bytes]]:
+        """
+        GET an object through squeak in a thread: C{("whole", body)} for a
+        complete response, C{("cut", partial)} for one that ended short.
+        """
+        target = self.url(name, size)
+        port = self.proxy_port
+
+        def fetch() -> tuple[str, bytes]:
+            if version == "1.0":
+                with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+                    s.sendall(f"GET {target} HTTP/1.0\r\n\r\n".encode())
+                    chunks = []
+                    while chunk := s.recv(65536):
+                        chunks.append(chunk)
+                _, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+                return ("whole" if len(body) == size else "cut"), body
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            try:
+                conn.request("GET", target)
+                response = conn.getresponse()
+                try:
+                    return "whole", response.read()
+                except http.client.IncompleteRead as error:
+                    return "cut", error.partial
+            finally:
+                conn.close()
+
+        return threads.deferToThread(fetch)
+
+    async def settle(self) -> None:
+        """Let the proxy finish with the last response (the storer commits after it)."""
+        await deferLater(reactor, 0.2, lambda: None)
+
+    def fetches(self, name: str, size: int) -> int:
+        return self.objects.counts.get(f"/obj/{name}/{size}", 0)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FullDiskProxyTests(_FaultProxyTestCase):
+    """
+    (A real 30 MiB tmpfs.) squeak with a full cache disk answers every
+    request whole from the origin, leaks no part file, and logs once.
+    """
+
+    cache_dir_on_tmpfs = "30m"
+
+    async def test_download_larger_than_the_disk_is_not_cut(self) -> None:
+        """
+        A 40 MiB download with the cache on a 30 MiB file system reaches
+        the client whole (it was cut at 31 MiB); the part file is removed,
+        one line names the path and errno 28, and the URL is served whole
+        again.
+        """
+        size = 40 * MIB
+        answers = [await self.get("big", size) for _ in range(2)]
+        await self.settle()
+        self.assertEqual(
+            [(how, sha(body)) for how, body in answers],
+            [("whole", sha(body_for("big", size)))] * 2,
+        )
+        self.assertEqual(part_files(self.cache_dir), [])
+        lines = self.events.text()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("errno 28 ENOSPC", lines[0])
+        self.assertIn(os.path.join(self.cache_dir, "parts"), lines[0])
+
+    async def test_small_objects_on_a_full_disk(self) -> None:
+        """
+        With the cache disk full, small objects are served whole each time
+        (they hung after the first), to HTTP/1.1 and HTTP/1.0 clients, and
+        the fault is logged once.
+        """
+        fill(os.path.dirname(self.cache_dir))
+        got = []
+        for i in range(4):
+            for version in ("1.1", "1.0", "1.1"):
+                how, body = await self.get(f"s{i}", 20_000 + i, version)
+                got.append((how, body == body_for(f"s{i}", 20_000 + i)))
+        await self.settle()
+        self.assertEqual(got, [("whole", True)] * 12)
+        self.assertEqual(part_files(self.cache_dir), [])
+        self.assertLessEqual(len(self.events), 2, self.events.text())
+
+
+class DamagedEntryProxyTests(_FaultProxyTestCase):
+    """
+    A damaged row or body is never served by squeak: the URL is answered
+    whole from the origin.
+    """
+
+    def entry_path(self) -> tuple[int, str]:
+        store = self.service.context.cache.store
+        rows = store.disk._cache._sql(
+            "SELECT rowid, filename FROM Cache WHERE filename IS NOT NULL"
+        ).fetchall()
+        ((rowid, filename),) = rows
+        return rowid, os.path.join(store.disk.directory, filename)
+
+    async def test_damaged_large_body_is_never_served(self) -> None:
+        """
+        A 2 MiB disk entry damaged in its middle: the response already
+        started is cut, never finished (what was sent is the stored bytes
+        before the damage), and the next request is a whole miss.
+        """
+        size = 2 * MIB
+        body = body_for("big", size)
+        first = await self.get("big", size)
+        await self.settle()
+        _, path = self.entry_path()
+        with open(path, "r+b") as file:
+            file.seek(MIB + 3)
+            file.write(b"?")
+        second = await self.get("big", size)
+        third = await self.get("big", size)
+        self.assertEqual(first, ("whole", body))
+        self.assertEqual(second[0], "cut")
+        self.assertTrue(body.startswith(second[1]), len(second[1]))
+        self.assertLessEqual(len(second[1]), MIB)
+        self.assertEqual(third, ("whole", body))
+        self.assertEqual(self.fetches("big", size), 2)
+
+    async def test_damaged_small_body_is_a_miss(self) -> None:
+        """
+        A small disk entry of the right length but the wrong content is a
+        miss (it was served as a hit): answered whole from the origin.
+        """
+        body = body_for("small", 3000)
+        first = await self.get("small", 3000)
+        await self.settle()
+        _, path = self.entry_path()
+        with open(path, "r+b") as file:
+            file.seek(1500)
+            file.write(b"?")
+        second = await self.get("small", 3000)
+        self.assertEqual([first, second], [("whole", body)] * 2)
+        self.assertEqual(self.fetches("small", 3000), 2)
+
+    async def test_unreadable_row_and_directory_body_are_misses(self) -> None:
+        """
+        An entry row that cannot be unpickled, then a directory where the
+        body file should be: each gives a whole answer from the origin (each
+        gave an empty reply for that URL forever).
+        """
+        body = body_for("row", 3000)
+        answers = [await self.get("row", 3000)]
+        await self.settle()
+        rowid, _ = self.entry_path()
+        store = self.service.context.cache.store
+        store.disk._cache._sql("UPDATE Cache SET value = ? WHERE rowid = ?", (b"\x80junk", rowid))
+        answers.append(await self.get("row", 3000))
+        await self.settle()
+        _, path = self.entry_path()
+        os.remove(path)
+        os.mkdir(path)
+        answers.append(await self.get("row", 3000))
+        answers.append(await self.get("row", 3000))
+        self.assertEqual(answers, [("whole", body)] * 4)
+        self.assertEqual(self.fetches("row", 3000), 3)
+
+
+class StartUpTests(SynchronousTestCase):
+    """
+    A real C{twistd squeak} starts on a damaged index or a full disk,
+    says so in one line, and serves.
+    """
+
+    def start(self, cache_dir: str) -> TwistdProxy:
+        config = (
+            '[proxy]\nhttp_port = ["127.0.0.1:0"]\n'
+            f'[cache]\ndir = "{cache_dir}"\n'
+            f'[access_log]\npath = "{cache_dir}.access.log"\n'
+        )
+        proxy = TwistdProxy(config).start()
+        self.addCleanup(proxy.stop)
+        return proxy
+
+    def serve(self, proxy: TwistdProxy) -> bytes:
+        """A request through the proxy to a loopback origin."""
+        objects = _ThreadedOrigin()
+        self.addCleanup(objects.close)
+        handler = urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{proxy.port}"})
+        opener = urllib.request.build_opener(handler)
+        with opener.open(objects.url("/obj/x/5000"), timeout=20) as response:
+            return bytes(response.read())
+
+    def test_garbage_index(self) -> None:
+        """
+        A C{cache.db} of garbage: squeak starts (it exited 1 with a
+        traceback), one line says the index was moved aside, and requests
+        are served.
+        """
+        cache_dir = os.path.abspath(self.mktemp())
+        os.makedirs(cache_dir)
+        with open(os.path.join(cache_dir, "cache.db"), "wb") as index:
+            index.write(b"not a database " * 1000)
+        proxy = self.start(cache_dir)
+        self.assertEqual(self.serve(proxy), body_for("x", 5000))
+        self.assertEqual(proxy.output.count("moved it aside"), 1, proxy.output)
+        self.assertNotIn("Traceback", proxy.output)
+        aside = [n for n in os.listdir(cache_dir) if n.startswith("cache.db.damaged-")]
+        self.assertEqual(len(aside), 1, os.listdir(cache_dir))
+
+    def test_full_disk(self) -> None:
+        """
+        (A real 1 MiB tmpfs, filled.) squeak starts on a full cache disk
+        (it exited with sqlite3.OperationalError), says in one line that it
+        runs on its memory cache only, and serves.
+        """
+        mountpoint = small_filesystem(self, "1m")
+        fill(mountpoint)
+        proxy = self.start(os.path.join(mountpoint, "cache"))
+        self.assertEqual(self.serve(proxy), body_for("x", 5000))
+        self.assertEqual(proxy.output.count("running with the memory cache only"), 1, proxy.output)
+        self.assertIn("no space left", proxy.output)
+        self.assertNotIn("Traceback", proxy.output)
+
+
+class _ThreadedOrigin:
+    """The objects of L{_ObjectResource}, from a stdlib server in a thread."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                _, _, name, size = urllib.parse.urlsplit(self.path).path.split("/")
+                body = body_for(name, int(size))
+                self.send_response(200)
+                self.send_header("Cache-Control", "max-age=3600")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

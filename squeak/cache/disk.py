@@ -617,6 +617,8 @@ class DiskTier:
     #: No object may take more than this share of C{size_limit}: admitting
     #: one never evicts more than this much of the rest.
     largest_share = 0.25
+    #: On a full disk, the share of (held + free) bytes the cache keeps to.
+    full_disk_share = 0.9
     #: A hit updates its entry's access time at most this often (seconds),
     #: so lookups do not write.
     access_resolution = 60.0
@@ -668,9 +670,9 @@ class DiskTier:
     def largest_object(self) -> int:
         """
         The largest body admitted: C{maximum_object_size}, and no more than
-        L{largest_share} of the size limit.
+        L{largest_share} of the size limit in force.
         """
-        share = int(self.size_limit * self.largest_share) - FILE_OVERHEAD
+        share = int(self.effective_limit * self.largest_share) - FILE_OVERHEAD
         return max(0, min(self.maximum_object_size, share - share % ALLOCATION_UNIT))
 
     def _new_index(self, timeout: float) -> diskcache.Cache:
@@ -746,9 +748,11 @@ class DiskTier:
     def _fault(self, what: str, path: str, error: BaseException) -> None:
         """
         Log a fault once per cause. A full disk also lowers the effective
-        size limit to 90 % of what the cache holds now and evicts down to
-        it: the file system is smaller than C{cache.size}, and without room
-        every later store would fail too.
+        size limit to 90 % of what the cache could hold on it (what it
+        holds now plus what is free, the failed part already removed) and
+        evicts down to it: the file system is smaller than C{cache.size}
+        (or shared with something else that grew), and without room every
+        later store would fail too.
         """
         full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
             getattr(error, "sqlite_errorcode", None) == _FULL_CODE
@@ -756,12 +760,16 @@ class DiskTier:
         consequence = "the entry is not stored; requests are answered from the origin"
         if full:
             with contextlib.suppress(*STORE_ERRORS):
-                volume = self.volume()
-                lower = int(volume * 0.9)
+                state = os.statvfs(self.directory)
+                capacity = self.volume() + state.f_bavail * state.f_frsize
+                lower = int(capacity * self.full_disk_share)
                 if lower < self.effective_limit:
                     self.effective_limit = lower
-                    consequence += f"; the disk is full: keeping the cache under {lower} bytes"
-                    self._make_room(0)
+                    consequence += (
+                        f"; the disk is full: keeping the cache under {lower} bytes"
+                        f" (cache.size is {self.size_limit})"
+                    )
+                    self._make_room(self.largest_object)
         self.faults.report(what, path, error, consequence)
 
     def _sweep_parts(self) -> int:
@@ -811,6 +819,11 @@ class DiskTier:
         @param primary: The primary key.
         @param meta: The stored response, with its C{vary_key}.
         """
+        if self.effective_limit < self.size_limit:
+            # The disk was found full: its free space is what the limit
+            # leaves, so keep room for one largest object before writing.
+            with contextlib.suppress(*STORE_ERRORS):
+                self._make_room(self.largest_object)
         return PartWriter(self, primary, meta)
 
     def _commit(
