@@ -19,6 +19,7 @@ import errno
 import hashlib
 import http.client
 import os
+import pickle
 import socket
 import sqlite3
 import struct
@@ -416,7 +417,8 @@ class DamageTests(SynchronousTestCase):
             "UPDATE Cache SET value = ? WHERE rowid = ?", (b"\x80garbage", rowid)
         )
         pk = primary_key(b"GET", "http://e/a")
-        self.assertIsNone(store.lookup(pk, []))
+        _, path = self._entry_row(store, "http://e/a")
+        self.assertEqual((store.lookup(pk, []), os.path.exists(path)), (None, False))
         self.assertEqual(
             store.disk._cache._sql(
                 "SELECT count(*) FROM Cache WHERE rowid = ?", (rowid,)
@@ -425,6 +427,27 @@ class DamageTests(SynchronousTestCase):
         )
         self.assertTrue(store_body(store, "http://e/a", b"body"))
         self.assertEqual(read_hit(store.lookup(pk, [])), b"body")
+
+    def test_rows_of_the_previous_version_are_dropped_quietly(self) -> None:
+        """
+        An entry stored by the previous version (metadata version 1, no
+        checksums) is a miss, removed with its body file, and is not logged
+        as damage: it cannot be checked, so it is not served.
+        """
+        events = cache_events(self)
+        store = self.open(memory_size=0)
+        store_body(store, "http://e/a", b"body")
+        rowid, path = self._entry_row(store, "http://e/a")
+        m = meta("http://e/a")
+        old = pickle.dumps(
+            (1, m.uri, m.status, m.reason, m.headers, 1.0, 2.0, "", None, 4), protocol=5
+        )
+        assert store.disk is not None
+        store.disk._cache._sql("UPDATE Cache SET value = ? WHERE rowid = ?", (old, rowid))
+        pk = primary_key(b"GET", "http://e/a")
+        self.assertEqual(
+            (store.lookup(pk, []), os.path.exists(path), len(events)), (None, False, 0)
+        )
 
     def test_directory_instead_of_a_body_file(self) -> None:
         """

@@ -1042,10 +1042,9 @@ class DiskTier:
             with contextlib.suppress(OSError):
                 shutil.rmtree(path)
         try:
-            with self._cache.transact():
-                self._cache._sql(
-                    "DELETE FROM Cache WHERE key = ? AND raw = ?", self._cache._disk.put(key)
-                )
+            # diskcache's delete selects the row's file name without
+            # unpickling its value, and removes the body file with it.
+            self._cache.delete(key)
         except STORE_ERRORS as failure:
             self._fault("remove an entry", self.index_path, failure)
 
