@@ -2,14 +2,15 @@
 """
 The disk tier: entries in a diskcache index, bodies in files.
 
-Every blocking call of the cache lives here; nothing imports Twisted, so the
+Every blocking call of the cache lives here; nothing here uses Twisted's
+reactor (only L{squeak.cache.faults} logs through C{twisted.logger}), so the
 caller runs the slow calls (opening, committing, evicting) where it likes,
 e.g. with C{deferToThread}.
 
 Layout of the cache directory::
 
     cache.db            diskcache's SQLite index
-    ab/cd/<hex>.val     committed bodies, in diskcache's own file layout
+    ab/<hex>.val        committed bodies, in 256 fan-out directories
     parts/<hex>.part    bodies being written
 
 How an entry is written, and why a crash never leaves a partial entry:

@@ -4,7 +4,8 @@ The store: one facade over the memory and disk tiers, as Squid's Store
 Controller, plus the registry of fetches in flight (Squid's transients)
 that makes collapsed forwarding possible.
 
-The API is synchronous and imports no Twisted. Memory hits never block.
+The API is synchronous and uses no reactor (faults are logged through
+C{twisted.logger}, L{squeak.cache.faults}). Memory hits never block.
 Disk calls (L{Store.lookup} on a memory miss, L{EntryWriter.commit},
 L{Store.update}, L{Store.purge}) touch SQLite and the file system; they are
 short, but the caller may run them with C{deferToThread}. L{EntryWriter.write}
