@@ -4,11 +4,20 @@ The store: one facade over the memory and disk tiers, as Squid's Store
 Controller, plus the registry of fetches in flight (Squid's transients)
 that makes collapsed forwarding possible.
 
-The API is synchronous and imports no Twisted. Memory hits never block.
+The API is synchronous and uses no reactor (faults are logged through
+C{twisted.logger}, L{squeak.cache.faults}). Memory hits never block.
 Disk calls (L{Store.lookup} on a memory miss, L{EntryWriter.commit},
 L{Store.update}, L{Store.purge}) touch SQLite and the file system; they are
 short, but the caller may run them with C{deferToThread}. L{EntryWriter.write}
 appends to a file and is meant to be called as the body streams through.
+
+The store absorbs its own faults (issue 14): nothing it does for a request
+raises a disk or index error. A write that fails abandons that entry
+(L{EntryWriter.commit} returns C{False}), a row or body that cannot be read
+is a miss, a damaged body is never served (L{squeak.cache.disk.VerifiedBody}),
+and a disk tier that cannot be opened at all (a full or read-only disk)
+leaves the store running on its memory tier, said once in the log. Faults
+are logged once per cause (L{squeak.cache.faults.FaultLog}).
 """
 
 from __future__ import annotations
@@ -16,9 +25,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
-from squeak.cache.disk import DiskTier, PartWriter
+from squeak.cache.disk import STORE_ERRORS, CorruptBodyError, DiskTier, PartWriter
+from squeak.cache.faults import FaultLog, announce, error_code, filesystem_state
 from squeak.cache.keys import primary_key
 from squeak.cache.memory import MemoryTier
 from squeak.cache.policy import StoredResponse
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CacheHit",
     "CollapsedForwarding",
+    "CorruptBodyError",
     "EntryWriter",
     "Store",
     "Transient",
@@ -88,23 +99,31 @@ class EntryWriter:
     def __init__(self, store: Store, primary: str, meta: StoredResponse) -> None:
         self._store = store
         self._primary = primary
-        self._part: PartWriter = store.disk.writer(primary, meta)
+        self._meta = meta
+        self._part: PartWriter | None = (
+            store.disk.writer(primary, meta) if store.disk is not None else None
+        )
         self._buffer: list[bytes] | None = [] if store.memory.accepts(0) else None
         self._buffered = 0
+        self._written = 0
+        self._failed: str | None = None
 
     @property
     def failed(self) -> str | None:
         """Why the entry will not be stored, or L{None}."""
-        return self._part.failed
+        return self._part.failed if self._part is not None else self._failed
 
     @property
     def written(self) -> int:
         """The body bytes written so far."""
-        return self._part.written
+        return self._part.written if self._part is not None else self._written
 
     def write(self, data: bytes) -> None:
         """Append body bytes (ignored once the entry has failed)."""
-        self._part.write(data)
+        if self._part is not None:
+            self._part.write(data)
+        else:
+            self._written += len(data)
         if self._buffer is not None:
             self._buffered += len(data)
             if self._store.memory.accepts(self._buffered):
@@ -119,6 +138,8 @@ class EntryWriter:
 
         @return: Whether it was stored.
         """
+        if self._part is None:
+            return self._commit_to_memory(expected_length)
         stored = self._part.commit(expected_length)
         if stored:
             meta = self._part.committed_meta
@@ -128,9 +149,34 @@ class EntryWriter:
         self._buffer = None
         return stored
 
+    def _commit_to_memory(self, expected_length: int) -> bool:
+        """Without a disk tier: keep a complete small body in memory only."""
+        buffer, self._buffer = self._buffer, None
+        if self._written != expected_length:
+            self._failed = f"body has {self._written} bytes, expected {expected_length}"
+            return False
+        if buffer is None:
+            self._failed = "no disk tier, and too large for the memory tier"
+            return False
+        meta = StoredResponse(
+            self._meta.uri,
+            self._meta.status,
+            self._meta.reason,
+            self._meta.headers,
+            self._meta.request_time,
+            self._meta.response_time,
+            self._meta.vary_key,
+            self._meta.client,
+            self._written,
+        )
+        return self._store.memory.put(self._primary, meta, b"".join(buffer))
+
     def abort(self) -> None:
         """Drop the entry: the body was cut short or is not wanted."""
-        self._part.abort()
+        if self._part is not None:
+            self._part.abort()
+        elif self._failed is None:
+            self._failed = "aborted"
         self._buffer = None
 
 
@@ -139,7 +185,10 @@ class Store:
     The cache store: memory tier, then disk tier.
 
     @ivar memory: The memory tier.
-    @ivar disk: The disk tier.
+    @ivar disk: The disk tier; L{None} when it could not be opened (a full
+        or read-only disk), and the store runs on its memory tier.
+    @ivar disk_error: Why the disk tier could not be opened, if it could not.
+    @ivar faults: The cache's faults, logged once per cause.
     @ivar inflight: Fetches in flight, for collapsed forwarding.
     """
 
@@ -156,12 +205,28 @@ class Store:
         self.memory = MemoryTier(
             memory_size, min(maximum_object_size_in_memory, maximum_object_size)
         )
-        self.disk = DiskTier(
-            directory,
-            size_limit=size,
-            maximum_object_size=maximum_object_size,
-            minimum_object_size=minimum_object_size,
-        )
+        self.faults = FaultLog()
+        self.disk_error: str | None = None
+        self.disk: DiskTier | None = None
+        self._maximum_object_size = maximum_object_size
+        self._minimum_object_size = minimum_object_size
+        try:
+            self.disk = DiskTier(
+                directory,
+                size_limit=size,
+                maximum_object_size=maximum_object_size,
+                minimum_object_size=minimum_object_size,
+                faults=self.faults,
+            )
+        except STORE_ERRORS as error:
+            self.disk_error = f"{error_code(error)}: {getattr(error, 'strerror', None) or error}"
+            state = filesystem_state(directory)
+            if state is not None:
+                self.disk_error += f"; {state}"
+            announce(
+                f"squeak cache: cannot open the disk cache in {directory} ({self.disk_error});"
+                f" running with the memory cache only ({memory_size} bytes) until restarted"
+            )
         self.inflight = CollapsedForwarding()
 
     @classmethod
@@ -178,7 +243,8 @@ class Store:
 
     def close(self) -> None:
         """Close the disk index."""
-        self.disk.close()
+        if self.disk is not None:
+            self.disk.close()
 
     def may_store_length(self, length: int | None) -> bool:
         """
@@ -188,7 +254,9 @@ class Store:
         """
         if length is None:
             return True
-        return self.disk.minimum_object_size <= length <= self.disk.maximum_object_size
+        if self.disk is None:
+            return self._minimum_object_size <= length <= self.memory.max_object_size
+        return self.disk.minimum_object_size <= length <= self.disk.largest_object
 
     def lookup(
         self, primary: str, request_headers: Iterable[tuple[bytes, bytes]]
@@ -207,15 +275,30 @@ class Store:
         entry = self.memory.get(primary, request_headers)
         if entry is not None:
             return CacheHit(entry.meta, "memory", body=entry.body)
+        if self.disk is None:
+            return None
         hit = self.disk.get(primary, request_headers)
         if hit is None:
             return None
-        if self.memory.accepts(hit.meta.body_length):
-            body = hit.file.read()
-            hit.file.close()
-            self.memory.put(primary, hit.meta, body)
-            return CacheHit(hit.meta, "disk", body=body)
-        return CacheHit(hit.meta, "disk", file=hit.file)
+        body_file = self.disk.body(hit, primary)
+        try:
+            if self.memory.accepts(hit.meta.body_length):
+                # Small: read and checked whole before anything is sent.
+                body = body_file.read()
+                body_file.close()
+                self.memory.put(primary, hit.meta, body)
+                return CacheHit(hit.meta, "disk", body=body)
+            # Large: streamed, each block checked before it is handed out;
+            # the first one now, so the commonest damage is a plain miss.
+            body_file.check_first_block()
+        except CorruptBodyError:
+            body_file.close()
+            return None
+        except OSError as error:  # EIO reading a body
+            body_file.close()
+            self.disk._fault("read a body", hit.path, error)
+            return None
+        return CacheHit(hit.meta, "disk", file=cast(BinaryIO, body_file))
 
     def writer(self, primary: str, meta: StoredResponse) -> EntryWriter:
         """
@@ -235,7 +318,7 @@ class Store:
         @return: Whether the entry was still on disk.
         """
         self.memory.update_meta(primary, meta)
-        return self.disk.update_meta(primary, meta)
+        return self.disk.update_meta(primary, meta) if self.disk is not None else False
 
     def purge(self, uri: str) -> bool:
         """
@@ -246,7 +329,7 @@ class Store:
         """
         primary = primary_key(b"GET", uri)
         in_memory = self.memory.remove(primary)
-        on_disk = self.disk.remove(primary)
+        on_disk = self.disk.remove(primary) if self.disk is not None else 0
         return bool(in_memory or on_disk)
 
     def invalidate(self, uri: str) -> bool:
