@@ -85,6 +85,7 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.memory",
             "squeak.cache.disk",
             "squeak.cache.store",
+            "squeak.cache.faults",
             "squeak.net.*",
         ),
     ),
@@ -454,6 +455,7 @@ class ImportGraphTests(SynchronousTestCase):
             "squeak.cache.directives",
             "squeak.cache.keys",
             "squeak.cache.store",
+            "squeak.cache.faults",
         }
         self.assertEqual(
             imports_of("squeak.cache.store", source, known),
