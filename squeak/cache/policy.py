@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -75,7 +74,6 @@ __all__ = [
     "conditional_request_headers",
     "current_age",
     "decide_reuse",
-    "derived_values",
     "freshen",
     "freshen_stored",
     "freshness_lifetime",
@@ -160,7 +158,12 @@ class Freshness:
     heuristic: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: it owns a memo of what is parsed from it (_facts), written
+# once on first use.  Treat its fields as immutable: changed copies are
+# made with dataclasses.replace (freshen_stored).  Weakly referable, so
+# values derived from one entry elsewhere (the served-head memo in
+# squeak.cache.facade) live exactly as long as it.
+@dataclass(slots=True, weakref_slot=True)
 class StoredResponse:
     """
     What the cache keeps about a stored response besides its body.
@@ -579,7 +582,6 @@ class _StoredFacts:
         "_reused",
         "_reused_for",
         "cc",
-        "derived",
         "headers",
         "request_time",
         "response_time",
@@ -609,7 +611,6 @@ class _StoredFacts:
         self._reused_for: frozenset[bytes] | None = None
         self._reused: tuple[tuple[bytes, bytes], ...] = ()
         self._plain_for: tuple[int, FreshnessRules] | None = None
-        self.derived: dict[object, object] = {}
         self._plain: tuple[float, float, str, bool] = (0.0, 0.0, "", False)
 
     def dates(self, day: int) -> MessageDates:
@@ -699,24 +700,11 @@ def _revalidates_when_stale(cc: CacheControl, *, shared: bool) -> bool:
     return cc.must_revalidate or (shared and (cc.proxy_revalidate or cc.s_maxage is not None))
 
 
-def derived_values(stored: StoredResponse) -> dict[object, object]:
-    """
-    A place for values other modules derive from a stored response alone
-    (the proxy keeps its serialised fields there), kept with it for as
-    long as it is used: a new L{StoredResponse} (a freshened one, say)
-    starts empty.  Keys should name their owner.
-    """
-    return _facts_of(stored).derived
-
-
 def _facts_of(stored: StoredResponse) -> _StoredFacts:
     """The L{_StoredFacts} of C{stored}, parsed on first use."""
     facts = stored._facts
     if facts is None:
-        facts = _StoredFacts(stored)
-        # The one write to a frozen StoredResponse: a cache of values
-        # derived from it, excluded from its equality and copies.
-        object.__setattr__(stored, "_facts", facts)
+        facts = stored._facts = _StoredFacts(stored)
     return facts
 
 
@@ -727,16 +715,6 @@ _DIRECTIVE_FIELDS = frozenset({b"cache-control", b"pragma"})
 #: Request fields whose presence changes whether a stored response is
 #: reused (§3.5, §4.3.2); looked up in one set of names per request.
 _PRECONDITION_FIELDS = frozenset({b"if-match", b"if-unmodified-since"})
-
-
-@functools.lru_cache(maxsize=4096)
-def _stored_dates(headers: tuple[tuple[bytes, bytes], ...], day: int) -> MessageDates:
-    """
-    L{parse_dates} of a stored response, remembered per day: the current time
-    only matters to it for RFC 850 two-digit years (RFC 9110 §5.6.7), where
-    a day's precision is plenty.
-    """
-    return parse_dates(headers, now=day * 86400.0)
 
 
 def decide_reuse(
