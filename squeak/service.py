@@ -44,6 +44,15 @@ from squeak.proxy.context import ProxyContext
 from squeak.proxy.splice import SpliceAccess
 
 
+def _untyped(value: object) -> Any:
+    """
+    C{value} for a call into Twisted's untyped APIs (C{twisted.application}
+    services, C{PrivateCertificate.load}), which mypy's strict mode would
+    refuse to call from typed code: the call is made, unchecked, here.
+    """
+    return value
+
+
 class ListenerService(Service):
     """
     One listening socket.  Logs the address it really got, so that a
@@ -65,7 +74,7 @@ class ListenerService(Service):
 
     @override
     def startService(self) -> None:
-        super().startService()
+        _untyped(super()).startService()
         if self._tls is None:
             self.port = self._reactor.listenTCP(
                 self._address.port, self._factory, backlog=1024, interface=self._address.host
@@ -87,7 +96,7 @@ class ListenerService(Service):
 
     @override
     def stopService(self) -> Deferred[None] | None:
-        super().stopService()
+        _untyped(super()).stopService()
         if self.port is None:
             return None
         port, self.port = self.port, None
@@ -106,12 +115,12 @@ class _ProxyCoreService(Service):
 
     @override
     def startService(self) -> None:
-        super().startService()
+        _untyped(super()).startService()
         self._uninstall = install_reopen_signal(self._context.access_log, self._context.reactor)
 
     @override
     def stopService(self) -> Deferred[None]:
-        super().stopService()
+        _untyped(super()).stopService()
         if self._uninstall is not None:
             self._uninstall()
             self._uninstall = None
@@ -185,7 +194,7 @@ def server_tls_options(config: Config) -> CertificateOptions:
         if not blocks:
             raise ValueError("no PEM certificate in it")
         key = KeyPair.load(key_pem, FILETYPE_PEM)
-        leaf = PrivateCertificate.load(blocks[0], key, FILETYPE_PEM)
+        leaf = _untyped(PrivateCertificate).load(blocks[0], key, FILETYPE_PEM)
         extra = [Certificate.loadPEM(block).original for block in blocks[1:]]
         return CertificateOptions(
             privateKey=key.original,
@@ -199,6 +208,13 @@ def server_tls_options(config: Config) -> CertificateOptions:
             "tls.certificate",
             f"cannot use {config.tls.certificate} with {config.tls.key}: {error}",
         ) from None
+
+
+def _attach(service: Service, parent: MultiService) -> None:
+    """
+    Add C{service} to C{parent}.
+    """
+    _untyped(service).setServiceParent(parent)
 
 
 def build_context(
@@ -251,21 +267,21 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     The core service is added first so that it starts before and stops
     after the listeners.
     """
-    top = MultiService()
+    top: MultiService = _untyped(MultiService)()
     access_log = AccessLog(config.access_log.path, config.access_log.format)
     context = build_context(config, reactor, access_log, local_addresses(config))
-    _ProxyCoreService(context).setServiceParent(top)
+    _attach(_ProxyCoreService(context), top)
     factory = ForwardProxyFactory(context)
     for address in config.proxy.http_port:
-        ListenerService(reactor, address, factory).setServiceParent(top)
+        _attach(ListenerService(reactor, address, factory), top)
     if config.tls.https_port:
         tls = server_tls_options(config)
         for address in config.tls.https_port:
-            ListenerService(reactor, address, factory, tls).setServiceParent(top)
+            _attach(ListenerService(reactor, address, factory, tls), top)
     if config.intercept.http_port:
         intercepting = ForwardProxyFactory(context, intercepting=True)
         for address in config.intercept.http_port:
-            ListenerService(reactor, address, intercepting).setServiceParent(top)
+            _attach(ListenerService(reactor, address, intercepting), top)
     if config.intercept.https_port:
         splicing = SpliceFactory(
             reactor,
@@ -275,6 +291,6 @@ def build_service(config: Config, reactor: Any) -> MultiService:
             idle_timeout=config.timeouts.tunnel_idle,
         )
         for address in config.intercept.https_port:
-            ListenerService(reactor, address, splicing).setServiceParent(top)
+            _attach(ListenerService(reactor, address, splicing), top)
     top.context = context  # type: ignore[attr-defined]
     return top

@@ -11,7 +11,7 @@ L{Gatekeeper}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -224,24 +224,27 @@ class Admission:
             destination=target.host,
         )
 
-    def _refused(self, reason: Failure) -> None:
+    def _refused(self, reason: Failure) -> Failure | None:
         """
         The rules said no (403), or want credentials (407).
         """
         self._pending = None
-        if reason.check(defer.CancelledError):
-            return  # the client left while its access was being decided
-        error = reason.trap(AccessDeniedError, AuthenticationRequiredError)
+        error = reason.value
+        if isinstance(error, defer.CancelledError):
+            return None  # the client left while its access was being decided
+        if not isinstance(error, (AccessDeniedError, AuthenticationRequiredError)):
+            return reason
         exchange = self._exchange
         exchange.answer = Answer.DENIED
-        if error is AuthenticationRequiredError:
-            realm = reason.value.realm.replace("\\", "\\\\").replace('"', '\\"')
+        if isinstance(error, AuthenticationRequiredError):
+            realm = error.realm.replace("\\", "\\\\").replace('"', '\\"')
             exchange.send_error(
-                cast(ProxyError, reason.value),
+                error,
                 extra_headers=[(b"Proxy-Authenticate", f'Basic realm="{realm}"'.encode())],
             )
         else:
-            exchange.send_error(cast(ProxyError, reason.value))
+            exchange.send_error(error)
+        return None
 
     def ended(self, reason: Failure | None) -> None:
         """

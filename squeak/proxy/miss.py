@@ -61,7 +61,7 @@ _HTTP_VERSIONS = {(b"HTTP", 1, 1): b"HTTP/1.1", (b"HTTP", 1, 0): b"HTTP/1.0"}
 _log = Logger()
 
 
-def answer_upstream_failure(exchange: ForwardRequest, reason: Failure) -> None:
+def answer_upstream_failure(exchange: ForwardRequest, reason: Failure | BaseException) -> None:
     """
     The origin could not be reached or answered badly: log it, and answer
     with the failure's page (a refusal by the rules at connection time,
@@ -179,13 +179,10 @@ class MissHandler:
     def _upstream_failed(self, reason: Failure) -> None:
         self._pending = None
         self._stop_timing_answer()
-        if self._overdue is not None and reason.check(defer.CancelledError):
-            reason = Failure(
-                ProxyError(
-                    "ERR_READ_TIMEOUT",
-                    504,
-                    f"no response from the origin within {self._overdue:g}s",
-                )
+        failure: Failure | BaseException = reason
+        if self._overdue is not None and isinstance(reason.value, defer.CancelledError):
+            failure = ProxyError(
+                "ERR_READ_TIMEOUT", 504, f"no response from the origin within {self._overdue:g}s"
             )
         self._end_transient(False)
         exchange = self._exchange
@@ -194,7 +191,7 @@ class MissHandler:
             self._validating
             # A refusal (Gatekeeper.check_peer) is answered as one, never
             # with a stale copy.
-            and not reason.check(AccessDeniedError)
+            and not isinstance(reason.value, AccessDeniedError)
             and lookup is not None
             and lookup.hit is not None
             and lookup.decision.stale_if_error
@@ -205,7 +202,7 @@ class MissHandler:
                 lookup.hit, lookup.hit.meta, Answer.STALE_ON_ERROR
             )
             return
-        answer_upstream_failure(exchange, reason)
+        answer_upstream_failure(exchange, failure)
 
     def _got_response(self, response: UpstreamResponse) -> None:
         self._pending = None

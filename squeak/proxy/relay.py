@@ -45,6 +45,14 @@ if TYPE_CHECKING:
 __all__ = ["RelayHandler", "asks_for_upgrade"]
 
 
+def _transport(protocol: UpstreamEnd | UpgradeUpstream) -> Any:
+    """
+    The connected transport of an upstream end (a zope interface, which
+    mypy reads without its plugin as an untyped attribute: L{Any}).
+    """
+    return protocol.transport
+
+
 def asks_for_upgrade(received: RawHeaders) -> bool:
     """
     Whether a request asks to switch protocols (RFC 9110 §7.8): an Upgrade
@@ -109,16 +117,16 @@ class RelayHandler:
         self._pending = None
         exchange = self._exchange
         if exchange.disconnected:
-            upstream.transport.loseConnection()
+            _transport(upstream).loseConnection()
             return
-        exchange.peer = getattr(upstream.transport.getPeer(), "host", exchange.peer)
+        exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
         check_peer = exchange.peer_check()
         if check_peer is not None:
             try:
                 check_peer(exchange.peer)
             except AccessDeniedError as error:
                 # Nothing was sent to it: close, and refuse the client.
-                upstream.transport.abortConnection()
+                _transport(upstream).abortConnection()
                 exchange.answer = Answer.DENIED
                 exchange.send_error(error)
                 return
@@ -182,9 +190,9 @@ class RelayHandler:
         self._pending = None
         exchange = self._exchange
         if exchange.disconnected:
-            upstream.transport.loseConnection()
+            _transport(upstream).loseConnection()
             return
-        exchange.peer = getattr(upstream.transport.getPeer(), "host", exchange.peer)
+        exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
         waiting = upstream.head_received
         self._pending = waiting
         waiting.addTimeout(
@@ -196,24 +204,24 @@ class RelayHandler:
         waiting.addErrback(self._upgrade_failed, upstream)
         waiting.addErrback(exchange.internal_error)
 
-    def _response_timed_out(self, result: Any, timeout: float) -> Any:
+    @staticmethod
+    def _response_timed_out(result: Any, timeout: float) -> Any:
         """
         The origin did not answer an upgrade request in time: 504.
         """
-        if isinstance(result, Failure) and result.check(defer.CancelledError):
-            return Failure(
-                ProxyError(
-                    "ERR_READ_TIMEOUT", 504, f"no response from the origin within {timeout:g}s"
-                )
+        if isinstance(result, Failure) and isinstance(result.value, defer.CancelledError):
+            raise ProxyError(
+                "ERR_READ_TIMEOUT", 504, f"no response from the origin within {timeout:g}s"
             )
         return result
 
     def _upgrade_failed(self, reason: Failure, upstream: UpgradeUpstream) -> None:
         self._pending = None
-        upstream.transport.abortConnection()
-        if reason.check(BadResponseHeadError):
-            reason = Failure(ProxyError("ERR_INVALID_RESP", 502, reason.getErrorMessage()))
-        answer_upstream_failure(self._exchange, reason)
+        _transport(upstream).abortConnection()
+        failure: Failure | BaseException = reason
+        if isinstance(reason.value, BadResponseHeadError):
+            failure = ProxyError("ERR_INVALID_RESP", 502, reason.getErrorMessage())
+        answer_upstream_failure(self._exchange, failure)
 
     def _upgrade_answered(
         self, answer: tuple[ResponseHead, bytes], upstream: UpgradeUpstream
@@ -226,7 +234,7 @@ class RelayHandler:
         head, rest = answer
         exchange = self._exchange
         if exchange.disconnected:
-            upstream.transport.loseConnection()
+            _transport(upstream).loseConnection()
             return
         config = self._context.config
         fields = downstream_response_headers(

@@ -23,8 +23,9 @@ def _denied_is_false(failure: Failure) -> bool:
     """
     A refusal by the rules means "do not splice"; anything else propagates.
     """
-    failure.trap(AccessDeniedError)
-    return False
+    if isinstance(failure.value, AccessDeniedError):
+        return False
+    failure.raiseException()
 
 
 def splice_answer(outcome: SpliceOutcome) -> Answer:
