@@ -402,54 +402,21 @@ class HttpCache:
             return [(n, v) for n, v in meta.headers if n.lower() not in replaced]
         return headers_for_reuse(meta, decision, replaced)
 
-    def stored_fields_for_reuse(
-        self, meta: StoredResponse, decision: ReuseDecision, replaced: frozenset[bytes]
-    ) -> tuple[tuple[bytes, bytes], ...]:
-        """
-        L{headers_for_reuse} without C{Age}: what is the same for every
-        request the entry answers under C{decision} (see L{served_heads}).
-        """
-        return stored_fields_for_reuse(meta, decision, replaced)
+    #: L{headers_for_reuse} without C{Age}: what is the same for every
+    #: request the entry answers under a decision (see L{served_heads}).
+    stored_fields_for_reuse = staticmethod(stored_fields_for_reuse)
 
-    @staticmethod
-    def age_value(age: float) -> bytes:
-        """
-        The C{Age} field value for a current age (RFC 9111 §5.1).
-        """
-        return age_header_value(age)
-
-    @staticmethod
-    def client_conditional_met(
-        request_headers: RawHeaders, served_headers: RawHeaders, *, method: bytes, status: int
-    ) -> bool:
-        """
-        Whether the client's own conditional request is answered 304 from
-        the served fields (RFC 9111 §4.3.2, RFC 9110 §13.1).
-        """
-        return answer_client_conditional(
-            request_headers, served_headers, method=method, status=status
-        )
-
-    @staticmethod
-    def not_modified_headers(served_headers: RawHeaders) -> RawHeaders:
-        """
-        The fields of a 304 answered from an entry (RFC 9110 §15.4.5).
-        """
-        return not_modified_headers(served_headers)
-
-    @staticmethod
-    def plan_range(
-        method: bytes,
-        request_headers: RawHeaders,
-        status: int,
-        served_headers: RawHeaders,
-        length: int,
-    ) -> RangePlan:
-        """
-        How to answer a Range request from a whole stored body (RFC 9110
-        §14): the full response, 206 with one or several ranges, or 416.
-        """
-        return plan_range_response(method, request_headers, status, served_headers, length)
+    #: The C{Age} field value for a current age (RFC 9111 §5.1).  These
+    #: are the pure functions themselves (no wrapper call on a hit).
+    age_value = staticmethod(age_header_value)
+    #: Whether the client's own conditional request is answered 304 from
+    #: the served fields (RFC 9111 §4.3.2, RFC 9110 §13.1).
+    client_conditional_met = staticmethod(answer_client_conditional)
+    #: The fields of a 304 answered from an entry (RFC 9110 §15.4.5).
+    not_modified_headers = staticmethod(not_modified_headers)
+    #: How to answer a Range request from a whole stored body (RFC 9110
+    #: §14): the full response, 206 with one or several ranges, or 416.
+    plan_range = staticmethod(plan_range_response)
 
     @staticmethod
     def range_body(plan: RangePlan, hit: CacheHit, chunk_size: int) -> Iterator[bytes]:
