@@ -45,19 +45,10 @@ from squeak.cache.policy import (
     Reuse,
     ReuseDecision,
     StoredResponse,
-    Validation,
-    ValidationDecision,
     age_header_value,
-    answer_client_conditional,
     decide_reuse,
-    freshen_stored,
-    handle_validation_response,
     headers_for_reuse,
-    invalidation_targets,
-    is_storable,
-    not_modified_headers,
     stored_fields_for_reuse,
-    validation_request_headers,
 )
 from squeak.cache.ranges import (
     RangeKind,
@@ -68,6 +59,17 @@ from squeak.cache.ranges import (
     plan_range_response,
 )
 from squeak.cache.store import CacheHit, EntryWriter, Store, Transient
+from squeak.cache.storing import is_storable
+from squeak.cache.validation import (
+    Validation,
+    ValidationDecision,
+    answer_client_conditional,
+    freshen_stored,
+    handle_validation_response,
+    invalidation_targets,
+    not_modified_headers,
+    validation_request_headers,
+)
 from squeak.http.fields import RawHeaders
 
 if TYPE_CHECKING:
