@@ -5,8 +5,12 @@ entry (Age, 304 to a client's conditional, Range) with no origin contact.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
+from squeak.proxy.exchange import ForwardRequest
+from squeak.proxy.logtag import Answer
 from squeak.proxy.state import ExchangeState
 from tests.transcript import ORIGIN_IP, Transcript
 
@@ -100,15 +104,22 @@ class HitTranscriptTests(SynchronousTestCase):
         self.assertTrue(answer.endswith(b"\r\n\r\n3\r\n234\r\n0\r\n\r\n"), answer)
         self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_MEM_HIT"])
 
-    def test_exchange_state_is_serving_then_done(self) -> None:
+    def test_exchange_ends_done_with_its_answer_recorded(self) -> None:
         """
-        A served exchange passed through SERVING and ends DONE, as its repr
-        says.
+        A served exchange ends DONE (as its repr says), its outcome recording
+        a memory hit, from which the log tag was named.
         """
         t = _stored(self)
+        made: list[ForwardRequest] = []
+
+        def record(*args: Any) -> ForwardRequest:
+            made.append(ForwardRequest(*args))
+            return made[-1]
+
+        t.channel.exchange_factory = record  # type: ignore[assignment]
         t.client_sends(_get(b"/h"))
+        [exchange] = made
+        self.assertIs(exchange.state, ExchangeState.DONE)
+        self.assertIs(exchange.answer, Answer.MEMORY)
+        self.assertIn("DONE", repr(exchange))
         self.assertEqual(t.log_tags()[-1], "TCP_MEM_HIT")
-        [record] = t.log.records[-1:]
-        self.assertEqual(record.status, 200)
-        self.assertIsNone(t.channel._exchange)
-        self.assertEqual(ExchangeState.SERVING.value, "serving")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from squeak.net.intercept import SpliceOutcome
 from squeak.proxy.logtag import Answer, LogTag, Outcome, log_tag
+from squeak.proxy.splice import splice_answer
 
 #: (why, outcome, tag)
 CASES = [
@@ -73,3 +75,25 @@ class LogTagTests(SynchronousTestCase):
         self.assertEqual(f"{LogTag.TCP_MEM_HIT}", "TCP_MEM_HIT")
         self.assertEqual("x " + LogTag.TCP_MISS, "x TCP_MISS")
         self.assertEqual([tag.value for tag in LogTag], [tag.name for tag in LogTag])
+
+
+class SpliceTagTests(SynchronousTestCase):
+    """
+    Spliced TLS connections are named in the same vocabulary.
+    """
+
+    def test_every_splice_outcome(self) -> None:
+        """
+        Relayed (also until the idle timeout) is TCP_TUNNEL, refused
+        TCP_DENIED, anything else NONE.
+        """
+        tags = {outcome: log_tag(Outcome(splice_answer(outcome))) for outcome in SpliceOutcome}
+        self.assertEqual(tags[SpliceOutcome.SPLICED], LogTag.TCP_TUNNEL)
+        self.assertEqual(tags[SpliceOutcome.IDLE_TIMEOUT], LogTag.TCP_TUNNEL)
+        self.assertEqual(tags[SpliceOutcome.DENIED], LogTag.TCP_DENIED)
+        others = {
+            tag for outcome, tag in tags.items()
+            if outcome not in (SpliceOutcome.SPLICED, SpliceOutcome.IDLE_TIMEOUT,
+                               SpliceOutcome.DENIED)
+        }  # fmt: skip
+        self.assertEqual(others, {LogTag.NONE})

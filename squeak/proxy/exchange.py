@@ -23,7 +23,6 @@ and a few facts beside it) and named once by L{log_tag} for the log line.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
 
@@ -48,24 +47,12 @@ from squeak.proxy.logtag import Answer, log_tag
 from squeak.proxy.miss import MissHandler
 from squeak.proxy.relay import RelayHandler, asks_for_upgrade
 from squeak.proxy.state import ExchangeState, Handler
+from squeak.proxy.xcache import X_CACHE_FIELDS, x_cache_fields
 
 if TYPE_CHECKING:
     from squeak.proxy.client import ForwardProxy
 
-__all__ = ["X_CACHE_FIELDS", "ExchangeState", "ForwardRequest", "Handler"]
-
-#: Squid's cache-result fields, set by this proxy on every response.
-X_CACHE_FIELDS = frozenset({b"x-cache", b"x-cache-lookup"})
-
-
-@functools.lru_cache(maxsize=4)
-def _x_cache_values(visible_hostname: str) -> tuple[bytes, bytes]:
-    """
-    C{HIT from NAME} and C{MISS from NAME}, the values of Squid's
-    C{X-Cache} and C{X-Cache-Lookup} fields.
-    """
-    name = visible_hostname.encode("ascii", "replace")
-    return b"HIT from " + name, b"MISS from " + name
+__all__ = ["ExchangeState", "ForwardRequest", "Handler"]
 
 
 class ForwardRequest(Exchange):
@@ -284,17 +271,13 @@ class ForwardRequest(Exchange):
             ]
         self.response_fields += self.x_cache_fields(hit=hit)
 
-    def x_cache_fields(self, *, hit: bool) -> RawHeaders:
+    def x_cache_fields(self, *, hit: bool) -> tuple[tuple[bytes, bytes], ...]:
         """
         Squid's C{X-Cache} (whether this response came from the cache) and
         C{X-Cache-Lookup} (whether the cache held an entry for it).
         """
         found = self.lookup is not None and self.lookup.hit is not None
-        hit_value, miss_value = _x_cache_values(self.context.config.proxy.visible_hostname)
-        return [
-            (b"X-Cache", hit_value if hit else miss_value),
-            (b"X-Cache-Lookup", hit_value if found else miss_value),
-        ]
+        return x_cache_fields(self.context.config.proxy.visible_hostname, hit=hit, found=found)
 
     def hand_over(self, handler: Handler | None) -> None:
         """

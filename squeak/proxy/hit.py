@@ -21,6 +21,7 @@ from squeak.net.channel import serialise_fields
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.logtag import Answer
 from squeak.proxy.state import ExchangeState
+from squeak.proxy.xcache import X_CACHE_FIELDS
 
 if TYPE_CHECKING:
     from squeak.proxy.exchange import ForwardRequest
@@ -29,9 +30,6 @@ __all__ = ["HitHandler", "StoredBodySender"]
 
 #: Request fields that make a request conditional (RFC 9110 §13.1).
 _CONDITIONAL_FIELDS = frozenset({b"if-none-match", b"if-modified-since"})
-
-#: Squid's cache-result fields: never served from an entry, ours are added.
-_X_CACHE_FIELDS = frozenset({b"x-cache", b"x-cache-lookup"})
 
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
 _NO_CONTENT_STATUSES = frozenset({204, 304})
@@ -67,7 +65,7 @@ class HitHandler:
         names = exchange.field_names
         conditional = not names.isdisjoint(_CONDITIONAL_FIELDS)
         if decision is None or conditional or b"range" in names:
-            headers = cache.headers_for_reuse(meta, decision, _X_CACHE_FIELDS)
+            headers = cache.headers_for_reuse(meta, decision, X_CACHE_FIELDS)
             if conditional and cache.client_conditional_met(
                 exchange.received, headers, method=exchange.method, status=meta.status
             ):
@@ -98,7 +96,7 @@ class HitHandler:
             served = cache.served_heads.get(meta, key)
             if served is None:
                 fields = [
-                    *cache.stored_fields_for_reuse(meta, decision, _X_CACHE_FIELDS),
+                    *cache.stored_fields_for_reuse(meta, decision, X_CACHE_FIELDS),
                     *exchange.x_cache_fields(hit=True),
                 ]
                 served = (serialise_fields(fields), first_value(fields, b"content-type"))

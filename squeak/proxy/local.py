@@ -14,6 +14,7 @@ from squeak.errors import ProxyError, error_headers, render_error_page
 from squeak.http.target import Target
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.logtag import Answer
+from squeak.proxy.state import ExchangeState
 
 if TYPE_CHECKING:
     from squeak.proxy.exchange import ForwardRequest
@@ -51,6 +52,7 @@ class LocalAnswers:
         forwarded.
         """
         exchange = self._exchange
+        exchange.state = ExchangeState.ANSWERING
         exchange.answer = Answer.ORIGIN
         if exchange.method == b"TRACE":
             lines = [b"%s %s %s" % (exchange.method, exchange.uri, exchange.version)]
@@ -83,6 +85,7 @@ class LocalAnswers:
         if not may_purge(exchange.client_host, context.config.cache.purge_from):
             exchange.answer = Answer.DENIED
             raise ProxyError("ERR_ACCESS_DENIED", 403, "PURGE is not allowed from this address")
+        exchange.state = ExchangeState.ANSWERING
         purged = context.cache.purge(target.uri_text)
         exchange.answer = Answer.ORIGIN
         exchange.set_status(200 if purged else 404)
@@ -103,6 +106,7 @@ def send_error_page(
     if exchange.started_writing:
         exchange.abort_client()
         return
+    exchange.state = ExchangeState.ANSWERING
     exchange.error_status = error.status
     page = render_error_page(
         error,

@@ -43,14 +43,12 @@ from squeak.proxy.context import ProxyContext
 from squeak.proxy.hit import HitHandler
 from squeak.proxy.logtag import Answer
 from squeak.proxy.state import ExchangeState
+from squeak.proxy.xcache import X_CACHE_FIELDS
 
 if TYPE_CHECKING:
     from squeak.proxy.exchange import ForwardRequest
 
 __all__ = ["BodyRelay", "MissHandler", "answer_upstream_failure"]
-
-#: Squid's cache-result fields: another cache's are replaced by ours.
-_X_CACHE_FIELDS = frozenset({b"x-cache", b"x-cache-lookup"})
 
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
 _NO_CONTENT_STATUSES = frozenset({204, 304})
@@ -224,7 +222,7 @@ class MissHandler:
             response_version=_HTTP_VERSIONS.get(response.version)
             or b"HTTP/%d.%d" % (response.version[1], response.version[2]),
             # Another cache's X-Cache fields, when ours are added.
-            replaced=_X_CACHE_FIELDS if annotated else frozenset(),
+            replaced=X_CACHE_FIELDS if annotated else frozenset(),
         )
         if self._validating and self._answered_by_validation(response, fields):
             return
