@@ -233,10 +233,6 @@ class AddressSet:
         i = bisect.bisect_right(starts, number) - 1
         return i >= 0 and number <= ends[i]
 
-    def any_of(self, addresses: Iterable[IPAddress]) -> bool:
-        """Whether any of C{addresses} is in the set."""
-        return any(address in self for address in addresses)
-
 
 class DomainSet:
     """
