@@ -115,3 +115,77 @@ class ValidationTranscriptTests(SynchronousTestCase):
         )
         self.assertTrue(t.client_received().endswith(b"\r\n\r\nnew"))
         self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_REFRESH_MODIFIED"])
+
+    def test_server_error_serves_stale_if_allowed(self) -> None:
+        """
+        RFC 5861 §4: a 5xx answer to the validation of an entry whose
+        stale-if-error window is open serves the stored entry instead,
+        logged TCP_REFRESH_FAIL_OLD.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/s"))
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-if-error=600\r\nETag: "v1"\r\n'
+            b"Content-Length: 5\r\n\r\nstale"
+        )
+        t.client_received()
+        t.clock.advance(5)
+        t.client_sends(_get(b"/s"))
+        self.assertIn(b'If-None-Match: "v1"', t.origin_received())
+        t.origin_sends(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertTrue(answer.endswith(b"\r\n\r\nstale"))
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_REFRESH_FAIL_OLD"])
+
+
+class OriginFailureTranscriptTests(SynchronousTestCase):
+    """
+    An origin that answers what cannot be read gets the client an error
+    page, not a guess.
+    """
+
+    def test_unreadable_answer_is_502(self) -> None:
+        """
+        A response head with a malformed Content-Length is refused: the
+        client gets 502 ERR_INVALID_RESP, logged TCP_MISS.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/bad"))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), answer)
+        self.assertIn(b"ERR_INVALID_RESP", answer)
+        self.assertEqual(t.log_tags(), ["TCP_MISS"])
+
+
+class CollapsedForwardingTranscriptTests(SynchronousTestCase):
+    """
+    Identical misses wait for one fetch (collapsed forwarding) and are
+    answered from the cache when it ends.
+    """
+
+    def test_second_client_waits_for_the_first_fetch(self) -> None:
+        """
+        While one client's GET is at the origin, another client's identical
+        GET waits (state WAITING) instead of opening a second fetch; when
+        the first is stored, the second is a memory hit.
+        """
+        t = Transcript(self)
+        second = t.connect_client()
+        t.client_sends(_get(b"/c"))
+        t.client_sends(_get(b"/c"), client=second)
+        self.assertEqual(len(t.origins), 1)
+        waiting = t.clients[second].channel._exchange
+        self.assertIs(waiting.state, ExchangeState.WAITING)
+        t.origin_sends(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 3\r\n\r\none"
+        )
+        self.assertTrue(t.client_received().endswith(b"\r\n\r\none"))
+        answer = t.client_received(second)
+        self.assertTrue(answer.endswith(b"\r\n\r\none"), answer)
+        self.assertIn(b"X-Cache: HIT from squeak.test", answer)
+        self.assertEqual(len(t.origins), 1)
+        # The waiting request is answered as the entry commits, a moment
+        # before the leader's own response finishes.
+        self.assertEqual(t.log_tags(), ["TCP_MEM_HIT", "TCP_MISS"])

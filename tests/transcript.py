@@ -102,6 +102,19 @@ class OriginConnection(Protocol):
 
 
 @dataclasses.dataclass
+class ClientEnd:
+    """
+    One client connection: its channel, its transport, how much of what it
+    received was read, and whether its loss was reported.
+    """
+
+    channel: ForwardProxy
+    transport: ClientTransport
+    seen: int = 0
+    lost: bool = False
+
+
+@dataclasses.dataclass
 class _MemoryEndpoint:
     """
     An endpoint whose connections go to in-memory origin connections of a
@@ -118,12 +131,13 @@ class _MemoryEndpoint:
 
 class Transcript:
     """
-    One client connection to a proxy whose origins are in memory.
+    Client connections to a proxy whose origins are in memory.
 
     @ivar clock: The proxy's reactor.
     @ivar context: The proxy's L{ProxyContext}.
-    @ivar channel: The client connection's channel.
-    @ivar client: The client connection's transport.
+    @ivar clients: The client connections (L{connect_client} opens more).
+    @ivar channel: The first client connection's channel.
+    @ivar client: The first client connection's transport.
     @ivar log: The access-log records written.
     @ivar origins: Every origin connection opened, in order.
     """
@@ -157,16 +171,27 @@ class Transcript:
         self.origins: list[OriginConnection] = []
         self._pumps: list[iosim.IOPump] = []
         self._origin_seen: dict[int, int] = {}
-        self._client_seen = 0
-        self._client_lost = False
-        address = IPv4Address("TCP", client_ip, 40000)
+        self.clients: list[ClientEnd] = []
+        self.connect_client(client_ip)
+        #: The first client connection's channel and transport.
+        self.channel = self.clients[0].channel
+        self.client = self.clients[0].transport
+
+    def connect_client(self, client_ip: str = "127.0.0.1") -> int:
+        """
+        Open another client connection to the proxy.
+
+        @return: Its index, for the C{client} arguments.
+        """
+        address = IPv4Address("TCP", client_ip, 40000 + len(self.clients))
         channel = ForwardProxyFactory(self.context).buildProtocol(address)
         assert isinstance(channel, ForwardProxy)
-        self.channel = channel
-        self.client = ClientTransport(
+        transport = ClientTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 3128), peerAddress=address
         )
-        channel.makeConnection(self.client)
+        channel.makeConnection(transport)
+        self.clients.append(ClientEnd(channel, transport))
+        return len(self.clients) - 1
 
     # -- the origin side ----------------------------------------------------
 
@@ -232,20 +257,21 @@ class Transcript:
 
     # -- the client side ----------------------------------------------------
 
-    def client_sends(self, data: bytes) -> None:
+    def client_sends(self, data: bytes, client: int = 0) -> None:
         """
-        The client sends C{data} (to the channel, or to whatever took the
-        connection over).
+        A client (the first by default) sends C{data} (to its channel, or
+        to whatever took the connection over).
         """
-        self.channel.dataReceived(data)
+        self.clients[client].channel.dataReceived(data)
         self.run()
 
-    def client_received(self) -> bytes:
+    def client_received(self, client: int = 0) -> bytes:
         """
-        What the client received since the last call.
+        What a client (the first by default) received since the last call.
         """
-        value = self.client.value()
-        seen, self._client_seen = self._client_seen, len(value)
+        end = self.clients[client]
+        value = end.transport.value()
+        seen, end.seen = end.seen, len(value)
         return value[seen:]
 
     # -- running ------------------------------------------------------------
@@ -260,11 +286,12 @@ class Transcript:
             moved = False
             for pump in self._pumps:
                 moved = pump.pump(advanceClock=False) or moved
-            if self.client.disconnecting and not self._client_lost:
-                # As a real transport does once it has closed.
-                self._client_lost = True
-                self.channel.connectionLost(Failure(ConnectionDone()))
-                moved = True
+            for end in self.clients:
+                if end.transport.disconnecting and not end.lost:
+                    # As a real transport does once it has closed.
+                    end.lost = True
+                    end.channel.connectionLost(Failure(ConnectionDone()))
+                    moved = True
             if not moved and not any(
                 call.getTime() <= self.clock.seconds() for call in self.clock.getDelayedCalls()
             ):
