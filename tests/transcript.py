@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from typing import Any
 
 from twisted.internet import defer
@@ -150,14 +151,17 @@ class Transcript:
         **config: dict[str, Any],
     ) -> None:
         """
-        @param testcase: The test, which gets the cleanup (the cache closed).
+        @param testcase: The test, which gets the cleanup (the cache closed,
+            its directory removed).
         @param client_ip: The client's address (the rules see it).
         @param config: Per-section configuration overrides, as for
             L{make_config}.
         """
         self.clock = MemoryReactorClock()
         self.log = RecordingLog()
-        self.context = build_context(make_config(**config), self.clock, self.log)
+        settings = make_config(**config)
+        testcase.addCleanup(shutil.rmtree, settings.cache.dir, True)
+        self.context = build_context(settings, self.clock, self.log)
         timeouts = self.context.config.timeouts
         self.context.upstream = UpstreamClient(
             self.clock,
