@@ -33,6 +33,7 @@ test: venv
 TEST_FAST := \
 	tests.test_access_acl \
 	tests.test_access_auth \
+	tests.test_access_purge \
 	tests.test_access_rules \
 	tests.test_architecture \
 	tests.test_cache_directives \
@@ -41,6 +42,7 @@ TEST_FAST := \
 	tests.test_cache_ranges \
 	tests.test_config \
 	tests.test_http_fields \
+	tests.test_http_methods \
 	tests.test_http_request \
 	tests.test_http_sni \
 	tests.test_http_target \

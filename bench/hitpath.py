@@ -50,7 +50,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from squeak.accesslog import AccessLog  # noqa: E402
 from squeak.config import load_config  # noqa: E402
-from squeak.proxy.exchange import ForwardProxyFactory, ProxyContext  # noqa: E402
+from squeak.proxy.client import ForwardProxyFactory  # noqa: E402
+from squeak.proxy.router import ForwardRequest  # noqa: E402
+from squeak.service import build_context  # noqa: E402
 
 reactor: Any = _reactor
 
@@ -97,8 +99,8 @@ def _measure(_reactor: Any, args: argparse.Namespace) -> Any:
     origin_port = reactor.listenTCP(0, Factory.forProtocol(_Origin), interface="127.0.0.1")
     port = origin_port.getHost().port
     access_log = AccessLog(config.access_log.path, config.access_log.format)
-    context = ProxyContext.build(config, reactor, access_log)
-    factory = ForwardProxyFactory(context)
+    context = build_context(config, reactor, access_log)
+    factory = ForwardProxyFactory(context, ForwardRequest)
     channel = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     channel.makeConnection(transport)

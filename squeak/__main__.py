@@ -177,18 +177,14 @@ def _add_passwd(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
 
 def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Remove a URI's stored responses from the disk cache."""
-    from squeak.cache.store import Store
+    from squeak.cache.facade import purge_stored
 
     try:
         config = load_config(args.config) if args.config else Config()
     except ConfigError as e:
         print(f"squeak: {e}", file=err)
         return EXIT_ERROR
-    store = Store.from_config(config.cache)
-    try:
-        removed = store.purge(args.url)
-    finally:
-        store.close()
+    removed = purge_stored(config.cache, args.url)
     print(f"{'Purged' if removed else 'Not cached'}: {args.url}", file=out)
     return 0 if removed else 1
 

@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.test_service -*-
 """
-Assemble the running proxy from a L{Config}: listeners, the upstream pool
-and the access log, as one L{MultiService} that twistd starts and stops.
+Assemble the running proxy from a L{Config}: listeners, the upstream pool,
+the cache and the access log, as one L{MultiService} that twistd starts and
+stops.  This is the one composition root: what the exchanges share
+(L{ProxyContext}) is wired here (L{build_context}) and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ipaddress
 import re
 import socket
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
@@ -24,15 +27,31 @@ from twisted.internet.ssl import (
     PrivateCertificate,
     TLSVersion,
 )
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from typing_extensions import override
 
-from squeak.access.gatekeeper import AccessDeniedError
-from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
+from squeak.access.gatekeeper import Gatekeeper
+from squeak.accesslog import AccessLog, install_reopen_signal
+from squeak.cache.facade import HttpCache
 from squeak.config import Config, ConfigError, ListenAddress
-from squeak.net.intercept import SpliceFactory, SpliceOutcome, SpliceRecord
-from squeak.proxy.exchange import ForwardProxyFactory, ProxyContext
+from squeak.net.deadlines import Deadlines, deadline_resolution
+from squeak.net.intercept import SpliceFactory
+from squeak.net.origin import UpstreamClient
+from squeak.net.wire import SendBatcher
+from squeak.proxy.client import ForwardProxyFactory
+from squeak.proxy.context import ProxyContext
+from squeak.proxy.router import ForwardRequest
+from squeak.proxy.splice import SpliceAccess
+
+
+def _untyped(value: object) -> Any:
+    """
+    C{value} for a call into Twisted's untyped APIs (C{twisted.application}
+    services, C{PrivateCertificate.load}), which mypy's strict mode would
+    refuse to call from typed code: the call is made, unchecked, here.
+    """
+    return value
 
 
 class ListenerService(Service):
@@ -56,7 +75,7 @@ class ListenerService(Service):
 
     @override
     def startService(self) -> None:
-        super().startService()
+        _untyped(super()).startService()
         if self._tls is None:
             self.port = self._reactor.listenTCP(
                 self._address.port, self._factory, backlog=1024, interface=self._address.host
@@ -78,7 +97,7 @@ class ListenerService(Service):
 
     @override
     def stopService(self) -> Deferred[None] | None:
-        super().stopService()
+        _untyped(super()).stopService()
         if self.port is None:
             return None
         port, self.port = self.port, None
@@ -97,12 +116,12 @@ class _ProxyCoreService(Service):
 
     @override
     def startService(self) -> None:
-        super().startService()
+        _untyped(super()).startService()
         self._uninstall = install_reopen_signal(self._context.access_log, self._context.reactor)
 
     @override
     def stopService(self) -> Deferred[None]:
-        super().stopService()
+        _untyped(super()).stopService()
         if self._uninstall is not None:
             self._uninstall()
             self._uninstall = None
@@ -138,73 +157,6 @@ def interface_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
 
 #: ioctl request number of SIOCGIFADDR (Linux).
 _SIOCGIFADDR = 0x8915
-
-
-def _denied_is_false(failure: Failure) -> bool:
-    """
-    A refusal by the rules means "do not splice"; anything else propagates.
-    """
-    failure.trap(AccessDeniedError)
-    return False
-
-
-class SpliceAccess:
-    """
-    Access rules and logging for intercepted TLS: the splice is treated as a
-    CONNECT to the original destination, named by the SNI when there is one
-    (so dstdomain rules see it), with the destination address known.
-    """
-
-    def __init__(self, context: ProxyContext) -> None:
-        self._context = context
-
-    def decide(
-        self, sni: str | None, destination: tuple[str, int], client: tuple[str, int]
-    ) -> Any:
-        gatekeeper = self._context.gatekeeper
-        host = sni or destination[0]
-        facts = gatekeeper.facts(
-            client=client[0],
-            method=b"CONNECT",
-            scheme="authority",
-            host=host,
-            port=destination[1],
-            url=f"{host}:{destination[1]}",
-            path="",
-            user_agent=None,
-            client_connections=1,
-            destination=destination[0],
-        )
-        admitted = gatekeeper.admit(facts, lambda: None)
-        admitted.addCallback(lambda _: True)
-        admitted.addErrback(_denied_is_false)
-        return admitted
-
-    def log(self, record: SpliceRecord) -> None:
-        spliced = record.outcome in (SpliceOutcome.SPLICED, SpliceOutcome.IDLE_TIMEOUT)
-        denied = record.outcome is SpliceOutcome.DENIED
-        destination = record.destination
-        host = record.sni or (destination[0] if destination else "-")
-        port = destination[1] if destination else 0
-        self._context.access_log.write(
-            AccessRecord(
-                timestamp=record.started + record.duration,
-                elapsed_ms=round(record.duration * 1000),
-                client=record.client[0],
-                code="TCP_TUNNEL" if spliced else ("TCP_DENIED" if denied else "NONE"),
-                status=200 if spliced else (403 if denied else 0),
-                size=record.to_client,
-                method="CONNECT",
-                url=f"{host}:{port}",
-                user=None,
-                hierarchy="ORIGINAL_DST" if spliced else "HIER_NONE",
-                peer=destination[0] if destination and spliced else "-",
-                content_type="-",
-                referer=None,
-                user_agent=None,
-                version="-",
-            )
-        )
 
 
 def local_addresses(config: Config) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -243,7 +195,7 @@ def server_tls_options(config: Config) -> CertificateOptions:
         if not blocks:
             raise ValueError("no PEM certificate in it")
         key = KeyPair.load(key_pem, FILETYPE_PEM)
-        leaf = PrivateCertificate.load(blocks[0], key, FILETYPE_PEM)
+        leaf = _untyped(PrivateCertificate).load(blocks[0], key, FILETYPE_PEM)
         extra = [Certificate.loadPEM(block).original for block in blocks[1:]]
         return CertificateOptions(
             privateKey=key.original,
@@ -259,6 +211,56 @@ def server_tls_options(config: Config) -> CertificateOptions:
         ) from None
 
 
+def _attach(service: Service, parent: MultiService) -> None:
+    """
+    Add C{service} to C{parent}.
+    """
+    _untyped(service).setServiceParent(parent)
+
+
+def build_context(
+    config: Config,
+    reactor: Any,
+    access_log: AccessLog,
+    local_addresses: Iterable[Any] = (),
+) -> ProxyContext:
+    """
+    Wire what every exchange shares, from configuration.
+
+    @param local_addresses: This host's own addresses (listeners and,
+        for wildcard listeners, interfaces), added to C{to_localhost}.
+    """
+    gatekeeper = Gatekeeper.from_config(config, reactor, local_addresses)
+    batcher = SendBatcher(reactor)
+    upstream = UpstreamClient(
+        reactor,
+        connect_timeout=config.timeouts.connect,
+        max_idle_per_host=config.upstream.max_idle_per_host,
+        idle_timeout=config.timeouts.server_idle,
+        ca_file=config.upstream.ca_file,
+        sender=batcher,
+    )
+    # One write(2) per request costs ~5 % under load, and formatting a
+    # line between two requests more than formatting many in a row:
+    # collect records, format and write them every 0.5 s or 512 lines
+    # (and at reopen and close).
+    access_log.start_buffering(reactor)
+    return ProxyContext(
+        config=config,
+        reactor=reactor,
+        upstream=upstream,
+        access_log=access_log,
+        gatekeeper=gatekeeper,
+        cache=HttpCache.from_config(config.cache),
+        cooperator=Cooperator(scheduler=lambda work: reactor.callLater(0, work)),
+        deadlines=Deadlines(
+            reactor,
+            deadline_resolution(min(config.timeouts.connect, config.timeouts.read)),
+        ),
+        batcher=batcher,
+    )
+
+
 def build_service(config: Config, reactor: Any) -> MultiService:
     """
     Build the proxy service tree for C{config}.
@@ -266,21 +268,27 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     The core service is added first so that it starts before and stops
     after the listeners.
     """
-    top = MultiService()
-    access_log = AccessLog(config.access_log.path, config.access_log.format)
-    context = ProxyContext.build(config, reactor, access_log, local_addresses(config))
-    _ProxyCoreService(context).setServiceParent(top)
-    factory = ForwardProxyFactory(context)
+    top: MultiService = _untyped(MultiService)()
+    logging = config.access_log
+    access_log = AccessLog(
+        logging.path,
+        logging.format,
+        syslog_facility=logging.syslog_facility,
+        syslog_tag=logging.syslog_tag,
+    )
+    context = build_context(config, reactor, access_log, local_addresses(config))
+    _attach(_ProxyCoreService(context), top)
+    factory = ForwardProxyFactory(context, ForwardRequest)
     for address in config.proxy.http_port:
-        ListenerService(reactor, address, factory).setServiceParent(top)
+        _attach(ListenerService(reactor, address, factory), top)
     if config.tls.https_port:
         tls = server_tls_options(config)
         for address in config.tls.https_port:
-            ListenerService(reactor, address, factory, tls).setServiceParent(top)
+            _attach(ListenerService(reactor, address, factory, tls), top)
     if config.intercept.http_port:
-        intercepting = ForwardProxyFactory(context, intercepting=True)
+        intercepting = ForwardProxyFactory(context, ForwardRequest, intercepting=True)
         for address in config.intercept.http_port:
-            ListenerService(reactor, address, intercepting).setServiceParent(top)
+            _attach(ListenerService(reactor, address, intercepting), top)
     if config.intercept.https_port:
         splicing = SpliceFactory(
             reactor,
@@ -290,6 +298,6 @@ def build_service(config: Config, reactor: Any) -> MultiService:
             idle_timeout=config.timeouts.tunnel_idle,
         )
         for address in config.intercept.https_port:
-            ListenerService(reactor, address, splicing).setServiceParent(top)
+            _attach(ListenerService(reactor, address, splicing), top)
     top.context = context  # type: ignore[attr-defined]
     return top

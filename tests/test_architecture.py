@@ -58,16 +58,20 @@ LAYERS: tuple[Layer, ...] = (
             # config builds its rules from access.acl/rules, and
             # cache.policy reads config: all pure, so one layer.
             "squeak.config",
+            "squeak.config_values",
             "squeak.http.*",
             "squeak.access",
             "squeak.access.facts",
             "squeak.access.acl",
+            "squeak.access.purge",
             "squeak.access.rules",
             "squeak.access.auth",
             "squeak.cache",
             "squeak.cache.directives",
             "squeak.cache.keys",
             "squeak.cache.policy",
+            "squeak.cache.storing",
+            "squeak.cache.validation",
             "squeak.cache.ranges",
             "squeak.errors",
             # The access log's record and formatters; accesslog is their

@@ -14,7 +14,9 @@ from typing import Any
 from twisted.internet import defer, reactor, threads
 from twisted.internet.task import deferLater
 from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SynchronousTestCase
 
+from squeak.cache.facade import EntryMemo, StoredResponse
 from tests.origins import Origin, ScriptedOrigin
 from tests.proxyharness import ProxyTestCase
 
@@ -416,3 +418,44 @@ class CacheRulesTests(_CacheTestCase):
         ]
         self.assertEqual(denied, [b"response 1", b"response 2"])
         self.assertEqual(allowed, [b"response 1", b"response 1"])
+
+
+class EntryMemoTests(SynchronousTestCase):
+    """
+    L{EntryMemo} remembers values per stored entry object, for as long as
+    that object lives, without writing into it.
+    """
+
+    def _entry(self) -> StoredResponse:
+        return StoredResponse(
+            uri="http://o.test/", status=200, reason=b"OK", headers=(),
+            request_time=0.0, response_time=0.0,
+        )  # fmt: skip
+
+    def test_values_are_per_entry_object(self) -> None:
+        """
+        A value put for one entry is found for it under its key only; an
+        equal but distinct entry (a freshened copy, a disk reload) starts
+        empty.
+        """
+        memo: EntryMemo[str] = EntryMemo()
+        entry, twin = self._entry(), self._entry()
+        self.assertEqual(entry, twin)
+        memo.put(entry, "k", "v")
+        self.assertEqual(
+            (memo.get(entry, "k"), memo.get(entry, "other"), memo.get(twin, "k")),
+            ("v", None, None),
+        )
+
+    def test_values_go_with_their_entry(self) -> None:
+        """
+        When an entry is freed its values are dropped, so the memo never
+        outgrows the entries alive.
+        """
+        memo: EntryMemo[str] = EntryMemo()
+        entry = self._entry()
+        memo.put(entry, "k", "v")
+        memo.put(entry, "k2", "v2")
+        self.assertEqual(len(memo), 1)
+        del entry
+        self.assertEqual(len(memo), 0)

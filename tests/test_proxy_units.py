@@ -1,6 +1,7 @@
 """
-Protocol units of L{squeak.proxy.exchange} on fake transports and a fake clock:
-timeouts, flow control, and the early-rejection path.
+Protocol units of L{squeak.proxy} (the client channel and the body relay) on
+fake transports and a fake clock: timeouts, flow control, and the
+early-rejection path.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseDone
 
 from squeak.accesslog import AccessLog
-from squeak.proxy.exchange import BodyRelay, ForwardProxyFactory, ProxyContext
+from squeak.proxy.client import ForwardProxyFactory
+from squeak.proxy.miss import BodyRelay
+from squeak.proxy.router import ForwardRequest
+from squeak.service import build_context
 from tests.proxyharness import make_config
 
 
@@ -24,8 +28,8 @@ def _channel(clock: MemoryReactorClock, **overrides: dict[str, Any]) -> tuple[An
     config = dataclasses.replace(
         config, access_log=dataclasses.replace(config.access_log, path="")
     )
-    context = ProxyContext.build(config, clock, AccessLog("", "squid"))
-    factory = ForwardProxyFactory(context)
+    context = build_context(config, clock, AccessLog("", "squid"))
+    factory = ForwardProxyFactory(context, ForwardRequest)
     channel = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     channel.makeConnection(transport)
@@ -72,8 +76,8 @@ class HeadTimeoutTests(SynchronousTestCase):
         clock = MemoryReactorClock()
         config = make_config(timeouts={"client_idle": 30.0, "request_head": 10.0})
         log = _RecordingLog()
-        context = ProxyContext.build(config, clock, log)
-        channel = ForwardProxyFactory(context).buildProtocol(
+        context = build_context(config, clock, log)
+        channel = ForwardProxyFactory(context, ForwardRequest).buildProtocol(
             IPv4Address("TCP", "127.0.0.1", 40000)
         )
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))

@@ -14,6 +14,9 @@ L{Facts}, the values the I/O layer collected about one request:
     suffix of the host, so 100,000 entries cost what 10 do;
   - ports are a set plus a few ranges; regexes are compiled once.
 
+The facts and the matchers themselves (L{Facts}, L{AddressSet},
+L{DomainSet}, host normalisation) are in L{squeak.access.facts}.
+
 Every ACL says what it needs (L{Need}): a resolved destination address
 (C{dst}) or an authenticated user (C{proxy_auth}). The rules evaluator asks
 the I/O layer for those only when a rule reaching the ACL needs them.
@@ -25,10 +28,8 @@ files an ACL names, at load time.
 
 from __future__ import annotations
 
-import bisect
 import difflib
 import enum
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,9 +37,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from squeak.access.facts import (
+    AddressSet,
+    DomainSet,
     Facts,
     IPAddress,
     LocalTime,
+    PortSet,
     address_literal,
     client_address,
     normalize_domain,
@@ -83,113 +87,6 @@ class AclError(ValueError):
         super().__init__(problem)
         self.name = name
         self.element = element
-
-
-# --- Matchers ------------------------------------------------------------------
-
-
-class AddressSet:
-    """
-    A set of IP networks that answers membership in one binary search.
-
-    The networks of each address family are merged into sorted, disjoint
-    intervals of integers; an address is in the set if the interval that
-    starts at or before it ends at or after it.
-    """
-
-    __slots__ = ("_ends4", "_ends6", "_starts4", "_starts6")
-
-    def __init__(self, networks: Iterable[IPNetwork]) -> None:
-        """
-        @param networks: The networks; they may overlap and be in any order.
-        """
-        v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
-        v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
-        self._starts4, self._ends4 = self._intervals(v4)
-        self._starts6, self._ends6 = self._intervals(v6)
-
-    @staticmethod
-    def _intervals(networks: Sequence[IPNetwork]) -> tuple[list[int], list[int]]:
-        """Merge networks into sorted, disjoint start and end lists."""
-        starts: list[int] = []
-        ends: list[int] = []
-        for network in ipaddress.collapse_addresses(networks):  # type: ignore[type-var]
-            starts.append(int(network.network_address))
-            ends.append(int(network.broadcast_address))
-        return starts, ends
-
-    def __contains__(self, address: IPAddress) -> bool:
-        """Whether C{address} is in one of the networks."""
-        if isinstance(address, ipaddress.IPv4Address):
-            starts, ends = self._starts4, self._ends4
-        else:
-            mapped = address.ipv4_mapped
-            if mapped is not None:
-                return mapped in self
-            starts, ends = self._starts6, self._ends6
-        number = int(address)
-        i = bisect.bisect_right(starts, number) - 1
-        return i >= 0 and number <= ends[i]
-
-    def any_of(self, addresses: Iterable[IPAddress]) -> bool:
-        """Whether any of C{addresses} is in the set."""
-        return any(address in self for address in addresses)
-
-
-class DomainSet:
-    """
-    Exact and suffix domain entries, as Squid's C{dstdomain}: C{example.com}
-    matches only that name; C{.example.com} matches it and every name below
-    it. A lookup probes one hash set per label suffix of the host.
-    """
-
-    __slots__ = ("_exact", "_suffixes")
-
-    def __init__(self, entries: Iterable[tuple[str, bool]]) -> None:
-        """
-        @param entries: C{(name, is_suffix)} pairs from L{normalize_domain}.
-        """
-        exact: set[str] = set()
-        suffixes: set[str] = set()
-        for name, suffix in entries:
-            (suffixes if suffix else exact).add(name)
-        self._exact = frozenset(exact)
-        self._suffixes = frozenset(suffixes)
-
-    def __contains__(self, host: str) -> bool:
-        """Whether the normalized C{host} matches an entry."""
-        if host in self._exact:
-            return True
-        suffixes = self._suffixes
-        if not suffixes:
-            return False
-        while True:
-            if host in suffixes:
-                return True
-            dot = host.find(".")
-            if dot < 0:
-                return False
-            host = host[dot + 1 :]
-
-
-class _PortSet:
-    """
-    Ports and port ranges as a 64 KiB table of flags: one index per request,
-    whatever the ranges (C{Safe_ports} has C{1025-65535}).
-    """
-
-    __slots__ = ("_flags",)
-
-    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
-        flags = bytearray(65536)
-        for low, high in ranges:
-            low, high = max(low, 0), min(high, 65535)
-            if low <= high:
-                flags[low : high + 1] = b"\x01" * (high - low + 1)
-        self._flags = bytes(flags)
-
-    def __contains__(self, port: int) -> bool:
-        return 0 <= port <= 65535 and self._flags[port] == 1
 
 
 # --- Entry parsers -----------------------------------------------------------------
@@ -532,7 +429,7 @@ def _build(
     elif kind == "port":
         ranges = each(_port_range)
         shown = [str(low) if low == high else f"{low}-{high}" for low, high in ranges]
-        in_ports = _PortSet(ranges).__contains__
+        in_ports = PortSet(ranges).__contains__
 
         def match(facts: Facts) -> bool:
             return in_ports(facts.port)

@@ -1,30 +1,36 @@
 # -*- test-case-name: tests.test_access_acl -*-
 """
-The facts an ACL looks at: what the I/O layer collected about one request
-(L{Facts}: the client address, method, URL parts, the local time, the
-destination's addresses once resolved, the user once verified), and the
-pure helpers that normalise them (client addresses, IP literals, host and
-domain names) the same way for requests and for ACL entries.
+What ACLs look at and how they match fast: L{Facts} (the values the I/O
+layer collected about one request), the host and address normalisation
+every ACL kind shares, and the compiled matchers (L{AddressSet},
+L{DomainSet}) that L{squeak.access.acl} builds from configuration.
 
-Pure: no Twisted, no clock (the local time is a fact passed in).
+This module is pure: it imports no Twisted and never reads the clock (the
+local time is a fact passed in).
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import idna
 
+from squeak.values import IPNetwork
 from squeak.values import quote as _quote
 
 __all__ = [
+    "AddressSet",
+    "DomainSet",
     "Facts",
     "IPAddress",
     "LocalTime",
+    "PortSet",
     "address_literal",
     "client_address",
     "normalize_domain",
@@ -32,6 +38,9 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+# --- Facts ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +185,106 @@ def normalize_domain(entry: str) -> tuple[str, bool]:
             f'expected a domain like "example.com" or ".example.com", got {_quote(entry)}'
         )
     return name, suffix
+
+
+# --- Matchers ------------------------------------------------------------------
+
+
+class AddressSet:
+    """
+    A set of IP networks that answers membership in one binary search.
+
+    The networks of each address family are merged into sorted, disjoint
+    intervals of integers; an address is in the set if the interval that
+    starts at or before it ends at or after it.
+    """
+
+    __slots__ = ("_ends4", "_ends6", "_starts4", "_starts6")
+
+    def __init__(self, networks: Iterable[IPNetwork]) -> None:
+        """
+        @param networks: The networks; they may overlap and be in any order.
+        """
+        v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+        v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+        self._starts4, self._ends4 = self._intervals(v4)
+        self._starts6, self._ends6 = self._intervals(v6)
+
+    @staticmethod
+    def _intervals(networks: Sequence[IPNetwork]) -> tuple[list[int], list[int]]:
+        """Merge networks into sorted, disjoint start and end lists."""
+        starts: list[int] = []
+        ends: list[int] = []
+        for network in ipaddress.collapse_addresses(networks):  # type: ignore[type-var]
+            starts.append(int(network.network_address))
+            ends.append(int(network.broadcast_address))
+        return starts, ends
+
+    def __contains__(self, address: IPAddress) -> bool:
+        """Whether C{address} is in one of the networks."""
+        if isinstance(address, ipaddress.IPv4Address):
+            starts, ends = self._starts4, self._ends4
+        else:
+            mapped = address.ipv4_mapped
+            if mapped is not None:
+                return mapped in self
+            starts, ends = self._starts6, self._ends6
+        number = int(address)
+        i = bisect.bisect_right(starts, number) - 1
+        return i >= 0 and number <= ends[i]
+
+
+class DomainSet:
+    """
+    Exact and suffix domain entries, as Squid's C{dstdomain}: C{example.com}
+    matches only that name; C{.example.com} matches it and every name below
+    it. A lookup probes one hash set per label suffix of the host.
+    """
+
+    __slots__ = ("_exact", "_suffixes")
+
+    def __init__(self, entries: Iterable[tuple[str, bool]]) -> None:
+        """
+        @param entries: C{(name, is_suffix)} pairs from L{normalize_domain}.
+        """
+        exact: set[str] = set()
+        suffixes: set[str] = set()
+        for name, suffix in entries:
+            (suffixes if suffix else exact).add(name)
+        self._exact = frozenset(exact)
+        self._suffixes = frozenset(suffixes)
+
+    def __contains__(self, host: str) -> bool:
+        """Whether the normalized C{host} matches an entry."""
+        if host in self._exact:
+            return True
+        suffixes = self._suffixes
+        if not suffixes:
+            return False
+        while True:
+            if host in suffixes:
+                return True
+            dot = host.find(".")
+            if dot < 0:
+                return False
+            host = host[dot + 1 :]
+
+
+class PortSet:
+    """
+    Ports and port ranges as a 64 KiB table of flags: one index per request,
+    whatever the ranges (C{Safe_ports} has C{1025-65535}).
+    """
+
+    __slots__ = ("_flags",)
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
+        flags = bytearray(65536)
+        for low, high in ranges:
+            low, high = max(low, 0), min(high, 65535)
+            if low <= high:
+                flags[low : high + 1] = b"\x01" * (high - low + 1)
+        self._flags = bytes(flags)
+
+    def __contains__(self, port: int) -> bool:
+        return 0 <= port <= 65535 and self._flags[port] == 1

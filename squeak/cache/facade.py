@@ -1,16 +1,28 @@
 # -*- test-case-name: tests.test_cache_facade -*-
 """
-The proxy's use of its HTTP cache: what to look up, what to serve, what to
-store and what to invalidate, gluing the pure RFC 9111 policy
-(L{squeak.cache.policy}) to the store (L{squeak.cache.store}).
+The cache's one door: everything outside L{squeak.cache} reaches the pure
+RFC 9111 policy (L{squeak.cache.policy}, L{squeak.cache.ranges}) and the
+store (L{squeak.cache.store}) through L{HttpCache} and the names this module
+exports, as Squid's C{store/Controller} is the one door to its tiers.
 
-The proxy's request code calls, in order:
+The proxy's handlers call:
   1. L{HttpCache.lookup} before forwarding a GET or HEAD: a decision (fresh,
-     stale-but-servable, validate, miss) and the stored entry, if any;
-  2. L{HttpCache.storer} when a response head arrives: a L{ResponseStorer}
+     stale-but-servable, validate, miss) and the stored entry, if any; and
+     L{HttpCache.join_fetch} to wait for an identical fetch in flight
+     (collapsed forwarding);
+  2. to serve an entry: L{HttpCache.reuse_decision},
+     L{HttpCache.headers_for_reuse} (or the fast path's
+     L{HttpCache.stored_fields_for_reuse} and L{HttpCache.served_heads}),
+     L{HttpCache.client_conditional_met} and
+     L{HttpCache.not_modified_headers} (304), L{HttpCache.plan_range} and
+     L{HttpCache.range_body} (206/416);
+  3. to validate one: L{HttpCache.validation_headers},
+     L{HttpCache.validation_verdict} and L{HttpCache.freshen};
+  4. L{HttpCache.storer} when a response head arrives: a L{ResponseStorer}
      that receives the body as it streams to the client and commits the entry
      only if the body completed with the promised length;
-  3. L{HttpCache.invalidate_after} for responses to unsafe methods.
+  5. L{HttpCache.invalidate_after} for responses to unsafe methods, and
+     L{HttpCache.purge} (or L{purge_stored} from the command line).
 
 Stored headers are the client-facing ones (hop-by-hop fields already gone,
 this proxy's Via already added) minus framing and C{X-Cache}; a hit adds
@@ -19,7 +31,10 @@ C{Age}, C{X-Cache} and its own framing.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from twisted.logger import Logger
 
@@ -30,12 +45,35 @@ from squeak.cache.policy import (
     Reuse,
     ReuseDecision,
     StoredResponse,
+    age_header_value,
     decide_reuse,
-    invalidation_targets,
-    is_storable,
+    headers_for_reuse,
+    stored_fields_for_reuse,
 )
-from squeak.cache.store import CacheHit, EntryWriter, Store
+from squeak.cache.ranges import (
+    RangeKind,
+    RangePlan,
+    ShortReadError,
+    file_reader,
+    iter_body,
+    plan_range_response,
+)
+from squeak.cache.store import CacheHit, EntryWriter, Store, Transient
+from squeak.cache.storing import is_storable
+from squeak.cache.validation import (
+    Validation,
+    ValidationDecision,
+    answer_client_conditional,
+    freshen_stored,
+    handle_validation_response,
+    invalidation_targets,
+    not_modified_headers,
+    validation_request_headers,
+)
 from squeak.http.fields import RawHeaders
+
+if TYPE_CHECKING:
+    from squeak.config import CacheConfig
 
 #: Fields never stored with a response: framing (recomputed when serving)
 #: and this proxy's own per-response annotations.
@@ -45,6 +83,58 @@ _NOT_STORED = frozenset(
 
 #: Methods whose responses may be served from or stored into the cache.
 CACHEABLE_METHODS = frozenset({b"GET", b"HEAD"})
+
+_V = TypeVar("_V")
+
+
+class EntryMemo(Generic[_V]):
+    """
+    Values derived from a stored entry alone (the proxy's serialised head
+    of a hit), remembered for as long as that entry object lives.
+
+    Keyed by the entry's identity, not its value: hashing a stored
+    response's fields on every hit would cost what the memo saves.  A weak
+    reference drops the memo with the entry, so a freshened entry (a new
+    L{StoredResponse}) starts afresh and an evicted one takes its memo
+    along.
+    """
+
+    __slots__ = ("_by_entry",)
+
+    def __init__(self) -> None:
+        self._by_entry: dict[int, tuple[weakref.ref[StoredResponse], dict[Hashable, _V]]] = {}
+
+    def get(self, entry: StoredResponse, key: Hashable) -> _V | None:
+        """
+        The value remembered for C{entry} under C{key}, if any.
+        """
+        found = self._by_entry.get(id(entry))
+        if found is None or found[0]() is not entry:
+            return None
+        return found[1].get(key)
+
+    def put(self, entry: StoredResponse, key: Hashable, value: _V) -> None:
+        """
+        Remember C{value} for C{entry} under C{key}.
+        """
+        ident = id(entry)
+        by_entry = self._by_entry
+        found = by_entry.get(ident)
+        if found is None or found[0]() is not entry:
+
+            def forget(ref: weakref.ref[StoredResponse]) -> None:
+                # The entry was freed: its values go too (unless the id was
+                # reused by a newer entry already).
+                current = by_entry.get(ident)
+                if current is not None and current[0] is ref:
+                    del by_entry[ident]
+
+            found = (weakref.ref(entry, forget), {})
+            by_entry[ident] = found
+        found[1][key] = value
+
+    def __len__(self) -> int:
+        return len(self._by_entry)
 
 
 @dataclass
@@ -134,6 +224,18 @@ class HttpCache:
         self.store = store
         self.rules = rules
         self._uncacheable: dict[str, float] = {}
+        #: The serialised heads of entries served (the proxy's hit fast
+        #: path), one per entry for as long as it lives.
+        self.served_heads: EntryMemo[tuple[bytes, bytes | None]] = EntryMemo()
+
+    @classmethod
+    def from_config(cls, config: CacheConfig) -> HttpCache:
+        """
+        The cache C{[cache]} describes: its store when enabled, none
+        (every lookup a miss, nothing stored) when not.
+        """
+        store = Store.from_config(config) if config.enabled else None
+        return cls(store, FreshnessRules.from_config(config))
 
     def is_known_uncacheable(self, primary: str, now: float) -> bool:
         """
@@ -250,13 +352,6 @@ class HttpCache:
             self.store.invalidate(target)
         return targets
 
-    def freshen(self, lookup: CacheLookup, meta: StoredResponse) -> None:
-        """
-        Replace the stored metadata after a 304 (RFC 9111 §4.3.4).
-        """
-        if self.store is not None:
-            self.store.update(lookup.primary, meta)
-
     def purge(self, uri: str) -> bool:
         """
         Remove every stored variant of C{uri}.
@@ -267,5 +362,162 @@ class HttpCache:
         if self.store is not None:
             self.store.close()
 
+    # -- collapsed forwarding ------------------------------------------------
 
-__all__ = ["CACHEABLE_METHODS", "CacheLookup", "HttpCache", "ResponseStorer"]
+    def join_fetch(self, lookup: CacheLookup) -> tuple[Transient, bool] | None:
+        """
+        Join the fetch in flight for C{lookup}'s key, or lead a new one
+        (collapsed forwarding: identical misses wait for one fetch).
+
+        @return: The fetch and whether this request leads it (and must
+            L{Transient.finish} it); L{None} with the cache off.
+        """
+        if self.store is None:
+            return None
+        return self.store.inflight.join(lookup.primary)
+
+    # -- serving an entry ----------------------------------------------------
+
+    def reuse_decision(
+        self, lookup: CacheLookup | None, meta: StoredResponse, now: float
+    ) -> ReuseDecision | None:
+        """
+        How C{meta} is reused for C{lookup}'s request: the decision the
+        lookup made a moment ago when C{meta} is the entry it found, a new
+        one for a freshened entry; L{None} without a lookup.
+        """
+        if lookup is None:
+            return None
+        if lookup.hit is not None and meta is lookup.hit.meta:
+            return lookup.decision
+        return decide_reuse(lookup.request, meta, now, rules=self.rules)
+
+    def headers_for_reuse(
+        self, meta: StoredResponse, decision: ReuseDecision | None, replaced: frozenset[bytes]
+    ) -> RawHeaders:
+        """
+        The fields a served entry goes out with (RFC 9111 §4, with C{Age},
+        §5.1), without those named in C{replaced} (the caller's own); with
+        no decision, the stored fields less C{replaced} alone.
+        """
+        if decision is None:
+            return [(n, v) for n, v in meta.headers if n.lower() not in replaced]
+        return headers_for_reuse(meta, decision, replaced)
+
+    #: L{headers_for_reuse} without C{Age}: what is the same for every
+    #: request the entry answers under a decision (see L{served_heads}).
+    stored_fields_for_reuse = staticmethod(stored_fields_for_reuse)
+
+    #: The C{Age} field value for a current age (RFC 9111 §5.1).  These
+    #: are the pure functions themselves (no wrapper call on a hit).
+    age_value = staticmethod(age_header_value)
+    #: Whether the client's own conditional request is answered 304 from
+    #: the served fields (RFC 9111 §4.3.2, RFC 9110 §13.1).
+    client_conditional_met = staticmethod(answer_client_conditional)
+    #: The fields of a 304 answered from an entry (RFC 9110 §15.4.5).
+    not_modified_headers = staticmethod(not_modified_headers)
+    #: How to answer a Range request from a whole stored body (RFC 9110
+    #: §14): the full response, 206 with one or several ranges, or 416.
+    plan_range = staticmethod(plan_range_response)
+
+    @staticmethod
+    def range_body(plan: RangePlan, hit: CacheHit, chunk_size: int) -> Iterator[bytes]:
+        """
+        The pieces of a planned 206 body read from the entry (from memory,
+        or from its file a piece at a time).
+
+        @raise ShortReadError: While iterating, if the stored body is shorter
+            than its metadata says.
+        """
+        body = hit.body
+        if body is not None:
+            stored = body
+
+            def read(offset: int, size: int) -> bytes:
+                return stored[offset : offset + size]
+
+            return iter_body(plan, read, chunk_size=chunk_size)
+        return iter_body(plan, file_reader(hit.open()), chunk_size=chunk_size)
+
+    # -- validation ----------------------------------------------------------
+
+    @staticmethod
+    def validation_headers(outgoing: RawHeaders, lookup: CacheLookup) -> RawHeaders:
+        """
+        The fields of a request validating C{lookup}'s entry on behalf of
+        its client (RFC 9111 §4.3.1): the client's conditionals replaced by
+        the entry's validators.
+        """
+        assert lookup.hit is not None
+        return validation_request_headers(outgoing, lookup.hit.meta.headers)
+
+    @staticmethod
+    def validation_verdict(
+        lookup: CacheLookup, status: int, response_headers: RawHeaders
+    ) -> ValidationDecision:
+        """
+        What the origin's answer to a validation means (RFC 9111 §4.3.3):
+        freshen, replace, retry, or serve stale (RFC 5861 stale-if-error).
+        """
+        assert lookup.hit is not None
+        return handle_validation_response(
+            lookup.hit.meta,
+            status,
+            response_headers,
+            stale_if_error=lookup.decision.stale_if_error,
+        )
+
+    def freshen(
+        self,
+        lookup: CacheLookup,
+        response_headers: Iterable[tuple[bytes, bytes]],
+        *,
+        request_time: float,
+        response_time: float,
+    ) -> StoredResponse:
+        """
+        A 304 freshened C{lookup}'s entry (RFC 9111 §4.3.4): store its
+        updated metadata and return it, to be served.
+        """
+        assert lookup.hit is not None
+        meta = freshen_stored(
+            lookup.hit.meta,
+            response_headers,
+            request_time=request_time,
+            response_time=response_time,
+        )
+        if self.store is not None:
+            self.store.update(lookup.primary, meta)
+        return meta
+
+
+def purge_stored(config: CacheConfig, uri: str) -> bool:
+    """
+    Remove every stored variant of C{uri} from the cache C{config}
+    describes (C{python -m squeak purge}), opening and closing its store.
+    """
+    store = Store.from_config(config)
+    try:
+        return store.purge(uri)
+    finally:
+        store.close()
+
+
+__all__ = [
+    "CACHEABLE_METHODS",
+    "CacheHit",
+    "CacheLookup",
+    "EntryMemo",
+    "HttpCache",
+    "RangeKind",
+    "RangePlan",
+    "ResponseStorer",
+    "Reuse",
+    "ReuseDecision",
+    "ShortReadError",
+    "StoredResponse",
+    "Transient",
+    "Validation",
+    "ValidationDecision",
+    "purge_stored",
+]

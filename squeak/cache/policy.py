@@ -1,27 +1,31 @@
 # -*- test-case-name: tests.test_cache_policy -*-
 """
-RFC 9111 decisions for a shared cache, as pure functions.
+RFC 9111 freshness, age and reuse decisions for a shared cache, as pure
+functions; with L{squeak.cache.storing} (what may be stored) and
+L{squeak.cache.validation} (validation, conditionals, invalidation), the
+whole RFC 9111 policy.
 
 Each function takes parsed values (method, URI, header pairs, times) and
 returns a frozen decision whose C{reason} cites the section it follows, as
 Squid's refresh.cc names its outcomes. The reason is meant for
 C{X-Cache-Lookup}, the debug log, statistics and test assertions.
 
-The caller (squeak/proxy/exchange.py) collects the facts, passes C{now} (and the
-request and response times it measured), and acts on the decision:
+The caller (the cache's one door, squeak/cache/facade.py, for the proxy's
+handlers) collects the facts, passes C{now} (and the request and response
+times it measured), and acts on the decision:
 
   1. L{decide_reuse} for a request and the stored response the store found
      (or L{None}): serve it (C{FRESH}, C{STALE_SERVE}), validate it
-     (C{VALIDATE}, with L{validation_request_headers}), or forward the
-     request (C{MISS}); answer 504 instead of forwarding when
+     (C{VALIDATE}, with L{squeak.cache.validation.validation_request_headers}),
+     or forward the request (C{MISS}); answer 504 instead of forwarding when
      L{ReuseDecision.only_if_cached} is set.
-  2. After a validation, L{handle_validation_response} says whether to
-     freshen the stored response (L{freshen_stored}), replace it, retry
+  2. After a validation, L{squeak.cache.validation.handle_validation_response}
+     says whether to freshen the stored response, replace it, retry
      unconditionally or serve it stale.
-  3. For a response from the origin, L{is_storable} says whether (and how)
-     to store it.
-  4. For an unsafe request, L{invalidation_targets} lists the URIs whose
-     entries must go.
+  3. For a response from the origin, L{squeak.cache.storing.is_storable}
+     says whether (and how) to store it.
+  4. For an unsafe request, L{squeak.cache.validation.invalidation_targets}
+     lists the URIs whose entries must go.
 
 This module is pure: it imports neither Twisted nor diskcache and never reads
 the clock.
@@ -31,27 +35,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin
 
 from squeak.cache.directives import (
     DELTA_SECONDS_MAX,
     CacheControl,
     MessageDates,
-    field_values,
     parse_cache_control,
     parse_dates,
-    parse_http_date,
     parse_request_cache_control,
-    split_list,
 )
-from squeak.cache.keys import VARY_ANY, normalise_uri, secondary_key, vary_fields
-from squeak.http.fields import HOP_BY_HOP, RawHeaders, connection_options
+from squeak.cache.keys import normalise_uri, secondary_key, vary_fields
+from squeak.http.fields import RawHeaders
 
 if TYPE_CHECKING:
     from squeak.config import CacheConfig
@@ -66,27 +64,13 @@ __all__ = [
     "RefreshRule",
     "Reuse",
     "ReuseDecision",
-    "StoreDecision",
     "StoredResponse",
-    "Validation",
-    "ValidationDecision",
     "age_header_value",
-    "answer_client_conditional",
-    "conditional_request_headers",
     "current_age",
     "decide_reuse",
-    "derived_values",
-    "freshen",
-    "freshen_stored",
     "freshness_lifetime",
-    "handle_validation_response",
     "headers_for_reuse",
-    "invalidation_targets",
-    "is_storable",
-    "not_modified_headers",
-    "selects_for_update",
     "stored_fields_for_reuse",
-    "validation_request_headers",
 ]
 
 HEURISTICALLY_CACHEABLE: frozenset[int] = frozenset(
@@ -103,7 +87,6 @@ Status codes whose caching requirements squeak conforms to, for
 C{must-understand} (RFC 9111 §5.2.2.3).
 """
 
-_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 _OWS = b" \t"
 
 
@@ -123,26 +106,6 @@ class Reuse(enum.Enum):
     """It cannot be used: forward the request."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoreDecision:
-    """
-    Whether to store a response (RFC 9111 §3).
-
-    @ivar store: Whether to store it.
-    @ivar reason: Why, citing the section.
-    @ivar private_to_client: The response carries C{Set-Cookie} without
-        C{public}: store it, but serve it from the cache only to the client
-        it was fetched for (L{StoredResponse.client}).
-    @ivar strip_fields: Lower-cased field names to remove before storing
-        (a qualified C{private="..."}, RFC 9111 §5.2.2.7).
-    """
-
-    store: bool
-    reason: str
-    private_to_client: bool = False
-    strip_fields: frozenset[bytes] = frozenset()
-
-
 # Not frozen: built on every request, and a frozen dataclass costs about
 # 3 us more to build (docs/performance.md).  Treat it as immutable.
 @dataclass(slots=True)
@@ -160,7 +123,12 @@ class Freshness:
     heuristic: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: it owns a memo of what is parsed from it (_facts), written
+# once on first use.  Treat its fields as immutable: changed copies are
+# made with dataclasses.replace (freshen_stored).  Weakly referable, so
+# values derived from one entry elsewhere (the served-head memo in
+# squeak.cache.facade) live exactly as long as it.
+@dataclass(slots=True, weakref_slot=True)
 class StoredResponse:
     """
     What the cache keeps about a stored response besides its body.
@@ -252,32 +220,6 @@ class ReuseDecision:
     only_if_cached: bool = False
 
 
-class Validation(enum.Enum):
-    """What to do with the origin's answer to a validation (RFC 9111 §4.3.3)."""
-
-    FRESHEN = "freshen"
-    """A 304 that selects the stored response: freshen it and serve it."""
-    REPLACE = "replace"
-    """A full response: forward it and store it in place of the old one."""
-    RETRY = "retry"
-    """A 304 that selects nothing stored: repeat the request unconditionally."""
-    SERVE_STALE = "serve_stale"
-    """A 5xx while C{stale-if-error} allows: serve the stored response."""
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationDecision:
-    """
-    The outcome of a validation.
-
-    @ivar kind: What to do.
-    @ivar reason: Why, citing the section.
-    """
-
-    kind: Validation
-    reason: str
-
-
 # --- Freshness rules ---------------------------------------------------------------------
 
 
@@ -340,112 +282,6 @@ class FreshnessRules:
 
 DEFAULT_RULES = FreshnessRules()
 """Heuristic freshness with the defaults: 10% of the age, at most one day."""
-
-
-# --- Storing -----------------------------------------------------------------------------
-
-
-def _has(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bool:
-    """Whether a field named C{name} (lower-case) is present."""
-    return any(key.lower() == name for key, _ in headers)
-
-
-def _has_explicit_freshness(cc: CacheControl, dates: MessageDates, shared: bool) -> bool:
-    """Whether a response carries explicit freshness (RFC 9111 §4.2.1)."""
-    return (shared and cc.s_maxage is not None) or cc.max_age is not None or dates.expires_present
-
-
-def is_storable(
-    method: bytes,
-    request_headers: Sequence[tuple[bytes, bytes]],
-    status: int,
-    response_headers: Sequence[tuple[bytes, bytes]],
-    *,
-    shared: bool = True,
-    has_authorization: bool | None = None,
-) -> StoreDecision:
-    """
-    Whether a cache may store a response (RFC 9111 §3).
-
-    squeak stores complete responses to GET only (a HEAD is answered from a
-    stored GET); not 206 (partial content is not stored, §3.3) nor 304
-    (which freshens, §4.3.4).
-
-    @param method: The request method.
-    @param request_headers: The request's header fields.
-    @param status: The response status code.
-    @param response_headers: The response's header fields.
-    @param shared: Whether the cache is shared (squeak's is).
-    @param has_authorization: Whether the request carried C{Authorization};
-        by default, whether C{request_headers} has it.
-    @return: The decision.
-    """
-    if method.upper() != b"GET":
-        return StoreDecision(
-            False, f"RFC 9111 §3: squeak stores GET responses only, not {_m(method)}"
-        )
-    if status < 200 or status > 999:
-        return StoreDecision(False, f"RFC 9111 §3: {status} is not a final response")
-    if status == 206:
-        return StoreDecision(False, "RFC 9111 §3.3: partial content (206) is not stored")
-    if status == 304:
-        return StoreDecision(False, "RFC 9111 §4.3.4: a 304 freshens a stored response")
-    request_cc = parse_request_cache_control(request_headers)
-    if request_cc.no_store:
-        return StoreDecision(False, "RFC 9111 §5.2.1.5: request no-store")
-    cc = parse_cache_control(response_headers)
-    if cc.must_understand:
-        if status not in UNDERSTOOD_STATUSES:
-            return StoreDecision(
-                False, f"RFC 9111 §5.2.2.3: must-understand and status {status} is not understood"
-            )
-    elif cc.no_store:
-        return StoreDecision(False, "RFC 9111 §5.2.2.5: response no-store")
-    if shared and cc.private:
-        return StoreDecision(False, "RFC 9111 §5.2.2.7: private, and this is a shared cache")
-    if has_authorization is None:
-        has_authorization = _has(request_headers, b"authorization")
-    if (
-        shared
-        and has_authorization
-        and not (cc.public or cc.s_maxage is not None or cc.must_revalidate)
-    ):
-        return StoreDecision(
-            False,
-            "RFC 9111 §3.5: request had Authorization and the response has none of "
-            "public, s-maxage, must-revalidate",
-        )
-    if VARY_ANY in vary_fields(response_headers):
-        return StoreDecision(False, "RFC 9111 §4.1: Vary: * never matches a request")
-    dates = parse_dates(response_headers)
-    if cc.public:
-        why = "RFC 9111 §3: public"
-    elif _has_explicit_freshness(cc, dates, shared):
-        why = "RFC 9111 §3: explicit freshness"
-    elif status in HEURISTICALLY_CACHEABLE:
-        why = f"RFC 9111 §3: status {status} is heuristically cacheable (RFC 9110 §15.1)"
-    elif not shared and cc.private:
-        why = "RFC 9111 §3: private, in a private cache"
-    else:
-        return StoreDecision(
-            False,
-            f"RFC 9111 §3: status {status} is not cacheable by default and has no "
-            "explicit freshness",
-        )
-    if cc.must_understand and cc.no_store:
-        why += "; must-understand overrides no-store (RFC 9111 §5.2.2.3)"
-    private_to_client = _has(response_headers, b"set-cookie") and not cc.public
-    if private_to_client:
-        why += "; Set-Cookie without public: served only to the same client"
-    strip = cc.private_fields if shared else frozenset()
-    if strip:
-        why += "; qualified private fields not stored (RFC 9111 §5.2.2.7)"
-    return StoreDecision(True, why, private_to_client, strip)
-
-
-def _m(method: bytes) -> str:
-    """Show a method in a reason."""
-    return method.decode("latin-1")
 
 
 # --- Freshness and age -------------------------------------------------------------------
@@ -579,7 +415,6 @@ class _StoredFacts:
         "_reused",
         "_reused_for",
         "cc",
-        "derived",
         "headers",
         "request_time",
         "response_time",
@@ -609,7 +444,6 @@ class _StoredFacts:
         self._reused_for: frozenset[bytes] | None = None
         self._reused: tuple[tuple[bytes, bytes], ...] = ()
         self._plain_for: tuple[int, FreshnessRules] | None = None
-        self.derived: dict[object, object] = {}
         self._plain: tuple[float, float, str, bool] = (0.0, 0.0, "", False)
 
     def dates(self, day: int) -> MessageDates:
@@ -699,24 +533,11 @@ def _revalidates_when_stale(cc: CacheControl, *, shared: bool) -> bool:
     return cc.must_revalidate or (shared and (cc.proxy_revalidate or cc.s_maxage is not None))
 
 
-def derived_values(stored: StoredResponse) -> dict[object, object]:
-    """
-    A place for values other modules derive from a stored response alone
-    (the proxy keeps its serialised fields there), kept with it for as
-    long as it is used: a new L{StoredResponse} (a freshened one, say)
-    starts empty.  Keys should name their owner.
-    """
-    return _facts_of(stored).derived
-
-
 def _facts_of(stored: StoredResponse) -> _StoredFacts:
     """The L{_StoredFacts} of C{stored}, parsed on first use."""
     facts = stored._facts
     if facts is None:
-        facts = _StoredFacts(stored)
-        # The one write to a frozen StoredResponse: a cache of values
-        # derived from it, excluded from its equality and copies.
-        object.__setattr__(stored, "_facts", facts)
+        facts = stored._facts = _StoredFacts(stored)
     return facts
 
 
@@ -727,16 +548,6 @@ _DIRECTIVE_FIELDS = frozenset({b"cache-control", b"pragma"})
 #: Request fields whose presence changes whether a stored response is
 #: reused (§3.5, §4.3.2); looked up in one set of names per request.
 _PRECONDITION_FIELDS = frozenset({b"if-match", b"if-unmodified-since"})
-
-
-@functools.lru_cache(maxsize=4096)
-def _stored_dates(headers: tuple[tuple[bytes, bytes], ...], day: int) -> MessageDates:
-    """
-    L{parse_dates} of a stored response, remembered per day: the current time
-    only matters to it for RFC 850 two-digit years (RFC 9110 §5.6.7), where
-    a day's precision is plenty.
-    """
-    return parse_dates(headers, now=day * 86400.0)
 
 
 def decide_reuse(
@@ -962,282 +773,6 @@ def headers_for_reuse(
     return headers
 
 
-# --- Validation --------------------------------------------------------------------------
-
-
-def conditional_request_headers(stored_headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    """
-    The validators to send when validating a stored response (RFC 9111
-    §4.3.1): C{If-None-Match} with its C{ETag}, and C{If-Modified-Since} with
-    its C{Last-Modified}.
-
-    @return: Zero, one or two fields.
-    """
-    stored_headers = list(stored_headers)
-    headers: RawHeaders = []
-    etags = field_values(stored_headers, b"etag")
-    if etags:
-        headers.append((b"If-None-Match", etags[0]))
-    modified = field_values(stored_headers, b"last-modified")
-    if modified and parse_http_date(modified[0]) is not None:
-        headers.append((b"If-Modified-Since", modified[0]))
-    return headers
-
-
-def validation_request_headers(
-    request_headers: Iterable[tuple[bytes, bytes]],
-    stored_headers: Iterable[tuple[bytes, bytes]],
-) -> RawHeaders:
-    """
-    The header fields of a request validating a stored response on behalf of
-    a client: the client's fields without its own C{If-None-Match} and
-    C{If-Modified-Since}, plus the stored response's validators (RFC 9111
-    §4.3.1). The client's own conditional is then answered from the
-    validated response with L{answer_client_conditional} (§4.3.2).
-    """
-    kept = [
-        (n, v)
-        for n, v in request_headers
-        if n.lower() not in (b"if-none-match", b"if-modified-since")
-    ]
-    return kept + conditional_request_headers(stored_headers)
-
-
-def _entity_tags(values: Iterable[bytes]) -> list[tuple[bool, bytes]]:
-    """Parse entity-tags (RFC 9110 §8.8.3) as C{(weak, opaque-tag)} pairs."""
-    tags = []
-    for element in split_list(values):
-        weak = element[:2] in (b"W/", b"w/")
-        opaque = element[2:] if weak else element
-        if len(opaque) >= 2 and opaque[:1] == b'"' and opaque[-1:] == b'"':
-            tags.append((weak, opaque))
-    return tags
-
-
-def selects_for_update(
-    stored_headers: Iterable[tuple[bytes, bytes]], new_headers: Iterable[tuple[bytes, bytes]]
-) -> bool:
-    """
-    Whether a 304 (or HEAD) response selects a stored response for update
-    (RFC 9111 §4.3.4), squeak keeping one stored response per key.
-
-    A strong C{ETag} in the new response selects only a stored response with
-    the same strong C{ETag}; otherwise a weak C{ETag} or a C{Last-Modified}
-    must match the stored one. A new response with no validator at all
-    selects the stored response it was a conditional answer about (§4.3.4
-    selects it only when that one lacks validators too; squeak trusts the
-    origin's 304 to its own conditional request).
-    """
-    stored_headers = list(stored_headers)
-    new_headers = list(new_headers)
-    stored_tags = _entity_tags(field_values(stored_headers, b"etag"))
-    new_tags = _entity_tags(field_values(new_headers, b"etag"))
-    new_modified = field_values(new_headers, b"last-modified")
-    strong = [opaque for weak, opaque in new_tags if not weak]
-    if strong:
-        return any(not weak and opaque in strong for weak, opaque in stored_tags)
-    if new_tags or new_modified:
-        if any(opaque in {o for _, o in new_tags} for _, opaque in stored_tags):
-            return True
-        stored_modified = field_values(stored_headers, b"last-modified")
-        new_date = parse_http_date(new_modified[0]) if new_modified else None
-        return bool(
-            stored_modified
-            and new_date is not None
-            and parse_http_date(stored_modified[0]) == new_date
-        )
-    return True
-
-
-_NOT_UPDATED = frozenset({b"content-length"}) | HOP_BY_HOP
-"""
-Fields a 304 never updates (RFC 9111 §3.2): Content-Length, and the
-connection-specific fields excepted from storage (§3.1).
-"""
-
-
-def freshen(
-    stored_headers: Iterable[tuple[bytes, bytes]],
-    response_304_headers: Iterable[tuple[bytes, bytes]],
-) -> RawHeaders:
-    """
-    Update a stored response's header fields from a 304 (RFC 9111 §4.3.4,
-    §3.2): each field in the 304 replaces every stored line of that name,
-    except C{Content-Length}, the hop-by-hop fields and those the 304's
-    C{Connection} names.
-
-    @return: The stored fields not replaced, in order, then the new ones.
-    """
-    new = list(response_304_headers)
-    excluded = _NOT_UPDATED | connection_options(new)
-    updates = [(n, v) for n, v in new if n.lower() not in excluded]
-    replaced = {n.lower() for n, _ in updates}
-    kept = [(n, v) for n, v in stored_headers if n.lower() not in replaced]
-    return kept + updates
-
-
-def freshen_stored(
-    stored: StoredResponse,
-    response_304_headers: Iterable[tuple[bytes, bytes]],
-    *,
-    request_time: float,
-    response_time: float,
-) -> StoredResponse:
-    """
-    The stored response after a 304 freshened it (RFC 9111 §4.3.4): its
-    headers updated by L{freshen}, and the request and response times of
-    the validation, from which its age is now computed (§4.2.3).
-    """
-    return dataclasses.replace(
-        stored,
-        headers=tuple(freshen(stored.headers, response_304_headers)),
-        request_time=request_time,
-        response_time=response_time,
-    )
-
-
-def handle_validation_response(
-    stored: StoredResponse,
-    status: int,
-    response_headers: Iterable[tuple[bytes, bytes]],
-    *,
-    stale_if_error: bool = False,
-) -> ValidationDecision:
-    """
-    What to do with the origin's answer to a conditional request (RFC 9111
-    §4.3.3).
-
-    @param stored: The stored response being validated.
-    @param status: The answer's status code.
-    @param response_headers: The answer's header fields.
-    @param stale_if_error: L{ReuseDecision.stale_if_error} of the decision
-        that led to the validation.
-    """
-    if status == 304:
-        if selects_for_update(stored.headers, response_headers):
-            return ValidationDecision(
-                Validation.FRESHEN,
-                "RFC 9111 §4.3.3: 304 Not Modified freshens the stored response",
-            )
-        return ValidationDecision(
-            Validation.RETRY,
-            "RFC 9111 §4.3.4: the 304's validators select no stored response",
-        )
-    if 500 <= status <= 599 and stale_if_error:
-        return ValidationDecision(
-            Validation.SERVE_STALE,
-            "RFC 9111 §4.3.3: 5xx while validating; stale-if-error allows the stored response "
-            "(RFC 5861 §4)",
-        )
-    return ValidationDecision(
-        Validation.REPLACE, "RFC 9111 §4.3.3: a full response replaces the stored one"
-    )
-
-
-def answer_client_conditional(
-    request_headers: Iterable[tuple[bytes, bytes]],
-    stored_headers: Iterable[tuple[bytes, bytes]],
-    *,
-    method: bytes = b"GET",
-    status: int = 200,
-) -> bool:
-    """
-    Whether a client's own conditional request is answered 304 from a
-    stored response (RFC 9111 §4.3.2, RFC 9110 §13.1.1-§13.1.3).
-
-    C{If-None-Match} uses the weak comparison (RFC 9110 §13.1.2) and
-    C{*} matches any stored response; when it is present,
-    C{If-Modified-Since} is ignored. C{If-Modified-Since} compares with the
-    stored C{Last-Modified}, or C{Date} when there is none (RFC 9111
-    §4.3.2). Preconditions apply only to GET and HEAD and to a 2xx response
-    (RFC 9110 §13.2.1).
-
-    @return: C{True} to answer 304 Not Modified.
-    """
-    if method.upper() not in (b"GET", b"HEAD") or not 200 <= status <= 299:
-        return False
-    request_headers = list(request_headers)
-    stored_headers = list(stored_headers)
-    if_none_match = field_values(request_headers, b"if-none-match")
-    if if_none_match:
-        if any(element == b"*" for element in split_list(if_none_match)):
-            return True
-        wanted = {opaque for _, opaque in _entity_tags(if_none_match)}
-        stored = {opaque for _, opaque in _entity_tags(field_values(stored_headers, b"etag"))}
-        return bool(wanted & stored)
-    since_values = field_values(request_headers, b"if-modified-since")
-    if not since_values:
-        return False
-    since = parse_http_date(since_values[0])
-    if since is None:
-        return False
-    dates = parse_dates(stored_headers)
-    modified = dates.last_modified if dates.last_modified is not None else dates.date
-    return modified is not None and modified <= since
-
-
-_NOT_MODIFIED_FIELDS = frozenset(
-    {
-        b"cache-control",
-        b"content-location",
-        b"date",
-        b"etag",
-        b"expires",
-        b"vary",
-        b"last-modified",
-    }
-)
-
-
-def not_modified_headers(stored_headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    """
-    The header fields of a 304 generated from a stored response (RFC 9110
-    §15.4.5: Cache-Control, Content-Location, Date, ETag, Expires and Vary,
-    plus Last-Modified as a validator); the caller adds C{Age}.
-    """
-    return [(n, v) for n, v in stored_headers if n.lower() in _NOT_MODIFIED_FIELDS]
-
-
-# --- Invalidation ------------------------------------------------------------------------
-
-
-def _origin(uri: str) -> tuple[str, str] | None:
-    """The C{(scheme, authority)} of a normalised absolute URI."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return None
-    authority = rest.split("/", 1)[0].split("?", 1)[0]
-    return scheme, authority.rpartition("@")[2]
-
-
-def invalidation_targets(
-    method: bytes,
-    status: int,
-    request_uri: str,
-    response_headers: Iterable[tuple[bytes, bytes]],
-) -> list[str]:
-    """
-    The URIs whose stored responses an unsafe request invalidates (RFC 9111
-    §4.4): the target URI, and the URIs in C{Location} and
-    C{Content-Location} when they have the same origin, after a non-error
-    (2xx or 3xx) response to a method that is not safe (RFC 9110 §9.2.1).
-
-    @return: Normalised absolute URIs, without duplicates; empty if nothing
-        is invalidated.
-    """
-    if method.upper() in _SAFE_METHODS or not 200 <= status <= 399:
-        return []
-    target = normalise_uri(request_uri)
-    targets = [target]
-    origin = _origin(target)
-    response_headers = list(response_headers)
-    for name in (b"location", b"content-location"):
-        for value in field_values(response_headers, name)[:1]:
-            try:
-                reference = value.decode("ascii")
-                resolved = normalise_uri(urljoin(target, reference))
-            except (UnicodeDecodeError, ValueError):
-                continue
-            if _origin(resolved) == origin and resolved not in targets:
-                targets.append(resolved)
-    return targets
+def _m(method: bytes) -> str:
+    """Show a method in a reason."""
+    return method.decode("latin-1")

@@ -4,7 +4,7 @@ The client connection: HTTP/1.1 requests in, responses out.
 
 L{ClientChannel} reads requests with the strict parser of L{squeak.http.request}
 and hands each one, complete with its body, to an L{Exchange}: the object a
-request handler (L{squeak.proxy.exchange.ForwardRequest}) subclasses to answer it.
+request handler (L{squeak.proxy.router.ForwardRequest}) subclasses to answer it.
 It replaces Twisted's C{HTTPChannel} and C{Request} on this side of the
 proxy; docs/architecture.md says why (speed, measured, and one strict
 reading of framing).

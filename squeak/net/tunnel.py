@@ -39,6 +39,11 @@ class UpstreamEnd(protocol.Protocol):
     buffers (an upgraded connection's first bytes may arrive with the head).
     """
 
+    #: The connected transport: a zope interface provider, which mypy
+    #: reads without its plugin as untyped (and never L{None} once
+    #: connected, which is when a tunnel uses it).
+    transport: Any
+
     def __init__(self) -> None:
         self.tunnel: Tunnel | None = None
         self.early: list[bytes] = []

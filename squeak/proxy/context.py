@@ -1,0 +1,53 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""
+What every exchange needs from the running service, built once by
+L{squeak.service.build_context} (the one place the proxy is wired).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.task import Cooperator
+
+from squeak.access.gatekeeper import Gatekeeper
+from squeak.accesslog import AccessLog
+from squeak.cache.facade import HttpCache
+from squeak.config import Config
+from squeak.net.deadlines import Deadlines
+from squeak.net.origin import UpstreamClient
+from squeak.net.wire import SendBatcher
+
+__all__ = ["ProxyContext"]
+
+
+@dataclass
+class ProxyContext:
+    """
+    Everything a request needs from the running service.
+
+    @ivar reactor: The reactor everything runs on (injected, never global).
+    @ivar upstream: The pooled origin client.
+    @ivar gatekeeper: Access rules and proxy authentication.
+    @ivar cache: The HTTP cache, through its one door.
+    @ivar deadlines: The origins' answer and read timeouts
+        (L{squeak.net.deadlines}).
+    @ivar batcher: Sends each reactor turn's writes together
+        (L{squeak.net.wire}).
+    @ivar channels: Open client connections (for stats and a clean shutdown).
+    @ivar connections_by_client: How many of them each client address has
+        (for C{maxconn} rules).
+    """
+
+    config: Config
+    reactor: Any
+    upstream: UpstreamClient
+    access_log: AccessLog
+    gatekeeper: Gatekeeper
+    cooperator: Cooperator
+    cache: HttpCache
+    deadlines: Deadlines
+    batcher: SendBatcher
+    channels: set[Any] = field(default_factory=set)
+    connections_by_client: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,527 @@
+# -*- test-case-name: tests.test_proxy_miss -*-
+"""
+Answers from the origin: the request rebuilt and sent through the pooled
+client, the answer relayed with backpressure and teed into the cache, and
+validation of a stored entry (RFC 9111 §4.3) with stale-if-error (RFC 5861
+§4).
+
+The streaming contract (docs/architecture.md):
+  - a response body is copied by a L{BodyRelay} handed to
+    C{response.deliverBody}; the upstream transport is registered as the
+    client response's streaming producer, so a slow client pauses the origin
+    read and memory stays bounded whatever the body size;
+  - only L{ResponseDone} (or L{PotentialDataLoss} for a close-delimited
+    body) finishes the client response cleanly; any other ending aborts the
+    client connection, so a truncated body never looks complete; and only
+    L{ResponseDone} commits a cache entry.
+
+This module is the one place that imports how a body ended
+(L{ResponseDone}, L{PotentialDataLoss}) and how a failure is named
+(L{error_for_failure}).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+from squeak.access.gatekeeper import AccessDeniedError
+from squeak.access.rules import may_cache
+from squeak.cache.facade import ResponseStorer, Transient, Validation
+from squeak.errors import ProxyError, error_for_failure
+from squeak.http.fields import RawHeaders, downstream_response_headers
+from squeak.http.methods import invalidates_cache
+from squeak.http.target import Target
+from squeak.net.deadlines import Deadlines, deadline_resolution
+from squeak.net.origin import UpstreamResponse
+from squeak.proxy.context import ProxyContext
+from squeak.proxy.hit import HitHandler
+from squeak.proxy.logtag import Answer
+from squeak.proxy.state import ExchangeState
+from squeak.proxy.xcache import X_CACHE_FIELDS
+
+if TYPE_CHECKING:
+    from squeak.proxy.exchange import ProxyExchange
+
+__all__ = ["BodyRelay", "MissHandler", "answer_upstream_failure"]
+
+#: Statuses whose responses never carry content (RFC 9110 §6.4.1).
+_NO_CONTENT_STATUSES = frozenset({204, 304})
+
+#: HTTP-version bytes of the common (protocol, major, minor) triples.
+_HTTP_VERSIONS = {(b"HTTP", 1, 1): b"HTTP/1.1", (b"HTTP", 1, 0): b"HTTP/1.0"}
+
+_log = Logger()
+
+
+def answer_upstream_failure(exchange: ProxyExchange, reason: Failure | BaseException) -> None:
+    """
+    The origin could not be reached or answered badly: log it, and answer
+    with the failure's page (a refusal by the rules at connection time,
+    L{Gatekeeper.peer_check}, is a refusal, not a miss).
+    """
+    if exchange.disconnected:
+        return
+    error = error_for_failure(reason)
+    exchange.answer = Answer.DENIED if isinstance(error, AccessDeniedError) else Answer.ORIGIN
+    _log.info(
+        "upstream failure for {url}: {name} {detail}",
+        url=exchange.uri.decode("latin-1"),
+        name=error.name,
+        detail=error.detail,
+    )
+    exchange.send_error(error)
+
+
+class MissHandler:
+    """
+    Fetches one request from the origin and relays (and perhaps stores)
+    the answer; or validates a stored entry with it.
+    """
+
+    __slots__ = (
+        "_context",
+        "_exchange",
+        "_overdue",
+        "_pending",
+        "_read_timed_out",
+        "_relay",
+        "_request_time",
+        "_storer",
+        "_timing_answer",
+        "_transient",
+        "_validating",
+    )
+
+    def __init__(
+        self,
+        exchange: ProxyExchange,
+        context: ProxyContext,
+        *,
+        validating: bool = False,
+        transient: Transient | None = None,
+    ) -> None:
+        """
+        @param validating: Whether the request validates the stored entry
+            its lookup found (RFC 9111 §4.3.1).
+        @param transient: The fetch this request leads, that identical
+            requests wait for (collapsed forwarding).
+        """
+        self._exchange = exchange
+        self._context = context
+        self._validating = validating
+        self._transient = transient
+        self._storer: ResponseStorer | None = None
+        self._relay: BodyRelay | None = None
+        self._pending: defer.Deferred[Any] | None = None
+        self._request_time = 0.0
+        self._timing_answer = False
+        self._read_timed_out = False
+        self._overdue: float | None = None
+
+    def fetch(self, target: Target, max_forwards: int | None) -> None:
+        """
+        Send the request upstream (as a validation if validating), with the
+        spooled body from its start.
+        """
+        exchange = self._exchange
+        context = self._context
+        outgoing = exchange.outgoing_headers(target, max_forwards)
+        lookup = exchange.lookup
+        if self._validating and lookup is not None and lookup.hit is not None:
+            outgoing = context.cache.validation_headers(outgoing, lookup)
+        body = exchange.body
+        if body is not None:
+            body.seek(0)
+        timeouts = context.config.timeouts
+        exchange.state = ExchangeState.FETCHING
+        exchange.hierarchy = "HIER_DIRECT"
+        exchange.peer = target.host
+        self._request_time = context.reactor.seconds()
+        pending = context.upstream.request(
+            exchange.method, target, outgoing, body, check_peer=exchange.peer_check()
+        )
+        self._pending = pending
+        # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
+        # per request: this runs on every miss (squeak/net/deadlines.py).
+        timeout = timeouts.connect + timeouts.read
+        self._timing_answer = True
+        context.deadlines.set(self, timeout, self._no_answer_in_time, pending, timeout)
+        pending.addCallbacks(self._got_response, self._upstream_failed)
+        pending.addErrback(exchange.internal_error)
+
+    def _no_answer_in_time(self, pending: defer.Deferred[Any], timeout: float) -> None:
+        """
+        The origin did not answer (connect plus read timeout): give up on
+        it; L{_upstream_failed} answers 504.
+        """
+        self._timing_answer = False
+        self._overdue = timeout
+        pending.cancel()
+
+    def _stop_timing_answer(self) -> None:
+        if self._timing_answer:
+            self._timing_answer = False
+            self._context.deadlines.cancel(self)
+
+    def _end_transient(self, stored: bool) -> None:
+        if self._transient is not None:
+            transient, self._transient = self._transient, None
+            transient.finish(complete=stored)
+
+    def _upstream_failed(self, reason: Failure) -> None:
+        self._pending = None
+        self._stop_timing_answer()
+        failure: Failure | BaseException = reason
+        if self._overdue is not None and isinstance(reason.value, defer.CancelledError):
+            failure = ProxyError(
+                "ERR_READ_TIMEOUT", 504, f"no response from the origin within {self._overdue:g}s"
+            )
+        self._end_transient(False)
+        exchange = self._exchange
+        lookup = exchange.lookup
+        if (
+            self._validating
+            # A refusal (Gatekeeper.check_peer) is answered as one, never
+            # with a stale copy.
+            and not isinstance(reason.value, AccessDeniedError)
+            and lookup is not None
+            and lookup.hit is not None
+            and lookup.decision.stale_if_error
+            and not exchange.disconnected
+        ):
+            # RFC 5861 stale-if-error: the origin is unreachable, serve stale.
+            HitHandler(exchange, self._context).serve(
+                lookup.hit, lookup.hit.meta, Answer.STALE_ON_ERROR
+            )
+            return
+        answer_upstream_failure(exchange, failure)
+
+    def _got_response(self, response: UpstreamResponse) -> None:
+        self._pending = None
+        self._stop_timing_answer()
+        exchange = self._exchange
+        if response.peer:
+            exchange.peer = response.peer
+        if exchange.disconnected:
+            response.deliverBody(_Discard())
+            return
+        exchange.answer = Answer.ORIGIN
+        context = self._context
+        config = context.config
+        annotated = exchange.lookup is not None
+        fields = downstream_response_headers(
+            response.raw_headers,
+            visible_hostname=config.proxy.visible_hostname,
+            via=config.proxy.via,
+            response_version=_HTTP_VERSIONS.get(response.version)
+            or b"HTTP/%d.%d" % (response.version[1], response.version[2]),
+            # Another cache's X-Cache fields, when ours are added.
+            replaced=X_CACHE_FIELDS if annotated else frozenset(),
+        )
+        if self._validating and self._answered_by_validation(response, fields):
+            return
+        self._store_or_invalidate(response, fields)
+        exchange.state = ExchangeState.RELAYING_BODY
+        exchange.set_status(response.code, response.phrase)
+        exchange.response_fields += fields
+        if annotated:
+            exchange.annotate(hit=False, replace=False)
+        if exchange.method == b"HEAD":
+            if response.content_length is not None:
+                exchange.content_length = response.content_length
+        elif response.code not in _NO_CONTENT_STATUSES and isinstance(response.length, int):
+            # A known length is relayed as Content-Length, so the channel does
+            # not re-chunk it and a truncation is visible to the client.
+            exchange.content_length = response.length
+        relay = BodyRelay(self, config.timeouts.read, context.reactor, context.deadlines)
+        self._relay = relay
+        response.deliverBody(relay)
+
+    def _answered_by_validation(self, response: UpstreamResponse, fields: RawHeaders) -> bool:
+        """
+        The origin answered a validation request (RFC 9111 §4.3.3): a 304
+        freshens the stored response, which is served; a server error may
+        let a stale one be served (stale-if-error); anything else replaces
+        it, continuing as a miss.
+        """
+        exchange = self._exchange
+        cache = self._context.cache
+        lookup = exchange.lookup
+        assert lookup is not None and lookup.hit is not None
+        verdict = cache.validation_verdict(lookup, response.code, fields)
+        if verdict.kind is Validation.FRESHEN:
+            meta = cache.freshen(
+                lookup,
+                fields,
+                request_time=self._request_time,
+                response_time=self._context.reactor.seconds(),
+            )
+            response.deliverBody(_Drain())
+            HitHandler(exchange, self._context).serve(lookup.hit, meta, Answer.VALIDATED)
+            return True
+        if verdict.kind is Validation.SERVE_STALE:
+            response.deliverBody(_Discard())
+            HitHandler(exchange, self._context).serve(
+                lookup.hit, lookup.hit.meta, Answer.STALE_ON_ERROR
+            )
+            return True
+        lookup.release()
+        exchange.answer = Answer.REPLACED
+        return False
+
+    def _store_or_invalidate(self, response: UpstreamResponse, fields: RawHeaders) -> None:
+        """
+        Start storing a cacheable response as it streams, or invalidate
+        after an unsafe method (RFC 9111 §4.4).
+        """
+        cache = self._context.cache
+        if not cache.enabled:
+            return
+        exchange = self._exchange
+        method = exchange.method
+        if invalidates_cache(method):
+            uri = exchange.cache_uri or exchange.uri.decode("latin-1")
+            cache.invalidate_after(method, response.code, uri, fields)
+            return
+        lookup = exchange.lookup
+        if lookup is not None and lookup.uncacheable:
+            # Known not storable a moment ago: no storability decision per
+            # request (the memo expires and the URL is tried again).
+            return
+        facts = exchange.facts
+        context = self._context
+        self._storer = cache.storer(
+            lookup,
+            method=method,
+            request_headers=exchange.received,
+            status=response.code,
+            reason=response.phrase,
+            response_headers=fields,
+            length=response.length if isinstance(response.length, int) else None,
+            request_time=self._request_time,
+            response_time=context.reactor.seconds(),
+            client=exchange.client_host,
+            allowed_by_rules=facts is None or may_cache(context.gatekeeper.policy.cache, facts),
+        )
+        if self._storer is None:
+            if lookup is not None and method == b"GET":
+                cache.note_uncacheable(lookup.primary, context.reactor.seconds())
+            self._end_transient(False)
+
+    # What the BodyRelay drives.
+
+    def register_producer(self, producer: Any, streaming: bool) -> None:
+        """
+        Let the client connection pause the relay (backpressure).
+        """
+        self._exchange.register_producer(producer, streaming)
+
+    def write(self, data: bytes) -> None:
+        """
+        Relay body bytes to the client, teed into the entry being stored.
+        """
+        if self._storer is not None and data:
+            self._storer.data(data)
+        self._exchange.write(data)
+
+    def note_read_timeout(self) -> None:
+        """
+        The relay stopped an origin that went silent mid-body.
+        """
+        self._read_timed_out = True
+
+    def body_ended(self, reason: Failure) -> None:
+        """
+        The upstream body ended: finish cleanly only when it is known to be
+        complete; otherwise abort the client connection.
+        """
+        # The relay is done: let go of it, so that this handler and its
+        # relay (which refers back to it) are freed by reference counting
+        # rather than left for the cyclic garbage collector.
+        self._relay = None
+        stored = False
+        if self._storer is not None:
+            # Only a body known to be complete is committed; a close-delimited
+            # one (PotentialDataLoss) might have been cut short.
+            stored = self._storer.finish(complete=isinstance(reason.value, ResponseDone))
+            self._storer = None
+        self._end_transient(stored)
+        exchange = self._exchange
+        if exchange.disconnected or exchange.finished:
+            return
+        exchange.unregister_producer()
+        if isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
+            exchange.finish()
+            return
+        exchange.body_cut = True
+        why = (
+            f"no data from the origin for {self._context.config.timeouts.read:g}s"
+            if self._read_timed_out
+            else error_for_failure(reason).detail
+        )
+        expected = "" if exchange.content_length is None else f" of {exchange.content_length}"
+        _log.info(
+            "origin response for {url} ended after {sent}{expected} body bytes ({why}); "
+            "closing the client connection",
+            url=exchange.uri.decode("latin-1"),
+            sent=exchange.sent_length,
+            expected=expected,
+            why=why,
+        )
+        exchange.abort_client()
+
+    def ended(self, reason: Failure | None) -> None:
+        """
+        The exchange is over; if the client left, stop the upstream work.
+        """
+        self._stop_timing_answer()
+        if reason is not None:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                pending.cancel()
+            if self._relay is not None and not self._relay.done:
+                self._relay.stopProducing()
+
+
+class BodyRelay:
+    """
+    Copies one upstream response body to the client, with backpressure and a
+    read timeout.
+
+    It is both the L{IProtocol} given to C{response.deliverBody} and the
+    L{IPushProducer} registered with the client response.  It forwards pause
+    and resume to the upstream transport, and it suspends the read timeout
+    while paused: an origin is not to blame for a slow client.
+
+    @ivar done: Whether the body ended.
+    """
+
+    __slots__ = ("_deadlines", "_paused", "_read_timeout", "_request", "done", "transport")
+
+    #: Bodies of at most this many bytes (known in advance) are relayed
+    #: without registering as the client connection's producer.
+    SMALL_BODY = 65536
+
+    def __init__(
+        self,
+        request: MissHandler,
+        read_timeout: float,
+        reactor: Any,
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        """
+        @param request: What the body goes to (L{MissHandler}: C{write},
+            C{register_producer}, C{body_ended}, C{note_read_timeout}).
+        @param deadlines: Where the read timeout is kept (the proxy's,
+            shared by every relay); by default the relay's own.
+        """
+        self._request = request
+        self._read_timeout = read_timeout
+        if deadlines is None:
+            deadlines = Deadlines(reactor, deadline_resolution(read_timeout))
+        self._deadlines = deadlines
+        self._paused = False
+        self.transport: Any = None
+        self.done = False
+
+    # IProtocol, driven by the upstream response
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self.connectionMade()
+
+    def connectionMade(self) -> None:
+        length = getattr(self.transport, "length", None)
+        if not (isinstance(length, int) and length <= self.SMALL_BODY):
+            # A body of unknown length, or a large one: let the client's
+            # connection pause the origin as its buffer fills.  A small one
+            # cannot fill it (and the request stops the relay itself if the
+            # client leaves), so most small misses skip the bookkeeping.
+            self._request.register_producer(self, True)
+        self._arm()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._arm()
+        self._request.write(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.done = True
+        self._disarm()
+        self._request.body_ended(reason)
+
+    # IPushProducer, driven by the client channel
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self.transport is not None:
+            self.transport.resumeProducing()
+        if not self.done:
+            self._arm()
+
+    def stopProducing(self) -> None:
+        """
+        The client went away: stop reading from the origin.  Losing the
+        upstream connection keeps a half-read response out of the pool.
+        """
+        self._disarm()
+        if self.transport is not None and not self.done:
+            self.transport.stopProducing()
+
+    def _arm(self) -> None:
+        if self._paused or self.done:
+            return
+        self._deadlines.set(self, self._read_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        self._deadlines.cancel(self)
+
+    def _timed_out(self) -> None:
+        self._request.note_read_timeout()
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+class _Drain:
+    """
+    Consumes a response body that carries nothing wanted (a 304's), leaving
+    the upstream connection reusable.
+    """
+
+    __slots__ = ()
+
+    def makeConnection(self, transport: Any) -> None:
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+
+class _Discard:
+    """
+    Drains and drops a response body nobody wants any more (its client
+    left), stopping the upstream read at once.
+    """
+
+    __slots__ = ()
+
+    def makeConnection(self, transport: Any) -> None:
+        transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass

@@ -1,0 +1,286 @@
+# -*- test-case-name: tests.test_proxy_relay -*-
+"""
+Answers that turn the client connection into a byte relay: CONNECT tunnels
+(RFC 9110 §9.3.6) and protocol upgrades such as WebSocket (RFC 9110 §7.8),
+relayed by L{squeak.net.tunnel.Tunnel} with backpressure both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import ClientFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from squeak.access.gatekeeper import AccessDeniedError
+from squeak.errors import ProxyError
+from squeak.http.fields import (
+    RawHeaders,
+    connection_options,
+    downstream_response_headers,
+    first_value,
+)
+from squeak.http.target import Target
+from squeak.net.tunnel import Tunnel, UpstreamEnd, UpstreamEndFactory
+from squeak.net.upgrade import (
+    BadResponseHeadError,
+    ResponseHead,
+    UpgradeUpstream,
+    content_length,
+    request_head,
+    response_head,
+)
+from squeak.proxy.context import ProxyContext
+from squeak.proxy.logtag import Answer
+from squeak.proxy.miss import answer_upstream_failure
+from squeak.proxy.state import ExchangeState
+
+if TYPE_CHECKING:
+    from squeak.proxy.exchange import ProxyExchange
+
+__all__ = ["RelayHandler", "asks_for_upgrade"]
+
+
+def _transport(protocol: UpstreamEnd | UpgradeUpstream) -> Any:
+    """
+    The connected transport of an upstream end (a zope interface, which
+    mypy reads without its plugin as an untyped attribute: L{Any}).
+    """
+    return protocol.transport
+
+
+def asks_for_upgrade(received: RawHeaders) -> bool:
+    """
+    Whether a request asks to switch protocols (RFC 9110 §7.8): an Upgrade
+    field named by Connection.
+    """
+    return b"upgrade" in connection_options(received) and any(
+        name.lower() == b"upgrade" for name, _ in received
+    )
+
+
+class _UpgradeFactory(ClientFactory):
+    """
+    Builds the L{UpgradeUpstream} that carries one upgrade request.
+    """
+
+    noisy = False
+
+    def __init__(self, head: bytes, check_peer: Callable[[str], None] | None) -> None:
+        self._head = head
+        self._check_peer = check_peer
+
+    def buildProtocol(self, addr: Any) -> UpgradeUpstream:
+        upstream = UpgradeUpstream(self._head, self._check_peer)
+        upstream.factory = self
+        return upstream
+
+
+class RelayHandler:
+    """
+    Opens the upstream connection of a CONNECT or an upgrade, and hands the
+    client connection to a L{Tunnel} once the origin agreed.
+    """
+
+    __slots__ = ("_context", "_exchange", "_pending")
+    _log = Logger()
+
+    def __init__(self, exchange: ProxyExchange, context: ProxyContext) -> None:
+        self._exchange = exchange
+        self._context = context
+        self._pending: defer.Deferred[Any] | None = None
+
+    # -- CONNECT ------------------------------------------------------------
+
+    def connect(self, host: str, port: int) -> None:
+        """
+        CONNECT (RFC 9110 §9.3.6): connect to the authority, answer 200 only
+        once the connection is open, then relay bytes both ways.
+        """
+        exchange = self._exchange
+        exchange.state = ExchangeState.FETCHING
+        exchange.hierarchy = "HIER_DIRECT"
+        exchange.peer = host
+        endpoint = HostnameEndpoint(
+            self._context.reactor, host, port, timeout=self._context.config.timeouts.connect
+        )
+        pending = endpoint.connect(UpstreamEndFactory())  # type: ignore[arg-type]
+        self._pending = pending
+        pending.addCallbacks(self._tunnel_connected, self._failed)
+        pending.addErrback(exchange.internal_error)
+
+    def _tunnel_connected(self, upstream: UpstreamEnd) -> None:
+        self._pending = None
+        exchange = self._exchange
+        if exchange.disconnected:
+            _transport(upstream).loseConnection()
+            return
+        exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
+        check_peer = exchange.peer_check()
+        if check_peer is not None:
+            try:
+                check_peer(exchange.peer)
+            except AccessDeniedError as error:
+                # Nothing was sent to it: close, and refuse the client.
+                _transport(upstream).abortConnection()
+                exchange.answer = Answer.DENIED
+                exchange.send_error(error)
+                return
+        exchange.answer = Answer.TUNNEL
+        self._start_tunnel()
+        tunnel = Tunnel(
+            self._context.reactor, self._context.config.timeouts.tunnel_idle, self._tunnel_closed
+        )
+        tunnel.start(exchange.channel, upstream, b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+    def _tunnel_closed(self, tunnel: Tunnel) -> None:
+        """
+        Log the tunnel: Squid's size field is the bytes relayed to the
+        client; both directions go to the service log.
+        """
+        self._log.info(
+            "tunnel to {target} closed: {down} bytes to client, {up} from client{idle}",
+            target=self._exchange.uri.decode("latin-1"),
+            down=tunnel.to_client,
+            up=tunnel.from_client,
+            idle=" (idle timeout)" if tunnel.idle_timed_out else "",
+        )
+        self._exchange.write_access_log(status=200, size=tunnel.to_client)
+
+    def _start_tunnel(self) -> None:
+        """
+        The tunnel takes the connection over: nothing is left to cancel, and
+        the exchange lets go of this handler (the tunnel holds it).
+        """
+        self._exchange.state = ExchangeState.TUNNELLING
+        self._exchange.hand_over(None)
+
+    def _failed(self, reason: Failure) -> None:
+        self._pending = None
+        answer_upstream_failure(self._exchange, reason)
+
+    # -- Upgrade --------------------------------------------------------------
+
+    def upgrade(self, target: Target) -> None:
+        """
+        A protocol upgrade (WebSocket, RFC 9110 §7.8): the request goes over
+        a raw connection so the origin's 101 can be seen
+        (L{squeak.net.upgrade}).
+        """
+        exchange = self._exchange
+        received = exchange.received
+        outgoing = exchange.outgoing_headers(target, None)
+        offered = b", ".join(v for n, v in received if n.lower() == b"upgrade")
+        outgoing += [(b"Connection", b"Upgrade"), (b"Upgrade", offered)]
+        head = request_head(exchange.method, target.path, outgoing)
+        exchange.state = ExchangeState.FETCHING
+        exchange.hierarchy = "HIER_DIRECT"
+        exchange.peer = target.host
+        endpoint = self._context.upstream.endpoint(target.scheme, target.host, target.port)
+        pending = endpoint.connect(_UpgradeFactory(head, exchange.peer_check()))
+        self._pending = pending
+        pending.addCallbacks(self._upgrade_connected, self._failed)
+        pending.addErrback(exchange.internal_error)
+
+    def _upgrade_connected(self, upstream: UpgradeUpstream) -> None:
+        self._pending = None
+        exchange = self._exchange
+        if exchange.disconnected:
+            _transport(upstream).loseConnection()
+            return
+        exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
+        waiting = upstream.head_received
+        self._pending = waiting
+        waiting.addTimeout(
+            self._context.config.timeouts.read,
+            self._context.reactor,
+            onTimeoutCancel=self._response_timed_out,
+        )
+        waiting.addCallback(self._upgrade_answered, upstream)
+        waiting.addErrback(self._upgrade_failed, upstream)
+        waiting.addErrback(exchange.internal_error)
+
+    @staticmethod
+    def _response_timed_out(result: Any, timeout: float) -> Any:
+        """
+        The origin did not answer an upgrade request in time: 504.
+        """
+        if isinstance(result, Failure) and isinstance(result.value, defer.CancelledError):
+            raise ProxyError(
+                "ERR_READ_TIMEOUT", 504, f"no response from the origin within {timeout:g}s"
+            )
+        return result
+
+    def _upgrade_failed(self, reason: Failure, upstream: UpgradeUpstream) -> None:
+        self._pending = None
+        _transport(upstream).abortConnection()
+        failure: Failure | BaseException = reason
+        if isinstance(reason.value, BadResponseHeadError):
+            failure = ProxyError("ERR_INVALID_RESP", 502, reason.getErrorMessage())
+        answer_upstream_failure(self._exchange, failure)
+
+    def _upgrade_answered(
+        self, answer: tuple[ResponseHead, bytes], upstream: UpgradeUpstream
+    ) -> None:
+        """
+        Relay the origin's answer: a 101 turns the connection into a tunnel;
+        anything else is relayed once and the connection closes.
+        """
+        self._pending = None
+        head, rest = answer
+        exchange = self._exchange
+        if exchange.disconnected:
+            _transport(upstream).loseConnection()
+            return
+        config = self._context.config
+        fields = downstream_response_headers(
+            head.headers,
+            visible_hostname=config.proxy.visible_hostname,
+            via=config.proxy.via,
+            response_version=head.version,
+        )
+        limit = None
+        if head.status == 101:
+            switched = b", ".join(v for n, v in head.headers if n.lower() == b"upgrade")
+            fields += [(b"Connection", b"Upgrade"), (b"Upgrade", switched)]
+        else:
+            framing = [(n, v) for n, v in head.headers if n.lower() == b"transfer-encoding"]
+            length = content_length(head.headers)
+            if length is not None:
+                fields.append((b"Content-Length", b"%d" % length))
+                limit = length
+            fields += [*framing, (b"Connection", b"close")]
+        first = response_head(head, fields)
+        exchange.code = head.status
+        exchange.head_bytes = len(first)
+        exchange.set_field(b"Content-Type", first_value(head.headers, b"content-type") or b"-")
+        if rest:
+            upstream.early.append(rest)
+        self._start_tunnel()
+        tunnel = Tunnel(
+            self._context.reactor,
+            config.timeouts.tunnel_idle,
+            self._upgrade_closed,
+            limit_to_client=limit,
+        )
+        tunnel.start(exchange.channel, upstream, first)
+        if limit == 0:
+            tunnel.upstream_data(b"")
+
+    def _upgrade_closed(self, tunnel: Tunnel) -> None:
+        exchange = self._exchange
+        exchange.write_access_log(
+            status=exchange.code, size=exchange.head_bytes + tunnel.to_client
+        )
+
+    def ended(self, reason: Failure | None) -> None:
+        """
+        The exchange is over: if the client left, stop connecting.
+        """
+        if reason is not None and self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.cancel()

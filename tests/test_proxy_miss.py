@@ -1,0 +1,191 @@
+"""
+Socket-free transcripts of L{squeak.proxy.miss}: a miss forwarded to an
+in-memory origin and relayed, and a validation (RFC 9111 §4.3).
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from squeak.proxy.state import ExchangeState
+from tests.transcript import ORIGIN_IP, Transcript
+
+
+def _get(path: bytes, *fields: bytes) -> bytes:
+    head = b"GET http://%s%s HTTP/1.1\r\nHost: %s\r\n" % (
+        ORIGIN_IP.encode(),
+        path,
+        ORIGIN_IP.encode(),
+    )
+    return head + b"".join(field + b"\r\n" for field in fields) + b"\r\n"
+
+
+class MissTranscriptTests(SynchronousTestCase):
+    """
+    A miss goes to the origin rebuilt (origin form, Via) and comes back
+    relayed with our fields.
+    """
+
+    def test_miss_is_forwarded_and_relayed(self) -> None:
+        """
+        The origin receives the request in origin form with our Via; the
+        client receives the origin's answer with X-Cache MISS, and the line
+        says TCP_MISS.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/page"))
+        forwarded = t.origin_received()
+        self.assertTrue(forwarded.startswith(b"GET /page HTTP/1.1\r\n"), forwarded)
+        self.assertIn(b"Via: 1.1 squeak.test", forwarded)
+        self.assertEqual(t.client_received(), b"")
+        exchange = t.channel._exchange
+        self.assertIs(exchange.state, ExchangeState.FETCHING)
+        self.assertIn("FETCHING", repr(exchange))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertIn(b"X-Cache: MISS from squeak.test", answer)
+        self.assertIn(b"Content-Length: 5\r\n", answer)
+        self.assertTrue(answer.endswith(b"\r\n\r\nhello"))
+        self.assertIs(exchange.state, ExchangeState.DONE)
+        self.assertEqual(t.log_tags(), ["TCP_MISS"])
+
+    def test_body_cut_short_aborts_the_client(self) -> None:
+        """
+        An origin that closes before its Content-Length is complete makes
+        the proxy close the client connection (a truncation the client can
+        see), logged TCP_MISS_ABORTED.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/short"))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        t.origin_closes()
+        self.assertTrue(t.client_received().endswith(b"half"))
+        self.assertTrue(t.client.disconnecting)
+        self.assertEqual(t.log_tags(), ["TCP_MISS_ABORTED"])
+
+
+class ValidationTranscriptTests(SynchronousTestCase):
+    """
+    A stale entry is validated with the origin (RFC 9111 §4.3.1), and a 304
+    freshens and serves it (§4.3.4).
+    """
+
+    def test_not_modified_serves_the_stored_entry(self) -> None:
+        """
+        The second request carries the stored ETag as If-None-Match; the
+        origin's 304 lets the stored body be served, logged
+        TCP_REFRESH_UNMODIFIED.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/v"))
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nETag: "v1"\r\n'
+            b"Content-Length: 6\r\n\r\nstored"
+        )
+        self.assertTrue(t.client_received().endswith(b"stored"))
+        t.client_sends(_get(b"/v"))
+        validation = t.origin_received()
+        self.assertTrue(validation.startswith(b"GET /v HTTP/1.1\r\n"), validation)
+        self.assertIn(b'If-None-Match: "v1"', validation)
+        t.origin_sends(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertIn(b"X-Cache: HIT from squeak.test", answer)
+        self.assertTrue(answer.endswith(b"\r\n\r\nstored"))
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_REFRESH_UNMODIFIED"])
+
+    def test_modified_replaces_the_stored_entry(self) -> None:
+        """
+        A full answer to the validation is relayed (and replaces the entry),
+        logged TCP_REFRESH_MODIFIED.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/m"))
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nETag: "v1"\r\n'
+            b"Content-Length: 3\r\n\r\nold"
+        )
+        t.client_received()
+        t.client_sends(_get(b"/m"))
+        self.assertIn(b'If-None-Match: "v1"', t.origin_received())
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nETag: "v2"\r\n'
+            b"Content-Length: 3\r\n\r\nnew"
+        )
+        self.assertTrue(t.client_received().endswith(b"\r\n\r\nnew"))
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_REFRESH_MODIFIED"])
+
+    def test_server_error_serves_stale_if_allowed(self) -> None:
+        """
+        RFC 5861 §4: a 5xx answer to the validation of an entry whose
+        stale-if-error window is open serves the stored entry instead,
+        logged TCP_REFRESH_FAIL_OLD.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/s"))
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-if-error=600\r\nETag: "v1"\r\n'
+            b"Content-Length: 5\r\n\r\nstale"
+        )
+        t.client_received()
+        t.clock.advance(5)
+        t.client_sends(_get(b"/s"))
+        self.assertIn(b'If-None-Match: "v1"', t.origin_received())
+        t.origin_sends(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertTrue(answer.endswith(b"\r\n\r\nstale"))
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_REFRESH_FAIL_OLD"])
+
+
+class OriginFailureTranscriptTests(SynchronousTestCase):
+    """
+    An origin that answers what cannot be read gets the client an error
+    page, not a guess.
+    """
+
+    def test_unreadable_answer_is_502(self) -> None:
+        """
+        A response head with a malformed Content-Length is refused: the
+        client gets 502 ERR_INVALID_RESP, logged TCP_MISS.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/bad"))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), answer)
+        self.assertIn(b"ERR_INVALID_RESP", answer)
+        self.assertEqual(t.log_tags(), ["TCP_MISS"])
+
+
+class CollapsedForwardingTranscriptTests(SynchronousTestCase):
+    """
+    Identical misses wait for one fetch (collapsed forwarding) and are
+    answered from the cache when it ends.
+    """
+
+    def test_second_client_waits_for_the_first_fetch(self) -> None:
+        """
+        While one client's GET is at the origin, another client's identical
+        GET waits (state WAITING) instead of opening a second fetch; when
+        the first is stored, the second is a memory hit.
+        """
+        t = Transcript(self)
+        second = t.connect_client()
+        t.client_sends(_get(b"/c"))
+        t.client_sends(_get(b"/c"), client=second)
+        self.assertEqual(len(t.origins), 1)
+        waiting = t.clients[second].channel._exchange
+        self.assertIs(waiting.state, ExchangeState.WAITING)
+        t.origin_sends(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 3\r\n\r\none"
+        )
+        self.assertTrue(t.client_received().endswith(b"\r\n\r\none"))
+        answer = t.client_received(second)
+        self.assertTrue(answer.endswith(b"\r\n\r\none"), answer)
+        self.assertIn(b"X-Cache: HIT from squeak.test", answer)
+        self.assertEqual(len(t.origins), 1)
+        # The waiting request is answered as the entry commits, a moment
+        # before the leader's own response finishes.
+        self.assertEqual(t.log_tags(), ["TCP_MEM_HIT", "TCP_MISS"])
