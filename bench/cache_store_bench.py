@@ -1,6 +1,6 @@
 """
 Benchmark of the disk store: committing a large body by renaming its part
-file (squeak's L{squeak.cache.disk.BodyDisk}) versus diskcache's own
+file (squeak's L{squeak.cache.layout.BodyDisk}) versus diskcache's own
 C{Cache.set(key, file, read=True)}, which copies it; and read throughput of
 a stored body.
 

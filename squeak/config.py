@@ -52,6 +52,7 @@ from squeak.config_values import (
     _fraction,
     _integer,
     _listen_addresses,
+    _log_format,
     _log_path,
     _networks,
     _one_of,
@@ -66,6 +67,8 @@ from squeak.config_values import (
     _show,
     _size,
     _suggest,
+    _syslog_facility,
+    _syslog_tag,
     _visible_hostname,
     default_cache_dir,
     default_visible_hostname,
@@ -73,10 +76,8 @@ from squeak.config_values import (
     parse_listen_address,
     parse_size,
 )
-from squeak.logformat import FormatError
-from squeak.logline import PRESET_NAMES, formatter
-from squeak.values import IPNetwork, parse_network, syslog_priority
-from squeak.values import quote as _quote
+from squeak.logline import PRESET_NAMES
+from squeak.values import IPNetwork, parse_network
 
 __all__ = [
     "ACL_TABLE",
@@ -397,49 +398,6 @@ class AuthConfig:
         doc="How long verified credentials are remembered before the password is checked again.",
         parse=_positive_duration,
     )
-
-
-def _log_format(value: object, base_dir: str) -> str:
-    """
-    A preset name or a Squid logformat string, compiled here so that a bad
-    code stops start-up (compiled formats are cached, so the service does not
-    compile it again).
-    """
-    names = ", ".join(f'"{name}"' for name in ACCESS_LOG_FORMATS)
-    if not isinstance(value, str):
-        raise InvalidValueError(
-            f"expected one of {names} or a format string with %codes, got {_show(value)}"
-        )
-    if value not in ACCESS_LOG_FORMATS and "%" not in value:
-        raise InvalidValueError(
-            f"expected one of {names} or a format string with %codes, got {_quote(value)}"
-        )
-    try:
-        formatter(value)
-    except FormatError as e:
-        raise InvalidValueError(str(e)) from None
-    return value
-
-
-def _syslog_facility(value: object, base_dir: str) -> str:
-    """Squid's C{facility.priority}, e.g. C{"local4.info"}."""
-    if not isinstance(value, str):
-        raise InvalidValueError(f'expected a facility like "local4.info", got {_show(value)}')
-    try:
-        syslog_priority(value)
-    except ValueError as e:
-        raise InvalidValueError(str(e)) from None
-    return value
-
-
-_SYSLOG_TAG = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-
-def _syslog_tag(value: object, base_dir: str) -> str:
-    """A syslog tag: 1 to 32 letters, digits, C{_}, C{.} or C{-}."""
-    if not isinstance(value, str) or not _SYSLOG_TAG.fullmatch(value):
-        raise InvalidValueError(f"expected 1 to 32 letters, digits, _ . or -, got {_show(value)}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)

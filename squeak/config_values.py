@@ -27,7 +27,9 @@ from fractions import Fraction
 from socket import gethostname
 from typing import Any, cast
 
-from squeak.values import IPNetwork, parse_network
+from squeak.logformat import FormatError
+from squeak.logline import PRESET_NAMES, formatter
+from squeak.values import IPNetwork, parse_network, syslog_priority
 from squeak.values import is_open as _is_open
 from squeak.values import quote as _quote
 
@@ -626,3 +628,46 @@ def _suggest(name: str, known: list[str]) -> str:
     if close:
         return f"did you mean {close[0]}?"
     return "expected one of " + ", ".join(known)
+
+
+def _log_format(value: object, base_dir: str) -> str:
+    """
+    A preset name or a Squid logformat string, compiled here so that a bad
+    code stops start-up (compiled formats are cached, so the service does not
+    compile it again).
+    """
+    names = ", ".join(f'"{name}"' for name in PRESET_NAMES)
+    if not isinstance(value, str):
+        raise InvalidValueError(
+            f"expected one of {names} or a format string with %codes, got {_show(value)}"
+        )
+    if value not in PRESET_NAMES and "%" not in value:
+        raise InvalidValueError(
+            f"expected one of {names} or a format string with %codes, got {_quote(value)}"
+        )
+    try:
+        formatter(value)
+    except FormatError as e:
+        raise InvalidValueError(str(e)) from None
+    return value
+
+
+def _syslog_facility(value: object, base_dir: str) -> str:
+    """Squid's C{facility.priority}, e.g. C{"local4.info"}."""
+    if not isinstance(value, str):
+        raise InvalidValueError(f'expected a facility like "local4.info", got {_show(value)}')
+    try:
+        syslog_priority(value)
+    except ValueError as e:
+        raise InvalidValueError(str(e)) from None
+    return value
+
+
+_SYSLOG_TAG = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _syslog_tag(value: object, base_dir: str) -> str:
+    """A syslog tag: 1 to 32 letters, digits, C{_}, C{.} or C{-}."""
+    if not isinstance(value, str) or not _SYSLOG_TAG.fullmatch(value):
+        raise InvalidValueError(f"expected 1 to 32 letters, digits, _ . or -, got {_show(value)}")
+    return value

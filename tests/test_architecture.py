@@ -90,6 +90,8 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.disk",
             "squeak.cache.store",
             "squeak.cache.faults",
+            "squeak.cache.bodyfile",
+            "squeak.cache.layout",
             "squeak.net.*",
         ),
     ),
@@ -460,6 +462,8 @@ class ImportGraphTests(SynchronousTestCase):
             "squeak.cache.keys",
             "squeak.cache.store",
             "squeak.cache.faults",
+            "squeak.cache.bodyfile",
+            "squeak.cache.layout",
         }
         self.assertEqual(
             imports_of("squeak.cache.store", source, known),

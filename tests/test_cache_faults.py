@@ -39,7 +39,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from twisted.web import resource, server
 
-from squeak.cache.disk import BLOCK_SIZE, CorruptBodyError, VerifiedBody
+from squeak.cache.bodyfile import BLOCK_SIZE, CorruptBodyError, VerifiedBody
 from squeak.cache.faults import FaultLog
 from squeak.cache.keys import primary_key
 from squeak.cache.policy import StoredResponse

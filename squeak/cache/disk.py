@@ -56,45 +56,33 @@ import dataclasses
 import errno
 import fcntl
 import os
-import pickle
 import shutil
 import sqlite3
-import struct
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import diskcache
-from diskcache.core import MODE_BINARY, UNKNOWN
 
+from squeak.cache.bodyfile import (
+    DECODE_ERRORS,
+    Checksummer,
+    CorruptBodyError,
+    VerifiedBody,
+    dump_meta,
+    load_meta,
+)
 from squeak.cache.faults import FaultLog, announce, error_code
 from squeak.cache.keys import secondary_key, vary_fields
+from squeak.cache.layout import BodyDisk, Commit, Fetched
 from squeak.cache.policy import StoredResponse
-from squeak.cache.ranges import ShortReadError
 
-__all__ = [
-    "BLOCK_SIZE",
-    "BodyDisk",
-    "CorruptBodyError",
-    "DiskHit",
-    "DiskTier",
-    "PartWriter",
-    "VerifiedBody",
-    "charge",
-]
+__all__ = ["DiskHit", "DiskTier", "PartWriter", "charge"]
 
-_META_VERSION = 2
 _PARTS = "parts"
 _INDEX = "cache.db"
-
-BLOCK_SIZE = 64 * 1024
-"""
-The bytes covered by one body checksum: the proxy's send chunk, so a block
-is read, checked and sent whole, without slicing.
-"""
 
 ALLOCATION_UNIT = 4096
 """A body file takes whole blocks of the file system: charged in these."""
@@ -106,19 +94,6 @@ FILE_OVERHEAD = 64
 #: Errors of the disk and the index that a cache absorbs (logged, then the
 #: entry is a miss or is not stored) instead of letting them reach a request.
 STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, diskcache.Timeout)
-
-#: What unpickling a damaged row may raise.
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    ImportError,
-    IndexError,
-    KeyError,
-    struct.error,
-)
 
 #: SQLite result codes that mean the index file itself is damaged.
 _DAMAGED_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -132,171 +107,6 @@ def charge(size: int) -> int:
     small objects stays within its limit as C{du} measures it.
     """
     return -(-size // ALLOCATION_UNIT) * ALLOCATION_UNIT + FILE_OVERHEAD
-
-
-def _checksums_of(body: bytes) -> bytes:
-    """The packed CRC-32 of each L{BLOCK_SIZE} block of a whole body."""
-    return b"".join(
-        struct.pack("<I", zlib.crc32(body[start : start + BLOCK_SIZE]))
-        for start in range(0, len(body), BLOCK_SIZE)
-    )
-
-
-class _Checksummer:
-    """
-    Computes the per-block CRC-32s of a body as it is written: free next to
-    the write itself (about 0.3 ms per MiB, on bytes already in cache).
-    """
-
-    def __init__(self) -> None:
-        self._sums: list[bytes] = []
-        self._crc = 0
-        self._filled = 0
-
-    def update(self, data: bytes) -> None:
-        """Add body bytes."""
-        view = memoryview(data)
-        while view:  # bounded: each pass consumes at least one byte
-            room = BLOCK_SIZE - self._filled
-            piece = view[:room]
-            self._crc = zlib.crc32(piece, self._crc)
-            self._filled += len(piece)
-            view = view[len(piece) :]
-            if self._filled == BLOCK_SIZE:
-                self._sums.append(struct.pack("<I", self._crc))
-                self._crc = 0
-                self._filled = 0
-
-    def digest(self) -> bytes:
-        """The packed checksums of the blocks so far (the last may be short)."""
-        tail = [struct.pack("<I", self._crc)] if self._filled else []
-        return b"".join(self._sums + tail)
-
-
-def _dump_meta(meta: StoredResponse, checksums: bytes) -> bytes:
-    """Serialise metadata and body checksums as a pickle of plain values only (no classes)."""
-    return pickle.dumps(
-        (
-            _META_VERSION,
-            meta.uri,
-            meta.status,
-            meta.reason,
-            meta.headers,
-            meta.request_time,
-            meta.response_time,
-            meta.vary_key,
-            meta.client,
-            meta.body_length,
-            checksums,
-        ),
-        protocol=5,
-    )
-
-
-def _load_meta(data: bytes) -> tuple[StoredResponse, bytes] | None:
-    """
-    Read metadata written by L{_dump_meta}; L{None} if from another version
-    (version 1 had no checksums: its entries are dropped, not served
-    unchecked) or not of the expected shape.
-
-    @raise Exception: One of L{_DECODE_ERRORS} for bytes that are no pickle.
-    """
-    values = pickle.loads(data)
-    if not isinstance(values, tuple) or values[:1] != (_META_VERSION,) or len(values) != 11:
-        return None
-    (
-        _,
-        uri,
-        status,
-        reason,
-        headers,
-        request_time,
-        response_time,
-        vary_key,
-        client,
-        length,
-        sums,
-    ) = values
-    if not isinstance(length, int) or not isinstance(sums, bytes):
-        return None
-    if len(sums) != 4 * -(-length // BLOCK_SIZE):
-        return None
-    meta = StoredResponse(
-        uri, status, reason, headers, request_time, response_time, vary_key, client, length
-    )
-    return meta, sums
-
-
-@dataclass(slots=True)
-class _Commit:
-    """A finished part to be renamed into the cache by L{BodyDisk.store}."""
-
-    part_path: str
-    meta: bytes
-    size: int
-    filename: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Fetched:
-    """What L{BodyDisk.fetch} returns for an entry: metadata and body path."""
-
-    meta: bytes
-    path: str
-
-
-class BodyDisk(diskcache.Disk):  # type: ignore[misc]
-    """
-    A L{diskcache.Disk} that commits a body by renaming its part file into
-    diskcache's file layout instead of copying it, and keeps the entry's
-    metadata in the index row beside the file name.
-
-    Body files go in one level of 256 directories (C{ab/<hex>.val}), not
-    diskcache's two (65,536 possible directories of a block each, which
-    outweighed the bodies themselves in a cache of small objects).
-    """
-
-    #: The fan-out directories known to exist (kept once made, so this
-    #: only grows, to 256 at most): each is charged a block (L{DiskTier.volume};
-    #: uncounted, they were 12 % of an 8 MiB cache of 1 KiB objects on ext4).
-    fanout: set[str]
-
-    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[Any, ...]:
-        """Rename a L{_Commit}'s part into place; anything else as diskcache does."""
-        if isinstance(value, _Commit):
-            hex_name = os.urandom(16).hex()
-            filename = os.path.join(hex_name[:2], hex_name[2:] + ".val")
-            full_path = os.path.join(self._directory, filename)
-            if hex_name[:2] not in self.fanout:
-                os.makedirs(os.path.dirname(full_path), exist_ok=True)
-                self.fanout.add(hex_name[:2])
-            os.rename(value.part_path, full_path)
-            value.filename = filename
-            return value.size, MODE_BINARY, filename, sqlite3.Binary(value.meta)
-        return tuple(super().store(value, read, key=key))
-
-    def remove(self, file_path: str) -> None:
-        """
-        Remove a body file, keeping its directory (diskcache removes empty
-        directories, which a concurrent commit in another process may be
-        about to use, and which L{fanout} counts).
-        """
-        with contextlib.suppress(OSError):
-            os.remove(os.path.join(self._directory, file_path))
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        """Return a L{_Fetched} for an entry (never the body itself)."""
-        if mode == MODE_BINARY and filename is not None and value is not None:
-            return _Fetched(bytes(value), os.path.join(self._directory, filename))
-        return super().fetch(mode, filename, value, read)
-
-
-class CorruptBodyError(ShortReadError):
-    """
-    A stored body's bytes do not match the checksum recorded when it was
-    stored. A L{ShortReadError}, so a response already started from it is
-    aborted, never finished.
-    """
 
 
 @dataclass(slots=True)
@@ -317,135 +127,6 @@ class DiskHit:
     path: str
     checksums: bytes = b""
     trusted: bool = False
-
-
-class VerifiedBody:
-    """
-    A stored body read through its block checksums: each L{BLOCK_SIZE}
-    block is read whole and checked before any byte of it is returned, so
-    a damaged body is never handed out, not even in part. A read of the
-    block where the damage lies raises L{CorruptBodyError} (and the entry is
-    removed by C{on_damage}).
-
-    A file checked whole once and unchanged since (same inode, size, mtime
-    and ctime) is trusted: read straight through, with no checksum work, so
-    a hot disk entry costs what it did before checksums.
-
-    File-like for what the cache's readers use: L{read}, L{seek}, L{tell},
-    L{close}.
-    """
-
-    def __init__(
-        self,
-        file: BinaryIO,
-        length: int,
-        checksums: bytes,
-        *,
-        trusted: bool = False,
-        on_verified: Callable[[], None] = lambda: None,
-        on_damage: Callable[[str], None] = lambda detail: None,
-    ) -> None:
-        self._file = file
-        self._length = length
-        self._checksums = checksums
-        self._trusted = trusted
-        self._on_verified = on_verified
-        self._on_damage = on_damage
-        self._position = 0
-        self._block_index = -1
-        self._block = b""
-        self._checked: set[int] = set()
-        self._blocks = -(-length // BLOCK_SIZE)
-
-    @property
-    def closed(self) -> bool:
-        """Whether the body file is closed."""
-        return self._file.closed
-
-    def fileno(self) -> int:
-        """The body file's descriptor."""
-        return self._file.fileno()
-
-    def close(self) -> None:
-        """Close the body file."""
-        self._file.close()
-
-    def tell(self) -> int:
-        """The position in the body."""
-        return self._position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Move to C{offset} (from the start, the position or the end)."""
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._length}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def read(self, size: int = -1) -> bytes:
-        """
-        Up to C{size} bytes from the position (all the rest if negative),
-        every one of them from a checked block.
-
-        @raise CorruptBodyError: A block read does not match its checksum.
-        """
-        remaining = self._length - self._position
-        if size < 0 or size > remaining:
-            size = max(remaining, 0)
-        if self._trusted:
-            try:
-                self._file.seek(self._position)
-                data = self._file.read(size)
-            except OSError as error:
-                raise self._damaged(f"reading at {self._position}: {error}") from error
-            self._position += len(data)
-            return data
-        pieces: list[bytes] = []
-        while size > 0:  # bounded: each pass returns at least one byte or raises
-            index = self._position // BLOCK_SIZE
-            block = self._load(index)
-            start = self._position - index * BLOCK_SIZE
-            piece = block if start == 0 and size >= len(block) else block[start : start + size]
-            pieces.append(piece)
-            self._position += len(piece)
-            size -= len(piece)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def check_first_block(self) -> None:
-        """
-        Check the first block now (before a response head is sent), so the
-        commonest damage makes a miss rather than an aborted response.
-
-        @raise CorruptBodyError: It does not match its checksum.
-        """
-        if not self._trusted and self._blocks:
-            self._load(0)
-
-    def _damaged(self, detail: str) -> CorruptBodyError:
-        """Report damage (the entry is removed) and make the error to raise."""
-        self._on_damage(detail)
-        return CorruptBodyError(detail)
-
-    def _load(self, index: int) -> bytes:
-        """Read and check one block (the last one read is kept)."""
-        if index == self._block_index:
-            return self._block
-        start = index * BLOCK_SIZE
-        wanted = min(BLOCK_SIZE, self._length - start)
-        try:
-            self._file.seek(start)
-            data = self._file.read(wanted)
-        except OSError as error:
-            raise self._damaged(f"reading block {index}: {error}") from error
-        expected = struct.unpack_from("<I", self._checksums, 4 * index)[0]
-        if len(data) != wanted or zlib.crc32(data) != expected:
-            raise self._damaged(
-                f"block {index} (bytes {start}-{start + wanted - 1}) fails its checksum"
-            )
-        self._block_index, self._block = index, data
-        self._checked.add(index)
-        if len(self._checked) == self._blocks:
-            self._trusted = True
-            self._on_verified()
-        return data
 
 
 def _entry_key(primary: str, vary_key: str) -> tuple[str, str, str]:
@@ -477,7 +158,7 @@ class PartWriter:
         self._tier = tier
         self._primary = primary
         self._meta = meta
-        self._sums = _Checksummer()
+        self._sums = Checksummer()
         self.written = 0
         self.failed: str | None = None
         self.committed_meta = meta
@@ -836,7 +517,7 @@ class DiskTier:
         """
         cost = charge(size)
         self._make_room(cost)
-        value = _Commit(part_path, _dump_meta(meta, checksums), cost)
+        value = Commit(part_path, dump_meta(meta, checksums), cost)
         try:
             with self._cache.transact():
                 self._cache.set(_vary_key(primary), vary_fields(meta.headers), tag=primary)
@@ -894,7 +575,7 @@ class DiskTier:
         except STORE_ERRORS as error:
             self._fault("read the index", self.index_path, error)
             return None
-        except _DECODE_ERRORS as error:
+        except DECODE_ERRORS as error:
             self._drop(vary_key, "read a Vary row", error)
             return None
         if fields is None:
@@ -915,17 +596,17 @@ class DiskTier:
         except STORE_ERRORS as error:
             self._fault("read the index", self.index_path, error)
             return None
-        except _DECODE_ERRORS as error:
+        except DECODE_ERRORS as error:
             self._drop(key, "read an index row", error)
             return None
         if fetched is None:
             return None
-        if not isinstance(fetched, _Fetched):
+        if not isinstance(fetched, Fetched):
             self._drop(key, "read an index row", TypeError("not an entry row"))
             return None
         try:
-            loaded = _load_meta(fetched.meta)
-        except _DECODE_ERRORS as error:
+            loaded = load_meta(fetched.meta)
+        except DECODE_ERRORS as error:
             self._drop(key, "read an entry's metadata", error)
             return None
         if loaded is None:
@@ -1053,9 +734,9 @@ class DiskTier:
         """Remove an entry if its row still names the body file C{path}."""
         try:
             fetched = self._cache.get(key)
-        except (*STORE_ERRORS, *_DECODE_ERRORS):
+        except (*STORE_ERRORS, *DECODE_ERRORS):
             fetched = None
-        if isinstance(fetched, _Fetched) and fetched.path == path:
+        if isinstance(fetched, Fetched) and fetched.path == path:
             with contextlib.suppress(*STORE_ERRORS):
                 self._cache.delete(key)
 

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
-from squeak.cache.disk import STORE_ERRORS, CorruptBodyError, DiskTier, PartWriter
+from squeak.cache.bodyfile import CorruptBodyError
+from squeak.cache.disk import STORE_ERRORS, DiskTier, PartWriter
 from squeak.cache.faults import FaultLog, announce, error_code, filesystem_state
 from squeak.cache.keys import primary_key
 from squeak.cache.memory import MemoryTier
