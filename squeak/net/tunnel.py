@@ -39,6 +39,11 @@ class UpstreamEnd(protocol.Protocol):
     buffers (an upgraded connection's first bytes may arrive with the head).
     """
 
+    #: A connected TCP transport, or a TLS wrapper around one.  Twisted
+    #: types it C{ITransport | None}, which declares neither the producer
+    #: and consumer methods nor C{abortConnection} that both provide.
+    transport: Any
+
     def __init__(self) -> None:
         self.tunnel: Tunnel | None = None
         self.early: list[bytes] = []

@@ -32,8 +32,6 @@ from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web._newclient import ResponseDone
-from twisted.web.http import PotentialDataLoss
 from typing_extensions import override
 
 from squeak import __version__
@@ -74,7 +72,7 @@ from squeak.cache.ranges import (
 )
 from squeak.cache.store import CacheHit, Store, Transient
 from squeak.config import Config
-from squeak.errors import ProxyError, error_for_failure, error_headers, render_error_page
+from squeak.errors import BodyComplete, BodyEnded, ProxyError, error_headers, render_error_page
 from squeak.http.fields import (
     RawHeaders,
     connection_options,
@@ -88,6 +86,7 @@ from squeak.http.request import MessageError, RequestHead
 from squeak.http.target import Target, TargetError, parse_absolute_target, parse_authority
 from squeak.net.channel import ClientChannel, Exchange, serialise_fields
 from squeak.net.deadlines import Deadlines, deadline_resolution
+from squeak.net.failures import error_for_failure
 from squeak.net.intercept import (
     OriginalDestinationError,
     host_matches_destination,
@@ -1253,13 +1252,13 @@ class ForwardRequest(Exchange):
         if self._storer is not None:
             # Only a body known to be complete is committed; a close-delimited
             # one (PotentialDataLoss) might have been cut short.
-            stored = self._storer.finish(complete=isinstance(reason.value, ResponseDone))
+            stored = self._storer.finish(complete=isinstance(reason.value, BodyComplete))
             self._storer = None
         self._end_transient(stored)
         if self.disconnected or self.finished:
             return
         self.unregister_producer()
-        if isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
+        if isinstance(reason.value, BodyEnded):
             self.finish()
             return
         self._log_code = "TCP_MISS_ABORTED"
