@@ -524,6 +524,71 @@ class ChunkedTests(_Harness):
         self.assertTrue(body.reason.check(ResponseTruncatedError))
         self.assertEqual(self.idle(), 0)
 
+    def test_long_chunk_size_line_is_refused_however_split(self) -> None:
+        """
+        A chunk-size line longer than C{max_chunk_line} (4 KiB, extensions
+        included) is refused whether it arrives in one read or in two: the
+        limit is the request side's, checked the same way (RFC 9112 §7.1).
+        """
+        line = b"5;" + b"x" * 5000 + b"\r\n"
+        data = self.HEAD + line + b"hello\r\n0\r\n\r\n"
+        for at in (len(data), len(self.HEAD) + 100, len(data) - 20):
+            d = self.request()
+            protocol, transport = self.last()
+            protocol.dataReceived(data[:at])
+            response = self.successResultOf(d)
+            body = _Body()
+            response.deliverBody(body)
+            protocol.dataReceived(data[at:])
+            self.assertTrue(body.reason is not None, at)
+            self.assertTrue(body.reason.check(MalformedResponseError), at)
+            self.assertEqual(body.reason.value.detail, "chunk-size line too long", at)
+            self.assertTrue(transport.disconnecting, at)
+
+    def test_trailer_fields_are_bounded(self) -> None:
+        """
+        More than C{max_fields} trailer fields fail the body, as more than
+        C{max_fields} head fields fail the response.
+        """
+        _response, body = self.answer(self.HEAD + b"0\r\n" + b"X-T: 1\r\n" * 501 + b"\r\n")
+        self.assertTrue(body.reason.check(MalformedResponseError))
+        self.assertIn("more than 500 trailer fields", body.reason.value.detail)
+
+
+class ResponseHeadSplitTests(_Harness):
+    """
+    The verdict on a response head does not depend on how the network split
+    it (the request side's rule, L{squeak.http.head.find_head_end}).
+    """
+
+    def _verdict(self, data: bytes, at: int) -> str:
+        d = self.request()
+        protocol, _ = self.last()
+        protocol.dataReceived(data[:at])
+        protocol.dataReceived(data[at:])
+        result: list[Any] = []
+        d.addBoth(result.append)
+        if not result:
+            return "waiting"
+        if isinstance(result[0], Failure):
+            return f"refused: {result[0].value.detail}"
+        return f"{result[0].code}"
+
+    def test_head_of_exactly_the_limit(self) -> None:
+        """
+        A head of exactly C{max_head_size} bytes is accepted, wherever its
+        terminator falls; one byte more is refused, wherever it falls.
+        """
+        status = b"HTTP/1.1 200 OK\r\nX-Pad: "
+        size = 64 * 1024
+        fits = status + b"a" * (size - len(status)) + b"\r\n\r\n"
+        over = status + b"a" * (size + 1 - len(status)) + b"\r\n\r\n"
+        for at in range(len(fits) - 5, len(fits)):
+            self.assertEqual(self._verdict(fits, at), "200", at)
+            self.assertEqual(
+                self._verdict(over, at + 1), "refused: response head larger than 65536 bytes", at
+            )
+
 
 class PoolTests(_Harness):
     """

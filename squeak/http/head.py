@@ -69,9 +69,11 @@ def find_head_end(
     """
     end = buffer.find(b"\r\n\r\n", 0, limit + 4)
     # An empty line made with a bare LF (LF LF, or LF CR LF) before the
-    # first CRLFCRLF: searched up to where that terminator starts, so the
-    # verdict is the same however the bytes were split into reads.
-    stop = end + 3 if end >= 0 else limit + 4
+    # first CRLFCRLF: searched up to where that terminator starts, or
+    # without one, within the first limit + 4 bytes (all of which are here
+    # before the head is refused as too large), so the verdict and its
+    # detail are the same however the bytes were split into reads.
+    stop = end + 3 if end >= 0 else limit + 3
     if buffer.find(b"\n\n", 0, stop + 1) >= 0 or buffer.find(b"\n\r\n", 0, stop) >= 0:
         raise error(f"bare CR or LF in the {message} head (lines end with CRLF)")
     if end >= 0:
