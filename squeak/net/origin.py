@@ -54,6 +54,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 
 from squeak.http.fields import RawHeaders
 from squeak.http.response import MalformedResponseError
+from squeak.net.body import UpstreamResponse
 from squeak.net.connection import (
     CLOSED,
     IDEMPOTENT,
@@ -61,7 +62,6 @@ from squeak.net.connection import (
     NEW,
     OriginConnection,
     PendingRequest,
-    UpstreamResponse,
     _BodySender,
 )
 from squeak.net.failures import NoResponseError
