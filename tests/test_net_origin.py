@@ -554,6 +554,15 @@ class ChunkedTests(_Harness):
         self.assertTrue(body.reason.check(MalformedResponseError))
         self.assertIn("more than 500 trailer fields", body.reason.value.detail)
 
+    def test_bad_trailer_field_is_named_as_a_response_field(self) -> None:
+        """
+        A trailer line that is not a field line is refused with the
+        response side's wording.
+        """
+        _response, body = self.answer(self.HEAD + b"0\r\nX-T : 1\r\n\r\n")
+        self.assertTrue(body.reason.check(MalformedResponseError))
+        self.assertIn("invalid response field name", body.reason.value.detail)
+
 
 class ResponseHeadSplitTests(_Harness):
     """

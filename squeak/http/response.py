@@ -35,6 +35,7 @@ __all__ = [
     "is_interim",
     "parse_response_head",
     "response_body",
+    "why_bad_response_field",
 ]
 
 #: Most bytes of a response head (status line and field lines).
@@ -177,7 +178,7 @@ def _parse(head: bytes, max_fields: int) -> ResponseHead:
     if len(lines) > max_fields + 1:
         raise MalformedResponseError(f"more than {max_fields} response fields")
     fields, watched = read_field_lines(
-        lines[1:], _WATCHED, why_bad=_why_bad_field, error=MalformedResponseError
+        lines[1:], _WATCHED, why_bad=why_bad_response_field, error=MalformedResponseError
     )
     minor = minor_digit[0] - 48
     version = b"HTTP/1.1" if minor == 1 else b"HTTP/1.%d" % minor
@@ -247,9 +248,10 @@ def response_body(method: bytes, head: ResponseHead) -> tuple[Body, int | None]:
     return (Body.LENGTH, length) if length else _NO_BODY
 
 
-def _why_bad_field(line: bytes) -> str:
+def why_bad_response_field(line: bytes) -> str:
     """
-    Say why a response field line was refused (RFC 9112 §5).
+    Say why a response field line (in the head or a chunked body's trailer
+    section) was refused (RFC 9112 §5).
     """
     if line[:1] in (b" ", b"\t"):
         return "obsolete line folding in a response field (RFC 9112 §5.2)"

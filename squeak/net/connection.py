@@ -50,6 +50,7 @@ from squeak.http.response import (
     is_interim,
     parse_response_head,
     response_body,
+    why_bad_response_field,
 )
 from squeak.net.body import UpstreamResponse
 from squeak.net.failures import NoResponseError, ResponseTruncatedError, failure_of
@@ -467,6 +468,7 @@ class OriginConnection(Protocol):
                 max_trailer=self.max_head_size,
                 max_trailer_fields=self.max_fields,
                 error=MalformedResponseError,
+                why_bad=why_bad_response_field,
             )
         elif body is Body.CLOSE:
             # RFC 9112 §6.3 item 8: read until the connection closes.
