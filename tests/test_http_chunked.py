@@ -493,6 +493,25 @@ class ChunkedDecoderPropertyTests(SynchronousTestCase):
         st.one_of(near_chunked, mutated_bodies(), st.binary(max_size=60)),
         st.integers(0, 12),
         st.integers(0, 24),
+    )
+    @settings(max_examples=500)
+    def test_every_split_point_in_the_request_role(
+        self, data: bytes, max_line: int, max_trailer: int
+    ) -> None:
+        """
+        In the request role, the bytes split in two at every boundary give
+        what they give whole: the same body, rest and state, or a refusal
+        in both cases.
+        """
+        limits = {"max_line": max_line, "max_trailer": max_trailer}
+        whole = decode(data, **limits)
+        for at in range(1, len(data)):
+            self.assertEqual(decode(data, [at], **limits), whole, at)
+
+    @given(
+        st.one_of(near_chunked, mutated_bodies(), st.binary(max_size=60)),
+        st.integers(0, 12),
+        st.integers(0, 24),
         st.integers(0, 3),
     )
     @settings(max_examples=500)
