@@ -41,9 +41,13 @@ TEST_FAST := \
 	tests.test_cache_policy \
 	tests.test_cache_ranges \
 	tests.test_config \
+	tests.test_errors \
+	tests.test_http_chunked \
 	tests.test_http_fields \
+	tests.test_http_grammar \
 	tests.test_http_methods \
 	tests.test_http_request \
+	tests.test_http_response \
 	tests.test_http_sni \
 	tests.test_http_target \
 	tests.test_logformat

@@ -6,15 +6,23 @@ Every failure that reaches a client becomes a L{ProxyError}: a Squid-style
 error name (C{ERR_DNS_FAIL}), the HTTP status to answer with and a one-line
 detail, in the way h11's C{ProtocolError} carries its C{error_status_hint}.
 Pure code raises L{ProxyError} directly; the Twisted-facing code hands the
-L{Failure}s it receives to L{error_for_failure}, the single place where
-Twisted's exception types are mapped to error names.  L{render_error_page}
-turns the result into the HTML body, like Squid's C{errors/templates/ERR_*}.
+failures it receives to L{squeak.net.failures.error_for_failure}, the single
+place where network exceptions are mapped to error names.
+L{render_error_page} turns the result into the HTML body, like Squid's
+C{errors/templates/ERR_*}.
+
+How a response body ended is said by the exception type, so that nothing
+has to be guessed (the idea of Twisted's C{ResponseDone} and
+C{PotentialDataLoss}, without their private modules): L{BodyComplete} and
+L{BodyEndedByClose}, both L{BodyEnded}; any other exception is a failure.
+
+This module is a pure vocabulary: it imports no network code (no Twisted
+reactor, no TLS library, nothing from L{squeak.net}).
 """
 
 from __future__ import annotations
 
 import html
-import socket
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,25 +32,15 @@ from http import HTTPStatus
 from importlib.resources import files
 from typing import Protocol
 
-import service_identity
-from OpenSSL.SSL import Error as OpenSSLError
-from twisted.internet import defer
-from twisted.internet import error as ierror
-from twisted.python.failure import Failure
-from twisted.web import _newclient
-from twisted.web import error as weberror
-from twisted.web import http as webhttp
-
-from squeak.http.fields import FramingError
-from squeak.net.origin import MalformedResponseError
-
 __all__ = [
     "CATALOGUE",
     "ERROR_CONTENT_TYPE",
+    "BodyComplete",
+    "BodyEnded",
+    "BodyEndedByClose",
     "ErrorInfo",
     "ErrorLike",
     "ProxyError",
-    "error_for_failure",
     "error_headers",
     "render_error_page",
 ]
@@ -249,172 +247,31 @@ class ProxyError(Exception):
         return CATALOGUE.get(self.name, _UNKNOWN)
 
 
-# -- mapping Twisted's failures ------------------------------------------------------------
-
-_CONNECTION_CLOSED = (ierror.ConnectionDone, ierror.ConnectionLost)
-_CONNECT_TIMEOUTS = (
-    ierror.TimeoutError,
-    ierror.TCPTimedOutError,
-    ierror.ConnectingCancelledError,
-    defer.TimeoutError,
-    defer.CancelledError,
-    TimeoutError,
-)
-_DNS_FAILURES = (ierror.DNSLookupError, ierror.UnknownHostError, socket.gaierror)
-_REFUSED = (ierror.ConnectionRefusedError, ConnectionRefusedError)
-_TLS_FAILURES = (
-    ierror.SSLError,
-    ierror.VerifyError,
-    ierror.CertificateError,
-    OpenSSLError,
-    service_identity.VerificationError,
-    service_identity.CertificateError,
-)
-#: Malformed or ambiguously framed responses: L{FramingError} is raised by
-#: L{squeak.net.origin}'s strict framing check (RFC 9112 §6.3), and
-#: L{MalformedResponseError} by its response parser (RFC 9112 §2-§7).
-_MALFORMED = (
-    _newclient.ParseError,
-    webhttp._MalformedChunkedDataError,
-    FramingError,
-    MalformedResponseError,
-)
+# -- how a body ended ---------------------------------------------------------------------
 
 
-def error_for_failure(reason: Failure | BaseException, *, host: str | None = None) -> ProxyError:
+class BodyEnded(Exception):  # noqa: N818 - an ending, not an error
     """
-    Map a failure from the upstream side to the error to answer with.
-
-    Twisted's HTTP client wraps the real cause in a C{_WrapperException}
-    (L{ResponseNeverReceived}, L{ResponseFailed}, C{RequestTransmissionFailed})
-    whose C{reasons} list holds L{Failure}s; the causes inside are looked at,
-    and where they were wrapped decides the meaning: a connection closed
-    before any response byte is C{ERR_ZERO_SIZE_OBJECT}, closed part-way
-    through a response is C{ERR_READ_ERROR}, and closed while the request was
-    being sent is C{ERR_WRITE_ERROR}.
-
-    A timeout seen here is a connect timeout: the caller enforces its read
-    timeout itself and raises its own L{ProxyError} (C{ERR_READ_TIMEOUT}),
-    which, like any L{ProxyError}, is returned as it is.  A cancellation after
-    the request was sent (a wrapped L{defer.CancelledError}) is taken to be
-    the caller's read timeout too.
-
-    @param reason: The failure, or the exception itself.
-    @param host: The origin's host name, mentioned in the detail when given.
-    @return: The error; never raises.
+    A response body ended without an error: the reason handed to the body
+    protocol's C{connectionLost}.  Only its subclasses are raised.
     """
-    exc = reason.value if isinstance(reason, Failure) else reason
-    if exc is None:  # pragma: no cover - a Failure always has a value
-        return ProxyError("ERR_GATEWAY_FAILURE", 500, "unexpected error: None")
-    return _classify(exc, host, None)
 
 
-def _classify(
-    exc: BaseException, host: str | None, wrapper: type[_newclient._WrapperException] | None
-) -> ProxyError:
+class BodyComplete(BodyEnded):
     """
-    Map one exception, seen inside C{wrapper} (or bare when it is L{None}).
-
-    @return: The error; C{ERR_GATEWAY_FAILURE} when nothing more specific fits.
+    The body is known to be complete: all of its C{Content-Length}, the last
+    chunk of a chunked body, or a response without content (RFC 9112 §6.3).
+    Only this ending may commit a cache entry.
     """
-    on_host = f" {host}" if host else ""
-    if isinstance(exc, ProxyError):
-        return exc
-    if isinstance(exc, _newclient._WrapperException):
-        return _classify_wrapped(exc, host)
-    if isinstance(exc, _DNS_FAILURES):
-        # DNSLookupError's str() adds "DNS lookup failed:"; its argument says enough.
-        dns = isinstance(exc, ierror.DNSLookupError) and exc.args and exc.args[0]
-        cause = _text(Exception(exc.args[0])) if dns else _text(exc)
-        return ProxyError("ERR_DNS_FAIL", 503, f"cannot resolve host{on_host}: {cause}")
-    if isinstance(exc, _REFUSED):
-        return ProxyError("ERR_CONNECT_FAIL", 502, f"connection{_to(host)} refused")
-    if isinstance(exc, _CONNECT_TIMEOUTS):
-        if isinstance(exc, defer.CancelledError) and wrapper is not None:
-            return ProxyError(
-                "ERR_READ_TIMEOUT", 504, "request cancelled waiting for the response"
-            )
-        return ProxyError("ERR_CONNECT_FAIL", 504, f"connect{_to(host)} timed out")
-    if isinstance(exc, service_identity.VerificationError):
-        return ProxyError(
-            "ERR_SECURE_CONNECT_FAIL",
-            502,
-            f"TLS certificate of{on_host or ' the origin'} does not match its name",
-        )
-    if isinstance(exc, _TLS_FAILURES):
-        return ProxyError(
-            "ERR_SECURE_CONNECT_FAIL", 502, f"TLS connection{_to(host)} failed: {_text(exc)}"
-        )
-    if isinstance(exc, ierror.ConnectError):
-        return ProxyError("ERR_CONNECT_FAIL", 502, f"cannot connect{_to(host)}: {_text(exc)}")
-    if isinstance(exc, weberror.SchemeNotSupported):
-        return ProxyError("ERR_UNSUP_REQ", 400, f"unsupported scheme: {_text(exc)}")
-    if isinstance(exc, _MALFORMED) or (
-        isinstance(exc, ValueError) and _is_response_wrapper(wrapper)
-    ):
-        # A header line without a colon surfaces as a bare ValueError from
-        # HTTPParser.lineReceived, wrapped in ResponseFailed.
-        return ProxyError("ERR_INVALID_RESP", 502, f"malformed response: {_text(exc)}")
-    if isinstance(exc, _CONNECTION_CLOSED):
-        if wrapper is _newclient.ResponseNeverReceived:
-            return ProxyError(
-                "ERR_ZERO_SIZE_OBJECT", 502, "origin closed the connection without a response"
-            )
-        if wrapper is _newclient.RequestTransmissionFailed:
-            return ProxyError(
-                "ERR_WRITE_ERROR", 502, f"connection lost while sending the request: {_text(exc)}"
-            )
-        return ProxyError(
-            "ERR_READ_ERROR",
-            502,
-            f"connection lost before the response was complete: {_text(exc)}",
-        )
-    return ProxyError("ERR_GATEWAY_FAILURE", 500, f"unexpected error: {type(exc).__name__}")
 
 
-def _classify_wrapped(exc: _newclient._WrapperException, host: str | None) -> ProxyError:
+class BodyEndedByClose(BodyEnded):
     """
-    Map the causes inside one of Twisted's wrapper exceptions: the first
-    cause that maps to something more specific than C{ERR_GATEWAY_FAILURE}
-    wins (a C{ResponseFailed} lists the real cause before its C{_DataLoss}).
+    A close-delimited body ended when the origin closed the connection
+    (RFC 9112 §6.3 item 8): complete as far as anyone can tell, so it is
+    relayed as finished, but a cut network would look the same, so it is
+    never cached.
     """
-    fallback: ProxyError | None = None
-    for inner in getattr(exc, "reasons", None) or ():
-        value = inner.value if isinstance(inner, Failure) else inner
-        if not isinstance(value, BaseException):
-            continue
-        mapped = _classify(value, host, type(exc))
-        if mapped.name != "ERR_GATEWAY_FAILURE":
-            return mapped
-        fallback = fallback or mapped
-    if fallback is not None:
-        return ProxyError(
-            fallback.name, fallback.status, f"{fallback.detail} in {type(exc).__name__}"
-        )
-    return ProxyError("ERR_GATEWAY_FAILURE", 500, f"unexpected error: {type(exc).__name__}")
-
-
-def _is_response_wrapper(wrapper: type[BaseException] | None) -> bool:
-    """
-    @return: Whether C{wrapper} is one of the response-side wrappers.
-    """
-    return wrapper is not None and issubclass(wrapper, _newclient.ResponseFailed)
-
-
-def _to(host: str | None) -> str:
-    """
-    @return: C{" to HOST"}, or C{""} without a host.
-    """
-    return f" to {host}" if host else ""
-
-
-def _text(exc: BaseException) -> str:
-    """
-    @return: The exception's message on one line, or its type name when the
-        message is empty.
-    """
-    text = " ".join(str(exc).split()).rstrip(".")
-    return text or type(exc).__name__
 
 
 # -- pages and headers ---------------------------------------------------------------------

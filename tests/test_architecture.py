@@ -104,20 +104,6 @@ LAYERS: tuple[Layer, ...] = (
 # Top-level packages a pure module must never bring in.
 FORBIDDEN = ("twisted", "diskcache", "OpenSSL")
 
-# Pure modules that are not pure yet.  They are left out of the main checks
-# and checked by the two todo tests below (test_pending_layers_point_down,
-# test_pending_pure_modules), which trial reports as unexpected successes
-# once the branch that fixes them lands.  Then remove the entry; when the
-# mapping is empty, delete those two tests too (they would check nothing).
-# Removing squeak.errors makes test_makefile_list expect tests.test_errors
-# in the Makefile's TEST_FAST.
-PENDING_PURE: Mapping[str, str] = {
-    "squeak.errors": (
-        "squeak.errors imports twisted (failure mapping) and squeak.net.origin; "
-        "the errors branch makes it a pure vocabulary"
-    ),
-}
-
 # Test modules that are in test-fast without being the tests of one pure module.
 EXTRA_FAST_TESTS = frozenset({"tests.test_architecture"})
 
@@ -424,7 +410,7 @@ def fast_tests_expected() -> set[str]:
     """
     expected = set(EXTRA_FAST_TESTS)
     for module in pure_modules(discover()):
-        if module in PENDING_PURE or module == "squeak":
+        if module == "squeak":
             continue
         test = "test_" + module.removeprefix("squeak.").replace(".", "_")
         if (TESTS / f"{test}.py").exists():
@@ -537,17 +523,7 @@ class ImportGraphTests(SynchronousTestCase):
         No module imports a module of a higher layer.
         """
         graph = import_graph()
-        sources = set(graph) - set(PENDING_PURE)
-        self.assertEqual(layer_violations(graph, sources), [])
-
-    def test_pending_layers_point_down(self) -> None:
-        """
-        The modules not pure yet import no higher layer either.
-        """
-        graph = import_graph()
-        self.assertEqual(layer_violations(graph, PENDING_PURE), [])
-
-    test_pending_layers_point_down.todo = "; ".join(PENDING_PURE.values())
+        self.assertEqual(layer_violations(graph, set(graph)), [])
 
 
 class PurityTests(SynchronousTestCase):
@@ -561,23 +537,9 @@ class PurityTests(SynchronousTestCase):
         Each pure module, imported alone, loads none of L{FORBIDDEN}; a
         failure names the chain of imports that brings one in.
         """
-        modules = [m for m in pure_modules(discover()) if m not in PENDING_PURE]
+        modules = pure_modules(discover())
         self.assertIn("squeak.http.target", modules)
         self.assertEqual(impurities(modules), [])
-
-    def test_pending_pure_modules(self) -> None:
-        """
-        The modules that are meant to be pure but are not yet.
-        """
-        self.assertEqual(impurities(PENDING_PURE), [])
-
-    test_pending_pure_modules.todo = "; ".join(PENDING_PURE.values())
-
-    def test_pending_are_pure_layer(self) -> None:
-        """
-        Only modules of a pure layer can be pending purity.
-        """
-        self.assertEqual(sorted(set(PENDING_PURE) - set(pure_modules(discover()))), [])
 
 
 class FastTestsTests(SynchronousTestCase):
@@ -603,7 +565,7 @@ class FastTestsTests(SynchronousTestCase):
         loaded by several is charged to the first).
         """
         listed = makefile_variable(MAKEFILE.read_text(encoding="utf-8"), "TEST_FAST")
-        pure = set(pure_modules(discover())) - set(PENDING_PURE)
+        pure = set(pure_modules(discover()))
         problems = []
         for name, result in sorted(probe([listed]).items()):
             squeak = {m for m in result.modules if m.partition(".")[0] == "squeak"}

@@ -1,36 +1,26 @@
 # -*- test-case-name: tests.test_errors -*-
 """
-Tests for L{squeak.errors}: error names, the mapping of Twisted's failures,
-and the error pages.
+Tests for L{squeak.errors}: error names, the body-ending vocabulary, and
+the error pages (the mapping of network failures is tested in
+tests/test_net_failures.py).
 """
 
 from __future__ import annotations
 
 import re
-import socket
+import subprocess
+import sys
 from html.parser import HTMLParser
 
-from OpenSSL.SSL import Error as OpenSSLError
-from twisted.internet import defer
-from twisted.internet import error as ierror
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web import error as weberror
-from twisted.web import http as webhttp
-from twisted.web._newclient import (
-    BadResponseVersion,
-    ParseError,
-    RequestGenerationFailed,
-    RequestTransmissionFailed,
-    ResponseFailed,
-    ResponseNeverReceived,
-)
 
 from squeak.errors import (
     CATALOGUE,
     ERROR_CONTENT_TYPE,
+    BodyComplete,
+    BodyEnded,
+    BodyEndedByClose,
     ProxyError,
-    error_for_failure,
     error_headers,
     render_error_page,
 )
@@ -54,243 +44,6 @@ NAMES = {  # the names squeak uses, with their default status
     "ERR_GATEWAY_FAILURE": 500,
     "ERR_ONLY_IF_CACHED_MISS": 504,
 }
-
-
-def _wrapped_parse_error() -> Failure:
-    """
-    @return: The failure Twisted's client builds for a bad status line: the
-        exception raised inside the parser, caught as the current exception.
-    """
-    try:
-        raise ParseError("wrong number of parts", b"HTTP/1.1")
-    except ParseError:
-        return Failure()
-
-
-MAPPING = [  # (why, failure or exception, host, (name, status), detail must contain)
-    (
-        "DNS failure, bare",
-        ierror.DNSLookupError("no results for hostname lookup: nx.test"),
-        None,
-        ("ERR_DNS_FAIL", 503),
-        "cannot resolve host",
-    ),
-    (
-        "DNS failure names the host when given",
-        Failure(ierror.DNSLookupError("no results for hostname lookup: nx.test")),
-        "nx.test",
-        ("ERR_DNS_FAIL", 503),
-        "cannot resolve host nx.test",
-    ),
-    (
-        "UnknownHostError is a DNS failure too",
-        ierror.UnknownHostError(),
-        None,
-        ("ERR_DNS_FAIL", 503),
-        "cannot resolve host",
-    ),
-    (
-        "getaddrinfo failure from the stdlib",
-        socket.gaierror(-2, "Name or service not known"),
-        None,
-        ("ERR_DNS_FAIL", 503),
-        "Name or service not known",
-    ),
-    (
-        "connection refused",
-        Failure(ierror.ConnectionRefusedError(osError=111)),
-        "o.test",
-        ("ERR_CONNECT_FAIL", 502),
-        "connection to o.test refused",
-    ),
-    (
-        "the stdlib's ConnectionRefusedError",
-        ConnectionRefusedError(111, "Connection refused"),
-        None,
-        ("ERR_CONNECT_FAIL", 502),
-        "connection refused",
-    ),
-    (
-        "connectTCP's own timeout",
-        ierror.TimeoutError(),
-        None,
-        ("ERR_CONNECT_FAIL", 504),
-        "connect timed out",
-    ),
-    (
-        "the kernel's ETIMEDOUT",
-        Failure(ierror.TCPTimedOutError()),
-        None,
-        ("ERR_CONNECT_FAIL", 504),
-        "connect timed out",
-    ),
-    (
-        "an endpoint connect cancelled by our connect timeout",
-        ierror.ConnectingCancelledError(None),
-        "o.test",
-        ("ERR_CONNECT_FAIL", 504),
-        "connect to o.test timed out",
-    ),
-    (
-        "Deferred.addTimeout's TimeoutError",
-        defer.TimeoutError(30, "Deferred"),
-        None,
-        ("ERR_CONNECT_FAIL", 504),
-        "connect timed out",
-    ),
-    (
-        "a bare CancelledError: the connect was cancelled",
-        Failure(defer.CancelledError()),
-        None,
-        ("ERR_CONNECT_FAIL", 504),
-        "connect timed out",
-    ),
-    (
-        "a request cancelled after it was sent is a read timeout",
-        ResponseNeverReceived([Failure(defer.CancelledError())]),
-        None,
-        ("ERR_READ_TIMEOUT", 504),
-        "cancelled",
-    ),
-    (
-        "origin closed cleanly before any response byte",
-        Failure(ResponseNeverReceived([Failure(ierror.ConnectionDone())])),
-        None,
-        ("ERR_ZERO_SIZE_OBJECT", 502),
-        "without a response",
-    ),
-    (
-        "origin reset before any response byte",
-        ResponseNeverReceived([Failure(ierror.ConnectionLost())]),
-        None,
-        ("ERR_ZERO_SIZE_OBJECT", 502),
-        "without a response",
-    ),
-    (
-        "origin closed part-way through the response head",
-        ResponseFailed([Failure(ierror.ConnectionDone())]),
-        None,
-        ("ERR_READ_ERROR", 502),
-        "before the response was complete",
-    ),
-    (
-        "body cut short: the cause comes before _DataLoss",
-        ResponseFailed([Failure(ierror.ConnectionLost()), Failure(webhttp._DataLoss())]),
-        None,
-        ("ERR_READ_ERROR", 502),
-        "before the response was complete",
-    ),
-    (
-        "origin closed while the request was being sent",
-        RequestTransmissionFailed([Failure(ierror.ConnectionLost())]),
-        None,
-        ("ERR_WRITE_ERROR", 502),
-        "while sending the request",
-    ),
-    (
-        "a bad status line, as HTTP11ClientProtocol wraps it",
-        Failure(ResponseFailed([_wrapped_parse_error()])),
-        None,
-        ("ERR_INVALID_RESP", 502),
-        "wrong number of parts",
-    ),
-    (
-        "a bad status line before any byte was counted",
-        ResponseNeverReceived([Failure(ParseError("non-integer status code", b"x"))]),
-        None,
-        ("ERR_INVALID_RESP", 502),
-        "non-integer status code",
-    ),
-    (
-        "a bad HTTP version",
-        ResponseFailed([Failure(BadResponseVersion("bad", b"HTTP/x"))]),
-        None,
-        ("ERR_INVALID_RESP", 502),
-        "malformed response",
-    ),
-    (
-        "a header line without a colon (HTTPParser raises ValueError)",
-        ResponseFailed([Failure(ValueError("not enough values to unpack"))]),
-        None,
-        ("ERR_INVALID_RESP", 502),
-        "malformed response",
-    ),
-    (
-        "malformed chunked body",
-        ResponseFailed(
-            [
-                Failure(webhttp._MalformedChunkedDataError("bad chunk")),
-                Failure(webhttp._DataLoss()),
-            ]
-        ),
-        None,
-        ("ERR_INVALID_RESP", 502),
-        "bad chunk",
-    ),
-    (
-        "a bare ParseError",
-        ParseError("wrong number of parts", b"junk"),
-        None,
-        ("ERR_INVALID_RESP", 502),
-        "malformed response",
-    ),
-    (
-        "no route to host carries the error text",
-        ierror.NoRouteError(osError=113),
-        "o.test",
-        ("ERR_CONNECT_FAIL", 502),
-        "cannot connect to o.test: No route to host",
-    ),
-    (
-        "a generic ConnectError carries the error text",
-        Failure(ierror.ConnectError(string="boom")),
-        None,
-        ("ERR_CONNECT_FAIL", 502),
-        "boom",
-    ),
-    (
-        "TLS handshake failure inside the response wrapper",
-        ResponseNeverReceived([Failure(OpenSSLError([("SSL routines", "", "bad cert")]))]),
-        None,
-        ("ERR_SECURE_CONNECT_FAIL", 502),
-        "TLS connection failed",
-    ),
-    (
-        "an unsupported scheme",
-        weberror.SchemeNotSupported("Unsupported scheme: b'gopher'"),
-        None,
-        ("ERR_UNSUP_REQ", 400),
-        "gopher",
-    ),
-    (
-        "anything else is a gateway failure naming the type",
-        Failure(KeyError("secret")),
-        None,
-        ("ERR_GATEWAY_FAILURE", 500),
-        "KeyError",
-    ),
-    (
-        "a bare ValueError is not guessed to be a bad response",
-        ValueError("x"),
-        None,
-        ("ERR_GATEWAY_FAILURE", 500),
-        "ValueError",
-    ),
-    (
-        "a wrapper around something unknown names both",
-        RequestGenerationFailed([Failure(ZeroDivisionError())]),
-        None,
-        ("ERR_GATEWAY_FAILURE", 500),
-        "ZeroDivisionError in RequestGenerationFailed",
-    ),
-    (
-        "an empty wrapper",
-        ResponseFailed([]),
-        None,
-        ("ERR_GATEWAY_FAILURE", 500),
-        "ResponseFailed",
-    ),
-]
 
 
 class _PageParser(HTMLParser):
@@ -395,61 +148,6 @@ class ProxyErrorTests(SynchronousTestCase):
         self.assertEqual(e.status, 500)
         self.assertTrue(e.info.title)
         self.assertIn(b"ERR_SOMETHING_NEW", _render(e))
-
-
-class ErrorForFailureTests(SynchronousTestCase):
-    """
-    Tests for L{error_for_failure}.
-    """
-
-    def test_mapping_table(self) -> None:
-        """
-        Each row's failure, built from Twisted's own exception types and
-        wrappers, maps to the expected error name and status, and the detail
-        says what happened.
-        """
-        wrong = []
-        for why, reason, host, want, needle in MAPPING:
-            got = error_for_failure(reason, host=host)
-            if (got.name, got.status) != want or needle not in got.detail:
-                wrong.append((why, (got.name, got.status, got.detail), want, needle))
-        self.assertEqual(wrong, [])
-
-    def test_details_are_one_line(self) -> None:
-        """
-        Every detail is a single line of text, fit for a log and a page.
-        """
-        wrong = [
-            (why, detail)
-            for why, reason, host, _, _ in MAPPING
-            if "\n" in (detail := error_for_failure(reason, host=host).detail) or not detail
-        ]
-        self.assertEqual(wrong, [])
-
-    def test_proxy_error_returned_as_is(self) -> None:
-        """
-        A L{ProxyError}, such as the caller's own read timeout, is returned
-        unchanged, bare or in a L{Failure}.
-        """
-        e = ProxyError("ERR_READ_TIMEOUT", 504, "no response within 300s")
-        self.assertIs(error_for_failure(e), e)
-        self.assertIs(error_for_failure(Failure(e)), e)
-
-    def test_proxy_error_inside_wrapper(self) -> None:
-        """
-        A L{ProxyError} raised inside Twisted's client (from a body producer,
-        say) is found inside the wrapper and returned.
-        """
-        e = ProxyError("ERR_TOO_BIG", 413, "request body too large")
-        self.assertIs(error_for_failure(RequestGenerationFailed([Failure(e)])), e)
-
-    def test_unknown_error_does_not_leak_message(self) -> None:
-        """
-        An unexpected exception's message (which may hold internals) is not
-        put into the detail; only its type is.
-        """
-        got = error_for_failure(RuntimeError("password=hunter2"))
-        self.assertNotIn("hunter2", got.detail)
 
 
 class RenderErrorPageTests(SynchronousTestCase):
@@ -558,3 +256,35 @@ class RenderErrorPageTests(SynchronousTestCase):
         headers = error_headers(ProxyError("ERR_X\r\nSet-Cookie: a=b"))
         values = [v for n, v in headers if n == b"X-Squeak-Error"]
         self.assertEqual(values, [b"ERR_X__Set_Cookie__a_b"])
+
+
+class VocabularyTests(SynchronousTestCase):
+    """
+    L{squeak.errors} is a pure vocabulary.
+    """
+
+    def test_body_endings(self) -> None:
+        """
+        L{BodyComplete} and L{BodyEndedByClose} are both L{BodyEnded}, and
+        neither is the other: only the first may commit a cache entry.
+        """
+        self.assertTrue(issubclass(BodyComplete, BodyEnded))
+        self.assertTrue(issubclass(BodyEndedByClose, BodyEnded))
+        self.assertFalse(issubclass(BodyEndedByClose, BodyComplete))
+        self.assertFalse(issubclass(BodyComplete, BodyEndedByClose))
+
+    def test_imports_no_network_code(self) -> None:
+        """
+        Importing L{squeak.errors} in a fresh interpreter loads no Twisted
+        reactor code, no TLS library and nothing from L{squeak.net}.
+        """
+        code = (
+            "import sys, squeak.errors\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(("
+            "'twisted', 'OpenSSL', 'service_identity', 'squeak.net')))\n"
+            "print(','.join(bad))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.assertEqual(out, "")

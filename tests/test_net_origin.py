@@ -19,12 +19,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web._newclient import ResponseDone, ResponseFailed, ResponseNeverReceived
-from twisted.web.http import PotentialDataLoss
 
-from squeak.errors import error_for_failure
-from squeak.http.fields import FramingError
+from squeak.errors import BodyComplete, BodyEndedByClose
 from squeak.http.target import parse_absolute_target
+from squeak.net.failures import NoResponseError, ResponseTruncatedError, error_for_failure
 from squeak.net.origin import (
     MalformedResponseError,
     UpstreamClient,
@@ -253,7 +251,7 @@ class ResponseParsingTests(_Harness):
     def test_simple_response(self) -> None:
         """
         Code, phrase, version, every field in order (connection-level ones
-        too), length and peer; the body ends with L{ResponseDone}.
+        too), length and peer; the body ends with L{BodyComplete}.
         """
         response, body = self.answer(
             b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 5\r\nConnection: x-private\r\n"
@@ -274,7 +272,7 @@ class ResponseParsingTests(_Harness):
             ],
         )
         self.assertEqual(body.body, b"hello")
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
 
     def test_whitespace_around_values_is_removed_and_empty_reason_kept(self) -> None:
         """
@@ -293,14 +291,14 @@ class ResponseParsingTests(_Harness):
             b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-A: b\r\n\r\nhello world"
         )
         self.assertEqual((response.code, body.body), (200, b"hello world"))
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
         self.assertEqual(self.idle(), 1)
 
     def _refused(self, data: bytes) -> Failure:
         d = self.request()
         protocol, transport = self.last()
         protocol.dataReceived(data)
-        failure = self.failureResultOf(d, ResponseFailed)
+        failure = self.failureResultOf(d, MalformedResponseError)
         self.assertTrue(transport.disconnecting, "a connection with a bad response is closed")
         self.assertEqual(self.idle(), 0)
         return failure
@@ -326,9 +324,8 @@ class ResponseParsingTests(_Harness):
         }
         for data, needle in heads.items():
             failure = self._refused(data)
-            [inner] = failure.value.reasons
-            self.assertIsInstance(inner.value, MalformedResponseError, data)
-            self.assertIn(needle, inner.value.detail, data)
+            self.assertIsInstance(failure.value, MalformedResponseError, data)
+            self.assertIn(needle, failure.value.detail, data)
             self.assertEqual(error_for_failure(failure).name, "ERR_INVALID_RESP")
 
     def test_oversized_head_is_refused(self) -> None:
@@ -336,14 +333,14 @@ class ResponseParsingTests(_Harness):
         A head above 64 KiB is refused without waiting for its end.
         """
         failure = self._refused(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (65 * 1024))
-        self.assertIn("larger than", failure.value.reasons[0].value.detail)
+        self.assertIn("larger than", failure.value.detail)
 
     def test_too_many_fields_are_refused(self) -> None:
         """
         More than C{max_fields} field lines are refused.
         """
         failure = self._refused(b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 501 + b"\r\n")
-        self.assertIn("more than 500", failure.value.reasons[0].value.detail)
+        self.assertIn("more than 500", failure.value.detail)
 
     def test_ambiguous_framing_is_refused(self) -> None:
         """
@@ -363,7 +360,8 @@ class ResponseParsingTests(_Harness):
         ]
         for fields in heads:
             failure = self._refused(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n\r\n")
-            self.assertIsInstance(failure.value.reasons[0].value, FramingError, fields)
+            self.assertIsInstance(failure.value, MalformedResponseError, fields)
+            self.assertRegex(failure.value.detail, r"^response .*\(RFC 911[02] §", fields)
             self.assertEqual(error_for_failure(failure).name, "ERR_INVALID_RESP")
 
     def test_interim_responses_are_skipped(self) -> None:
@@ -389,7 +387,7 @@ class ResponseParsingTests(_Harness):
             b"Connection: Upgrade\r\n\r\n"
         )
         self.assertEqual((response.code, response.length, body.body), (101, 0, b""))
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
         self.assertTrue(self.last()[1].disconnecting)
         self.assertEqual(self.idle(), 0)
 
@@ -403,18 +401,18 @@ class ResponseParsingTests(_Harness):
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", method=b"HEAD"
         )
         self.assertEqual((response.length, response.content_length, body.body), (0, 100, b""))
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
         for status in (b"204 No Content", b"304 Not Modified"):
             response, body = self.answer(b"HTTP/1.1 " + status + b"\r\nContent-Length: 7\r\n\r\n")
             self.assertEqual((response.length, body.body), (0, b""))
-            self.assertTrue(body.reason.check(ResponseDone))
+            self.assertTrue(body.reason.check(BodyComplete))
         self.assertEqual(len(self.endpoint.connections), 1)
         self.assertEqual(self.idle(), 1)
 
     def test_close_delimited_body(self) -> None:
         """
         Without Content-Length or chunked the body runs to the close and
-        ends with L{PotentialDataLoss}; the connection is not reused.
+        ends with L{BodyEndedByClose}; the connection is not reused.
         """
         response, body = self.answer(b"HTTP/1.0 200 OK\r\n\r\nsome")
         protocol, _transport = self.last()
@@ -423,18 +421,18 @@ class ResponseParsingTests(_Harness):
         self.assertIsNone(body.reason)
         self.lose(protocol)
         self.assertEqual(body.body, b"some more")
-        self.assertTrue(body.reason.check(PotentialDataLoss))
+        self.assertTrue(body.reason.check(BodyEndedByClose))
         self.assertEqual(self.idle(), 0)
 
     def test_truncated_length_body_fails(self) -> None:
         """
         A close before Content-Length bytes arrived ends the body with
-        L{ResponseFailed}, not L{ResponseDone}.
+        L{ResponseTruncatedError}, not L{BodyComplete}.
         """
         _response, body = self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
         self.lose(self.last()[0], ConnectionLost())
         self.assertEqual(body.body, b"01234")
-        self.assertTrue(body.reason.check(ResponseFailed))
+        self.assertTrue(body.reason.check(ResponseTruncatedError))
         self.assertEqual(self.idle(), 0)
 
     def test_body_arriving_before_deliver_body_is_held(self) -> None:
@@ -453,7 +451,7 @@ class ResponseParsingTests(_Harness):
         self.assertEqual(transport.producerState, "producing")
         self.assertEqual(body.body, b"a" * 70000)
         protocol.dataReceived(b"b" * 130000)
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
 
 
 class ChunkedTests(_Harness):
@@ -474,7 +472,7 @@ class ChunkedTests(_Harness):
         )
         self.assertIsNone(response.length)
         self.assertEqual(body.body, b"hello0123456789")
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
         self.assertEqual(self.idle(), 1)
 
     def test_fed_one_byte_at_a_time(self) -> None:
@@ -483,7 +481,7 @@ class ChunkedTests(_Harness):
         """
         _response, body = self.fed_bytewise(self.HEAD + b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
         self.assertEqual(body.body, b"abcde")
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
         self.assertEqual(self.idle(), 1)
 
     def test_data_is_passed_on_as_it_arrives(self) -> None:
@@ -513,9 +511,7 @@ class ChunkedTests(_Harness):
         ]
         for data in cases:
             _response, body = self.answer(self.HEAD + data)
-            self.assertTrue(body.reason.check(ResponseFailed), data)
-            inner = body.reason.value.reasons[0].value
-            self.assertIsInstance(inner, MalformedResponseError, data)
+            self.assertTrue(body.reason.check(MalformedResponseError), data)
             self.assertTrue(self.last()[1].disconnecting, data)
         self.assertEqual(self.idle(), 0)
 
@@ -525,8 +521,82 @@ class ChunkedTests(_Harness):
         """
         _response, body = self.answer(self.HEAD + b"5\r\nhello\r\n")
         self.lose(self.last()[0])
-        self.assertTrue(body.reason.check(ResponseFailed))
+        self.assertTrue(body.reason.check(ResponseTruncatedError))
         self.assertEqual(self.idle(), 0)
+
+    def test_long_chunk_size_line_is_refused_however_split(self) -> None:
+        """
+        A chunk-size line longer than C{max_chunk_line} (4 KiB, extensions
+        included) is refused whether it arrives in one read or in two: the
+        limit is the request side's, checked the same way (RFC 9112 §7.1).
+        """
+        line = b"5;" + b"x" * 5000 + b"\r\n"
+        data = self.HEAD + line + b"hello\r\n0\r\n\r\n"
+        for at in (len(data), len(self.HEAD) + 100, len(data) - 20):
+            d = self.request()
+            protocol, transport = self.last()
+            protocol.dataReceived(data[:at])
+            response = self.successResultOf(d)
+            body = _Body()
+            response.deliverBody(body)
+            protocol.dataReceived(data[at:])
+            self.assertTrue(body.reason is not None, at)
+            self.assertTrue(body.reason.check(MalformedResponseError), at)
+            self.assertEqual(body.reason.value.detail, "chunk-size line too long", at)
+            self.assertTrue(transport.disconnecting, at)
+
+    def test_trailer_fields_are_bounded(self) -> None:
+        """
+        More than C{max_fields} trailer fields fail the body, as more than
+        C{max_fields} head fields fail the response.
+        """
+        _response, body = self.answer(self.HEAD + b"0\r\n" + b"X-T: 1\r\n" * 501 + b"\r\n")
+        self.assertTrue(body.reason.check(MalformedResponseError))
+        self.assertIn("more than 500 trailer fields", body.reason.value.detail)
+
+    def test_bad_trailer_field_is_named_as_a_response_field(self) -> None:
+        """
+        A trailer line that is not a field line is refused with the
+        response side's wording.
+        """
+        _response, body = self.answer(self.HEAD + b"0\r\nX-T : 1\r\n\r\n")
+        self.assertTrue(body.reason.check(MalformedResponseError))
+        self.assertIn("invalid response field name", body.reason.value.detail)
+
+
+class ResponseHeadSplitTests(_Harness):
+    """
+    The verdict on a response head does not depend on how the network split
+    it (the request side's rule, L{squeak.http.head.find_head_end}).
+    """
+
+    def _verdict(self, data: bytes, at: int) -> str:
+        d = self.request()
+        protocol, _ = self.last()
+        protocol.dataReceived(data[:at])
+        protocol.dataReceived(data[at:])
+        result: list[Any] = []
+        d.addBoth(result.append)
+        if not result:
+            return "waiting"
+        if isinstance(result[0], Failure):
+            return f"refused: {result[0].value.detail}"
+        return f"{result[0].code}"
+
+    def test_head_of_exactly_the_limit(self) -> None:
+        """
+        A head of exactly C{max_head_size} bytes is accepted, wherever its
+        terminator falls; one byte more is refused, wherever it falls.
+        """
+        status = b"HTTP/1.1 200 OK\r\nX-Pad: "
+        size = 64 * 1024
+        fits = status + b"a" * (size - len(status)) + b"\r\n\r\n"
+        over = status + b"a" * (size + 1 - len(status)) + b"\r\n\r\n"
+        for at in range(len(fits) - 5, len(fits)):
+            self.assertEqual(self._verdict(fits, at), "200", at)
+            self.assertEqual(
+                self._verdict(over, at + 1), "refused: response head larger than 65536 bytes", at
+            )
 
 
 class PoolTests(_Harness):
@@ -558,7 +628,7 @@ class PoolTests(_Harness):
 
     def test_returned_before_the_body_protocol_hears_the_end(self) -> None:
         """
-        The connection is back in the pool when C{connectionLost(ResponseDone)}
+        The connection is back in the pool when C{connectionLost(BodyComplete)}
         runs, so a request made from there reuses it.
         """
         seen = []
@@ -648,11 +718,11 @@ class PoolTests(_Harness):
     def test_stopped_body_aborts_the_connection(self) -> None:
         """
         C{stopProducing} from the body's consumer aborts the connection and
-        ends the body with L{ResponseFailed}.
+        ends the body with L{ResponseTruncatedError}.
         """
         _response, body = self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
         body.transport.stopProducing()
-        self.assertTrue(body.reason.check(ResponseFailed))
+        self.assertTrue(body.reason.check(ResponseTruncatedError))
         self.assertTrue(self.last()[1].disconnecting)
         self.lose(self.last()[0])
         self.assertEqual(self.idle(), 0)
@@ -670,7 +740,7 @@ class PoolTests(_Harness):
         self.assertEqual(transport.producerState, "producing")
         body.transport.pauseProducing()
         self.last()[0].dataReceived(b"23")
-        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertTrue(body.reason.check(BodyComplete))
         self.assertEqual(transport.producerState, "producing")
         body.transport.pauseProducing()  # after the end: no effect on the pooled connection
         self.assertEqual(transport.producerState, "producing")
@@ -772,7 +842,7 @@ class RetryTests(_Harness):
         d = self.request()
         self.lose(self.last()[0])
         self.lose(self.last()[0])
-        failure = self.failureResultOf(d, ResponseNeverReceived)
+        failure = self.failureResultOf(d, NoResponseError)
         self.assertEqual(error_for_failure(failure).name, "ERR_ZERO_SIZE_OBJECT")
         self.assertEqual(len(self.endpoint.connections), 2)
 
@@ -783,7 +853,7 @@ class RetryTests(_Harness):
         self._pooled()
         d = self.request(b"POST", headers=[(b"Host", b"o")], body=io.BytesIO(b"a"))
         self.lose(self.last()[0])
-        self.failureResultOf(d, ResponseNeverReceived)
+        self.failureResultOf(d, NoResponseError)
         self.assertEqual(len(self.endpoint.connections), 1)
 
     def test_not_after_response_bytes(self) -> None:
@@ -794,7 +864,7 @@ class RetryTests(_Harness):
         d = self.request()
         self.last()[0].dataReceived(b"HTTP/1.1 2")
         self.lose(self.last()[0])
-        failure = self.failureResultOf(d, ResponseFailed)
+        failure = self.failureResultOf(d, ResponseTruncatedError)
         self.assertEqual(error_for_failure(failure).name, "ERR_READ_ERROR")
         self.assertEqual(len(self.endpoint.connections), 1)
 
@@ -805,7 +875,7 @@ class RetryTests(_Harness):
         """
         d = self.request()
         self.lose(self.last()[0])
-        failure = self.failureResultOf(d, ResponseNeverReceived)
+        failure = self.failureResultOf(d, NoResponseError)
         self.assertEqual(error_for_failure(failure).name, "ERR_ZERO_SIZE_OBJECT")
 
 

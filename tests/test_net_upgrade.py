@@ -12,10 +12,11 @@ import socket
 import struct
 from typing import Any
 
-from twisted.internet import protocol, reactor, threads
+from twisted.internet import defer, protocol, reactor, threads
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from squeak.net.upgrade import BadResponseHeadError, parse_response_head
+from squeak.net.upgrade import BadResponseHeadError, UpgradeUpstream, parse_response_head
 from tests.proxyharness import ProxyTestCase
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -146,6 +147,117 @@ class UpgradeTests(ProxyTestCase):
         head, _, body = raw.partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 426"), head)
         self.assertEqual(body, b"upgrade required")
+
+
+#: Response heads the pooled client refuses with 502, each with the detail
+#: it gives; the upgrade path must refuse them too (RFC 9112 §4, RFC 9110
+#: §5.5, RFC 9112 §6.3).
+_REFUSED_HEADS = [
+    (b"HTTP/9.9 000 Nonsense\r\n\r\n", "bad status line"),
+    (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\n\r\n", "invalid characters"),
+    (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        "2 Content-Length fields",
+    ),
+]
+
+
+class _CannedOrigin(protocol.Protocol):
+    """
+    Answers any request with the factory's canned bytes and records when
+    its connection is lost.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(self.factory.answer)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.factory.lost.callback(None)
+
+
+class UpgradeRefusalTests(ProxyTestCase):
+    """
+    The upgrade path refuses what the pooled client refuses: the client is
+    answered 502 and the connection to the origin is closed.
+    """
+
+    async def test_refused_heads_are_answered_502(self) -> None:
+        """
+        A status line C{HTTP/9.9 000}, a NUL inside a field value and a
+        duplicated C{Content-Length} are answered with 502
+        C{ERR_INVALID_RESP}, never relayed, and the origin connection is
+        closed.
+        """
+        for answer, _detail in _REFUSED_HEADS:
+            factory = protocol.ServerFactory.forProtocol(_CannedOrigin)
+            factory.noisy = False
+            factory.answer = answer
+            factory.lost = defer.Deferred()
+            port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            number = port.getHost().port
+            request = (
+                f"GET http://127.0.0.1:{number}/chat HTTP/1.1\r\nHost: 127.0.0.1:{number}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade, close\r\n\r\n"
+            ).encode()
+            raw = await threads.deferToThread(self.raw_exchange, request)
+            self.assertTrue(raw.startswith(b"HTTP/1.1 502 "), (answer, raw[:200]))
+            self.assertIn(b"ERR_INVALID_RESP", raw, answer)
+            await factory.lost
+
+
+class UpgradeUpstreamTests(SynchronousTestCase):
+    """
+    L{UpgradeUpstream} reads the origin's head with the pooled client's
+    reader (L{squeak.http.response}).
+    """
+
+    def _answered(self, data: bytes) -> tuple[UpgradeUpstream, StringTransport]:
+        upstream = UpgradeUpstream(b"GET /chat HTTP/1.1\r\nHost: o.test\r\n\r\n")
+        transport = StringTransport()
+        upstream.makeConnection(transport)
+        upstream.dataReceived(data)
+        return upstream, transport
+
+    def test_refused_heads_close_the_connection(self) -> None:
+        """
+        Each refused head fails C{head_received} with L{BadResponseHeadError}
+        (the response reader's L{MalformedResponseError}, status 502)
+        saying why, and closes the connection to the origin.
+        """
+        for answer, detail in _REFUSED_HEADS:
+            upstream, transport = self._answered(answer)
+            failure = self.failureResultOf(upstream.head_received, BadResponseHeadError)
+            self.assertIn(detail, failure.value.detail, answer)
+            self.assertEqual(failure.value.status, 502)
+            self.assertTrue(transport.disconnecting, answer)
+
+    def test_head_split_anywhere(self) -> None:
+        """
+        A 101 head and the bytes after it are read the same however the
+        network split them.
+        """
+        data = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00"
+        for at in range(1, len(data)):
+            upstream = UpgradeUpstream(b"GET / HTTP/1.1\r\n\r\n")
+            upstream.makeConnection(StringTransport())
+            upstream.dataReceived(data[:at])
+            upstream.dataReceived(data[at:])
+            head, rest = self.successResultOf(upstream.head_received)
+            self.assertEqual((head.status, head.headers), (101, [(b"Upgrade", b"websocket")]))
+            self.assertEqual(b"".join([rest, *upstream.early]), b"\x81\x00")
+
+    def test_oversized_head_is_refused(self) -> None:
+        """
+        A head above the pooled client's 64 KiB limit is refused, even when
+        its end arrives in the same read.
+        """
+        upstream, transport = self._answered(
+            b"HTTP/1.1 101 OK\r\nX-Big: " + b"a" * (65 * 1024) + b"\r\n\r\n"
+        )
+        failure = self.failureResultOf(upstream.head_received, BadResponseHeadError)
+        self.assertIn("larger than 65536 bytes", failure.value.detail)
+        self.assertTrue(transport.disconnecting)
 
 
 class ParseResponseHeadTests(SynchronousTestCase):

@@ -13,9 +13,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web._newclient import ResponseDone
 
 from squeak.accesslog import AccessLog
+from squeak.errors import BodyComplete
 from squeak.proxy.client import ForwardProxyFactory
 from squeak.proxy.miss import BodyRelay
 from squeak.proxy.router import ForwardRequest
@@ -244,6 +244,6 @@ class BodyRelayTests(SynchronousTestCase):
         When the body ends the request learns how, and no timer is left.
         """
         relay, request, _upstream, clock = self._relay()
-        relay.connectionLost(Failure(ResponseDone()))
-        self.assertTrue(request.ended is not None and request.ended.check(ResponseDone))
+        relay.connectionLost(Failure(BodyComplete()))
+        self.assertTrue(request.ended is not None and request.ended.check(BodyComplete))
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -189,7 +189,7 @@ class ResponseStorer:
         The body ended: commit when complete, else drop the part.
 
         @param complete: Whether the origin's body ended unambiguously
-            (Twisted's C{ResponseDone}); anything else is truncation.
+            (L{squeak.errors.BodyComplete}); anything else is truncation.
         @return: Whether the entry was stored.
         """
         if self.done:

@@ -91,7 +91,7 @@ class EntryWriter:
     Writes one response into the store as its body streams through.
 
     Call L{write} for each chunk, then L{commit} with the length the origin
-    promised once the body is complete (Twisted's C{ResponseDone}), or
+    promised once the body is complete (L{squeak.errors.BodyComplete}), or
     L{abort} for any other ending.
 
     @ivar failed: Why nothing will be stored, once that is known.

@@ -38,9 +38,9 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 
+from squeak.http.chunked import ChunkedDecoder
 from squeak.http.fields import RawHeaders, first_value
 from squeak.http.request import (
-    ChunkedDecoder,
     MessageError,
     RequestHead,
     find_head_end,

@@ -39,9 +39,9 @@ class UpstreamEnd(protocol.Protocol):
     buffers (an upgraded connection's first bytes may arrive with the head).
     """
 
-    #: The connected transport: a zope interface provider, which mypy
-    #: reads without its plugin as untyped (and never L{None} once
-    #: connected, which is when a tunnel uses it).
+    #: A connected TCP transport, or a TLS wrapper around one.  Twisted
+    #: types it C{ITransport | None}, which declares neither the producer
+    #: and consumer methods nor C{abortConnection} that both provide.
     transport: Any
 
     def __init__(self) -> None:

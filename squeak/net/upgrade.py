@@ -2,9 +2,10 @@
 """
 Protocol upgrades through the proxy (WebSocket): RFC 9110 §7.8.
 
-Twisted's L{Agent} swallows 1xx responses, so an upgrade request is sent
-over a raw connection by L{UpgradeUpstream}: it writes the rebuilt request
-head, reads the response head, and then either
+An upgrade request is sent over a connection of its own, never a pooled
+one, by L{UpgradeUpstream}, because a C{101 Switching Protocols} answer
+turns that connection into a byte tunnel that cannot go back to a pool.  It
+writes the rebuilt request head, reads the response head, and then either
 
   - the origin answered C{101 Switching Protocols}: the 101 head (with the
     C{Connection: Upgrade} and C{Upgrade} fields relayed, not stripped, as
@@ -12,66 +13,51 @@ head, reads the response head, and then either
     client and the connection becomes a L{Tunnel}; or
   - it answered anything else: that response is relayed as it came (its
     head rewritten), and the client connection closes after it, since its
-    body framing was not interpreted.
+    body is relayed until the origin closes.
 
-The response-head parser is pure and bounded: L{parse_response_head}.
+The response head is read by L{squeak.http.response}, the reader the pooled
+client uses, with the same limits and the same framing checks: what the
+pooled client refuses with 502 is refused here too (the upstream connection
+is then closed).  L{BadResponseHeadError}, L{ResponseHead} and
+L{parse_response_head} are that module's names, kept here for older imports.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from squeak.http.fields import RawHeaders
+from squeak.http.response import (
+    MAX_HEAD_SIZE,
+    MalformedResponseError,
+    ResponseHead,
+    find_response_head_end,
+    parse_response_head,
+    response_body,
+)
 from squeak.net.tunnel import UpstreamEnd
 
-#: The largest response head accepted from an origin on an upgrade.
-MAX_HEAD = 64 * 1024
+__all__ = [
+    "MAX_HEAD",
+    "BadResponseHeadError",
+    "ResponseHead",
+    "UpgradeUpstream",
+    "content_length",
+    "parse_response_head",
+    "request_head",
+    "response_head",
+]
 
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?")
+#: The largest response head accepted from an origin on an upgrade: the
+#: pooled client's limit.
+MAX_HEAD = MAX_HEAD_SIZE
 
-
-class BadResponseHeadError(Exception):
-    """
-    The origin's response head could not be parsed (or was too large).
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
-    """
-    A parsed response head.
-    """
-
-    version: bytes
-    status: int
-    reason: bytes
-    headers: RawHeaders
-
-
-def parse_response_head(head: bytes) -> ResponseHead:
-    """
-    Parse a response head (without the blank line) strictly: a valid status
-    line, and field lines with a colon and no obsolete line folding.
-
-    @raise BadResponseHeadError: On anything else.
-    """
-    lines = head.split(b"\r\n")
-    match = _STATUS_LINE.fullmatch(lines[0])
-    if match is None:
-        raise BadResponseHeadError(f"bad status line {lines[0][:80]!r}")
-    headers: RawHeaders = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-            raise BadResponseHeadError("malformed header line")
-        headers.append((name, value.strip(b" \t")))
-    version = b"HTTP/%s.%s" % (match.group(1), match.group(2))
-    return ResponseHead(version, int(match.group(3)), match.group(4) or b"", headers)
+#: The origin's response head was refused (or the origin closed before
+#: answering): answered 502.  The response reader's own error.
+BadResponseHeadError = MalformedResponseError
 
 
 def content_length(headers: RawHeaders) -> int | None:
@@ -102,6 +88,7 @@ class UpgradeUpstream(UpstreamEnd):
         """
         super().__init__()
         self._request_head = request_head
+        self._method = request_head.split(b" ", 1)[0]
         self._check_peer = check_peer
         self._buffer = b""
         self.head_received: Deferred[tuple[ResponseHead, bytes]] = Deferred()
@@ -114,7 +101,7 @@ class UpgradeUpstream(UpstreamEnd):
             except Exception as error:
                 self._waiting = False
                 self.transport.abortConnection()
-                self.head_received.errback(Failure(error))
+                self.head_received.errback(error)
                 return
         self.transport.write(self._request_head)
 
@@ -123,25 +110,27 @@ class UpgradeUpstream(UpstreamEnd):
             super().dataReceived(data)
             return
         self._buffer += data
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_HEAD:
-                self._fail(BadResponseHeadError(f"response head larger than {MAX_HEAD} bytes"))
-            return
-        head, rest = self._buffer[:end], self._buffer[end + 4 :]
-        self._buffer = b""
-        self._waiting = False
         try:
+            end = find_response_head_end(self._buffer, MAX_HEAD)
+            if end < 0:
+                return
+            head, rest = self._buffer[: end - 4], self._buffer[end:]
+            self._buffer = b""
             parsed = parse_response_head(head)
-        except BadResponseHeadError as error:
+            # A response other than 101 is relayed with its body: its
+            # framing must be as unambiguous as the pooled client requires
+            # (RFC 9112 §6.3).
+            response_body(self._method, parsed)
+        except MalformedResponseError as error:
             self._fail(error)
             return
+        self._waiting = False
         self.head_received.callback((parsed, rest))
 
     def _fail(self, error: Exception) -> None:
         self._waiting = False
         self.transport.loseConnection()
-        self.head_received.errback(Failure(error))
+        self.head_received.errback(error)
 
     def readConnectionLost(self) -> None:
         if self._waiting:
@@ -153,7 +142,7 @@ class UpgradeUpstream(UpstreamEnd):
         if self._waiting:
             self._waiting = False
             self.head_received.errback(
-                Failure(BadResponseHeadError("origin closed the connection before answering"))
+                BadResponseHeadError("origin closed the connection before answering")
             )
         super().connectionLost(reason) if reason is not None else super().connectionLost()
 

@@ -10,14 +10,13 @@ The streaming contract (docs/architecture.md):
     C{response.deliverBody}; the upstream transport is registered as the
     client response's streaming producer, so a slow client pauses the origin
     read and memory stays bounded whatever the body size;
-  - only L{ResponseDone} (or L{PotentialDataLoss} for a close-delimited
-    body) finishes the client response cleanly; any other ending aborts the
-    client connection, so a truncated body never looks complete; and only
-    L{ResponseDone} commits a cache entry.
+  - only a L{BodyEnded} (L{BodyComplete}, or L{BodyEndedByClose} for a
+    close-delimited body) finishes the client response cleanly; any other
+    ending aborts the client connection, so a truncated body never looks
+    complete; and only L{BodyComplete} commits a cache entry.
 
-This module is the one place that imports how a body ended
-(L{ResponseDone}, L{PotentialDataLoss}) and how a failure is named
-(L{error_for_failure}).
+How a failure is named for its error page is
+L{squeak.net.failures.error_for_failure}.
 """
 
 from __future__ import annotations
@@ -27,17 +26,16 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import ResponseDone
-from twisted.web.http import PotentialDataLoss
 
 from squeak.access.gatekeeper import AccessDeniedError
 from squeak.access.rules import may_cache
 from squeak.cache.facade import ResponseStorer, Transient, Validation
-from squeak.errors import ProxyError, error_for_failure
+from squeak.errors import BodyComplete, BodyEnded, ProxyError
 from squeak.http.fields import RawHeaders, downstream_response_headers
 from squeak.http.methods import invalidates_cache
 from squeak.http.target import Target
 from squeak.net.deadlines import Deadlines, deadline_resolution
+from squeak.net.failures import error_for_failure
 from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.hit import HitHandler
@@ -348,15 +346,15 @@ class MissHandler:
         stored = False
         if self._storer is not None:
             # Only a body known to be complete is committed; a close-delimited
-            # one (PotentialDataLoss) might have been cut short.
-            stored = self._storer.finish(complete=isinstance(reason.value, ResponseDone))
+            # one (BodyEndedByClose) might have been cut short.
+            stored = self._storer.finish(complete=isinstance(reason.value, BodyComplete))
             self._storer = None
         self._end_transient(stored)
         exchange = self._exchange
         if exchange.disconnected or exchange.finished:
             return
         exchange.unregister_producer()
-        if isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
+        if isinstance(reason.value, BodyEnded):
             exchange.finish()
             return
         exchange.body_cut = True
