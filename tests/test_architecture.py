@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "squeak"
 TESTS = ROOT / "tests"
 MAKEFILE = ROOT / "Makefile"
+ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
 
 
 class Layer(NamedTuple):
@@ -579,3 +580,40 @@ class FastTestsTests(SynchronousTestCase):
             for case in result.asynchronous:
                 problems.append(f"{name}.{case} is a trial TestCase, not a SynchronousTestCase")
         self.assertEqual(problems, [])
+
+
+def documented_modules(text: str) -> set[str]:
+    """
+    The module paths named in the first column of the module table of
+    docs/architecture.md (rows like C{| `squeak/http/target.py` | yes | ...}).
+    """
+    return set(re.findall(r"^\| `(squeak/[\w/]+\.py)` \|", text, re.MULTILINE))
+
+
+class ModuleTableTests(SynchronousTestCase):
+    """
+    docs/architecture.md's module table matches the tree.
+    """
+
+    def test_documented_modules(self) -> None:
+        """
+        Every module of C{squeak/} has a row in the table, and every row
+        names a module that exists.
+        """
+        documented = documented_modules(ARCHITECTURE_DOC.read_text(encoding="utf-8"))
+        # Subpackages' __init__ files hold only a docstring; the package's
+        # own holds the version and has a row.
+        present = {
+            str(path.relative_to(ROOT))
+            for path in PACKAGE.rglob("*.py")
+            if not (path.name == "__init__.py" and path.parent != PACKAGE)
+        }
+        self.assertEqual(sorted(present - documented), [])
+        self.assertEqual(sorted(documented - present), [])
+
+    def test_documented_modules_reads_rows(self) -> None:
+        """
+        The table reader finds module rows and nothing else.
+        """
+        text = "| `squeak/a.py` | yes | x |\n| `squeak/b/c.py` | no | y |\nsee `squeak/d.py`\n"
+        self.assertEqual(documented_modules(text), {"squeak/a.py", "squeak/b/c.py"})
