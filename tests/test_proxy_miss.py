@@ -5,6 +5,8 @@ in-memory origin and relayed, and a validation (RFC 9111 §4.3).
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.proxy.state import ExchangeState
@@ -159,6 +161,16 @@ class OriginFailureTranscriptTests(SynchronousTestCase):
         self.assertEqual(t.log_tags(), ["TCP_MISS"])
 
 
+class _RaisingStorer:
+    """A storer with a bug: it raises on the first body bytes."""
+
+    def data(self, chunk: bytes) -> None:
+        raise RuntimeError("injected store failure")
+
+    def finish(self, complete: bool) -> bool:
+        return False
+
+
 class CollapsedForwardingTranscriptTests(SynchronousTestCase):
     """
     Identical misses wait for one fetch (collapsed forwarding) and are
@@ -189,3 +201,32 @@ class CollapsedForwardingTranscriptTests(SynchronousTestCase):
         # The waiting request is answered as the entry commits, a moment
         # before the leader's own response finishes.
         self.assertEqual(t.log_tags(), ["TCP_MEM_HIT", "TCP_MISS"])
+
+    def test_store_that_raises_releases_the_follower(self) -> None:
+        """
+        A storer raising while the leader's body streams: the leader's
+        client gets its whole body, the waiting request is released to the
+        origin at once (it waited for good), and the URL's next request
+        works.
+        """
+        t = Transcript(self)
+        cache = t.context.cache
+
+        def storer(*args: Any, **kwargs: Any) -> _RaisingStorer:
+            return _RaisingStorer()
+
+        cache.storer = storer  # type: ignore[method-assign]
+        second = t.connect_client()
+        t.client_sends(_get(b"/s"))
+        t.client_sends(_get(b"/s"), client=second)
+        self.assertEqual(len(t.origins), 1)
+        t.origin_sends(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 3\r\n\r\none", 0
+        )
+        self.assertTrue(t.client_received().endswith(b"\r\n\r\none"))
+        self.assertEqual(len(t.origins), 2)
+        self.assertEqual(len(cache.store.inflight), 0)
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+        self.assertTrue(t.client_received(second).endswith(b"\r\n\r\ntwo"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_MISS"])
