@@ -1,6 +1,8 @@
 """
 Faults on a real squeak over loopback (issue 14): a store that raises must
-neither break the download nor leave the URL's collapsed fetch stuck.
+neither break the download nor leave the URL's collapsed fetch stuck, and a
+response head is sent as soon as it is decided, never held back until the
+first body byte.
 
 Bodies are compared by hash, so nothing damaged is ever taken for served.
 """
@@ -11,6 +13,8 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +27,9 @@ from twisted.web import resource, server
 
 from squeak.cache.keys import primary_key
 from squeak.cache.store import EntryWriter
+from squeak.net import wire
 from squeak.proxy.state import ExchangeState
+from tests.origins import ScriptedOrigin
 from tests.proxyharness import ProxyTestCase
 
 #: How long a client waits for an answer: a normal timeout, not a hang.
@@ -271,3 +277,104 @@ class StoreFailureTests(ProxyTestCase):
             (200, True, sha(body_for("stuck", 50_000))),
         )
         self.assertEqual(len(self.cache.store.inflight), 0)
+
+
+class StalledHeadTests(ProxyTestCase):
+    """
+    An origin that sends its head and then stalls: the client sees the
+    status and fields at once, then a cut body, never an empty reply.
+    """
+
+    config_overrides = {"timeouts": {"read": 1.5}}
+
+    async def test_head_then_stall_shows_status_then_cut_body(self) -> None:
+        """
+        The head arrives well before the read timeout (it was held back
+        until the first body byte, so the client got an empty reply); the
+        body is cut (closed short of Content-Length) and logged as
+        C{TCP_MISS_ABORTED}; the same URL is then served whole.
+        """
+        whole = body_for("after", 1000)
+        origin = ScriptedOrigin(
+            reactor,
+            [
+                (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", False),
+                (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + whole, False),
+            ],
+        )
+        self.listen(origin)
+        url = origin.url("/stall")
+        port = self.proxy_port
+
+        def stalled() -> tuple[float, bytes, bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as s:
+                started = time.monotonic()
+                s.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+                head_after = time.monotonic() - started
+                while chunk := s.recv(65536):
+                    received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            return head_after, head, body
+
+        head_after, head, body = await threads.deferToThread(stalled)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertIn(b"Content-Length: 1000", head)
+        self.assertLess(head_after, 1.0)
+        self.assertEqual(body, b"")
+
+        def fetch() -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT)
+            try:
+                conn.request("GET", url)
+                response = conn.getresponse()
+                return response.status, response.read()
+            finally:
+                conn.close()
+
+        status, again = await threads.deferToThread(fetch)
+        self.assertEqual((status, sha(again)), (200, sha(whole)))
+        await deferLater(reactor, 0.1, lambda: None)
+        lines = self.access_log_lines()
+        self.assertIn("TCP_MISS_ABORTED/200", lines[0])
+        self.assertIn("TCP_MISS/200", lines[1])
+
+    async def test_head_and_body_of_one_turn_leave_in_one_send(self) -> None:
+        """
+        The head sent early costs no extra send: with the body bytes that
+        arrive in the same reactor turn it still leaves in one send of the
+        batcher.
+        """
+        whole = body_for("one", 3000)
+        origin = ScriptedOrigin(
+            reactor, [(b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + whole, False)]
+        )
+        self.listen(origin)
+        sent: list[bytes] = []
+        send = wire._send
+
+        def record(transport: Any, data: bytes) -> None:
+            sent.append(data)
+            send(transport, data)
+
+        self.patch(wire, "_send", record)
+        url = origin.url("/one")
+        port = self.proxy_port
+
+        def fetch() -> bytes:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT)
+            try:
+                conn.request("GET", url)
+                return conn.getresponse().read()
+            finally:
+                conn.close()
+
+        self.assertEqual(sha(await threads.deferToThread(fetch)), sha(whole))
+        answers = [data for data in sent if data.startswith(b"HTTP/1.1 200 OK\r\n")]
+        self.assertEqual(len(answers), 1, sent)
+        self.assertTrue(answers[0].endswith(b"\r\n\r\n" + whole))

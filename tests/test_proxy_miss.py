@@ -161,6 +161,34 @@ class OriginFailureTranscriptTests(SynchronousTestCase):
         self.assertEqual(t.log_tags(), ["TCP_MISS"])
 
 
+class StalledHeadTranscriptTests(SynchronousTestCase):
+    """
+    A response head is sent as soon as the response is decided, not held
+    back until the first body byte.
+    """
+
+    def test_head_goes_out_before_the_body(self) -> None:
+        """
+        An origin that sends its head and stalls: the client has the status
+        and fields at once (it had nothing until the read timeout, then an
+        empty reply); after the read timeout the body is cut, logged
+        TCP_MISS_ABORTED.
+        """
+        t = Transcript(self, timeouts={"read": 5.0})
+        t.client_sends(_get(b"/stall"))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        head = t.client_received()
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+        self.assertTrue(head.endswith(b"Content-Length: 10\r\n\r\n"), head)
+        self.assertFalse(t.client.disconnecting)
+        t.origin_sends(b"12345")
+        self.assertEqual(t.client_received(), b"12345")
+        t.clock.advance(6.0)
+        t.run()
+        self.assertTrue(t.client.disconnecting)
+        self.assertEqual(t.log_tags(), ["TCP_MISS_ABORTED"])
+
+
 class _RaisingStorer:
     """A storer with a bug: it raises on the first body bytes."""
 

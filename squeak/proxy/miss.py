@@ -244,6 +244,11 @@ class MissHandler:
             # A known length is relayed as Content-Length, so the channel does
             # not re-chunk it and a truncation is visible to the client.
             exchange.content_length = response.length
+        # The response is decided: its head goes out now (at the end of this
+        # reactor turn, with any body bytes that come in it), so that an
+        # origin stalling before its first body byte shows the client a
+        # status and then a cut body, not an empty reply.
+        exchange.send_head()
         relay = BodyRelay(self, config.timeouts.read, context.reactor, context.deadlines)
         self._relay = relay
         response.deliverBody(relay)
