@@ -258,3 +258,25 @@ class CollapsedForwardingTranscriptTests(SynchronousTestCase):
         self.assertTrue(t.client_received(second).endswith(b"\r\n\r\ntwo"))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_MISS"])
+
+    def test_leader_client_leaving_mid_body_releases_the_follower(self) -> None:
+        """
+        The leader's client leaves while its body streams: the waiting
+        request is released as the leader's exchange ends (a transient
+        never outlives its leader) and fetches the URL itself.
+        """
+        t = Transcript(self)
+        second = t.connect_client()
+        t.client_sends(_get(b"/l"))
+        t.client_sends(_get(b"/l"), client=second)
+        t.origin_sends(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 6\r\n\r\nabc", 0
+        )
+        self.assertEqual(len(t.origins), 1)
+        t.client.loseConnection()
+        t.run()
+        # Released, it fetches for itself (a request collapses once only).
+        self.assertEqual((len(t.origins), len(t.context.cache.store.inflight)), (2, 0))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabcdef")
+        self.assertTrue(t.client_received(second).endswith(b"\r\n\r\nabcdef"))
+        self.assertEqual(t.log_tags(), ["TCP_MISS_ABORTED", "TCP_MISS"])
