@@ -55,7 +55,7 @@ class _SlowObjects(resource.Resource):
     """
 
     isLeaf = True
-    delay = 0.5
+    delay = 1.0
 
     def __init__(self) -> None:
         super().__init__()
