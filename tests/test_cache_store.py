@@ -506,6 +506,23 @@ class CollapsedForwardingTests(SynchronousTestCase):
         transient.on_finished(got.append)
         self.assertEqual(got, [False])
 
+    def test_release(self) -> None:
+        """
+        Releasing a key (PURGE) ends its fetch as incomplete, calls its
+        waiters and frees the key for a new leader; the old leader's own
+        finish is then a no-op.  Releasing a key with no fetch is nothing.
+        """
+        registry = CollapsedForwarding()
+        transient, _ = registry.join("k")
+        ended: list[bool] = []
+        transient.on_finished(ended.append)
+        released = registry.release("k")
+        _, leader = registry.join("k")
+        transient.finish(complete=True)
+        self.assertEqual(
+            (released, ended, leader, registry.release("other")), (True, [False], True, False)
+        )
+
 
 class LockTests(SynchronousTestCase):
     """

@@ -5,6 +5,8 @@ in-memory origin and relayed, and a validation (RFC 9111 §4.3).
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.proxy.state import ExchangeState
@@ -159,6 +161,44 @@ class OriginFailureTranscriptTests(SynchronousTestCase):
         self.assertEqual(t.log_tags(), ["TCP_MISS"])
 
 
+class StalledHeadTranscriptTests(SynchronousTestCase):
+    """
+    A response head is sent as soon as the response is decided, not held
+    back until the first body byte.
+    """
+
+    def test_head_goes_out_before_the_body(self) -> None:
+        """
+        An origin that sends its head and stalls: the client has the status
+        and fields at once (it had nothing until the read timeout, then an
+        empty reply); after the read timeout the body is cut, logged
+        TCP_MISS_ABORTED.
+        """
+        t = Transcript(self, timeouts={"read": 5.0})
+        t.client_sends(_get(b"/stall"))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        head = t.client_received()
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+        self.assertTrue(head.endswith(b"Content-Length: 10\r\n\r\n"), head)
+        self.assertFalse(t.client.disconnecting)
+        t.origin_sends(b"12345")
+        self.assertEqual(t.client_received(), b"12345")
+        t.clock.advance(6.0)
+        t.run()
+        self.assertTrue(t.client.disconnecting)
+        self.assertEqual(t.log_tags(), ["TCP_MISS_ABORTED"])
+
+
+class _RaisingStorer:
+    """A storer with a bug: it raises on the first body bytes."""
+
+    def data(self, chunk: bytes) -> None:
+        raise RuntimeError("injected store failure")
+
+    def finish(self, complete: bool) -> bool:
+        return False
+
+
 class CollapsedForwardingTranscriptTests(SynchronousTestCase):
     """
     Identical misses wait for one fetch (collapsed forwarding) and are
@@ -189,3 +229,54 @@ class CollapsedForwardingTranscriptTests(SynchronousTestCase):
         # The waiting request is answered as the entry commits, a moment
         # before the leader's own response finishes.
         self.assertEqual(t.log_tags(), ["TCP_MEM_HIT", "TCP_MISS"])
+
+    def test_store_that_raises_releases_the_follower(self) -> None:
+        """
+        A storer raising while the leader's body streams: the leader's
+        client gets its whole body, the waiting request is released to the
+        origin at once (it waited for good), and the URL's next request
+        works.
+        """
+        t = Transcript(self)
+        cache = t.context.cache
+
+        def storer(*args: Any, **kwargs: Any) -> _RaisingStorer:
+            return _RaisingStorer()
+
+        cache.storer = storer  # type: ignore[method-assign]
+        second = t.connect_client()
+        t.client_sends(_get(b"/s"))
+        t.client_sends(_get(b"/s"), client=second)
+        self.assertEqual(len(t.origins), 1)
+        t.origin_sends(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 3\r\n\r\none", 0
+        )
+        self.assertTrue(t.client_received().endswith(b"\r\n\r\none"))
+        self.assertEqual(len(t.origins), 2)
+        self.assertEqual(len(cache.store.inflight), 0)
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+        self.assertTrue(t.client_received(second).endswith(b"\r\n\r\ntwo"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_MISS"])
+
+    def test_leader_client_leaving_mid_body_releases_the_follower(self) -> None:
+        """
+        The leader's client leaves while its body streams: the waiting
+        request is released as the leader's exchange ends (a transient
+        never outlives its leader) and fetches the URL itself.
+        """
+        t = Transcript(self)
+        second = t.connect_client()
+        t.client_sends(_get(b"/l"))
+        t.client_sends(_get(b"/l"), client=second)
+        t.origin_sends(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 6\r\n\r\nabc", 0
+        )
+        self.assertEqual(len(t.origins), 1)
+        t.client.loseConnection()
+        t.run()
+        # Released, it fetches for itself (a request collapses once only).
+        self.assertEqual((len(t.origins), len(t.context.cache.store.inflight)), (2, 0))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabcdef")
+        self.assertTrue(t.client_received(second).endswith(b"\r\n\r\nabcdef"))
+        self.assertEqual(t.log_tags(), ["TCP_MISS_ABORTED", "TCP_MISS"])

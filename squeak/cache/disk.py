@@ -167,6 +167,19 @@ class PartWriter:
         self._file: BinaryIO | None = None
         try:
             fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError as missing:
+            # parts/ was removed while squeak runs (by hand, by a temporary
+            # file cleaner): make it again, said once, rather than store
+            # nothing until a restart.  Only on this error: no cost per entry.
+            try:
+                os.makedirs(tier.parts_directory, exist_ok=True)
+                fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as error:
+                self._abandon("create a part file", error)
+                return
+            tier.faults.report(
+                "create a part file", self._path, missing, "made the parts directory again"
+            )
         except OSError as error:
             self._abandon("create a part file", error)
             return

@@ -354,9 +354,16 @@ class HttpCache:
 
     def purge(self, uri: str) -> bool:
         """
-        Remove every stored variant of C{uri}.
+        Remove every stored variant of C{uri}, and release a fetch of it
+        still in flight (its waiters go on rather than wait for a leader
+        that may never report; L{squeak.cache.store.CollapsedForwarding.release}).
+
+        @return: Whether anything was removed (or released).
         """
-        return self.store.purge(uri) if self.store is not None else False
+        if self.store is None:
+            return False
+        released = self.store.inflight.release(primary_key(b"GET", uri))
+        return self.store.purge(uri) or released
 
     def close(self) -> None:
         if self.store is not None:

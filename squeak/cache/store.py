@@ -480,6 +480,22 @@ class CollapsedForwarding:
         self._transients[key] = transient
         return transient, True
 
+    def release(self, key: str) -> bool:
+        """
+        End the fetch in flight for C{key}, if any, as incomplete: its
+        waiters go on (each looks in the cache, or fetches), and the next
+        request for the key leads a new fetch.  For PURGE, so that an
+        operator can always unstick a URL without a restart; the leader's
+        own later L{Transient.finish} is then a no-op.
+
+        @return: Whether a fetch was in flight.
+        """
+        transient = self._transients.get(key)
+        if transient is None:
+            return False
+        transient.finish(complete=False)
+        return True
+
     def _remove(self, transient: Transient) -> None:
         """Forget an ended fetch (only if it is still the one registered)."""
         if self._transients.get(transient.key) is transient:

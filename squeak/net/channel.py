@@ -76,7 +76,7 @@ class Exchange:
     lower-cased names) and L{body} (the spooled content, or L{None}).  The
     response is built with L{set_status}, L{set_field}, L{add_field} and
     L{content_length}, then sent with L{write} and L{finish}; the head goes
-    out with the first write.
+    out with the first write, or earlier with L{send_head}.
 
     @ivar content_length: The length of the response body, when known; it
         becomes C{Content-Length}, otherwise the body is chunked (or, for an
@@ -198,6 +198,18 @@ class Exchange:
         else:
             send(data)
         self._count(len(data))
+
+    def send_head(self) -> None:
+        """
+        Send the response head now, if it has not gone out: once a handler
+        has decided the response, so that a client whose body then stalls
+        still sees the status and fields (and a cut body), never an empty
+        reply.  It goes through the channel's sender like every write, so
+        with the proxy's batcher it still leaves in one send with the body
+        bytes written in the same reactor turn.
+        """
+        if not self.started_writing and not self.finished and not self.disconnected:
+            self.channel.send(self._head())
 
     def _count(self, size: int) -> None:
         self.sent_length += size

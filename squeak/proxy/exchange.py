@@ -32,7 +32,7 @@ from typing_extensions import override
 
 from squeak.access.acl import Facts
 from squeak.accesslog import AccessRecord
-from squeak.cache.facade import CacheLookup
+from squeak.cache.facade import CacheLookup, Transient
 from squeak.errors import ProxyError, error_headers, render_error_page
 from squeak.http.fields import RawHeaders, upstream_request_headers
 from squeak.http.request import RequestHead
@@ -64,6 +64,10 @@ class ProxyExchange(Exchange):
     @ivar state: Where the exchange is (L{ExchangeState}).
     @ivar answer: Where its answer came from, for L{log_tag}.
     @ivar lookup: The cache lookup, once the cache was asked.
+    @ivar transient: The collapsed fetch this request leads, if any: ended
+        (as incomplete, if its handler did not end it first) when the
+        exchange ends, whatever ended it, so that no follower waits for a
+        leader that is gone.
     """
 
     _log = Logger()
@@ -89,6 +93,9 @@ class ProxyExchange(Exchange):
     facts: Facts | None = None
     lookup: CacheLookup | None = None
     collapsed = False
+    #: The fetch this request leads that identical requests wait for
+    #: (collapsed forwarding), until it ends.
+    transient: Transient | None = None
     # Intercepted requests: the Host the client sent (kept upstream), the URI
     # they are cached under, and whether Host matched the socket's original
     # destination (a forged Host is never cached).
@@ -245,6 +252,14 @@ class ProxyExchange(Exchange):
             # Let go of it: the handler refers back to this exchange.
             self._handler = None
             handler.ended(reason)
+        transient = self.transient
+        if transient is not None:
+            # Whatever ended the exchange (a finished response, an error
+            # page, a bug, the client leaving), its waiters are let go: a
+            # transient never outlives its leader.  The handler ended it
+            # already when the body was stored; this is then a no-op.
+            self.transient = None
+            transient.finish(complete=False)
         if reason is not None:
             self.client_left = True
         self.state = ExchangeState.DONE

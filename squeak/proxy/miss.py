@@ -224,7 +224,12 @@ class MissHandler:
         )
         if self._validating and self._answered_by_validation(response, fields):
             return
-        self._store_or_invalidate(response, fields)
+        try:
+            self._store_or_invalidate(response, fields)
+        except Exception:
+            # A store that fails never fails the download (nor the requests
+            # waiting for it): relay without storing.
+            self._abandon_store("start")
         exchange.state = ExchangeState.RELAYING_BODY
         exchange.set_status(response.code, response.phrase)
         exchange.response_fields += fields
@@ -237,6 +242,11 @@ class MissHandler:
             # A known length is relayed as Content-Length, so the channel does
             # not re-chunk it and a truncation is visible to the client.
             exchange.content_length = response.length
+        # The response is decided: its head goes out now (at the end of this
+        # reactor turn, with any body bytes that come in it), so that an
+        # origin stalling before its first body byte shows the client a
+        # status and then a cut body, not an empty reply.
+        exchange.send_head()
         relay = BodyRelay(self, config.timeouts.read, context.reactor, context.deadlines)
         self._relay = relay
         response.deliverBody(relay)
@@ -312,6 +322,39 @@ class MissHandler:
                 cache.note_uncacheable(lookup.primary, context.reactor.seconds())
             self._end_transient(False)
 
+    def _abandon_store(self, step: str) -> None:
+        """
+        Storing the response raised (a bug, or a store fault nothing below
+        absorbed): log it, drop what was written, remember the URL as not
+        storable for a while, and release the requests waiting for this
+        fetch, which fetch for themselves.  The download goes on.
+
+        Called from an C{except} block, whose exception is logged.
+
+        @param step: What raised: C{"start"} (deciding to store, or
+            invalidating), C{"write"} or C{"commit"}.
+        """
+        exchange = self._exchange
+        _log.failure(
+            "storing {url} failed ({step}); not caching it, the download goes on",
+            url=exchange.uri.decode("latin-1"),
+            step=step,
+        )
+        storer, self._storer = self._storer, None
+        if storer is not None:
+            try:
+                storer.finish(complete=False)
+            except Exception:
+                _log.failure(
+                    "dropping the entry for {url} failed", url=exchange.uri.decode("latin-1")
+                )
+        lookup = exchange.lookup
+        if lookup is not None:
+            # Before the waiters are released: they then fetch at once,
+            # side by side, rather than queue for another store attempt.
+            self._context.cache.note_uncacheable(lookup.primary, self._context.reactor.seconds())
+        self._end_transient(False)
+
     # What the BodyRelay drives.
 
     def register_producer(self, producer: Any, streaming: bool) -> None:
@@ -324,8 +367,12 @@ class MissHandler:
         """
         Relay body bytes to the client, teed into the entry being stored.
         """
-        if self._storer is not None and data:
-            self._storer.data(data)
+        storer = self._storer
+        if storer is not None and data:
+            try:
+                storer.data(data)
+            except Exception:
+                self._abandon_store("write")
         self._exchange.write(data)
 
     def note_read_timeout(self) -> None:
@@ -344,10 +391,14 @@ class MissHandler:
         # rather than left for the cyclic garbage collector.
         self._relay = None
         stored = False
-        if self._storer is not None:
+        storer = self._storer
+        if storer is not None:
             # Only a body known to be complete is committed; a close-delimited
             # one (BodyEndedByClose) might have been cut short.
-            stored = self._storer.finish(complete=isinstance(reason.value, BodyComplete))
+            try:
+                stored = storer.finish(complete=isinstance(reason.value, BodyComplete))
+            except Exception:
+                self._abandon_store("commit")
             self._storer = None
         self._end_transient(stored)
         exchange = self._exchange

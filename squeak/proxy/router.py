@@ -153,6 +153,8 @@ class ForwardRequest(ProxyExchange):
                     self.state = ExchangeState.WAITING
                     transient.on_finished(lambda complete: self._collapsed_fetch_ended(target))
                     return None
+                # Ended with the exchange at the latest (ProxyExchange.ended).
+                self.transient = transient
                 return MissHandler(self, self.context, transient=transient)
         return MissHandler(self, self.context)
 
