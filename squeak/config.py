@@ -577,6 +577,37 @@ def _directory(value: object, base_dir: str) -> str:
     return _resolve(value, base_dir)
 
 
+def _duration(value: object, base_dir: str) -> float:
+    """A duration (L{parse_duration}) or a number of seconds, zero allowed."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise _InvalidValueError(str(e)) from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    raise _InvalidValueError(f"{_DURATION_EXPECTED}, got {_show(value)}")
+
+
+def _workers(value: object, base_dir: str) -> int:
+    """A number of worker processes, at least 1, or C{"auto"}: one per CPU
+    this process may run on."""
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _InvalidValueError(f'expected an integer of at least 1 or "auto", got {_show(value)}')
+    return value
+
+
+def _account_name(value: object, base_dir: str) -> str:
+    """A user or group name (or number), or C{""} for none."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?|", value):
+        raise _InvalidValueError(f'expected a user or group name like "proxy", got {_show(value)}')
+    return value
+
+
 # --- The schema: one dataclass per table --------------------------------------------
 
 
@@ -590,6 +621,11 @@ class ProxyConfig:
         the name looked for to detect forwarding loops (RFC 9110 §7.6.3).
     @ivar forwarded_for: What to do with C{X-Forwarded-For}.
     @ivar via: Whether to add a C{Via} header (RFC 9110 §7.6.3).
+    @ivar workers: How many worker processes serve (docs/operations.md).
+    @ivar reuseport: Whether each worker gets its own C{SO_REUSEPORT} socket.
+    @ivar user: The account to switch to after binding, or C{""}.
+    @ivar group: The group to switch to after binding, or C{""}.
+    @ivar worker_header: Whether responses name the worker's PID.
     """
 
     http_port: tuple[ListenAddress, ...] = _setting(
@@ -616,6 +652,36 @@ class ProxyConfig:
         default=True,
         kind="boolean",
         doc="Whether to add a Via header to requests and responses (RFC 9110 §7.6.3).",
+        parse=_boolean,
+    )
+    workers: int = _setting(
+        default=1,
+        kind='integer or "auto"',
+        doc="How many worker processes serve requests; auto is one per CPU.",
+        parse=_workers,
+    )
+    reuseport: bool = _setting(
+        default=False,
+        kind="boolean",
+        doc="With workers > 1, give each worker its own accept queue (SO_REUSEPORT).",
+        parse=_boolean,
+    )
+    user: str = _setting(
+        default="",
+        kind="string",
+        doc="The user to run as after binding the listeners when started as root.",
+        parse=_account_name,
+    )
+    group: str = _setting(
+        default="",
+        kind="string",
+        doc="The group to run as after binding; defaults to the user's own group.",
+        parse=_account_name,
+    )
+    worker_header: bool = _setting(
+        default=False,
+        kind="boolean",
+        doc="Debugging: add X-Squeak-Worker: PID to every response.",
         parse=_boolean,
     )
 
@@ -693,6 +759,8 @@ class TimeoutsConfig:
         byte.
     @ivar server_idle: Limit on keeping an idle origin connection pooled.
     @ivar tunnel_idle: Limit on a CONNECT tunnel relaying nothing.
+    @ivar shutdown_lifetime: Limit on finishing the work in flight when the
+        proxy stops or a reload retires old workers (Squid's name).
     """
 
     connect: float = _setting(
@@ -730,6 +798,13 @@ class TimeoutsConfig:
         kind="duration",
         doc="How long a CONNECT tunnel may relay nothing in either direction before it is closed.",
         parse=_positive_duration,
+    )
+    shutdown_lifetime: float = _setting(
+        default=30.0,
+        kind="duration",
+        doc="How long requests and tunnels in flight may take to finish when squeak "
+        "stops or reloads.",
+        parse=_duration,
     )
 
 
@@ -870,20 +945,6 @@ class AccessLogConfig:
 
 
 # --- [cache] parsers ----------------------------------------------------------------
-
-
-def _duration(value: object, base_dir: str) -> float:
-    """A duration (L{parse_duration}) or a number of seconds, zero allowed."""
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            raise _InvalidValueError(str(e)) from None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    raise _InvalidValueError(f"{_DURATION_EXPECTED}, got {_show(value)}")
 
 
 def _fraction(value: object, base_dir: str) -> float:
