@@ -597,7 +597,9 @@ def _workers(value: object, base_dir: str) -> int:
     if value == "auto":
         return max(1, len(os.sched_getaffinity(0)))
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _InvalidValueError(f'expected an integer of at least 1 or "auto", got {_show(value)}')
+        raise _InvalidValueError(
+            f'expected an integer of at least 1 or "auto", got {_show(value)}'
+        )
     return value
 
 

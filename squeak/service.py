@@ -11,6 +11,7 @@ import ipaddress
 import re
 import socket
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
@@ -25,6 +26,7 @@ from twisted.internet.ssl import (
     TLSVersion,
 )
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from typing_extensions import override
 
@@ -32,6 +34,7 @@ from squeak.access.gatekeeper import AccessDeniedError
 from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
 from squeak.config import Config, ConfigError, ListenAddress
 from squeak.net.intercept import SpliceFactory, SpliceOutcome, SpliceRecord
+from squeak.net.listeners import ListenerKey, adopt
 from squeak.proxy.exchange import ForwardProxyFactory, ProxyContext
 
 
@@ -46,18 +49,33 @@ class ListenerService(Service):
     _log = Logger()
 
     def __init__(
-        self, reactor: Any, address: ListenAddress, factory: Any, tls: Any = None
+        self,
+        reactor: Any,
+        address: ListenAddress,
+        factory: Any,
+        tls: Any = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """
+        @param sock: A socket bound already (L{squeak.net.listeners}) to
+            adopt rather than binding C{address}.
+        """
         self._reactor = reactor
         self._address = address
         self._factory = factory
         self._tls = tls
+        self._sock = sock
         self.port: Any = None
 
     @override
     def startService(self) -> None:
         super().startService()
-        if self._tls is None:
+        if self._sock is not None:
+            factory = self._factory
+            if self._tls is not None:
+                factory = TLSMemoryBIOFactory(self._tls, False, factory)
+            self.port = adopt(self._reactor, self._sock, factory)
+        elif self._tls is None:
             self.port = self._reactor.listenTCP(
                 self._address.port, self._factory, backlog=1024, interface=self._address.host
             )
@@ -259,28 +277,40 @@ def server_tls_options(config: Config) -> CertificateOptions:
         ) from None
 
 
-def build_service(config: Config, reactor: Any) -> MultiService:
+def build_service(
+    config: Config, reactor: Any, sockets: Mapping[ListenerKey, socket.socket] | None = None
+) -> MultiService:
     """
     Build the proxy service tree for C{config}.
 
     The core service is added first so that it starts before and stops
     after the listeners.
+
+    @param sockets: Listening sockets bound already, for the listeners to
+        adopt (L{squeak.net.listeners}); without them each listener binds
+        its own.
     """
+    bound = sockets or {}
+
+    def listener(key: str, address: ListenAddress, factory: Any, tls: Any = None) -> Any:
+        sock = bound.get(ListenerKey(key, address))
+        return ListenerService(reactor, address, factory, tls, sock).setServiceParent(top)
+
     top = MultiService()
     access_log = AccessLog(config.access_log.path, config.access_log.format)
     context = ProxyContext.build(config, reactor, access_log, local_addresses(config))
     _ProxyCoreService(context).setServiceParent(top)
     factory = ForwardProxyFactory(context)
     for address in config.proxy.http_port:
-        ListenerService(reactor, address, factory).setServiceParent(top)
+        listener("proxy.http_port", address, factory)
     if config.tls.https_port:
         tls = server_tls_options(config)
         for address in config.tls.https_port:
-            ListenerService(reactor, address, factory, tls).setServiceParent(top)
+            listener("tls.https_port", address, factory, tls)
     if config.intercept.http_port:
         intercepting = ForwardProxyFactory(context, intercepting=True)
         for address in config.intercept.http_port:
-            ListenerService(reactor, address, intercepting).setServiceParent(top)
+            listener("intercept.http_port", address, intercepting)
     if config.intercept.https_port:
         splicing = SpliceFactory(
             reactor,
@@ -290,6 +320,6 @@ def build_service(config: Config, reactor: Any) -> MultiService:
             idle_timeout=config.timeouts.tunnel_idle,
         )
         for address in config.intercept.https_port:
-            ListenerService(reactor, address, splicing).setServiceParent(top)
+            listener("intercept.https_port", address, splicing)
     top.context = context  # type: ignore[attr-defined]
     return top
