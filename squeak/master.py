@@ -38,6 +38,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
@@ -55,6 +56,7 @@ from squeak.config import Config, ConfigError, parse_config
 from squeak.drain import Serving, StopSignals
 from squeak.net.channel import ClientChannel
 from squeak.net.listeners import BoundListeners, ListenerKey, describe, listener_keys
+from squeak.notify import notify
 
 __all__ = ["Master", "SingleProcess", "Supervisor", "read_config", "serve"]
 
@@ -141,6 +143,7 @@ class Supervisor(Service):
         self._reload_again = False
         self.reloads = 0
         self.signals = StopSignals(reactor, self._stop_gracefully, self.stop_now)
+        self.reactor.addSystemEventTrigger("before", "shutdown", notify, "STOPPING=1")
 
     # -- the life cycle ----------------------------------------------------
 
@@ -149,6 +152,7 @@ class Supervisor(Service):
         cast(Any, super()).startService()
         self.start_serving()
         self.reactor.callWhenRunning(self._install_signals)
+        self.reactor.callWhenRunning(notify, f"READY=1\nMAINPID={os.getpid()}")
 
     def _install_signals(self) -> None:
         """
@@ -213,6 +217,7 @@ class Supervisor(Service):
             return
         self._reloading = True
         self._log.info("reload: serving {path}", path=self.path)
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         switching = self.switch(config, text)
 
         def switched(ok: bool) -> None:
@@ -225,6 +230,7 @@ class Supervisor(Service):
                         sock.close()
             else:
                 self.bound.restore(dropped)
+            notify("READY=1")
             self._reloading = False
             if self._reload_again:
                 self._reload_again = False
@@ -462,6 +468,19 @@ class Master(Supervisor):
     @override
     def copies(self, config: Config) -> int:
         return config.proxy.workers
+
+    @override
+    def _install_signals(self) -> None:
+        super()._install_signals()
+        # The workers own the access log: pass SIGUSR1 (reopen) on.
+        signal.signal(signal.SIGUSR1, self._reopen_logs)
+
+    def _reopen_logs(self, number: int, frame: FrameType | None) -> None:
+        self.reactor.callFromThread(self._signal_workers, signal.SIGUSR1)
+
+    def _signal_workers(self, number: int) -> None:
+        for worker in self.workers:
+            worker.signal(number)
 
     @override
     def check_reload(self, config: Config) -> None:

@@ -43,6 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests += 1  # type: ignore[attr-defined]
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
         match = re.fullmatch(r"/(body|slow|cacheable)/(\d+)(?:/([0-9.]+))?(?:\?.*)?", self.path)
         if match is None:
             self.send_error(404)
@@ -81,12 +82,18 @@ class SlowOrigin:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.requests = 0  # type: ignore[attr-defined]
+        self.server.paths = []  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def requests(self) -> int:
         return int(self.server.requests)  # type: ignore[attr-defined]
+
+    @property
+    def paths(self) -> list[str]:
+        """The paths requested so far, in order."""
+        return list(self.server.paths)  # type: ignore[attr-defined]
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
