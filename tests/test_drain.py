@@ -372,9 +372,19 @@ class DrainProcessTests(unittest.SynchronousTestCase):
         self.assertEqual(self.origin.requests, 2)  # /cacheable once, /body once
 
 
-class DrainWorkersProcessTests(DrainProcessTests):
+class DrainWorkersProcessTests(unittest.SynchronousTestCase):
     """
-    The same with a master and two workers.
+    The same with a master and two workers (the signals pass through the
+    master).
     """
 
+    timeout = 90
     workers = 2
+    SIZE = DrainProcessTests.SIZE
+    setUp = DrainProcessTests.setUp
+    _start = DrainProcessTests._start
+    test_download_finishes_within_the_lifetime = (
+        DrainProcessTests.test_download_finishes_within_the_lifetime
+    )
+    test_download_cut_at_the_lifetime = DrainProcessTests.test_download_cut_at_the_lifetime
+    test_second_signal_stops_at_once = DrainProcessTests.test_second_signal_stops_at_once

@@ -119,12 +119,16 @@ class WorkerTests(unittest.SynchronousTestCase):
         self.assertNotIn(victim, fresh)
 
 
-class ReusePortWorkerTests(WorkerTests):
+class ReusePortWorkerTests(unittest.SynchronousTestCase):
     """
-    The same with C{reuseport = true}: each worker its own accept queue.
+    C{reuseport = true}: each worker its own accept queue; both serve.
     """
 
+    timeout = 90
     extra_proxy = "reuseport = true"
+    setUp = WorkerTests.setUp
+    _pids = WorkerTests._pids
+    test_two_workers_serve = WorkerTests.test_two_workers_serve
 
 
 def _replace_config(proxy: TwistdProxy, text: str) -> None:
@@ -244,14 +248,24 @@ class ReloadTests(unittest.SynchronousTestCase):
         self.assertEqual((status, len(body)), (200, 10))
         self.assertNotIn("reload done", self.proxy.output)
 
+
+class ReloadCommandTests(unittest.SynchronousTestCase):
+    """
+    C{python -m squeak reload}.
+    """
+
+    timeout = 60
+
     def test_reload_command(self) -> None:
         """
         C{python -m squeak reload --pidfile FILE} signals the process that
         the pid file names.
         """
-        pidfile = self.directory / "squeak.pid"
+        directory = Path(os.path.abspath(self.mktemp()))
+        directory.mkdir(parents=True)
+        pidfile = directory / "squeak.pid"
         proxy = TwistdProxy(
-            proxy_config(self.directory / "other", workers=self.workers),
+            proxy_config(directory),
             twistd_options=(f"--pidfile={pidfile}",),
         ).start()
         self.addCleanup(proxy.stop)
@@ -265,6 +279,22 @@ class ReloadTests(unittest.SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertTrue(wait_for(proxy, r"reload done \(1\)", timeout=30))
 
+        self.assertNotIn("reload refused", proxy.output)
+
+    def test_no_running_squeak(self) -> None:
+        """
+        Without a pid file there is nothing to reload: one line, status 1.
+        """
+        result = subprocess.run(
+            [sys.executable, "-m", "squeak", "reload", "--pidfile", "/nonexistent/squeak.pid"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("/nonexistent/squeak.pid: no running squeak", result.stderr)
+
 
 class WorkersReloadTests(ReloadTests):
     """
@@ -273,7 +303,7 @@ class WorkersReloadTests(ReloadTests):
     """
 
     workers = 2
-    reloads = 4
+    reloads = 3
 
     def test_old_workers_retire(self) -> None:
         """
