@@ -80,8 +80,11 @@ class LineObserver:
             text += "\n" + failure.getTraceback()
         level = event.get("log_level")
         name = level.name if level is not None else "info"
-        self._out.write(f"[{event.get('log_namespace', '-')}#{name}] {text}\n")
-        self._out.flush()
+        # The master may be gone (its pipe closed): the worker is stopping
+        # then, and has nowhere to log.
+        with contextlib.suppress(OSError):
+            self._out.write(f"[{event.get('log_namespace', '-')}#{name}] {text}\n")
+            self._out.flush()
 
 
 @implementer(IReadDescriptor)
@@ -111,13 +114,20 @@ class MasterWatch:
             data = b""
         if not data:
             self._reactor.removeReader(self)
-            self.gone = True
-            _log.info("the master is gone: stopping")
-            if self._reactor.running:
-                self._reactor.stop()
+            self._master_gone()
 
     def connectionLost(self, reason: object) -> None:
-        pass
+        # A pipe whose writer closed polls as a hang-up without input: the
+        # reactor removes it and reports it here, not through doRead.
+        self._master_gone()
+
+    def _master_gone(self) -> None:
+        if self.gone:
+            return
+        self.gone = True
+        _log.info("the master is gone: stopping")
+        if self._reactor.running:
+            self._reactor.stop()
 
 
 def _parse_listeners(specs: Sequence[str]) -> dict[ListenerKey, socket.socket]:
@@ -187,4 +197,8 @@ def run(config_path: str, listeners: Sequence[str], reactor: Any, err: TextIO) -
     reactor.callWhenRunning(running)
     reactor.addSystemEventTrigger("before", "shutdown", serving.stopService)
     reactor.run()
+    # The reactor put back the default handlers as it stopped: a late stop
+    # signal from the master must not turn a clean exit into a killed one.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_IGN)
     return 0

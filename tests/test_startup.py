@@ -395,3 +395,37 @@ class AccountTests(unittest.SynchronousTestCase):
         prepare_paths(config, resolve_account(config))
         for path in (f"{directory}/cache", f"{directory}/x.log"):
             self.assertEqual(os.stat(path).st_uid, nobody.pw_uid, path)
+
+    def test_switch_for_good(self) -> None:
+        """
+        As root, the switch leaves no way back: user, group and
+        supplementary groups are the account's (checked in a child
+        process).
+        """
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root")
+        config = parse_config('[proxy]\nuser = "nobody"\n', "x.toml")
+        account = resolve_account(config)
+        assert account is not None
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: switch, report, never return
+            try:
+                drop_privileges(config, account)
+                try:
+                    os.setuid(0)
+                    regained = b"1"
+                except PermissionError:
+                    regained = b"0"
+                ids = f"{os.getuid()} {os.geteuid()} {os.getgid()} {os.getgroups()} ".encode()
+                os.write(writer, ids + regained)
+            finally:
+                os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            report = pipe.read().decode()
+        os.waitpid(pid, 0)
+        self.assertEqual(
+            report,
+            f"{account.uid} {account.uid} {account.gid} [{account.gid}] 0",
+        )

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from twisted.trial import unittest
@@ -117,6 +118,29 @@ class WorkerTests(unittest.SynchronousTestCase):
         fresh = self._pids(tries=80) - survivors
         self.assertEqual(len(fresh), 1, fresh)
         self.assertNotIn(victim, fresh)
+
+    def test_workers_stop_when_the_master_dies(self) -> None:
+        """
+        SIGKILL to the master: its workers see their pipe from it end and
+        stop by themselves, leaving no orphan serving the sockets.
+        """
+        pids = {int(pid) for pid in self._pids()}
+        assert self.proxy.process is not None
+        self.proxy.process.kill()
+        self.proxy.process.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+        self.assertEqual({pid for pid in pids if _alive(pid)}, set())
+
+
+def _alive(pid: int) -> bool:
+    """Whether process C{pid} still runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
 
 
 class ReusePortWorkerTests(unittest.SynchronousTestCase):
