@@ -143,6 +143,9 @@ class Supervisor(Service):
         self._reload_again = False
         self.reloads = 0
         self.signals = StopSignals(reactor, self._stop_gracefully, self.stop_now)
+        #: Further checks of a configuration before it is served (the TLS
+        #: listener's certificate and key); raises L{ConfigError}.
+        self.validate: Callable[[Config], object] = lambda config: None
         self.reactor.addSystemEventTrigger("before", "shutdown", notify, "STOPPING=1")
 
     # -- the life cycle ----------------------------------------------------
@@ -201,6 +204,7 @@ class Supervisor(Service):
         try:
             config, text = read_config(self.path)
             self.check_reload(config)
+            self.validate(config)
         except ConfigError as error:
             self._log.error(
                 "squeak: {error} (reload refused; the running configuration stays)",

@@ -84,19 +84,26 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
     else:
         config, text = Config(), ""
     account = resolve_account(config)
-    if config.tls.https_port:
-        server_tls_options(config)
+
+    def validate(config: Config) -> None:
+        if config.tls.https_port:
+            server_tls_options(config)
+
+    validate(config)
     workers = config.proxy.workers
     bound = bind_all(config, copies=workers)
     try:
         prepare_paths(config, account)
         drop_privileges(config, account)
         check_paths(config)
+        supervisor: Master | SingleProcess
         if workers > 1:
-            return Master(reactor, path, config, text, bound)
-        single = SingleProcess(reactor, path, config, text, bound, build_service)
-        single.prepare()
-        return single
+            supervisor = Master(reactor, path, config, text, bound)
+        else:
+            supervisor = SingleProcess(reactor, path, config, text, bound, build_service)
+            supervisor.prepare()
+        supervisor.validate = validate
+        return supervisor
     except BaseException:
         bound.close()
         raise

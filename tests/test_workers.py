@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -271,6 +272,41 @@ class ReloadTests(unittest.SynchronousTestCase):
         status, _, body = fetch(self.proxy.port, self.origin.url("/body/10"))
         self.assertEqual((status, len(body)), (200, 10))
         self.assertNotIn("reload done", self.proxy.output)
+
+    def test_reload_opens_and_closes_listeners(self) -> None:
+        """
+        A listener the new file adds serves after the reload; one it drops
+        is closed.
+        """
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            added = probe.getsockname()[1]
+        first = self.proxy.port
+        both = self.config.replace(
+            'http_port = ["127.0.0.1:0"]', f'http_port = ["127.0.0.1:0", "127.0.0.1:{added}"]'
+        )
+        _replace_config(self.proxy, both)
+        self._reload(1)
+        self._ready(1)
+        for port in (first, added):
+            status, _, _ = fetch(port, self.origin.url("/body/10"))
+            self.assertEqual(status, 200)
+        only = self.config.replace(
+            'http_port = ["127.0.0.1:0"]', f'http_port = ["127.0.0.1:{added}"]'
+        )
+        _replace_config(self.proxy, only)
+        self._reload(2)
+        self._ready(2)
+        self.assertEqual(fetch(added, self.origin.url("/body/10"))[0], 200)
+        deadline = time.monotonic() + 10
+        refused = False
+        while not refused and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", first), timeout=2).close()
+                time.sleep(0.1)
+            except ConnectionRefusedError:
+                refused = True
+        self.assertTrue(refused)
 
 
 class ReloadCommandTests(unittest.SynchronousTestCase):
