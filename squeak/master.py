@@ -233,7 +233,14 @@ class Supervisor(Service):
                     for sock in socks:
                         sock.close()
             else:
+                # Back to the old listeners: what was dropped is taken
+                # back, and what was bound for the new file is closed.
                 self.bound.restore(dropped)
+                old = listener_keys(self.config)
+                unused = self.bound.update(old, self.config.source, self.copies(self.config))
+                for socks in unused.values():
+                    for sock in socks:
+                        sock.close()
             notify("READY=1")
             self._reloading = False
             if self._reload_again:
