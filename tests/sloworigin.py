@@ -132,8 +132,27 @@ class Download:
     @ivar error: What ended the read early, if anything.
     """
 
-    def __init__(self, proxy_port: int, url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, proxy_port: int, url: str, timeout: float = 30.0, *, tunnel: bool = False
+    ) -> None:
+        """
+        @param tunnel: Open a CONNECT tunnel to the origin and send the GET
+            through it, rather than asking the proxy.
+        """
         self._sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+        if tunnel:
+            authority, _, path = url.removeprefix("http://").partition("/")
+            self._sock.sendall(
+                f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                data = self._sock.recv(1)
+                if not data:
+                    break
+                answer += data
+            self.tunnel_status = answer.split(b"\r\n")[0].decode()
+            url = "/" + path
         self._sock.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         self.status = ""
         self.received = 0

@@ -274,8 +274,9 @@ class DrainProcessTests(unittest.SynchronousTestCase):
         self.directory = Path(os.path.abspath(self.mktemp()))
         self.directory.mkdir(parents=True)
 
-    def _start(self, lifetime: str) -> TwistdProxy:
-        proxy = TwistdProxy(proxy_config(self.directory, workers=self.workers, lifetime=lifetime))
+    def _start(self, lifetime: str, extra: str = "") -> TwistdProxy:
+        config = proxy_config(self.directory, workers=self.workers, lifetime=lifetime, extra=extra)
+        proxy = TwistdProxy(config)
         proxy.start()
         self.addCleanup(proxy.stop)
         if self.workers > 1:
@@ -304,6 +305,22 @@ class DrainProcessTests(unittest.SynchronousTestCase):
         self.assertIsNotNone(wait_for_exit(proxy, 20))
         self.assertLess(time.monotonic() - started, 15)
         self.assertEqual(len(access_lines(self.directory, r"TCP_MISS/200 .* GET .*/slow/")), 1)
+
+    def test_tunnel_finishes_within_the_lifetime(self) -> None:
+        """
+        A CONNECT tunnel carrying a download at SIGTERM is left to finish;
+        it is logged when it closes, and the proxy then exits.
+        """
+        proxy = self._start("20s", '[access]\nhttp_access = ["allow localhost"]\n')
+        download = Download(proxy.port, self.origin.url(f"/slow/{self.SIZE}/2"), tunnel=True)
+        self.assertIn(" 200 ", download.tunnel_status)
+        self.assertTrue(download.started())
+        proxy.signal(signal.SIGTERM)
+        download.wait(30)
+        self.assertTrue(download.complete, (download.received, download.error))
+        self.assertEqual(download.digest, body_digest(self.SIZE))
+        self.assertIsNotNone(wait_for_exit(proxy, 20))
+        self.assertEqual(len(access_lines(self.directory, r"TCP_TUNNEL/200 .* CONNECT ")), 1)
 
     def test_download_cut_at_the_lifetime(self) -> None:
         """
@@ -388,3 +405,6 @@ class DrainWorkersProcessTests(unittest.SynchronousTestCase):
     )
     test_download_cut_at_the_lifetime = DrainProcessTests.test_download_cut_at_the_lifetime
     test_second_signal_stops_at_once = DrainProcessTests.test_second_signal_stops_at_once
+    test_tunnel_finishes_within_the_lifetime = (
+        DrainProcessTests.test_tunnel_finishes_within_the_lifetime
+    )

@@ -273,6 +273,28 @@ class ReloadTests(unittest.SynchronousTestCase):
         self.assertEqual((status, len(body)), (200, 10))
         self.assertNotIn("reload done", self.proxy.output)
 
+    def test_acl_files_are_read_again(self) -> None:
+        """
+        An ACL list file is read at load time: an edit applies at the next
+        reload, not before.
+        """
+        blocked = self.directory / "blocked.txt"
+        blocked.write_text("^/nothing$\n")
+        _replace_config(
+            self.proxy,
+            self.config
+            + f'\n[acl]\nblocked = {{ urlpath_regex_file = "{blocked}" }}\n'
+            + '[access]\nhttp_access = ["deny blocked", "allow localhost"]\n',
+        )
+        self._reload(1)
+        self._ready(1)
+        self.assertEqual(fetch(self.proxy.port, self.origin.url("/body/10"))[0], 200)
+        blocked.write_text("^/body/\n")
+        self.assertEqual(fetch(self.proxy.port, self.origin.url("/body/10"))[0], 200)
+        self._reload(2)
+        self._ready(2)
+        self.assertEqual(fetch(self.proxy.port, self.origin.url("/body/10"))[0], 403)
+
     def test_reload_opens_and_closes_listeners(self) -> None:
         """
         A listener the new file adds serves after the reload; one it drops
