@@ -597,25 +597,35 @@ class Master(Supervisor):
             self.spawn(slot, generation, config, text) for slot in range(config.proxy.workers)
         ]
         timeout = self.reactor.callLater(READY_TIMEOUT, self._not_ready, fresh)
-        all_ready: Deferred[Any] = DeferredList([worker.ready for worker in fresh])
+        decided: Deferred[bool] = Deferred()
+        waiting = set(fresh)
 
-        def decide(results: list[tuple[bool, bool]]) -> bool:
+        def decide(ok: bool) -> None:
             if timeout.active():
                 timeout.cancel()
-            if all(ok and ready for ok, ready in results):
+            if ok:
                 for worker in old:
                     worker.signal(signal.SIGTERM)
-                return True
-            self._log.error("reload: the new workers did not start; the old ones keep serving")
-            self.generation = generation - 1
-            for worker in fresh:
-                worker.signal(signal.SIGKILL)
-            # Back to the old listeners is not possible once dropped ones are
-            # closed, so they are kept: the old workers still serve them.
-            return False
+            else:
+                self._log.error("reload: the new workers did not start; the old ones keep serving")
+                self.generation = generation - 1
+                for worker in fresh:
+                    worker.signal(signal.SIGKILL)
+            decided.callback(ok)
 
-        all_ready.addCallback(decide)
-        return all_ready
+        def one_ready(ready: bool, worker: Worker) -> None:
+            # All ready: switch.  One failed (or timed out): give up at once.
+            if decided.called:
+                return
+            waiting.discard(worker)
+            if not ready:
+                decide(False)
+            elif not waiting:
+                decide(True)
+
+        for worker in fresh:
+            worker.ready.addCallback(one_ready, worker)
+        return decided
 
     def _not_ready(self, fresh: list[Worker]) -> None:
         for worker in fresh:
