@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.sloworigin import Download, SlowOrigin, body_digest, fetch
+from tests.sloworigin import PATTERN, Download, SlowOrigin, body_digest, fetch
 from tests.test_drain import proxy_config, wait_for
+from tests.tlsfixtures import make_server_files
 from tests.twistdprocess import TwistdProxy
 
 
@@ -399,3 +401,59 @@ class WorkersReloadTests(ReloadTests):
         )
         after = fetch(self.proxy.port, self.origin.url("/body/10"))[1]["x-squeak-worker"]
         self.assertNotIn(after, before)
+
+
+class TlsListenerProcessTests(unittest.SynchronousTestCase):
+    """
+    A TLS listener (C{tls.https_port}) bound by squeak and adopted, in one
+    process and in workers, serves requests inside TLS.
+    """
+
+    timeout = 60
+
+    def _fetch_over_tls(self, workers: int) -> bytes:
+        origin = SlowOrigin()
+        self.addCleanup(origin.close)
+        directory = Path(os.path.abspath(self.mktemp()))
+        directory.mkdir(parents=True)
+        files = make_server_files(directory / "tls", ["127.0.0.1"])
+        config = proxy_config(
+            directory,
+            workers=workers,
+            extra=f'[tls]\nhttps_port = ["127.0.0.1:0"]\ncertificate = "{files.certificate}"\n'
+            f'key = "{files.key}"\n',
+        )
+        proxy = TwistdProxy(config).start()
+        self.addCleanup(proxy.stop)
+        self.assertTrue(wait_for(proxy, r"squeak listening on TLS 127\.0\.0\.1:\d+"))
+        match = re.search(r"squeak listening on TLS 127\.0\.0\.1:(\d+)", proxy.output)
+        assert match is not None
+        context = ssl.create_default_context(cafile=str(files.ca))
+        with (
+            socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=20) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(
+                f"GET {origin.url('/body/10')} HTTP/1.1\r\nHost: x\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+        return data
+
+    def test_one_process(self) -> None:
+        """
+        With one process.
+        """
+        data = self._fetch_over_tls(1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:80])
+        self.assertTrue(data.endswith(PATTERN[:10]))
+
+    def test_workers(self) -> None:
+        """
+        With two workers.
+        """
+        data = self._fetch_over_tls(2)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:80])
+        self.assertIn(b"X-Squeak-Worker: ", data)
