@@ -275,6 +275,22 @@ class ReloadTests(unittest.SynchronousTestCase):
         self.assertEqual((status, len(body)), (200, 10))
         self.assertNotIn("reload done", self.proxy.output)
 
+    def test_idle_keep_alive_connection_ends_without_reset(self) -> None:
+        """
+        A keep-alive connection idle at the reload is closed by the retiring
+        configuration with an end of stream, never a reset.
+        """
+        conn = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=20)
+        self.addCleanup(conn.close)
+        conn.sendall(f"GET {self.origin.url('/body/10')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        answer = b""
+        while not answer.endswith(PATTERN[:10]):
+            answer += conn.recv(65536)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"))
+        self._reload(1)
+        self.assertEqual(conn.recv(65536), b"")
+        self.assertEqual(fetch(self.proxy.port, self.origin.url("/body/10"))[0], 200)
+
     def test_acl_files_are_read_again(self) -> None:
         """
         An ACL list file is read at load time: an edit applies at the next
