@@ -123,6 +123,63 @@ class Drain:
         self._call = self._reactor.callLater(self._poll, self._check)
 
 
+def track_connections(factory: Any) -> set[Any]:
+    """
+    Keep the set of open connections of a factory whose protocols are not
+    L{squeak.net.channel.ClientChannel}s (the intercept TLS splices), so a
+    drain can wait for them too: each joins the set when built and leaves
+    it when its connection is lost, also after a L{squeak.net.tunnel.Tunnel}
+    took it over (which calls its C{forget}).  Told to close when idle, a
+    splice carries on: it is a tunnel, left to finish within the lifetime.
+
+    @return: The live set.
+    """
+    connections: set[Any] = set()
+    build = factory.buildProtocol
+
+    def build_tracked(addr: Any) -> Any:
+        protocol = build(addr)
+        if protocol is None:
+            return None
+        connections.add(protocol)
+        lost = protocol.connectionLost
+
+        def connection_lost(reason: Any = None) -> None:
+            connections.discard(protocol)
+            if reason is None:
+                lost()
+            else:
+                lost(reason)
+
+        protocol.connectionLost = connection_lost
+        protocol.forget = lambda: connections.discard(protocol)
+        protocol.close_when_idle = lambda grace: None
+        return protocol
+
+    factory.buildProtocol = build_tracked
+    return connections
+
+
+class _Union:
+    """
+    Live sets seen as one collection (the drain's view of the proxy's
+    channels and the splices).
+    """
+
+    def __init__(self, *parts: Collection[Any]) -> None:
+        self._parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self._parts)
+
+    def __iter__(self) -> Any:
+        for part in self._parts:
+            yield from list(part)
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in part for part in self._parts)
+
+
 class Serving(Service):
     """
     One running configuration: the tree of L{squeak.service.build_service},
@@ -170,7 +227,8 @@ class Serving(Service):
         reactor = self.context.reactor
 
         def drain(_: object) -> Deferred[int]:
-            self._drain = Drain(reactor, self.context.channels, self.lifetime)
+            connections = _Union(self.context.channels, getattr(self.tree, "splices", set()))
+            self._drain = Drain(reactor, connections, self.lifetime)
             return self._drain.start()
 
         def rest(_: object) -> Any:

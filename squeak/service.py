@@ -33,6 +33,7 @@ from typing_extensions import override
 from squeak.access.gatekeeper import AccessDeniedError
 from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
 from squeak.config import Config, ConfigError, ListenAddress
+from squeak.drain import track_connections
 from squeak.net.intercept import SpliceFactory, SpliceOutcome, SpliceRecord
 from squeak.net.listeners import ListenerKey, adopt
 from squeak.proxy.exchange import ForwardProxyFactory, ProxyContext
@@ -319,6 +320,8 @@ def build_service(
             connect_timeout=config.timeouts.connect,
             idle_timeout=config.timeouts.tunnel_idle,
         )
+        # The drain (squeak.drain) waits for splices as for tunnels.
+        top.splices = track_connections(splicing)  # type: ignore[attr-defined]
         for address in config.intercept.https_port:
             listener("intercept.https_port", address, splicing)
     top.context = context  # type: ignore[attr-defined]

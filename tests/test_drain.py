@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from squeak.drain import NEW_CONNECTION_GRACE, Drain
+from squeak.drain import NEW_CONNECTION_GRACE, Drain, track_connections
 from squeak.net.channel import Exchange
 from tests.sloworigin import Download, SlowOrigin, body_digest, fetch
 from tests.test_net_channel import _Channel, _Transport, answer
@@ -117,6 +120,56 @@ class DrainTests(unittest.SynchronousTestCase):
         channel = _FakeChannel(channels, busy=True)
         Drain(clock, channels, 0.5).start()
         self.assertEqual(channel.grace, 0.5)
+
+
+class TrackConnectionsTests(unittest.SynchronousTestCase):
+    """
+    L{track_connections} keeps the live set of a factory's connections
+    (the intercept TLS splices), for the drain.
+    """
+
+    def _factory(self) -> tuple[Factory, set[Any]]:
+        factory = Factory.forProtocol(Protocol)
+        return factory, track_connections(factory)
+
+    def test_joins_and_leaves(self) -> None:
+        """
+        A connection is in the set from its start to its loss.
+        """
+        factory, connections = self._factory()
+        protocol = factory.buildProtocol(None)
+        self.assertEqual(connections, {protocol})
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(connections, set())
+
+    def test_forget_after_a_takeover(self) -> None:
+        """
+        A tunnel that took the connection over calls C{forget} instead.
+        """
+        factory, connections = self._factory()
+        protocol: Any = factory.buildProtocol(None)
+        protocol.connectionLost = lambda reason: None  # as Tunnel.attach does
+        protocol.forget()
+        self.assertEqual(connections, set())
+
+    def test_left_to_finish(self) -> None:
+        """
+        Told to close when idle, a splice carries on; the drain waits for it
+        and cuts it at the lifetime.
+        """
+        clock = MemoryReactorClock()
+        factory, connections = self._factory()
+        protocol: Any = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        done = Drain(clock, connections, 2.0).start()
+        clock.advance(1)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(1.1)
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        clock.advance(0.1)
+        self.assertEqual(self.successResultOf(done), 1)
 
 
 class CloseWhenIdleTests(unittest.SynchronousTestCase):
