@@ -180,6 +180,8 @@ class ReloadTests(unittest.SynchronousTestCase):
     workers = 1
     reloads = 10
     SIZE = 2 * 1024 * 1024
+    #: Seconds the download during a reload takes: longer than a reload.
+    DURATION = 3
 
     def setUp(self) -> None:
         self.origin = SlowOrigin()
@@ -214,7 +216,7 @@ class ReloadTests(unittest.SynchronousTestCase):
         A deny rule added by a reload refuses new requests at once, while a
         download that started before completes intact.
         """
-        download = Download(self.proxy.port, self.origin.url(f"/slow/{self.SIZE}/3"))
+        download = Download(self.proxy.port, self.origin.url(f"/slow/{self.SIZE}/{self.DURATION}"))
         self.assertTrue(download.started())
         _replace_config(self.proxy, self.config + '\n[access]\nhttp_access = ["deny all"]\n')
         self._reload(1)
@@ -404,6 +406,8 @@ class WorkersReloadTests(ReloadTests):
 
     workers = 2
     reloads = 3
+    # New workers take a couple of seconds to start.
+    DURATION = 8
 
     def test_old_workers_retire(self) -> None:
         """
