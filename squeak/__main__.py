@@ -204,6 +204,88 @@ def _add_purge(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
     parser.set_defaults(run=_purge)
 
 
+def _reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Send SIGHUP to the running squeak named by its pid file."""
+    import os
+    import signal
+
+    try:
+        with open(args.pidfile, encoding="ascii") as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError) as e:
+        print(
+            f"squeak: {args.pidfile}: no running squeak ({getattr(e, 'strerror', None) or e})",
+            file=err,
+        )
+        return 1
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read()
+    except OSError:
+        command = b""
+    if b"squeak" not in command:
+        print(f"squeak: {args.pidfile}: process {pid} is not a running squeak", file=err)
+        return 1
+    os.kill(pid, signal.SIGHUP)
+    print(
+        f"Asked squeak (pid {pid}) to reload; its log says whether the file was accepted", file=out
+    )
+    return 0
+
+
+def _add_reload(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
+    """Declare C{reload [--pidfile FILE]}."""
+    parser = commands.add_parser(
+        "reload",
+        help="make a running squeak reload its configuration",
+        description="Send SIGHUP to the squeak whose PID is in the pid file (twistd's "
+        "--pidfile). It re-reads its configuration file: a good one replaces the running "
+        "one without dropping a connection, a bad one is logged and changes nothing. "
+        "Exits 0 if the signal was sent, 1 if no squeak runs.",
+    )
+    parser.add_argument(
+        "--pidfile",
+        metavar="FILE",
+        default="twistd.pid",
+        help="the pid file given to twistd (default: twistd.pid)",
+    )
+    parser.set_defaults(run=_reload)
+
+
+def _worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run as a worker process of a master (squeak.worker)."""
+    from squeak.net.allocator import tune_malloc
+    from squeak.worker import run
+
+    tune_malloc()
+    from squeak.net.eventloop import install_default
+
+    install_default()
+    from twisted.internet import reactor
+
+    reactor.suggestThreadPoolSize(64)
+    return run(args.config, args.listener, reactor, err)
+
+
+def _add_worker(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
+    """Declare C{worker}, started by the master only."""
+    parser = commands.add_parser(
+        "worker",
+        description="A worker process, started by squeak's master (proxy.workers > 1) "
+        "with the configuration on standard input and the listening sockets inherited. "
+        "Not for use by hand.",
+    )
+    parser.add_argument("--config", default="<defaults>", help="the configuration file's name")
+    parser.add_argument(
+        "--listener",
+        action="append",
+        default=[],
+        metavar="KEY=ADDRESS@FD",
+        help="an inherited listening socket",
+    )
+    parser.set_defaults(run=_worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser for every subcommand."""
     parser = _ArgumentParser(prog="squeak", description="A caching forward HTTP proxy.")
@@ -213,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_config(commands)
     _add_passwd(commands)
     _add_purge(commands)
+    _add_reload(commands)
+    _add_worker(commands)
     return parser
 
 

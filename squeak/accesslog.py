@@ -329,6 +329,9 @@ def install_reopen_signal(
     previous = signal.signal(signal.SIGUSR1, _usr1_received)
 
     def uninstall() -> None:
-        signal.signal(signal.SIGUSR1, signal.SIG_DFL if previous is None else previous)
+        # Only if still ours: a reload may have installed the handler of the
+        # configuration that replaced this one, which must stay.
+        if signal.getsignal(signal.SIGUSR1) is _usr1_received:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL if previous is None else previous)
 
     return uninstall

@@ -46,9 +46,11 @@ from squeak.config_values import (
     InvalidValueError,
     ListenAddress,
     RefreshPattern,
+    _account_name,
     _boolean,
     _directory,
     _duration,
+    _find_line,
     _fraction,
     _integer,
     _listen_addresses,
@@ -70,6 +72,7 @@ from squeak.config_values import (
     _syslog_facility,
     _syslog_tag,
     _visible_hostname,
+    _workers,
     default_cache_dir,
     default_visible_hostname,
     parse_duration,
@@ -145,6 +148,11 @@ class ProxyConfig:
         the name looked for to detect forwarding loops (RFC 9110 §7.6.3).
     @ivar forwarded_for: What to do with C{X-Forwarded-For}.
     @ivar via: Whether to add a C{Via} header (RFC 9110 §7.6.3).
+    @ivar workers: How many worker processes serve (docs/operations.md).
+    @ivar reuseport: Whether each worker gets its own C{SO_REUSEPORT} socket.
+    @ivar user: The account to switch to after binding, or C{""}.
+    @ivar group: The group to switch to after binding, or C{""}.
+    @ivar worker_header: Whether responses name the worker's PID.
     """
 
     http_port: tuple[ListenAddress, ...] = _setting(
@@ -171,6 +179,36 @@ class ProxyConfig:
         default=True,
         kind="boolean",
         doc="Whether to add a Via header to requests and responses (RFC 9110 §7.6.3).",
+        parse=_boolean,
+    )
+    workers: int = _setting(
+        default=1,
+        kind='integer or "auto"',
+        doc="How many worker processes serve requests; auto is one per CPU.",
+        parse=_workers,
+    )
+    reuseport: bool = _setting(
+        default=False,
+        kind="boolean",
+        doc="With workers > 1, give each worker its own accept queue (SO_REUSEPORT).",
+        parse=_boolean,
+    )
+    user: str = _setting(
+        default="",
+        kind="string",
+        doc="The user to run as after binding the listeners when started as root.",
+        parse=_account_name,
+    )
+    group: str = _setting(
+        default="",
+        kind="string",
+        doc="The group to run as after binding; defaults to the user's own group.",
+        parse=_account_name,
+    )
+    worker_header: bool = _setting(
+        default=False,
+        kind="boolean",
+        doc="Debugging: add X-Squeak-Worker: PID to every response.",
         parse=_boolean,
     )
 
@@ -248,6 +286,8 @@ class TimeoutsConfig:
         byte.
     @ivar server_idle: Limit on keeping an idle origin connection pooled.
     @ivar tunnel_idle: Limit on a CONNECT tunnel relaying nothing.
+    @ivar shutdown_lifetime: Limit on finishing the work in flight when the
+        proxy stops or a reload retires old workers (Squid's name).
     """
 
     connect: float = _setting(
@@ -285,6 +325,13 @@ class TimeoutsConfig:
         kind="duration",
         doc="How long a CONNECT tunnel may relay nothing in either direction before it is closed.",
         parse=_positive_duration,
+    )
+    shutdown_lifetime: float = _setting(
+        default=30.0,
+        kind="duration",
+        doc="How long requests and tunnels in flight may take to finish when squeak "
+        "stops or reloads.",
+        parse=_duration,
     )
 
 
@@ -572,70 +619,6 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
-
-
-# --- Finding lines ---------------------------------------------------------------
-
-_HEADER = re.compile(r"\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?")
-_ASSIGNMENT = re.compile(r"\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
-
-
-def _dotted(name: str) -> str:
-    """Normalize a TOML dotted name as written (C{"a" . b}) to C{a.b}."""
-    return ".".join(part.strip().strip("\"'") for part in name.split("."))
-
-
-def _find_line(
-    text: str, table: str, key: str | None = None, element: str | None = None
-) -> int | None:
-    """
-    Find the line of a table, or of a key, or of an element of an
-    array-valued key, by scanning C{text}.
-
-    A name is found where it is defined exactly (a C{[table]} header or a
-    C{key =} line in its table or as a dotted key), or failing that where a
-    name below it is first defined (C{[table.sub]}, C{key.sub =}).
-
-    @param table: The table name; C{""} for the top level.
-    @param key: The key within C{table}, or L{None} to find the table.
-    @param element: A string element of the key's array value.
-    @return: The 1-based line, or L{None} unless exactly one line defines
-        the name (or, failing that, some line defines a name below it).
-    """
-    wanted = f"{table}.{key}" if key is not None and table else (key or table)
-    current = ""
-    exact: list[int] = []
-    below: list[int] = []
-    lines = text.splitlines()
-    for number, line in enumerate(lines, start=1):
-        header = _HEADER.fullmatch(line)
-        if header:
-            current = name = _dotted(header.group(1))
-        elif assignment := _ASSIGNMENT.match(line):
-            name = _dotted(assignment.group(1))
-            name = f"{current}.{name}" if current else name
-        else:
-            continue
-        if name == wanted:
-            exact.append(number)
-        elif name.startswith(wanted + "."):
-            below.append(number)
-    if len(exact) == 1:
-        found = exact[0]
-    elif not exact and below:
-        found = below[0]
-    else:
-        return None
-    if element is None:
-        return found
-    literals = (f'"{element}"', f"'{element}'")
-    for number in range(found, len(lines) + 1):
-        line = lines[number - 1]
-        if number > found and (_HEADER.fullmatch(line) or _ASSIGNMENT.match(line)):
-            break
-        if any(literal in line for literal in literals):
-            return number
-    return found
 
 
 # --- Loading ---------------------------------------------------------------------

@@ -671,3 +671,86 @@ def _syslog_tag(value: object, base_dir: str) -> str:
     if not isinstance(value, str) or not _SYSLOG_TAG.fullmatch(value):
         raise InvalidValueError(f"expected 1 to 32 letters, digits, _ . or -, got {_show(value)}")
     return value
+
+
+def _workers(value: object, base_dir: str) -> int:
+    """
+    A number of worker processes, at least 1, or C{"auto"}: one per CPU
+    this process may run on.
+    """
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValueError(f'expected an integer of at least 1 or "auto", got {_show(value)}')
+    return value
+
+
+def _account_name(value: object, base_dir: str) -> str:
+    """A user or group name (or number), or C{""} for none."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?|", value):
+        raise InvalidValueError(f'expected a user or group name like "proxy", got {_show(value)}')
+    return value
+
+
+# --- Finding lines ---------------------------------------------------------------
+
+_HEADER = re.compile(r"\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?")
+_ASSIGNMENT = re.compile(r"\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _dotted(name: str) -> str:
+    """Normalize a TOML dotted name as written (C{"a" . b}) to C{a.b}."""
+    return ".".join(part.strip().strip("\"'") for part in name.split("."))
+
+
+def _find_line(
+    text: str, table: str, key: str | None = None, element: str | None = None
+) -> int | None:
+    """
+    Find the line of a table, or of a key, or of an element of an
+    array-valued key, by scanning C{text}.
+
+    A name is found where it is defined exactly (a C{[table]} header or a
+    C{key =} line in its table or as a dotted key), or failing that where a
+    name below it is first defined (C{[table.sub]}, C{key.sub =}).
+
+    @param table: The table name; C{""} for the top level.
+    @param key: The key within C{table}, or L{None} to find the table.
+    @param element: A string element of the key's array value.
+    @return: The 1-based line, or L{None} unless exactly one line defines
+        the name (or, failing that, some line defines a name below it).
+    """
+    wanted = f"{table}.{key}" if key is not None and table else (key or table)
+    current = ""
+    exact: list[int] = []
+    below: list[int] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        header = _HEADER.fullmatch(line)
+        if header:
+            current = name = _dotted(header.group(1))
+        elif assignment := _ASSIGNMENT.match(line):
+            name = _dotted(assignment.group(1))
+            name = f"{current}.{name}" if current else name
+        else:
+            continue
+        if name == wanted:
+            exact.append(number)
+        elif name.startswith(wanted + "."):
+            below.append(number)
+    if len(exact) == 1:
+        found = exact[0]
+    elif not exact and below:
+        found = below[0]
+    else:
+        return None
+    if element is None:
+        return found
+    literals = (f'"{element}"', f"'{element}'")
+    for number in range(found, len(lines) + 1):
+        line = lines[number - 1]
+        if number > found and (_HEADER.fullmatch(line) or _ASSIGNMENT.match(line)):
+            break
+        if any(literal in line for literal in literals):
+            return number
+    return found

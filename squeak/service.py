@@ -13,7 +13,7 @@ import ipaddress
 import re
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
@@ -29,14 +29,17 @@ from twisted.internet.ssl import (
 )
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from typing_extensions import override
 
 from squeak.access.gatekeeper import Gatekeeper
 from squeak.accesslog import AccessLog, install_reopen_signal
 from squeak.cache.facade import HttpCache
 from squeak.config import Config, ConfigError, ListenAddress
+from squeak.drain import track_connections
 from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.intercept import SpliceFactory
+from squeak.net.listeners import ListenerKey, adopt
 from squeak.net.origin import UpstreamClient
 from squeak.net.wire import SendBatcher
 from squeak.proxy.client import ForwardProxyFactory
@@ -65,18 +68,33 @@ class ListenerService(Service):
     _log = Logger()
 
     def __init__(
-        self, reactor: Any, address: ListenAddress, factory: Any, tls: Any = None
+        self,
+        reactor: Any,
+        address: ListenAddress,
+        factory: Any,
+        tls: Any = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """
+        @param sock: A socket bound already (L{squeak.net.listeners}) to
+            adopt rather than binding C{address}.
+        """
         self._reactor = reactor
         self._address = address
         self._factory = factory
         self._tls = tls
+        self._sock = sock
         self.port: Any = None
 
     @override
     def startService(self) -> None:
         _untyped(super()).startService()
-        if self._tls is None:
+        if self._sock is not None:
+            factory = self._factory
+            if self._tls is not None:
+                factory = TLSMemoryBIOFactory(self._tls, False, factory)
+            self.port = adopt(self._reactor, self._sock, factory)
+        elif self._tls is None:
             self.port = self._reactor.listenTCP(
                 self._address.port, self._factory, backlog=1024, interface=self._address.host
             )
@@ -261,14 +279,26 @@ def build_context(
     )
 
 
-def build_service(config: Config, reactor: Any) -> MultiService:
+def build_service(
+    config: Config, reactor: Any, sockets: Mapping[ListenerKey, socket.socket] | None = None
+) -> MultiService:
     """
     Build the proxy service tree for C{config}.
 
     The core service is added first so that it starts before and stops
     after the listeners.
+
+    @param sockets: Listening sockets bound already, for the listeners to
+        adopt (L{squeak.net.listeners}); without them each listener binds
+        its own.
     """
+    bound = sockets or {}
     top: MultiService = _untyped(MultiService)()
+
+    def listener(key: str, address: ListenAddress, factory: Any, tls: Any = None) -> None:
+        sock = bound.get(ListenerKey(key, address))
+        _attach(ListenerService(reactor, address, factory, tls, sock), top)
+
     logging = config.access_log
     access_log = AccessLog(
         logging.path,
@@ -280,15 +310,15 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     _attach(_ProxyCoreService(context), top)
     factory = ForwardProxyFactory(context, ForwardRequest)
     for address in config.proxy.http_port:
-        _attach(ListenerService(reactor, address, factory), top)
+        listener("proxy.http_port", address, factory)
     if config.tls.https_port:
         tls = server_tls_options(config)
         for address in config.tls.https_port:
-            _attach(ListenerService(reactor, address, factory, tls), top)
+            listener("tls.https_port", address, factory, tls)
     if config.intercept.http_port:
         intercepting = ForwardProxyFactory(context, ForwardRequest, intercepting=True)
         for address in config.intercept.http_port:
-            _attach(ListenerService(reactor, address, intercepting), top)
+            listener("intercept.http_port", address, intercepting)
     if config.intercept.https_port:
         splicing = SpliceFactory(
             reactor,
@@ -297,7 +327,9 @@ def build_service(config: Config, reactor: Any) -> MultiService:
             connect_timeout=config.timeouts.connect,
             idle_timeout=config.timeouts.tunnel_idle,
         )
+        # The drain (squeak.drain) waits for splices as for tunnels.
+        top.splices = track_connections(splicing)  # type: ignore[attr-defined]
         for address in config.intercept.https_port:
-            _attach(ListenerService(reactor, address, splicing), top)
+            listener("intercept.https_port", address, splicing)
     top.context = context  # type: ignore[attr-defined]
     return top

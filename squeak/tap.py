@@ -18,7 +18,7 @@ from typing import Any, cast
 from twisted.application.service import IService
 from twisted.python import usage
 
-from squeak.config import Config, ConfigError, load_config
+from squeak.config import Config, ConfigError
 from squeak.net.allocator import tune_malloc
 
 
@@ -52,17 +52,58 @@ def makeService(options: Options) -> IService:
         install_default()
     from twisted.internet import reactor
 
-    from squeak.service import build_service
-
     # Name lookups (HostnameEndpoint) and password hashing run in the
     # reactor's thread pool; its default of 10 threads is small for a proxy.
     reactor.suggestThreadPoolSize(64)
     path = options["config"]
     try:
-        config = load_config(path) if path else Config()
-        service: Any = build_service(config, reactor)
+        service: Any = build_supervisor(path, reactor)
     except ConfigError as error:
         sys.stderr.write(f"squeak: {error}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
     return cast(IService, service)
+
+
+def build_supervisor(path: str | None, reactor: Any) -> Any:
+    """
+    Load the configuration, bind the listeners, prepare the cache and log
+    paths, switch to C{proxy.user}, and build what serves: this process
+    (C{workers = 1}) or a master of worker processes.
+
+    Everything that can fail at start-up fails here, before twistd runs the
+    service, as a L{ConfigError}: one line, exit status 2.
+    """
+    from squeak.master import Master, SingleProcess, read_config
+    from squeak.net.listeners import bind_all
+    from squeak.service import build_service, server_tls_options
+    from squeak.startup import check_paths, drop_privileges, prepare_paths, resolve_account
+
+    if path:
+        config, text = read_config(path)
+    else:
+        config, text = Config(), ""
+    account = resolve_account(config)
+
+    def validate(config: Config) -> None:
+        if config.tls.https_port:
+            server_tls_options(config)
+
+    validate(config)
+    workers = config.proxy.workers
+    bound = bind_all(config, copies=workers)
+    try:
+        prepare_paths(config, account)
+        drop_privileges(config, account)
+        check_paths(config)
+        supervisor: Master | SingleProcess
+        if workers > 1:
+            supervisor = Master(reactor, path, config, text, bound)
+        else:
+            supervisor = SingleProcess(reactor, path, config, text, bound, build_service)
+            supervisor.prepare()
+        supervisor.validate = validate
+        return supervisor
+    except BaseException:
+        bound.close()
+        raise

@@ -91,6 +91,10 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.disk",
             "squeak.cache.store",
             "squeak.cache.faults",
+            # Process plumbing: sd_notify, the account switch, the drain.
+            "squeak.notify",
+            "squeak.startup",
+            "squeak.drain",
             "squeak.cache.bodyfile",
             "squeak.cache.layout",
             "squeak.net.*",
@@ -98,8 +102,8 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer("policy over I/O", False, ("squeak.access.gatekeeper", "squeak.cache.facade")),
     Layer("proxy", False, ("squeak.proxy.*",)),
-    Layer("composition root", False, ("squeak.service",)),
-    Layer("entry points", False, ("squeak.tap", "squeak.__main__")),
+    Layer("composition root", False, ("squeak.service", "squeak.master")),
+    Layer("entry points", False, ("squeak.tap", "squeak.__main__", "squeak.worker")),
 )
 
 # Top-level packages a pure module must never bring in.

@@ -198,13 +198,13 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "an unknown key with nothing close lists the table's keys",
         "[timeouts]\nfoo = 1\n",
         f"{P}:2: timeouts.foo: unknown key (expected one of connect, read, client_idle, "
-        "request_head, server_idle, tunnel_idle)",
+        "request_head, server_idle, tunnel_idle, shutdown_lifetime)",
     ),
     (
         "a sub-table is an unknown key of its table",
         "[proxy]\n[proxy.extra]\na = 1\n",
         f"{P}:2: proxy.extra: unknown key (expected one of http_port, visible_hostname, "
-        "forwarded_for, via)",
+        "forwarded_for, via, workers, reuseport, user, group, worker_header)",
     ),
     (
         "a key outside any table says which table it belongs in",

@@ -146,7 +146,8 @@ class CheckConfigTests(SynchronousTestCase):
             (
                 ("frobnicate",),
                 "squeak: argument COMMAND: invalid choice: 'frobnicate' (choose from "
-                "'check-config', 'passwd', 'purge') (try: python -m squeak --help)\n",
+                "'check-config', 'passwd', 'purge', 'reload', 'worker') (try: python -m "
+                "squeak --help)\n",
             ),
         ]
         wrong = [

@@ -313,6 +313,8 @@ class Exchange:
         if self.field_block:
             lines.append(self.field_block)
         channel = self.channel
+        if channel.identity_field:
+            lines.append(channel.identity_field)
         http10 = self.version == b"HTTP/1.0"
         self._body_allowed = self._allows_body()
         length = self.content_length
@@ -373,6 +375,9 @@ class ClientChannel(Protocol):
     sender: Sender = DIRECT
     #: Seconds a rejected client may keep sending before it is cut off.
     linger_timeout = 2.0
+    #: A field line added to every response, naming the process that
+    #: served it (C{proxy.worker_header}, a debugging aid); empty: none.
+    identity_field = b""
     reactor: Any = None
     transport: Any
 
@@ -658,6 +663,39 @@ class ClientChannel(Protocol):
             self.transport.resumeProducing()
         if self._buffer:
             self._read_requests()
+
+    # -- draining ----------------------------------------------------------
+
+    def close_when_idle(self, grace: float) -> None:
+        """
+        The proxy is stopping (or this process is being replaced by a
+        reload): keep nothing alive.
+
+        A connection answering a request closes after that response (which
+        says C{Connection: close} if its head is not sent yet).  An idle
+        keep-alive connection, which served a request and waits for the
+        next, closes at once, its write side first (L{lingering_close}), so
+        a request racing the close gets an end of stream, which clients
+        retry, rather than a reset.  A connection that never sent a whole
+        request was most likely just accepted, its request on the way: it
+        gets C{grace} seconds to arrive and is then answered and closed, or
+        closed.  A tunnel (the channel was taken over) is left to finish.
+        """
+        self.persistent = False
+        if self._state != _HEAD or self._buffer or self._head_call is not None:
+            return
+        if self.request_line == (b"", b"", b""):
+            self._linger_call = self.reactor.callLater(grace, self._close_if_idle)
+        else:
+            self.lingering_close()
+
+    def _close_if_idle(self) -> None:
+        """
+        The grace of a draining connection that had sent nothing is over.
+        """
+        self._linger_call = None
+        if self._state == _HEAD and not self._buffer and self._head_call is None:
+            self.lingering_close()
 
     # -- taking over and refusing -----------------------------------------
 
