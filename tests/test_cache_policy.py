@@ -193,23 +193,42 @@ class StorableTests(SynchronousTestCase):
         ]
         self.assertEqual(missing, [])
 
-    def test_set_cookie_private_to_client(self) -> None:
+    def test_set_cookie_is_not_stored(self) -> None:
         """
-        A response with Set-Cookie is stored but flagged for its own client
-        only, unless public.
+        RFC 9111 §3 and RFC 6265 §8.6: a response with Set-Cookie (or the
+        obsolete Set-Cookie2), public or not, is stored without the field,
+        so the cookie is never replayed to another client; others are not
+        stripped of anything.
         """
-        cookie = [(CC, b"max-age=60"), (b"Set-Cookie", b"a=b")]
-        public = [(CC, b"max-age=60, public"), (b"Set-Cookie", b"a=b")]
-        self.assertEqual(
-            [
-                (d.store, d.private_to_client)
-                for d in (
-                    is_storable(b"GET", [], 200, cookie),
-                    is_storable(b"GET", [], 200, public),
-                )
-            ],
-            [(True, True), (True, False)],
-        )
+        cases = [  # (why, response fields, stored?, fields stripped)
+            ("Set-Cookie", [(CC, b"max-age=60"), (b"Set-Cookie", b"a=b")], True, {b"set-cookie"}),
+            (
+                "Set-Cookie, public",
+                [(CC, b"max-age=60, public"), (b"set-cookie", b"a=b")],
+                True,
+                {b"set-cookie"},
+            ),
+            (
+                "Set-Cookie2",
+                [(CC, b"max-age=60"), (b"Set-Cookie2", b"a=b")],
+                True,
+                {b"set-cookie2"},
+            ),
+            (
+                "with qualified private",
+                [(CC, b'max-age=60, private="X-U"'), (b"Set-Cookie", b"a=b")],
+                True,
+                {b"set-cookie", b"x-u"},
+            ),
+            ("no cookie", cc(b"max-age=60"), True, set()),
+        ]
+        wrong = [
+            (why, d)
+            for why, fields, store, strip in cases
+            if ((d := is_storable(b"GET", [], 200, fields)).store, d.strip_fields)
+            != (store, strip)
+        ]
+        self.assertEqual(wrong, [])
 
     def test_private_fields_stripped(self) -> None:
         """
@@ -1027,6 +1046,57 @@ class ValidationTests(SynchronousTestCase):
         old = stored(cc(b"max-age=60"), age=1000)
         new = freshen_stored(old, [(b"Date", date(NOW))], request_time=NOW, response_time=NOW)
         self.assertEqual(decide_reuse(request(), new, NOW + 1).kind, Reuse.FRESH)
+
+    def test_freshen_age(self) -> None:
+        """
+        RFC 9111 §4.3.4 and §4.2.3: after a 304 the stored response is aged
+        from the validation's times, so its Age is the 304's, or none: the
+        first response's Age is never counted again.  A 304's Set-Cookie
+        is not stored (RFC 6265 §8.6).
+        """
+        old = [(CC, b"max-age=3600"), (b"Age", b"7200"), (b"ETag", b'"a"')]
+        cases = [  # (why, 304 fields, stored fields after)
+            (
+                "304 without Age: the old Age goes",
+                [(b"ETag", b'"a"')],
+                [(CC, b"max-age=3600"), (b"ETag", b'"a"')],
+            ),
+            (
+                "304 with Age: its Age replaces the old",
+                [(b"Age", b"5"), (b"ETag", b'"a"')],
+                [(CC, b"max-age=3600"), (b"Age", b"5"), (b"ETag", b'"a"')],
+            ),
+            (
+                "304 with Set-Cookie: not stored",
+                [(b"Set-Cookie", b"s=1"), (b"ETag", b'"a"')],
+                [(CC, b"max-age=3600"), (b"ETag", b'"a"')],
+            ),
+        ]
+        wrong = [(why, got) for why, new, want in cases if (got := freshen(old, new)) != want]
+        self.assertEqual(wrong, [])
+
+    def test_freshened_age_value(self) -> None:
+        """
+        RFC 9111 §4.2.3: a response stored with C{Age: 7200} and
+        C{max-age=3600} is stale; freshened by a 304 without Age it is
+        fresh and served with the age since the validation; with the 304's
+        C{Age: 100}, that age counts.
+        """
+        entry = stored([(CC, b"max-age=3600"), (b"Age", b"7200"), (b"ETag", b'"a"')])
+        fresh = freshen_stored(
+            entry, [(b"Date", date(NOW)), (b"ETag", b'"a"')], request_time=NOW, response_time=NOW
+        )
+        aged = freshen_stored(
+            entry,
+            [(b"Date", date(NOW)), (b"Age", b"100"), (b"ETag", b'"a"')],
+            request_time=NOW,
+            response_time=NOW,
+        )
+        decisions = [decide_reuse(request(), e, NOW + 10) for e in (entry, fresh, aged)]
+        self.assertEqual(
+            [(d.kind, d.age) for d in decisions],
+            [(Reuse.VALIDATE, 7210.0), (Reuse.FRESH, 10.0), (Reuse.FRESH, 110.0)],
+        )
 
     def test_handle_validation_table(self) -> None:
         """

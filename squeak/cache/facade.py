@@ -59,7 +59,7 @@ from squeak.cache.ranges import (
     plan_range_response,
 )
 from squeak.cache.store import CacheHit, EntryWriter, Store, Transient
-from squeak.cache.storing import is_storable
+from squeak.cache.storing import UNSTORED_FIELDS, is_storable
 from squeak.cache.validation import (
     Validation,
     ValidationDecision,
@@ -75,10 +75,13 @@ from squeak.http.fields import RawHeaders
 if TYPE_CHECKING:
     from squeak.config import CacheConfig
 
-#: Fields never stored with a response: framing (recomputed when serving)
-#: and this proxy's own per-response annotations.
-_NOT_STORED = frozenset(
-    {b"content-length", b"transfer-encoding", b"x-cache", b"x-cache-lookup", b"age"}
+#: Fields never stored with a response: framing (recomputed when serving),
+#: this proxy's own per-response annotations, and C{Set-Cookie}
+#: (L{UNSTORED_FIELDS}).  C{Age} is stored: it is the C{age_value} of the
+#: current age (RFC 9111 §4.2.3), and a hit sends its own C{Age}.
+_NOT_STORED = (
+    frozenset({b"content-length", b"transfer-encoding", b"x-cache", b"x-cache-lookup"})
+    | UNSTORED_FIELDS
 )
 
 #: Methods whose responses may be served from or stored into the cache.
@@ -303,7 +306,6 @@ class HttpCache:
         length: int | None,
         request_time: float,
         response_time: float,
-        client: str,
         allowed_by_rules: bool,
     ) -> ResponseStorer | None:
         """
@@ -333,7 +335,6 @@ class HttpCache:
             request_time=request_time,
             response_time=response_time,
             vary_key=vary_key,
-            client=client if decision.private_to_client else None,
         )
         writer = self.store.writer(lookup.primary, meta)
         return ResponseStorer(writer, length, lookup.uri)

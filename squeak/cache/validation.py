@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 from squeak.cache.directives import field_values, parse_dates, parse_http_date, split_list
 from squeak.cache.keys import normalise_uri
 from squeak.cache.policy import StoredResponse
+from squeak.cache.storing import UNSTORED_FIELDS
 from squeak.http.fields import HOP_BY_HOP, RawHeaders, connection_options
 from squeak.http.methods import SAFE_METHODS
 
@@ -168,12 +169,25 @@ def freshen(
     except C{Content-Length}, the hop-by-hop fields and those the 304's
     C{Connection} names.
 
+    C{Age} is always replaced, by the 304's or by none: the freshened
+    response is aged from the validation's request and response times
+    (L{freshen_stored}), so its C{age_value} (RFC 9111 §4.2.3) is the age
+    the 304 reports, 0 when it reports none (the origin itself just
+    vouched for the response).  Keeping the old C{Age} would count the
+    first response's age again on top of the new times: a response that
+    arrived with C{Age: 7200} and C{max-age=3600} would stay stale after
+    every successful validation.
+
+    C{Set-Cookie} in a 304 does not update the stored fields either: a
+    cookie is for the one client whose request was validated, and squeak
+    never stores one (L{squeak.cache.storing.UNSTORED_FIELDS}).
+
     @return: The stored fields not replaced, in order, then the new ones.
     """
     new = list(response_304_headers)
-    excluded = _NOT_UPDATED | connection_options(new)
+    excluded = _NOT_UPDATED | connection_options(new) | UNSTORED_FIELDS
     updates = [(n, v) for n, v in new if n.lower() not in excluded]
-    replaced = {n.lower() for n, _ in updates}
+    replaced = {n.lower() for n, _ in updates} | {b"age"}
     kept = [(n, v) for n, v in stored_headers if n.lower() not in replaced]
     return kept + updates
 

@@ -306,7 +306,6 @@ class MissHandler:
             length=response.length if isinstance(response.length, int) else None,
             request_time=self._request_time,
             response_time=context.reactor.seconds(),
-            client=exchange.client_host,
             allowed_by_rules=facts is None or may_cache(context.gatekeeper.policy.cache, facts),
         )
         if self._storer is None:
