@@ -552,3 +552,104 @@ class OriginAnswersTests(_CacheTestCase):
         second = await self.fetch("GET", origin.url("/huge"))
         self.assertEqual([first.status, first.body, second.body], [200, b"h", b"h"])
         self.assertIn(b'If-None-Match: "h"', origin.heads[1])
+
+    async def test_304_with_another_validator_is_retried(self) -> None:
+        """
+        RFC 9111 §4.3.4: a 304 whose ETag selects no stored response is not
+        relayed to a client that asked no conditional question: the request
+        is repeated without conditionals and that answer relayed (and
+        stored).
+        """
+        origin = self.scripted(
+            [
+                (_ok(b'Cache-Control: max-age=0\r\nETag: "a"\r\n', b"old"), False),
+                (b'HTTP/1.1 304 Not Modified\r\nETag: "b"\r\n\r\n', False),
+                (_ok(b'Cache-Control: max-age=60\r\nETag: "b"\r\n', b"new"), False),
+            ]
+        )
+        await self.fetch("GET", origin.url("/r"))
+        answer = await self.fetch("GET", origin.url("/r"))
+        after = await self.fetch("GET", origin.url("/r"))
+        self.assertEqual((answer.status, answer.body, after.body), (200, b"new", b"new"))
+        self.assertIn(b'If-None-Match: "a"', origin.heads[1])
+        self.assertNotIn(b"if-none-match", origin.heads[2].lower())
+        self.assertEqual(len(origin.heads), 3)
+        self.assertEqual(after.header("x-cache"), ["HIT from squeak.test"])
+
+    async def _origin_goes_away(
+        self, fields: bytes, headers: dict[str, str] | None = None
+    ) -> _Answer:
+        """
+        Store a stale response, stop the origin (connections are then
+        refused) and ask again.
+        """
+        origin = self.scripted([(_ok(fields, b"stored"), True)])
+        url = origin.url("/gone")
+        await self.fetch("GET", url)
+        await origin.port.stopListening()
+        return await self.fetch("GET", url, headers=headers)
+
+    async def test_unreachable_origin_serves_stale(self) -> None:
+        """
+        RFC 9111 §4.2.4: when the origin cannot be reached, a stale
+        response is served (logged TCP_REFRESH_FAIL_OLD).
+        """
+        answer = await self._origin_goes_away(b'Cache-Control: max-age=0\r\nETag: "s"\r\n')
+        self.assertEqual((answer.status, answer.body), (200, b"stored"))
+        self.assertEqual(answer.header("x-cache"), ["HIT from squeak.test"])
+        self.assertEqual(self.tags(), ["TCP_MISS/200", "TCP_REFRESH_FAIL_OLD/200"])
+
+    async def test_unreachable_origin_must_revalidate(self) -> None:
+        """
+        RFC 9111 §5.2.2.2: must-revalidate forbids serving it stale: the
+        error page.
+        """
+        answer = await self._origin_goes_away(b"Cache-Control: max-age=0, must-revalidate\r\n")
+        self.assertEqual(answer.status, 502)
+        self.assertNotEqual(answer.body, b"stored")
+        self.assertEqual(self.tags(), ["TCP_MISS/200", "TCP_REFRESH_FAIL_ERR/502"])
+
+    async def test_unreachable_origin_request_no_cache(self) -> None:
+        """
+        RFC 9111 §5.2.1.4: a request that asks for validation (no-cache)
+        gets the error page, not the stale response.
+        """
+        answer = await self._origin_goes_away(
+            b"Cache-Control: max-age=0\r\n", headers={"Cache-Control": "no-cache"}
+        )
+        self.assertEqual(answer.status, 502)
+
+    async def test_server_error_on_validation_serves_stale(self) -> None:
+        """
+        RFC 9111 §4.3.3: a 5xx answer to a validation may be treated as no
+        answer: the stale response is served (§4.2.4), logged
+        TCP_REFRESH_FAIL_OLD; with must-revalidate the 5xx is relayed,
+        logged TCP_REFRESH_FAIL_ERR (Squid's names).
+        """
+        error = b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops"
+        origin = self.scripted(
+            [
+                (_ok(b'Cache-Control: max-age=0\r\nETag: "e"\r\n', b"stored"), False),
+                (error, False),
+                (
+                    _ok(b'Cache-Control: max-age=0, must-revalidate\r\nETag: "e"\r\n', b"strict"),
+                    False,
+                ),
+                (error, False),
+            ]
+        )
+        await self.fetch("GET", origin.url("/e"))
+        stale = await self.fetch("GET", origin.url("/e"))
+        await self.fetch("GET", origin.url("/m"))
+        relayed = await self.fetch("GET", origin.url("/m"))
+        self.assertEqual((stale.status, stale.body), (200, b"stored"))
+        self.assertEqual((relayed.status, relayed.body), (500, b"oops"))
+        self.assertEqual(
+            self.tags(),
+            [
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_OLD/200",
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_ERR/500",
+            ],
+        )

@@ -26,6 +26,7 @@ from squeak.cache.policy import (
     decide_reuse,
     freshness_lifetime,
     headers_for_reuse,
+    stale_on_failure,
 )
 from squeak.cache.storing import is_storable
 from squeak.cache.validation import (
@@ -1098,6 +1099,140 @@ class ValidationTests(SynchronousTestCase):
             [(Reuse.VALIDATE, 7210.0), (Reuse.FRESH, 10.0), (Reuse.FRESH, 110.0)],
         )
 
+    def test_stale_on_failure_table(self) -> None:
+        """
+        RFC 9111 §4.2.4 and §4.3.3: when validating fails, a stale response
+        is served unless a directive of the response or the request
+        forbids it, and within C{max_stale}; C{stale-if-error} (RFC 5861
+        §4) allows it regardless.
+        """
+        week = 7 * 86400.0
+        cases = [  # (why, request fields, stored fields, age, stale-if-error, max_stale, serve)
+            ("§4.2.4: disconnected, stale", [], cc(b"max-age=60"), 100.0, False, week, True),
+            ("§4.2.4: heuristic, stale", [], [], 100.0, False, week, True),
+            ("§4.2.4: fresh but validated", [], cc(b"max-age=600"), 100.0, False, week, True),
+            (
+                "§5.2.2.2: must-revalidate",
+                [],
+                cc(b"max-age=60, must-revalidate"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.2.8: proxy-revalidate",
+                [],
+                cc(b"max-age=60, proxy-revalidate"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            ("§5.2.2.10: s-maxage", [], cc(b"s-maxage=60"), 100.0, False, week, False),
+            (
+                "§5.2.2.4: response no-cache",
+                [],
+                cc(b"max-age=60, no-cache"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.4: request no-cache",
+                cc(b"no-cache"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.4: Pragma: no-cache",
+                [(b"Pragma", b"no-cache")],
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.1: request max-age=0",
+                cc(b"max-age=0"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.1: request max-age above the age",
+                cc(b"max-age=200"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                True,
+            ),
+            (
+                "§5.2.1.3: request min-fresh",
+                cc(b"min-fresh=1"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.2: staler than request max-stale",
+                cc(b"max-stale=10"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.2: within request max-stale",
+                cc(b"max-stale=50"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                True,
+            ),
+            ("max_stale: just within", [], cc(b"max-age=60"), 160.0, False, 100.0, True),
+            ("max_stale: beyond", [], cc(b"max-age=60"), 161.0, False, 100.0, False),
+            ("max_stale 0: only a fresh one", [], cc(b"max-age=60"), 61.0, False, 0.0, False),
+            (
+                "§1.2.2: Age 2^31 is beyond a week",
+                [],
+                [(CC, b"max-age=60"), (b"Age", b"9" * 20)],
+                0.0,
+                False,
+                week,
+                False,
+            ),
+            ("RFC 5861 §4: stale-if-error", [], cc(b"max-age=60"), 10 * week, True, week, True),
+        ]
+        wrong = [
+            (why, decision)
+            for why, req, fields, age, sie, max_stale, serve in cases
+            if (
+                decision := stale_on_failure(
+                    request(req),
+                    stored(fields, age=age),
+                    NOW,
+                    stale_if_error=sie,
+                    max_stale=max_stale,
+                )
+            ).serve
+            != serve
+            or "RFC" not in decision.reason
+        ]
+        self.assertEqual(wrong, [])
+
     def test_handle_validation_table(self) -> None:
         """
         RFC 9111 §4.3.3: what a validation's answer means.
@@ -1114,7 +1249,7 @@ class ValidationTests(SynchronousTestCase):
         wrong = [
             why
             for why, status, headers, sie, want in cases
-            if handle_validation_response(entry, status, headers, stale_if_error=sie).kind != want
+            if handle_validation_response(entry, status, headers, serve_stale=sie).kind != want
         ]
         self.assertEqual(wrong, [])
 

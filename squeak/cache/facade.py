@@ -17,7 +17,8 @@ The proxy's handlers call:
      L{HttpCache.not_modified_headers} (304), L{HttpCache.plan_range} and
      L{HttpCache.range_body} (206/416);
   3. to validate one: L{HttpCache.validation_headers},
-     L{HttpCache.validation_verdict} and L{HttpCache.freshen};
+     L{HttpCache.validation_verdict} and L{HttpCache.freshen}; and
+     L{HttpCache.stale_on_failure} when the origin cannot be reached;
   4. L{HttpCache.storer} when a response head arrives: a L{ResponseStorer}
      that receives the body as it streams to the client and commits the entry
      only if the body completed with the promised length;
@@ -40,14 +41,17 @@ from twisted.logger import Logger
 
 from squeak.cache.keys import primary_key, secondary_key, vary_fields
 from squeak.cache.policy import (
+    DEFAULT_MAX_STALE,
     CacheRequest,
     FreshnessRules,
     Reuse,
     ReuseDecision,
+    StaleOnFailure,
     StoredResponse,
     age_header_value,
     decide_reuse,
     headers_for_reuse,
+    stale_on_failure,
     stored_fields_for_reuse,
 )
 from squeak.cache.ranges import (
@@ -223,9 +227,16 @@ class HttpCache:
     #: The most URLs remembered as uncacheable.
     uncacheable_limit = 10_000
 
-    def __init__(self, store: Store | None, rules: FreshnessRules) -> None:
+    def __init__(
+        self, store: Store | None, rules: FreshnessRules, max_stale: float = DEFAULT_MAX_STALE
+    ) -> None:
+        """
+        @param max_stale: The most seconds an entry may be stale to be
+            served when its origin fails (C{[cache] max_stale}).
+        """
         self.store = store
         self.rules = rules
+        self.max_stale = max_stale
         self._uncacheable: dict[str, float] = {}
         #: The serialised heads of entries served (the proxy's hit fast
         #: path), one per entry for as long as it lives.
@@ -238,7 +249,7 @@ class HttpCache:
         (every lookup a miss, nothing stored) when not.
         """
         store = Store.from_config(config) if config.enabled else None
-        return cls(store, FreshnessRules.from_config(config))
+        return cls(store, FreshnessRules.from_config(config), config.max_stale)
 
     def is_known_uncacheable(self, primary: str, now: float) -> bool:
         """
@@ -452,20 +463,34 @@ class HttpCache:
         assert lookup.hit is not None
         return validation_request_headers(outgoing, lookup.hit.meta.headers)
 
-    @staticmethod
     def validation_verdict(
-        lookup: CacheLookup, status: int, response_headers: RawHeaders
+        self, lookup: CacheLookup, status: int, response_headers: RawHeaders, now: float
     ) -> ValidationDecision:
         """
         What the origin's answer to a validation means (RFC 9111 §4.3.3):
-        freshen, replace, retry, or serve stale (RFC 5861 stale-if-error).
+        freshen, replace, retry unconditionally (§4.3.4), or serve stale
+        (L{stale_on_failure}, for a 5xx).
         """
         assert lookup.hit is not None
+        serve_stale = 500 <= status <= 599 and self.stale_on_failure(lookup, now).serve
         return handle_validation_response(
+            lookup.hit.meta, status, response_headers, serve_stale=serve_stale
+        )
+
+    def stale_on_failure(self, lookup: CacheLookup, now: float) -> StaleOnFailure:
+        """
+        Whether C{lookup}'s stored entry may be served because validating
+        it failed (RFC 9111 §4.2.4, §4.3.3; RFC 5861 §4), within
+        C{max_stale}.
+        """
+        assert lookup.hit is not None
+        return stale_on_failure(
+            lookup.request,
             lookup.hit.meta,
-            status,
-            response_headers,
+            now,
             stale_if_error=lookup.decision.stale_if_error,
+            max_stale=self.max_stale,
+            rules=self.rules,
         )
 
     def freshen(
@@ -516,6 +541,7 @@ __all__ = [
     "Reuse",
     "ReuseDecision",
     "ShortReadError",
+    "StaleOnFailure",
     "StoredResponse",
     "Transient",
     "Validation",
