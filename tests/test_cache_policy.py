@@ -1215,6 +1215,24 @@ class ValidationTests(SynchronousTestCase):
                 False,
             ),
             ("RFC 5861 §4: stale-if-error", [], cc(b"max-age=60"), 10 * week, True, week, True),
+            (
+                "RFC 5861 §4: beyond the stale-if-error window",
+                [],
+                cc(b"max-age=60, stale-if-error=10"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "RFC 5861 §4: beyond the request's stale-if-error window",
+                cc(b"stale-if-error=10"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
         ]
         wrong = [
             (why, decision)

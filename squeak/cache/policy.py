@@ -798,8 +798,10 @@ def stale_on_failure(
     that name.
 
     C{stale-if-error} (RFC 5861 §4) within its window allows it whatever
-    the age, as before; its own checks (L{ReuseDecision.stale_if_error})
-    already exclude the revalidation directives.
+    C{max_stale} says, as before (its own checks,
+    L{ReuseDecision.stale_if_error}, already exclude the revalidation
+    directives); beyond its window it forbids it: the origin (or client)
+    set that bound.
 
     @param stale_if_error: L{ReuseDecision.stale_if_error} of the decision
         that led to the validation.
@@ -842,6 +844,12 @@ def stale_on_failure(
     staleness = max(0.0, age - facts.freshness(day, rules, shared).lifetime)
     if request_cc.max_stale is not None and staleness > request_cc.max_stale:
         return StaleOnFailure(False, "RFC 9111 §5.2.1.2: staler than request max-stale")
+    if cc.stale_if_error is not None or request_cc.stale_if_error is not None:
+        # RFC 5861 §4: "when the cached response is more stale than the
+        # indicated amount, the cached response SHOULD NOT be used"; an
+        # explicit window is the bound, not max_stale (as Squid's
+        # refresh.cc: "stale-if-error period expired").
+        return StaleOnFailure(False, "RFC 5861 §4: staler than stale-if-error allows")
     if staleness > max_stale:
         return StaleOnFailure(
             False, f"RFC 9111 §4.2.4: stale for more than max_stale ({max_stale:g}s)"
