@@ -653,3 +653,49 @@ class OriginAnswersTests(_CacheTestCase):
                 "TCP_REFRESH_FAIL_ERR/500",
             ],
         )
+
+
+class FailingOriginBoundsTests(_CacheTestCase):
+    """
+    Stale on failure with short timeouts and no staleness allowed beyond
+    the explicit (C{[cache] max_stale = 0}).
+    """
+
+    config_overrides = {"timeouts": {"connect": 0.5, "read": 0.5}, "cache": {"max_stale": 0.0}}
+    scripted = OriginAnswersTests.scripted
+    tags = OriginAnswersTests.tags
+
+    async def test_silent_origin_and_max_stale(self) -> None:
+        """
+        RFC 9111 §4.2.4 with C{max_stale = 0}: an origin that never
+        answers the validation (a read timeout) makes a stale response
+        without stale-if-error get the 504 page, logged
+        TCP_REFRESH_FAIL_ERR; with C{stale-if-error} (RFC 5861 §4, within
+        its window) it is served, logged TCP_REFRESH_FAIL_OLD.
+        """
+        origin = self.scripted(
+            [
+                (_ok(b'Cache-Control: max-age=0\r\nETag: "t"\r\n', b"plain"), True),
+                (b"", False),
+                (
+                    _ok(b'Cache-Control: max-age=0, stale-if-error=60\r\nETag: "u"\r\n', b"sie"),
+                    True,
+                ),
+                (b"", False),
+            ]
+        )
+        await self.fetch("GET", origin.url("/t"))
+        timed_out = await self.fetch("GET", origin.url("/t"))
+        await self.fetch("GET", origin.url("/u"))
+        served = await self.fetch("GET", origin.url("/u"))
+        self.assertEqual(timed_out.status, 504)
+        self.assertEqual((served.status, served.body), (200, b"sie"))
+        self.assertEqual(
+            self.tags(),
+            [
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_ERR/504",
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_OLD/200",
+            ],
+        )
