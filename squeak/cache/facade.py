@@ -26,8 +26,11 @@ The proxy's handlers call:
      L{HttpCache.purge} (or L{purge_stored} from the command line).
 
 Stored headers are the client-facing ones (hop-by-hop fields already gone,
-this proxy's Via already added) minus framing and C{X-Cache}; a hit adds
-C{Age}, C{X-Cache} and its own framing.
+this proxy's Via already added) minus framing, C{X-Cache} and
+C{Set-Cookie} (never replayed to another client); the origin's C{Age} is
+kept, as the C{age_value} of the entry's current age (RFC 9111 §4.2.3).
+A hit replaces that C{Age} with the current age and adds C{X-Cache} and
+its own framing.
 """
 
 from __future__ import annotations

@@ -144,8 +144,12 @@ class StoredResponse:
     @ivar response_time: When it was received (§4.2.3).
     @ivar vary_key: The secondary key of the request it answered
         (L{squeak.cache.keys.secondary_key}); C{""} when it does not vary.
-    @ivar client: The client it may be served to, when
-        L{StoreDecision.private_to_client}; L{None} means any client.
+    @ivar client: The only client it may be served to; L{None} means any
+        client.  No longer set: entries stored before
+        issue 13 kept C{Set-Cookie} and were tied to the address of the
+        client that fetched them, and keep that restriction until
+        replaced; C{Set-Cookie} is now never stored
+        (L{squeak.cache.storing.UNSTORED_FIELDS}).
     @ivar body_length: The length of the stored body in bytes.
     """
 

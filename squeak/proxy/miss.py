@@ -295,7 +295,8 @@ class MissHandler:
             return True
         # A 5xx relayed because the entry may not be served stale is a
         # failed refresh, as Squid logs it; other answers replace it.
-        exchange.answer = Answer.REFRESH_FAILED if response.code >= 500 else Answer.REPLACED
+        failed = 500 <= response.code <= 599
+        exchange.answer = Answer.REFRESH_FAILED if failed else Answer.REPLACED
         return False
 
     def _retry_unconditionally(self, target: Target, max_forwards: int | None) -> None:
