@@ -505,6 +505,9 @@ class CacheConfig:
     @ivar heuristic_fraction: The fraction of the time since
         C{Last-Modified} used as heuristic freshness (RFC 9111 §4.2.2).
     @ivar heuristic_max: The cap on heuristic freshness, in seconds.
+    @ivar max_stale: The most seconds a stored response may be stale to be
+        served when its origin cannot be reached or fails (RFC 9111
+        §4.2.4; Squid's C{max_stale}).
     @ivar refresh_pattern: Heuristic freshness rules by URI, tried in order.
     @ivar purge_from: Client networks allowed to use the PURGE method.
     """
@@ -562,6 +565,12 @@ class CacheConfig:
         default=86400.0,
         kind="duration",
         doc="The longest heuristic freshness lifetime.",
+        parse=_duration,
+    )
+    max_stale: float = _setting(
+        default=604800.0,
+        kind="duration",
+        doc="The most a stored response may be stale to be served when its origin fails.",
         parse=_duration,
     )
     refresh_pattern: tuple[RefreshPattern, ...] = _setting(

@@ -301,6 +301,45 @@ class DateTests(SynchronousTestCase):
         """
         self.assertEqual(parse_age([(b"Age", b"9" * 30)]), DELTA_SECONDS_MAX)
 
+    def test_age_values(self) -> None:
+        """
+        RFC 9111 §5.1: C{Age} is delta-seconds; a list uses its first
+        member; anything else that is not a non-negative integer is
+        ignored; a value too large to represent is 2^31 (§1.2.2), however
+        many digits it has.
+        """
+        cases: list[tuple[str, list[tuple[bytes, bytes]], int | None]] = [
+            ("§5.1: a non-negative integer", [(b"Age", b"7200")], 7200),
+            ("§5.1: zero", [(b"Age", b"0")], 0),
+            ("§5.1: leading zeros are digits", [(b"Age", b"0042")], 42),
+            ("§5.1: surrounding whitespace is not the value", [(b"Age", b" 12 ")], 12),
+            ("§5.1: a list uses its first member", [(b"Age", b"1, 2")], 1),
+            ("§5.1: several lines are a list", [(b"Age", b"3"), (b"age", b"4")], 3),
+            ("§5.1: a fraction is ignored", [(b"Age", b"7200.0")], None),
+            ("§5.1: a sign is ignored", [(b"Age", b"-1")], None),
+            ("§5.1: a plus sign is ignored", [(b"Age", b"+1")], None),
+            ("§5.1: delta-seconds is never quoted", [(b"Age", b'"5"')], None),
+            ("§5.1: an invalid first member is ignored", [(b"Age", b"x, 5")], None),
+            ("§5.1: an empty value is ignored", [(b"Age", b"")], None),
+            ("§5.1: no Age", [], None),
+            ("§1.2.2: just below 2^31", [(b"Age", b"2147483647")], 2147483647),
+            ("§1.2.2: 2^31 + 1 is 2^31", [(b"Age", b"2147483649")], DELTA_SECONDS_MAX),
+            ("§1.2.2: 5000 digits is 2^31", [(b"Age", b"9" * 5000)], DELTA_SECONDS_MAX),
+            ("§1.2.2: 5000 zeros then 7", [(b"Age", b"0" * 5000 + b"7")], 7),
+        ]
+        wrong = [
+            (why, got, want) for why, headers, want in cases if (got := parse_age(headers)) != want
+        ]
+        self.assertEqual(wrong, [])
+
+    def test_huge_directive_argument(self) -> None:
+        """
+        RFC 9111 §1.2.2: a delta-seconds directive argument of thousands of
+        digits is 2^31, not an error.
+        """
+        cc = parse_cache_control([(b"Cache-Control", b"max-age=" + b"9" * 5000)])
+        self.assertEqual(cc.max_age, DELTA_SECONDS_MAX)
+
     @given(st.binary(), st.none() | st.floats(min_value=-1e12, max_value=1e12))
     def test_never_raises(self, value: bytes, now: float | None) -> None:
         """

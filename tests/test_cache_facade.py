@@ -58,8 +58,9 @@ class _CacheTestCase(ProxyTestCase):
         conn = http.client.HTTPConnection(
             "127.0.0.1", self.proxy_port, timeout=10, source_address=(source, 0)
         )
+        url = path if path.startswith("http://") else self.origin.url(path)
         try:
-            conn.request(method, self.origin.url(path), headers=headers or {})
+            conn.request(method, url, headers=headers or {})
             response = conn.getresponse()
             return _Answer(response.status, response.getheaders(), response.read())
         finally:
@@ -260,17 +261,24 @@ class CachingTests(_CacheTestCase):
         self.assertEqual(answer.status, 504)
         self.assertEqual(self.origin.counts.get(b"/cached/oic"), None)
 
-    async def test_set_cookie_is_not_served_to_another_client(self) -> None:
+    async def test_set_cookie_is_never_replayed(self) -> None:
         """
-        A response with Set-Cookie (not public) is never served from the
-        cache to a different client.
+        RFC 6265 §8.6: a response with Set-Cookie is stored without it.
+        Two users behind one address (both from 127.0.0.1, with their own
+        cookies): the first gets its cookie with the origin's answer, the
+        second a hit without any Set-Cookie, never the first user's.
         """
-        self.use_access_config('[acl]\nlocalhost = { src = ["127.0.0.0/8"] }\n')
         path = "/cached/ck?cc=max-age=60&cookie=1"
-        first = await self.fetch("GET", path, source="127.0.0.1")
-        other = await self.fetch("GET", path, source="127.0.0.2")
-        self.assertEqual([first.body[:10], other.body[:10]], [b"response 1", b"response 2"])
-        self.assertEqual(other.header("set-cookie"), ["session=2"])
+        first = await self.fetch("GET", path, headers={"Cookie": "user=alice"})
+        second = await self.fetch("GET", path, headers={"Cookie": "user=bob"})
+        self.assertEqual(
+            [(a.body[:10], a.header("set-cookie"), a.header("x-cache")) for a in (first, second)],
+            [
+                (b"response 1", ["session=1"], ["MISS from squeak.test"]),
+                (b"response 1", [], ["HIT from squeak.test"]),
+            ],
+        )
+        self.assertEqual(self.origin.counts[b"/cached/ck"], 1)
 
     async def test_truncated_body_is_never_stored(self) -> None:
         """
@@ -459,3 +467,235 @@ class EntryMemoTests(SynchronousTestCase):
         self.assertEqual(len(memo), 1)
         del entry
         self.assertEqual(len(memo), 0)
+
+
+def _ok(fields: bytes, body: bytes) -> bytes:
+    """A raw 200 answer with C{fields} (CRLF-terminated lines) and C{body}."""
+    return b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s" % (fields, len(body), body)
+
+
+class OriginAnswersTests(_CacheTestCase):
+    """
+    What squeak does with what an origin says about age, with a validation
+    answered wrongly, and with an origin that fails (issue 13): scripted
+    loopback origins.
+    """
+
+    def scripted(self, script: list[tuple[bytes, bool]]) -> ScriptedOrigin:
+        origin = ScriptedOrigin(reactor, script)
+        self.listen(origin)
+        return origin
+
+    def tags(self) -> list[str]:
+        return [line.split()[3] for line in self.access_log_lines()]
+
+    async def test_hit_counts_the_origins_age(self) -> None:
+        """
+        RFC 9111 §4.2.3 and §5.1: a response that arrived with C{Age: 100}
+        is served from cache with an Age of at least 100, not the time
+        since squeak stored it.
+        """
+        origin = self.scripted(
+            [(_ok(b"Cache-Control: max-age=3600\r\nAge: 100\r\n", b"a"), False)]
+        )
+        first = await self.fetch("GET", origin.url("/age"))
+        second = await self.fetch("GET", origin.url("/age"))
+        self.assertEqual(first.header("age"), ["100"])
+        self.assertEqual(second.header("x-cache"), ["HIT from squeak.test"])
+        self.assertTrue(100 <= int(second.header("age")[0]) < 110, second.header("age"))
+
+    async def test_old_response_is_stale_on_arrival(self) -> None:
+        """
+        RFC 9111 §4.2.3: C{Age: 7200} with C{max-age=3600} is stale when it
+        arrives: the next request validates it.  The 304 (without Age)
+        freshens it: it is served with the age since the validation, and
+        is a hit afterwards (§4.3.4: the first Age is not counted again).
+        """
+        origin = self.scripted(
+            [
+                (_ok(b'Cache-Control: max-age=3600\r\nAge: 7200\r\nETag: "a"\r\n', b"old"), False),
+                (b'HTTP/1.1 304 Not Modified\r\nETag: "a"\r\n\r\n', False),
+            ]
+        )
+        await self.fetch("GET", origin.url("/old"))
+        validated = await self.fetch("GET", origin.url("/old"))
+        third = await self.fetch("GET", origin.url("/old"))
+        self.assertIn(b'If-None-Match: "a"', origin.heads[1])
+        self.assertEqual(len(origin.heads), 2)
+        self.assertEqual([validated.body, third.body], [b"old", b"old"])
+        self.assertTrue(int(validated.header("age")[0]) < 10, validated.header("age"))
+        self.assertTrue(int(third.header("age")[0]) < 10, third.header("age"))
+        self.assertEqual(
+            self.tags(), ["TCP_MISS/200", "TCP_REFRESH_UNMODIFIED/200", "TCP_MEM_HIT/200"]
+        )
+
+    async def test_huge_age_is_stale(self) -> None:
+        """
+        RFC 9111 §1.2.2: an Age of thousands of digits is 2^31 seconds:
+        the response is relayed, stored stale and validated next time.
+        """
+        origin = self.scripted(
+            [
+                (
+                    _ok(
+                        b"Cache-Control: max-age=3600\r\nAge: "
+                        + b"9" * 5000
+                        + b'\r\nETag: "h"\r\n',
+                        b"h",
+                    ),
+                    False,
+                ),
+                (b'HTTP/1.1 304 Not Modified\r\nETag: "h"\r\n\r\n', False),
+            ]
+        )
+        first = await self.fetch("GET", origin.url("/huge"))
+        second = await self.fetch("GET", origin.url("/huge"))
+        self.assertEqual([first.status, first.body, second.body], [200, b"h", b"h"])
+        self.assertIn(b'If-None-Match: "h"', origin.heads[1])
+
+    async def test_304_with_another_validator_is_retried(self) -> None:
+        """
+        RFC 9111 §4.3.4: a 304 whose ETag selects no stored response is not
+        relayed to a client that asked no conditional question: the request
+        is repeated without conditionals and that answer relayed (and
+        stored).
+        """
+        origin = self.scripted(
+            [
+                (_ok(b'Cache-Control: max-age=0\r\nETag: "a"\r\n', b"old"), False),
+                (b'HTTP/1.1 304 Not Modified\r\nETag: "b"\r\n\r\n', False),
+                (_ok(b'Cache-Control: max-age=60\r\nETag: "b"\r\n', b"new"), False),
+            ]
+        )
+        await self.fetch("GET", origin.url("/r"))
+        answer = await self.fetch("GET", origin.url("/r"))
+        after = await self.fetch("GET", origin.url("/r"))
+        self.assertEqual((answer.status, answer.body, after.body), (200, b"new", b"new"))
+        self.assertIn(b'If-None-Match: "a"', origin.heads[1])
+        self.assertNotIn(b"if-none-match", origin.heads[2].lower())
+        self.assertEqual(len(origin.heads), 3)
+        self.assertEqual(after.header("x-cache"), ["HIT from squeak.test"])
+
+    async def _origin_goes_away(
+        self, fields: bytes, headers: dict[str, str] | None = None
+    ) -> _Answer:
+        """
+        Store a stale response, stop the origin (connections are then
+        refused) and ask again.
+        """
+        origin = self.scripted([(_ok(fields, b"stored"), True)])
+        url = origin.url("/gone")
+        await self.fetch("GET", url)
+        await origin.port.stopListening()
+        return await self.fetch("GET", url, headers=headers)
+
+    async def test_unreachable_origin_serves_stale(self) -> None:
+        """
+        RFC 9111 §4.2.4: when the origin cannot be reached, a stale
+        response is served (logged TCP_REFRESH_FAIL_OLD).
+        """
+        answer = await self._origin_goes_away(b'Cache-Control: max-age=0\r\nETag: "s"\r\n')
+        self.assertEqual((answer.status, answer.body), (200, b"stored"))
+        self.assertEqual(answer.header("x-cache"), ["HIT from squeak.test"])
+        self.assertEqual(self.tags(), ["TCP_MISS/200", "TCP_REFRESH_FAIL_OLD/200"])
+
+    async def test_unreachable_origin_must_revalidate(self) -> None:
+        """
+        RFC 9111 §5.2.2.2: must-revalidate forbids serving it stale: the
+        error page.
+        """
+        answer = await self._origin_goes_away(b"Cache-Control: max-age=0, must-revalidate\r\n")
+        self.assertEqual(answer.status, 502)
+        self.assertNotEqual(answer.body, b"stored")
+        self.assertEqual(self.tags(), ["TCP_MISS/200", "TCP_REFRESH_FAIL_ERR/502"])
+
+    async def test_unreachable_origin_request_no_cache(self) -> None:
+        """
+        RFC 9111 §5.2.1.4: a request that asks for validation (no-cache)
+        gets the error page, not the stale response.
+        """
+        answer = await self._origin_goes_away(
+            b"Cache-Control: max-age=0\r\n", headers={"Cache-Control": "no-cache"}
+        )
+        self.assertEqual(answer.status, 502)
+
+    async def test_server_error_on_validation_serves_stale(self) -> None:
+        """
+        RFC 9111 §4.3.3: a 5xx answer to a validation may be treated as no
+        answer: the stale response is served (§4.2.4), logged
+        TCP_REFRESH_FAIL_OLD; with must-revalidate the 5xx is relayed,
+        logged TCP_REFRESH_FAIL_ERR (Squid's names).
+        """
+        error = b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops"
+        origin = self.scripted(
+            [
+                (_ok(b'Cache-Control: max-age=0\r\nETag: "e"\r\n', b"stored"), False),
+                (error, False),
+                (
+                    _ok(b'Cache-Control: max-age=0, must-revalidate\r\nETag: "e"\r\n', b"strict"),
+                    False,
+                ),
+                (error, False),
+            ]
+        )
+        await self.fetch("GET", origin.url("/e"))
+        stale = await self.fetch("GET", origin.url("/e"))
+        await self.fetch("GET", origin.url("/m"))
+        relayed = await self.fetch("GET", origin.url("/m"))
+        self.assertEqual((stale.status, stale.body), (200, b"stored"))
+        self.assertEqual((relayed.status, relayed.body), (500, b"oops"))
+        self.assertEqual(
+            self.tags(),
+            [
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_OLD/200",
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_ERR/500",
+            ],
+        )
+
+
+class FailingOriginBoundsTests(_CacheTestCase):
+    """
+    Stale on failure with short timeouts and no staleness allowed beyond
+    the explicit (C{[cache] max_stale = 0}).
+    """
+
+    config_overrides = {"timeouts": {"connect": 0.5, "read": 0.5}, "cache": {"max_stale": 0.0}}
+    scripted = OriginAnswersTests.scripted
+    tags = OriginAnswersTests.tags
+
+    async def test_silent_origin_and_max_stale(self) -> None:
+        """
+        RFC 9111 §4.2.4 with C{max_stale = 0}: an origin that never
+        answers the validation (a read timeout) makes a stale response
+        without stale-if-error get the 504 page, logged
+        TCP_REFRESH_FAIL_ERR; with C{stale-if-error} (RFC 5861 §4, within
+        its window) it is served, logged TCP_REFRESH_FAIL_OLD.
+        """
+        origin = self.scripted(
+            [
+                (_ok(b'Cache-Control: max-age=0\r\nETag: "t"\r\n', b"plain"), True),
+                (b"", False),
+                (
+                    _ok(b'Cache-Control: max-age=0, stale-if-error=60\r\nETag: "u"\r\n', b"sie"),
+                    True,
+                ),
+                (b"", False),
+            ]
+        )
+        await self.fetch("GET", origin.url("/t"))
+        timed_out = await self.fetch("GET", origin.url("/t"))
+        await self.fetch("GET", origin.url("/u"))
+        served = await self.fetch("GET", origin.url("/u"))
+        self.assertEqual(timed_out.status, 504)
+        self.assertEqual((served.status, served.body), (200, b"sie"))
+        self.assertEqual(
+            self.tags(),
+            [
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_ERR/504",
+                "TCP_MISS/200",
+                "TCP_REFRESH_FAIL_OLD/200",
+            ],
+        )

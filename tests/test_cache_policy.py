@@ -26,6 +26,7 @@ from squeak.cache.policy import (
     decide_reuse,
     freshness_lifetime,
     headers_for_reuse,
+    stale_on_failure,
 )
 from squeak.cache.storing import is_storable
 from squeak.cache.validation import (
@@ -193,23 +194,42 @@ class StorableTests(SynchronousTestCase):
         ]
         self.assertEqual(missing, [])
 
-    def test_set_cookie_private_to_client(self) -> None:
+    def test_set_cookie_is_not_stored(self) -> None:
         """
-        A response with Set-Cookie is stored but flagged for its own client
-        only, unless public.
+        RFC 9111 §3 and RFC 6265 §8.6: a response with Set-Cookie (or the
+        obsolete Set-Cookie2), public or not, is stored without the field,
+        so the cookie is never replayed to another client; others are not
+        stripped of anything.
         """
-        cookie = [(CC, b"max-age=60"), (b"Set-Cookie", b"a=b")]
-        public = [(CC, b"max-age=60, public"), (b"Set-Cookie", b"a=b")]
-        self.assertEqual(
-            [
-                (d.store, d.private_to_client)
-                for d in (
-                    is_storable(b"GET", [], 200, cookie),
-                    is_storable(b"GET", [], 200, public),
-                )
-            ],
-            [(True, True), (True, False)],
-        )
+        cases = [  # (why, response fields, stored?, fields stripped)
+            ("Set-Cookie", [(CC, b"max-age=60"), (b"Set-Cookie", b"a=b")], True, {b"set-cookie"}),
+            (
+                "Set-Cookie, public",
+                [(CC, b"max-age=60, public"), (b"set-cookie", b"a=b")],
+                True,
+                {b"set-cookie"},
+            ),
+            (
+                "Set-Cookie2",
+                [(CC, b"max-age=60"), (b"Set-Cookie2", b"a=b")],
+                True,
+                {b"set-cookie2"},
+            ),
+            (
+                "with qualified private",
+                [(CC, b'max-age=60, private="X-U"'), (b"Set-Cookie", b"a=b")],
+                True,
+                {b"set-cookie", b"x-u"},
+            ),
+            ("no cookie", cc(b"max-age=60"), True, set()),
+        ]
+        wrong = [
+            (why, d)
+            for why, fields, store, strip in cases
+            if ((d := is_storable(b"GET", [], 200, fields)).store, d.strip_fields)
+            != (store, strip)
+        ]
+        self.assertEqual(wrong, [])
 
     def test_private_fields_stripped(self) -> None:
         """
@@ -1028,6 +1048,209 @@ class ValidationTests(SynchronousTestCase):
         new = freshen_stored(old, [(b"Date", date(NOW))], request_time=NOW, response_time=NOW)
         self.assertEqual(decide_reuse(request(), new, NOW + 1).kind, Reuse.FRESH)
 
+    def test_freshen_age(self) -> None:
+        """
+        RFC 9111 §4.3.4 and §4.2.3: after a 304 the stored response is aged
+        from the validation's times, so its Age is the 304's, or none: the
+        first response's Age is never counted again.  A 304's Set-Cookie
+        is not stored (RFC 6265 §8.6).
+        """
+        old = [(CC, b"max-age=3600"), (b"Age", b"7200"), (b"ETag", b'"a"')]
+        cases = [  # (why, 304 fields, stored fields after)
+            (
+                "304 without Age: the old Age goes",
+                [(b"ETag", b'"a"')],
+                [(CC, b"max-age=3600"), (b"ETag", b'"a"')],
+            ),
+            (
+                "304 with Age: its Age replaces the old",
+                [(b"Age", b"5"), (b"ETag", b'"a"')],
+                [(CC, b"max-age=3600"), (b"Age", b"5"), (b"ETag", b'"a"')],
+            ),
+            (
+                "304 with Set-Cookie: not stored",
+                [(b"Set-Cookie", b"s=1"), (b"ETag", b'"a"')],
+                [(CC, b"max-age=3600"), (b"ETag", b'"a"')],
+            ),
+        ]
+        wrong = [(why, got) for why, new, want in cases if (got := freshen(old, new)) != want]
+        self.assertEqual(wrong, [])
+
+    def test_freshened_age_value(self) -> None:
+        """
+        RFC 9111 §4.2.3: a response stored with C{Age: 7200} and
+        C{max-age=3600} is stale; freshened by a 304 without Age it is
+        fresh and served with the age since the validation; with the 304's
+        C{Age: 100}, that age counts.
+        """
+        entry = stored([(CC, b"max-age=3600"), (b"Age", b"7200"), (b"ETag", b'"a"')])
+        fresh = freshen_stored(
+            entry, [(b"Date", date(NOW)), (b"ETag", b'"a"')], request_time=NOW, response_time=NOW
+        )
+        aged = freshen_stored(
+            entry,
+            [(b"Date", date(NOW)), (b"Age", b"100"), (b"ETag", b'"a"')],
+            request_time=NOW,
+            response_time=NOW,
+        )
+        decisions = [decide_reuse(request(), e, NOW + 10) for e in (entry, fresh, aged)]
+        self.assertEqual(
+            [(d.kind, d.age) for d in decisions],
+            [(Reuse.VALIDATE, 7210.0), (Reuse.FRESH, 10.0), (Reuse.FRESH, 110.0)],
+        )
+
+    def test_stale_on_failure_table(self) -> None:
+        """
+        RFC 9111 §4.2.4 and §4.3.3: when validating fails, a stale response
+        is served unless a directive of the response or the request
+        forbids it, and within C{max_stale}; C{stale-if-error} (RFC 5861
+        §4) allows it regardless.
+        """
+        week = 7 * 86400.0
+        cases = [  # (why, request fields, stored fields, age, stale-if-error, max_stale, serve)
+            ("§4.2.4: disconnected, stale", [], cc(b"max-age=60"), 100.0, False, week, True),
+            ("§4.2.4: heuristic, stale", [], [], 100.0, False, week, True),
+            ("§4.2.4: fresh but validated", [], cc(b"max-age=600"), 100.0, False, week, True),
+            (
+                "§5.2.2.2: must-revalidate",
+                [],
+                cc(b"max-age=60, must-revalidate"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.2.8: proxy-revalidate",
+                [],
+                cc(b"max-age=60, proxy-revalidate"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            ("§5.2.2.10: s-maxage", [], cc(b"s-maxage=60"), 100.0, False, week, False),
+            (
+                "§5.2.2.4: response no-cache",
+                [],
+                cc(b"max-age=60, no-cache"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.4: request no-cache",
+                cc(b"no-cache"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.4: Pragma: no-cache",
+                [(b"Pragma", b"no-cache")],
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.1: request max-age=0",
+                cc(b"max-age=0"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.1: request max-age above the age",
+                cc(b"max-age=200"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                True,
+            ),
+            (
+                "§5.2.1.3: request min-fresh",
+                cc(b"min-fresh=1"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.2: staler than request max-stale",
+                cc(b"max-stale=10"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "§5.2.1.2: within request max-stale",
+                cc(b"max-stale=50"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                True,
+            ),
+            ("max_stale: just within", [], cc(b"max-age=60"), 160.0, False, 100.0, True),
+            ("max_stale: beyond", [], cc(b"max-age=60"), 161.0, False, 100.0, False),
+            ("max_stale 0: only a fresh one", [], cc(b"max-age=60"), 61.0, False, 0.0, False),
+            (
+                "§1.2.2: Age 2^31 is beyond a week",
+                [],
+                [(CC, b"max-age=60"), (b"Age", b"9" * 20)],
+                0.0,
+                False,
+                week,
+                False,
+            ),
+            ("RFC 5861 §4: stale-if-error", [], cc(b"max-age=60"), 10 * week, True, week, True),
+            (
+                "RFC 5861 §4: beyond the stale-if-error window",
+                [],
+                cc(b"max-age=60, stale-if-error=10"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+            (
+                "RFC 5861 §4: beyond the request's stale-if-error window",
+                cc(b"stale-if-error=10"),
+                cc(b"max-age=60"),
+                100.0,
+                False,
+                week,
+                False,
+            ),
+        ]
+        wrong = [
+            (why, decision)
+            for why, req, fields, age, sie, max_stale, serve in cases
+            if (
+                decision := stale_on_failure(
+                    request(req),
+                    stored(fields, age=age),
+                    NOW,
+                    stale_if_error=sie,
+                    max_stale=max_stale,
+                )
+            ).serve
+            != serve
+            or "RFC" not in decision.reason
+        ]
+        self.assertEqual(wrong, [])
+
     def test_handle_validation_table(self) -> None:
         """
         RFC 9111 §4.3.3: what a validation's answer means.
@@ -1044,7 +1267,7 @@ class ValidationTests(SynchronousTestCase):
         wrong = [
             why
             for why, status, headers, sie, want in cases
-            if handle_validation_response(entry, status, headers, stale_if_error=sie).kind != want
+            if handle_validation_response(entry, status, headers, serve_stale=sie).kind != want
         ]
         self.assertEqual(wrong, [])
 

@@ -140,6 +140,80 @@ class ValidationTranscriptTests(SynchronousTestCase):
         self.assertTrue(answer.endswith(b"\r\n\r\nstale"))
         self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_REFRESH_FAIL_OLD"])
 
+    def test_not_modified_about_another_response_is_retried(self) -> None:
+        """
+        RFC 9111 §4.3.4: a 304 whose ETag is not the stored one is not
+        relayed to a client that asked no conditional question: the
+        request goes again without If-None-Match and its answer is
+        relayed.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/r"))
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nETag: "v1"\r\n'
+            b"Content-Length: 3\r\n\r\nold"
+        )
+        t.client_received()
+        t.client_sends(_get(b"/r"))
+        self.assertIn(b'If-None-Match: "v1"', t.origin_received())
+        t.origin_sends(b'HTTP/1.1 304 Not Modified\r\nETag: "v2"\r\n\r\n')
+        self.assertEqual(t.client_received(), b"")
+        retried = t.origin_received()
+        self.assertTrue(retried.startswith(b"GET /r HTTP/1.1\r\n"), retried)
+        self.assertNotIn(b"if-none-match", retried.lower())
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nETag: "v2"\r\n'
+            b"Content-Length: 3\r\n\r\nnew"
+        )
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertTrue(answer.endswith(b"\r\n\r\nnew"), answer)
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_MISS"])
+
+    def test_unreadable_validation_answer_serves_stale(self) -> None:
+        """
+        RFC 9111 §4.2.4: an answer to the validation that cannot be read is
+        no answer: the stale entry is served, logged TCP_REFRESH_FAIL_OLD.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/u"))
+        t.origin_sends(
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: "v1"\r\n'
+            b"Content-Length: 5\r\n\r\nstale"
+        )
+        t.client_received()
+        t.client_sends(_get(b"/u"))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertTrue(answer.endswith(b"\r\n\r\nstale"), answer)
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_REFRESH_FAIL_OLD"])
+
+
+class AgeTranscriptTests(SynchronousTestCase):
+    """
+    RFC 9111 §4.2.3: the origin's Age counts in a hit's Age.
+    """
+
+    def test_hit_age_adds_the_origins(self) -> None:
+        """
+        A response that came with C{Age: 100}, served from cache 5 s
+        later, says C{Age: 105}.
+        """
+        t = Transcript(self)
+        t.client_sends(_get(b"/a"))
+        t.origin_sends(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nAge: 100\r\n"
+            b"Content-Length: 1\r\n\r\na"
+        )
+        self.assertIn(b"Age: 100\r\n", t.client_received())
+        t.clock.advance(5)
+        t.client_sends(_get(b"/a"))
+        answer = t.client_received()
+        self.assertIn(b"X-Cache: HIT from squeak.test", answer)
+        self.assertIn(b"Age: 105\r\n", answer)
+        self.assertEqual(t.log_tags(), ["TCP_MISS", "TCP_MEM_HIT"])
+
 
 class OriginFailureTranscriptTests(SynchronousTestCase):
     """

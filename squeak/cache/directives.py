@@ -112,10 +112,29 @@ def _delta_seconds(argument: bytes | None) -> int | None:
     """
     if argument is None:
         return None
-    argument = _unquote(argument)
-    if not _DIGITS.fullmatch(argument):
+    return _digits_value(_unquote(argument))
+
+
+#: More digits than any delta-seconds below L{DELTA_SECONDS_MAX} has.
+_MAX_DIGITS = len(str(DELTA_SECONDS_MAX))
+
+
+def _digits_value(digits: bytes) -> int | None:
+    """
+    The value of C{1*DIGIT} (RFC 9111 §1.2.2), or L{None} for anything
+    else (a sign, a fraction, a space, nothing).  A value too large to
+    represent is L{DELTA_SECONDS_MAX} (§1.2.2); leading zeros are dropped
+    first, so a long run of them is not mistaken for a huge value, and a
+    long value is never handed to L{int} (Python refuses strings of more
+    than 4300 digits with a L{ValueError}, which would escape from a
+    parser that must never raise on what an origin sends).
+    """
+    if not _DIGITS.fullmatch(digits):
         return None
-    return min(int(argument), DELTA_SECONDS_MAX)
+    significant = digits.lstrip(b"0")
+    if len(significant) > _MAX_DIGITS:
+        return DELTA_SECONDS_MAX
+    return min(int(significant or b"0"), DELTA_SECONDS_MAX)
 
 
 def _field_names(argument: bytes | None) -> frozenset[bytes]:
@@ -422,17 +441,25 @@ def _year_of(now: float) -> int:
 
 def parse_age(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     """
-    The C{Age} of a message (RFC 9111 §5.1).
+    The C{Age} of a message (RFC 9111 §5.1: C{Age = delta-seconds}).
 
-    A list-based value uses its first member; an invalid value is ignored
-    ("a cache SHOULD ignore the field").
+    RFC 9111 §5.1: "a cache encountering a message with a list-based Age
+    field value SHOULD use the first member of the field value, discarding
+    subsequent ones" (several C{Age} field lines are one list, RFC 9110
+    §5.3), and "If the field value (after discarding additional members
+    ...) is invalid (e.g., it contains something other than a non-negative
+    integer), a cache SHOULD ignore the field".  So C{7, 9} is 7, while
+    C{7200.0}, C{-1}, C{"5"} (delta-seconds is never quoted, unlike a
+    directive's argument, §5.2) and an empty value are ignored.  A value
+    too large to represent is 2147483648 (§1.2.2), so the response is
+    stale, never an overflowed small number nor an error.
 
     @return: Seconds, capped at L{DELTA_SECONDS_MAX}, or L{None}.
     """
     elements = split_list(field_values(headers, b"age"))
     if not elements:
         return None
-    return _delta_seconds(elements[0])
+    return _digits_value(elements[0])
 
 
 @dataclass(frozen=True, slots=True)

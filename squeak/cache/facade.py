@@ -17,7 +17,8 @@ The proxy's handlers call:
      L{HttpCache.not_modified_headers} (304), L{HttpCache.plan_range} and
      L{HttpCache.range_body} (206/416);
   3. to validate one: L{HttpCache.validation_headers},
-     L{HttpCache.validation_verdict} and L{HttpCache.freshen};
+     L{HttpCache.validation_verdict} and L{HttpCache.freshen}; and
+     L{HttpCache.stale_on_failure} when the origin cannot be reached;
   4. L{HttpCache.storer} when a response head arrives: a L{ResponseStorer}
      that receives the body as it streams to the client and commits the entry
      only if the body completed with the promised length;
@@ -25,8 +26,11 @@ The proxy's handlers call:
      L{HttpCache.purge} (or L{purge_stored} from the command line).
 
 Stored headers are the client-facing ones (hop-by-hop fields already gone,
-this proxy's Via already added) minus framing and C{X-Cache}; a hit adds
-C{Age}, C{X-Cache} and its own framing.
+this proxy's Via already added) minus framing, C{X-Cache} and
+C{Set-Cookie} (never replayed to another client); the origin's C{Age} is
+kept, as the C{age_value} of the entry's current age (RFC 9111 §4.2.3).
+A hit replaces that C{Age} with the current age and adds C{X-Cache} and
+its own framing.
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ from twisted.logger import Logger
 
 from squeak.cache.keys import primary_key, secondary_key, vary_fields
 from squeak.cache.policy import (
+    DEFAULT_MAX_STALE,
     CacheRequest,
     FreshnessRules,
     Reuse,
     ReuseDecision,
+    StaleOnFailure,
     StoredResponse,
     age_header_value,
     decide_reuse,
     headers_for_reuse,
+    stale_on_failure,
     stored_fields_for_reuse,
 )
 from squeak.cache.ranges import (
@@ -59,7 +66,7 @@ from squeak.cache.ranges import (
     plan_range_response,
 )
 from squeak.cache.store import CacheHit, EntryWriter, Store, Transient
-from squeak.cache.storing import is_storable
+from squeak.cache.storing import UNSTORED_FIELDS, is_storable
 from squeak.cache.validation import (
     Validation,
     ValidationDecision,
@@ -75,10 +82,13 @@ from squeak.http.fields import RawHeaders
 if TYPE_CHECKING:
     from squeak.config import CacheConfig
 
-#: Fields never stored with a response: framing (recomputed when serving)
-#: and this proxy's own per-response annotations.
-_NOT_STORED = frozenset(
-    {b"content-length", b"transfer-encoding", b"x-cache", b"x-cache-lookup", b"age"}
+#: Fields never stored with a response: framing (recomputed when serving),
+#: this proxy's own per-response annotations, and C{Set-Cookie}
+#: (L{UNSTORED_FIELDS}).  C{Age} is stored: it is the C{age_value} of the
+#: current age (RFC 9111 §4.2.3), and a hit sends its own C{Age}.
+_NOT_STORED = (
+    frozenset({b"content-length", b"transfer-encoding", b"x-cache", b"x-cache-lookup"})
+    | UNSTORED_FIELDS
 )
 
 #: Methods whose responses may be served from or stored into the cache.
@@ -220,9 +230,16 @@ class HttpCache:
     #: The most URLs remembered as uncacheable.
     uncacheable_limit = 10_000
 
-    def __init__(self, store: Store | None, rules: FreshnessRules) -> None:
+    def __init__(
+        self, store: Store | None, rules: FreshnessRules, max_stale: float = DEFAULT_MAX_STALE
+    ) -> None:
+        """
+        @param max_stale: The most seconds an entry may be stale to be
+            served when its origin fails (C{[cache] max_stale}).
+        """
         self.store = store
         self.rules = rules
+        self.max_stale = max_stale
         self._uncacheable: dict[str, float] = {}
         #: The serialised heads of entries served (the proxy's hit fast
         #: path), one per entry for as long as it lives.
@@ -235,7 +252,7 @@ class HttpCache:
         (every lookup a miss, nothing stored) when not.
         """
         store = Store.from_config(config) if config.enabled else None
-        return cls(store, FreshnessRules.from_config(config))
+        return cls(store, FreshnessRules.from_config(config), config.max_stale)
 
     def is_known_uncacheable(self, primary: str, now: float) -> bool:
         """
@@ -303,7 +320,6 @@ class HttpCache:
         length: int | None,
         request_time: float,
         response_time: float,
-        client: str,
         allowed_by_rules: bool,
     ) -> ResponseStorer | None:
         """
@@ -333,7 +349,6 @@ class HttpCache:
             request_time=request_time,
             response_time=response_time,
             vary_key=vary_key,
-            client=client if decision.private_to_client else None,
         )
         writer = self.store.writer(lookup.primary, meta)
         return ResponseStorer(writer, length, lookup.uri)
@@ -458,20 +473,34 @@ class HttpCache:
         assert lookup.hit is not None
         return validation_request_headers(outgoing, lookup.hit.meta.headers)
 
-    @staticmethod
     def validation_verdict(
-        lookup: CacheLookup, status: int, response_headers: RawHeaders
+        self, lookup: CacheLookup, status: int, response_headers: RawHeaders, now: float
     ) -> ValidationDecision:
         """
         What the origin's answer to a validation means (RFC 9111 §4.3.3):
-        freshen, replace, retry, or serve stale (RFC 5861 stale-if-error).
+        freshen, replace, retry unconditionally (§4.3.4), or serve stale
+        (L{stale_on_failure}, for a 5xx).
         """
         assert lookup.hit is not None
+        serve_stale = 500 <= status <= 599 and self.stale_on_failure(lookup, now).serve
         return handle_validation_response(
+            lookup.hit.meta, status, response_headers, serve_stale=serve_stale
+        )
+
+    def stale_on_failure(self, lookup: CacheLookup, now: float) -> StaleOnFailure:
+        """
+        Whether C{lookup}'s stored entry may be served because validating
+        it failed (RFC 9111 §4.2.4, §4.3.3; RFC 5861 §4), within
+        C{max_stale}.
+        """
+        assert lookup.hit is not None
+        return stale_on_failure(
+            lookup.request,
             lookup.hit.meta,
-            status,
-            response_headers,
+            now,
             stale_if_error=lookup.decision.stale_if_error,
+            max_stale=self.max_stale,
+            rules=self.rules,
         )
 
     def freshen(
@@ -522,6 +551,7 @@ __all__ = [
     "Reuse",
     "ReuseDecision",
     "ShortReadError",
+    "StaleOnFailure",
     "StoredResponse",
     "Transient",
     "Validation",

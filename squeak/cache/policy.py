@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from squeak.config import CacheConfig
 
 __all__ = [
+    "DEFAULT_MAX_STALE",
     "DEFAULT_RULES",
     "HEURISTICALLY_CACHEABLE",
     "UNDERSTOOD_STATUSES",
@@ -64,12 +65,14 @@ __all__ = [
     "RefreshRule",
     "Reuse",
     "ReuseDecision",
+    "StaleOnFailure",
     "StoredResponse",
     "age_header_value",
     "current_age",
     "decide_reuse",
     "freshness_lifetime",
     "headers_for_reuse",
+    "stale_on_failure",
     "stored_fields_for_reuse",
 ]
 
@@ -141,8 +144,12 @@ class StoredResponse:
     @ivar response_time: When it was received (§4.2.3).
     @ivar vary_key: The secondary key of the request it answered
         (L{squeak.cache.keys.secondary_key}); C{""} when it does not vary.
-    @ivar client: The client it may be served to, when
-        L{StoreDecision.private_to_client}; L{None} means any client.
+    @ivar client: The only client it may be served to; L{None} means any
+        client.  No longer set: entries stored before
+        issue 13 kept C{Set-Cookie} and were tied to the address of the
+        client that fetched them, and keep that restriction until
+        replaced; C{Set-Cookie} is now never stored
+        (L{squeak.cache.storing.UNSTORED_FIELDS}).
     @ivar body_length: The length of the stored body in bytes.
     """
 
@@ -742,6 +749,118 @@ def _decide(
             strip_fields=strip,
         )
     return decide(Reuse.VALIDATE, f"{stale}; validate (RFC 9111 §4.3)")
+
+
+DEFAULT_MAX_STALE = 7 * 86400.0
+"""
+The most a stored response may be stale to be served when its origin
+fails: Squid's C{max_stale} default, one week.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StaleOnFailure:
+    """
+    Whether a stored response may answer a request whose validation failed
+    (no answer from the origin, or a 5xx).
+
+    @ivar serve: Whether to serve the stored response.
+    @ivar reason: Why, citing the section.
+    """
+
+    serve: bool
+    reason: str
+
+
+def stale_on_failure(
+    request: CacheRequest,
+    stored: StoredResponse,
+    now: float,
+    *,
+    stale_if_error: bool,
+    max_stale: float = DEFAULT_MAX_STALE,
+    shared: bool = True,
+    rules: FreshnessRules = DEFAULT_RULES,
+) -> StaleOnFailure:
+    """
+    Whether to serve C{stored} when validating it failed: the origin could
+    not be reached or gave no usable answer, or it answered with a 5xx
+    (RFC 9111 §4.3.3: "the cache can send a previously stored response,
+    subject to its restrictions on serving stale responses").
+
+    RFC 9111 §4.2.4 lets a disconnected cache serve a stale response, but
+    never against "an explicit in-protocol directive": the stored
+    response's C{no-cache} (§5.2.2.4), C{must-revalidate} (§5.2.2.2: "the
+    cache MUST generate an error response"), and in a shared cache
+    C{proxy-revalidate} (§5.2.2.8) or C{s-maxage} (§5.2.2.10).  Nor
+    against the request's own: C{no-cache} (§5.2.1.4, and C{Pragma},
+    §5.4) or a C{max-age} the response is older than (§5.2.1.1, so
+    C{max-age=0}) ask for a validated answer, C{min-fresh} (§5.2.1.3) for
+    a fresh one, and a C{max-stale} the response is staler than
+    (§5.2.1.2) sets the client's own bound.  Beyond those, squeak bounds
+    the staleness with C{max_stale}, as Squid does with its option of
+    that name.
+
+    C{stale-if-error} (RFC 5861 §4) within its window allows it whatever
+    C{max_stale} says, as before (its own checks,
+    L{ReuseDecision.stale_if_error}, already exclude the revalidation
+    directives); beyond its window it forbids it: the origin (or client)
+    set that bound.
+
+    @param stale_if_error: L{ReuseDecision.stale_if_error} of the decision
+        that led to the validation.
+    @param max_stale: The most seconds the response may be stale.
+    """
+    if stale_if_error:
+        return StaleOnFailure(True, "RFC 5861 §4: stale-if-error allows the stored response")
+    facts = _facts_of(stored)
+    cc = facts.cc
+    if cc.no_cache:
+        return StaleOnFailure(False, "RFC 9111 §4.2.4, §5.2.2.4: response no-cache")
+    if _revalidates_when_stale(cc, shared=shared):
+        which = (
+            "must-revalidate (RFC 9111 §5.2.2.2)"
+            if cc.must_revalidate
+            else "proxy-revalidate (RFC 9111 §5.2.2.8)"
+            if cc.proxy_revalidate
+            else "s-maxage implies proxy-revalidate (RFC 9111 §5.2.2.10)"
+        )
+        return StaleOnFailure(False, f"RFC 9111 §4.2.4: {which}")
+    request_cc = parse_request_cache_control(request.headers)
+    if request_cc.no_cache:
+        return StaleOnFailure(
+            False,
+            "RFC 9111 §5.4: Pragma: no-cache asks for validation"
+            if request_cc.pragma_no_cache
+            else "RFC 9111 §5.2.1.4: request no-cache asks for validation",
+        )
+    day = int(now // 86400)
+    age = current_age(
+        facts.dates(day),
+        request_time=stored.request_time,
+        response_time=stored.response_time,
+        now=now,
+    )
+    if request_cc.max_age is not None and age > request_cc.max_age:
+        return StaleOnFailure(False, "RFC 9111 §5.2.1.1: older than request max-age")
+    if request_cc.min_fresh is not None:
+        return StaleOnFailure(False, "RFC 9111 §5.2.1.3: request min-fresh wants a fresh response")
+    staleness = max(0.0, age - facts.freshness(day, rules, shared).lifetime)
+    if request_cc.max_stale is not None and staleness > request_cc.max_stale:
+        return StaleOnFailure(False, "RFC 9111 §5.2.1.2: staler than request max-stale")
+    if cc.stale_if_error is not None or request_cc.stale_if_error is not None:
+        # RFC 5861 §4: "when the cached response is more stale than the
+        # indicated amount, the cached response SHOULD NOT be used"; an
+        # explicit window is the bound, not max_stale (as Squid's
+        # refresh.cc: "stale-if-error period expired").
+        return StaleOnFailure(False, "RFC 5861 §4: staler than stale-if-error allows")
+    if staleness > max_stale:
+        return StaleOnFailure(
+            False, f"RFC 9111 §4.2.4: stale for more than max_stale ({max_stale:g}s)"
+        )
+    return StaleOnFailure(
+        True, "RFC 9111 §4.2.4: the origin failed; a disconnected cache may serve it stale"
+    )
 
 
 def stored_fields_for_reuse(

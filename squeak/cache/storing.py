@@ -22,7 +22,21 @@ from squeak.cache.directives import (
 from squeak.cache.keys import VARY_ANY, vary_fields
 from squeak.cache.policy import HEURISTICALLY_CACHEABLE, UNDERSTOOD_STATUSES
 
-__all__ = ["StoreDecision", "is_storable"]
+__all__ = ["UNSTORED_FIELDS", "StoreDecision", "is_storable"]
+
+UNSTORED_FIELDS = frozenset({b"set-cookie", b"set-cookie2"})
+"""
+Fields never stored, so never replayed from the cache: C{Set-Cookie} (and
+the obsolete C{Set-Cookie2}, RFC 2965) is meant for the one client whose
+request drew it.  RFC 9111 §3 lets a response with C{Set-Cookie} be
+stored and reused ("Set-Cookie ... does not inhibit caching"), and RFC
+6265 §8.6 warns that caches must not share the cookie itself.  squeak
+does what Squid does (its hits never carry C{Set-Cookie}): the response
+is stored and shared without the field, and the client whose request
+fetched it gets the field on that (relayed) answer.  Keying the entry by
+the client's address instead would share a session between everyone
+behind one NAT address or child proxy.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +46,13 @@ class StoreDecision:
 
     @ivar store: Whether to store it.
     @ivar reason: Why, citing the section.
-    @ivar private_to_client: The response carries C{Set-Cookie} without
-        C{public}: store it, but serve it from the cache only to the client
-        it was fetched for (L{StoredResponse.client}).
-    @ivar strip_fields: Lower-cased field names to remove before storing
-        (a qualified C{private="..."}, RFC 9111 §5.2.2.7).
+    @ivar strip_fields: Lower-cased field names to remove before storing:
+        those a qualified C{private="..."} names (RFC 9111 §5.2.2.7), and
+        L{UNSTORED_FIELDS} (C{Set-Cookie}) when present.
     """
 
     store: bool
     reason: str
-    private_to_client: bool = False
     strip_fields: frozenset[bytes] = frozenset()
 
 
@@ -137,13 +148,15 @@ def is_storable(
         )
     if cc.must_understand and cc.no_store:
         why += "; must-understand overrides no-store (RFC 9111 §5.2.2.3)"
-    private_to_client = _has(response_headers, b"set-cookie") and not cc.public
-    if private_to_client:
-        why += "; Set-Cookie without public: served only to the same client"
     strip = cc.private_fields if shared else frozenset()
     if strip:
         why += "; qualified private fields not stored (RFC 9111 §5.2.2.7)"
-    return StoreDecision(True, why, private_to_client, strip)
+    cookies = frozenset(n.lower() for n, _ in response_headers) & UNSTORED_FIELDS
+    if cookies:
+        # RFC 9111 §3 stores it; RFC 6265 §8.6: never the cookie itself.
+        strip |= cookies
+        why += "; Set-Cookie not stored, never replayed (RFC 6265 §8.6)"
+    return StoreDecision(True, why, strip)
 
 
 def _m(method: bytes) -> str:

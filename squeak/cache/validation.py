@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 from squeak.cache.directives import field_values, parse_dates, parse_http_date, split_list
 from squeak.cache.keys import normalise_uri
 from squeak.cache.policy import StoredResponse
+from squeak.cache.storing import UNSTORED_FIELDS
 from squeak.http.fields import HOP_BY_HOP, RawHeaders, connection_options
 from squeak.http.methods import SAFE_METHODS
 
@@ -48,7 +49,7 @@ class Validation(enum.Enum):
     RETRY = "retry"
     """A 304 that selects nothing stored: repeat the request unconditionally."""
     SERVE_STALE = "serve_stale"
-    """A 5xx while C{stale-if-error} allows: serve the stored response."""
+    """A 5xx while serving it stale is allowed: serve the stored response."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +169,25 @@ def freshen(
     except C{Content-Length}, the hop-by-hop fields and those the 304's
     C{Connection} names.
 
+    C{Age} is always replaced, by the 304's or by none: the freshened
+    response is aged from the validation's request and response times
+    (L{freshen_stored}), so its C{age_value} (RFC 9111 §4.2.3) is the age
+    the 304 reports, 0 when it reports none (the origin itself just
+    vouched for the response).  Keeping the old C{Age} would count the
+    first response's age again on top of the new times: a response that
+    arrived with C{Age: 7200} and C{max-age=3600} would stay stale after
+    every successful validation.
+
+    C{Set-Cookie} in a 304 does not update the stored fields either: a
+    cookie is for the one client whose request was validated, and squeak
+    never stores one (L{squeak.cache.storing.UNSTORED_FIELDS}).
+
     @return: The stored fields not replaced, in order, then the new ones.
     """
     new = list(response_304_headers)
-    excluded = _NOT_UPDATED | connection_options(new)
+    excluded = _NOT_UPDATED | connection_options(new) | UNSTORED_FIELDS
     updates = [(n, v) for n, v in new if n.lower() not in excluded]
-    replaced = {n.lower() for n, _ in updates}
+    replaced = {n.lower() for n, _ in updates} | {b"age"}
     kept = [(n, v) for n, v in stored_headers if n.lower() not in replaced]
     return kept + updates
 
@@ -203,17 +217,23 @@ def handle_validation_response(
     status: int,
     response_headers: Iterable[tuple[bytes, bytes]],
     *,
-    stale_if_error: bool = False,
+    serve_stale: bool = False,
 ) -> ValidationDecision:
     """
     What to do with the origin's answer to a conditional request (RFC 9111
     §4.3.3).
 
+    A 304 that selects no stored response (another validator) is
+    C{RETRY}: §4.3.4 has the cache repeat the request without its own
+    validators, so that a client that asked no conditional question is
+    never sent a 304.
+
     @param stored: The stored response being validated.
     @param status: The answer's status code.
     @param response_headers: The answer's header fields.
-    @param stale_if_error: L{ReuseDecision.stale_if_error} of the decision
-        that led to the validation.
+    @param serve_stale: Whether the stored response may be served if the
+        validation fails (L{squeak.cache.policy.stale_on_failure}:
+        C{stale-if-error}, or a disconnected cache's leave, §4.2.4).
     """
     if status == 304:
         if selects_for_update(stored.headers, response_headers):
@@ -225,11 +245,11 @@ def handle_validation_response(
             Validation.RETRY,
             "RFC 9111 §4.3.4: the 304's validators select no stored response",
         )
-    if 500 <= status <= 599 and stale_if_error:
+    if 500 <= status <= 599 and serve_stale:
         return ValidationDecision(
             Validation.SERVE_STALE,
-            "RFC 9111 §4.3.3: 5xx while validating; stale-if-error allows the stored response "
-            "(RFC 5861 §4)",
+            "RFC 9111 §4.3.3: 5xx while validating, taken as no answer; the stored response "
+            "may be served (§4.2.4, RFC 5861 §4)",
         )
     return ValidationDecision(
         Validation.REPLACE, "RFC 9111 §4.3.3: a full response replaces the stored one"

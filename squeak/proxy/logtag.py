@@ -47,7 +47,16 @@ class LogTag(enum.StrEnum):
     TCP_REFRESH_MODIFIED = "TCP_REFRESH_MODIFIED"
     """Validated with the origin: replaced by its new answer."""
     TCP_REFRESH_FAIL_OLD = "TCP_REFRESH_FAIL_OLD"
-    """Validation failed; the stale entry was served (RFC 5861 stale-if-error)."""
+    """
+    Validation failed (no answer, or a 5xx); the stale entry was served
+    (RFC 9111 §4.2.4, RFC 5861 stale-if-error).
+    """
+    TCP_REFRESH_FAIL_ERR = "TCP_REFRESH_FAIL_ERR"
+    """
+    Validation failed and the stale entry could not be served (it or the
+    request forbids it): the error was answered (Squid's name, C{LogTags.h}:
+    "refresh from origin failed, error forwarded").
+    """
     TCP_DENIED = "TCP_DENIED"
     """Refused by the access rules (403, 407) or by PURGE's address check."""
     TCP_TUNNEL = "TCP_TUNNEL"
@@ -73,6 +82,8 @@ class Answer(enum.Enum):
     """A stored entry the origin replaced with a new answer."""
     STALE_ON_ERROR = "stale_on_error"
     """A stale entry served because the origin failed."""
+    REFRESH_FAILED = "refresh_failed"
+    """A validation failed and its error (a page or a 5xx) was answered."""
     DENIED = "denied"
     """Refused by the rules, at admission or when connecting."""
     TUNNEL = "tunnel"
@@ -129,6 +140,7 @@ _BY_ANSWER = {
     Answer.VALIDATED: LogTag.TCP_REFRESH_UNMODIFIED,
     Answer.REPLACED: LogTag.TCP_REFRESH_MODIFIED,
     Answer.STALE_ON_ERROR: LogTag.TCP_REFRESH_FAIL_OLD,
+    Answer.REFRESH_FAILED: LogTag.TCP_REFRESH_FAIL_ERR,
     Answer.DENIED: LogTag.TCP_DENIED,
     Answer.TUNNEL: LogTag.TCP_TUNNEL,
 }

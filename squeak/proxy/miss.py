@@ -57,16 +57,21 @@ _HTTP_VERSIONS = {(b"HTTP", 1, 1): b"HTTP/1.1", (b"HTTP", 1, 0): b"HTTP/1.0"}
 _log = Logger()
 
 
-def answer_upstream_failure(exchange: ProxyExchange, reason: Failure | BaseException) -> None:
+def answer_upstream_failure(
+    exchange: ProxyExchange, reason: Failure | BaseException, answer: Answer = Answer.ORIGIN
+) -> None:
     """
     The origin could not be reached or answered badly: log it, and answer
     with the failure's page (a refusal by the rules at connection time,
     L{Gatekeeper.peer_check}, is a refusal, not a miss).
+
+    @param answer: What the failure answers, for the log: C{ORIGIN} for a
+        miss, C{REFRESH_FAILED} for a validation.
     """
     if exchange.disconnected:
         return
     error = error_for_failure(reason)
-    exchange.answer = Answer.DENIED if isinstance(error, AccessDeniedError) else Answer.ORIGIN
+    exchange.answer = Answer.DENIED if isinstance(error, AccessDeniedError) else answer
     _log.info(
         "upstream failure for {url}: {name} {detail}",
         url=exchange.uri.decode("latin-1"),
@@ -90,6 +95,7 @@ class MissHandler:
         "_read_timed_out",
         "_relay",
         "_request_time",
+        "_sent",
         "_storer",
         "_timing_answer",
         "_transient",
@@ -121,6 +127,8 @@ class MissHandler:
         self._timing_answer = False
         self._read_timed_out = False
         self._overdue: float | None = None
+        #: The target and Max-Forwards fetched, for a retry (RFC 9111 §4.3.4).
+        self._sent: tuple[Target, int | None] | None = None
 
     def fetch(self, target: Target, max_forwards: int | None) -> None:
         """
@@ -129,6 +137,7 @@ class MissHandler:
         """
         exchange = self._exchange
         context = self._context
+        self._sent = (target, max_forwards)
         outgoing = exchange.outgoing_headers(target, max_forwards)
         lookup = exchange.lookup
         if self._validating and lookup is not None and lookup.hit is not None:
@@ -190,13 +199,18 @@ class MissHandler:
             and not isinstance(reason.value, AccessDeniedError)
             and lookup is not None
             and lookup.hit is not None
-            and lookup.decision.stale_if_error
             and not exchange.disconnected
         ):
-            # RFC 5861 stale-if-error: the origin is unreachable, serve stale.
-            HitHandler(exchange, self._context).serve(
-                lookup.hit, lookup.hit.meta, Answer.STALE_ON_ERROR
-            )
+            # The origin could not be reached (or gave nothing usable):
+            # serve the stale entry if the policy allows (RFC 9111 §4.2.4,
+            # RFC 5861 stale-if-error), else the error page.
+            cache = self._context.cache
+            if cache.stale_on_failure(lookup, self._context.reactor.seconds()).serve:
+                HitHandler(exchange, self._context).serve(
+                    lookup.hit, lookup.hit.meta, Answer.STALE_ON_ERROR
+                )
+                return
+            answer_upstream_failure(exchange, failure, Answer.REFRESH_FAILED)
             return
         answer_upstream_failure(exchange, failure)
 
@@ -254,15 +268,18 @@ class MissHandler:
     def _answered_by_validation(self, response: UpstreamResponse, fields: RawHeaders) -> bool:
         """
         The origin answered a validation request (RFC 9111 §4.3.3): a 304
-        freshens the stored response, which is served; a server error may
-        let a stale one be served (stale-if-error); anything else replaces
-        it, continuing as a miss.
+        freshens the stored response, which is served; a 304 about another
+        response is retried unconditionally (§4.3.4); a server error may
+        let a stale one be served (§4.2.4, stale-if-error); anything else
+        replaces it, continuing as a miss.
         """
         exchange = self._exchange
         cache = self._context.cache
         lookup = exchange.lookup
         assert lookup is not None and lookup.hit is not None
-        verdict = cache.validation_verdict(lookup, response.code, fields)
+        verdict = cache.validation_verdict(
+            lookup, response.code, fields, self._context.reactor.seconds()
+        )
         if verdict.kind is Validation.FRESHEN:
             meta = cache.freshen(
                 lookup,
@@ -280,8 +297,32 @@ class MissHandler:
             )
             return True
         lookup.release()
-        exchange.answer = Answer.REPLACED
+        if verdict.kind is Validation.RETRY and self._sent is not None:
+            response.deliverBody(_Drain())
+            self._retry_unconditionally(*self._sent)
+            return True
+        # A 5xx relayed because the entry may not be served stale is a
+        # failed refresh, as Squid logs it; other answers replace it.
+        failed = 500 <= response.code <= 599
+        exchange.answer = Answer.REFRESH_FAILED if failed else Answer.REPLACED
         return False
+
+    def _retry_unconditionally(self, target: Target, max_forwards: int | None) -> None:
+        """
+        The origin's 304 was about another response than the one stored
+        (its validator selects nothing, RFC 9111 §4.3.4): send the request
+        again without squeak's validators (with the client's own
+        conditionals, if it sent any) and relay that answer, so that a
+        client that asked no conditional question never gets a 304.
+        """
+        exchange = self._exchange
+        _log.info(
+            "validation of {url} answered 304 for another response; retrying unconditionally",
+            url=exchange.uri.decode("latin-1"),
+        )
+        retry = MissHandler(exchange, self._context)
+        exchange.hand_over(retry)
+        retry.fetch(target, max_forwards)
 
     def _store_or_invalidate(self, response: UpstreamResponse, fields: RawHeaders) -> None:
         """
@@ -314,7 +355,6 @@ class MissHandler:
             length=response.length if isinstance(response.length, int) else None,
             request_time=self._request_time,
             response_time=context.reactor.seconds(),
-            client=exchange.client_host,
             allowed_by_rules=facts is None or may_cache(context.gatekeeper.policy.cache, facts),
         )
         if self._storer is None:
