@@ -71,6 +71,7 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.directives",
             "squeak.cache.keys",
             "squeak.cache.policy",
+            "squeak.cache.freshness",
             "squeak.cache.storing",
             "squeak.cache.validation",
             "squeak.cache.ranges",
