@@ -524,6 +524,23 @@ class ImportGraphTests(SynchronousTestCase):
         cycles = find_cycles({name: imports.internal for name, imports in graph.items()})
         self.assertEqual([" -> ".join(cycle) for cycle in cycles], [])
 
+    def test_cache_has_one_door(self) -> None:
+        """
+        Outside C{squeak.cache}, only the facade is imported: the policy,
+        the store and the tiers are reached through it (the issue-12 rule
+        that the cache has one door).
+        """
+        graph = import_graph()
+        doors = {"squeak.cache", "squeak.cache.facade"}
+        side_doors = sorted(
+            f"{module} imports {target}"
+            for module, imports in graph.items()
+            if not module.startswith("squeak.cache")
+            for target in imports.internal
+            if target.startswith("squeak.cache.") and target not in doors
+        )
+        self.assertEqual(side_doors, [])
+
     def test_layers_point_down(self) -> None:
         """
         No module imports a module of a higher layer.
