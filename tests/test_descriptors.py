@@ -119,16 +119,22 @@ class DescriptorExhaustionTests(unittest.SynchronousTestCase):
             client.sendall(request)
         answers = _read_all(clients, timeout=30)
         statuses: dict[str, int] = {}
+        unanswered, unclear = [], []
         for index, answer in enumerate(answers):
             match = re.match(rb"HTTP/1\.1 (\d{3}) ", answer)
-            self.assertIsNotNone(match, f"client {index} got no answer: {answer[:200]!r}")
-            assert match is not None
+            if match is None:
+                unanswered.append((index, answer[:100]))
+                continue
             status = match.group(1).decode()
             statuses[status] = statuses.get(status, 0) + 1
-            if status != "200":
-                self.assertEqual(status, "503", answer[:300])
-                self.assertIn(b"X-Squeak-Error: ERR_CONNECT_FAIL", answer)
-                self.assertIn(b"EMFILE", answer)
+            if status != "200" and (
+                status != "503"
+                or b"X-Squeak-Error: ERR_CONNECT_FAIL" not in answer
+                or b"EMFILE" not in answer
+            ):
+                unclear.append((index, answer[-300:]))
+        self.assertEqual(unanswered, [], f"{len(unanswered)} unanswered; {statuses}")
+        self.assertEqual(unclear, [], statuses)
         self.assertEqual(sum(statuses.values()), CLIENTS, statuses)
 
         for client in clients:
