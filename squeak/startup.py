@@ -186,18 +186,24 @@ def drop_privileges(config: Config, account: Account | None) -> None:
         ) from None
 
 
-def raise_descriptor_limit() -> str:
+def raise_descriptor_limit(ceiling: int | None = None) -> str:
     """
     Raise the soft C{RLIMIT_NOFILE} to the hard limit (Squid's
     C{max_filedescriptors}), so that the proxy can hold as many connections
     as the system lets it rather than as many as a login shell gets.
 
+    @param ceiling: Raise it no further than this: C{select(2)} cannot
+        watch a descriptor numbered C{FD_SETSIZE} (1024) or above, so
+        under twistd's C{--reactor select} more would break the proxy
+        rather than help it.
     @return: The one line for the start-up log, naming the figure; a limit
         that cannot be raised is kept, and the line says so rather than
         failing the start.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else _nr_open()
+    if ceiling is not None:
+        wanted = min(wanted, ceiling)
     if soft != resource.RLIM_INFINITY and soft >= wanted:
         return f"squeak can open {soft} file descriptors (RLIMIT_NOFILE)"
     try:

@@ -24,6 +24,9 @@ from squeak.net.allocator import tune_malloc
 
 _log = Logger(namespace="squeak")
 
+#: The first descriptor number C{select(2)} cannot watch (glibc).
+_FD_SETSIZE = 1024
+
 
 class Options(usage.Options):
     """
@@ -77,6 +80,11 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
     Everything that can fail at start-up fails here, before twistd runs the
     service, as a L{ConfigError}: one line, exit status 2.
     """
+    # Before anything is opened: as many descriptors as the system allows
+    # (workers inherit the limit), and the error pages in memory, so that
+    # a proxy out of descriptors still answers (issue 14).
+    from twisted.internet.selectreactor import SelectReactor
+
     from squeak.errors import load_templates
     from squeak.master import Master, SingleProcess, read_config
     from squeak.net.listeners import bind_all
@@ -89,10 +97,8 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
         resolve_account,
     )
 
-    # Before anything is opened: as many descriptors as the system allows
-    # (workers inherit the limit), and the error pages in memory, so that
-    # a proxy out of descriptors still answers (issue 14).
-    _log.info("{line}", line=raise_descriptor_limit())
+    ceiling = _FD_SETSIZE if isinstance(reactor, SelectReactor) else None
+    _log.info("{line}", line=raise_descriptor_limit(ceiling))
     load_templates()
 
     if path:

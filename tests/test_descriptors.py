@@ -185,6 +185,54 @@ class DescriptorLimitTests(unittest.SynchronousTestCase):
             self.assertRegex(limits, r"Max open files\s+256\s+256\s", pid)
 
 
+_RAISE = """
+import resource, sys
+from squeak.startup import raise_descriptor_limit
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])))
+ceiling = int(sys.argv[3]) if len(sys.argv) > 3 else None
+print(raise_descriptor_limit(ceiling))
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+class RaiseDescriptorLimitTests(unittest.SynchronousTestCase):
+    """
+    L{squeak.startup.raise_descriptor_limit}, in a child process (it
+    changes the limits of the process it runs in).
+    """
+
+    def _raise(self, *args: int) -> tuple[str, int]:
+        result = subprocess.run(
+            [sys.executable, "-c", _RAISE, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        line, soft = result.stdout.splitlines()
+        return line, int(soft)
+
+    def test_table(self) -> None:
+        """
+        The soft limit goes up to the hard one, or to the ceiling (the
+        select reactor's 1024) when that is lower; one already at the
+        hard limit is left, and the line names the figure every time.
+        """
+        cases = [
+            (
+                (64, 256),
+                ("squeak can open 256 file descriptors (RLIMIT_NOFILE raised from 64)", 256),
+            ),
+            (
+                (64, 256, 100),
+                ("squeak can open 100 file descriptors (RLIMIT_NOFILE raised from 64)", 100),
+            ),
+            ((256, 256), ("squeak can open 256 file descriptors (RLIMIT_NOFILE)", 256)),
+            ((200, 256, 100), ("squeak can open 200 file descriptors (RLIMIT_NOFILE)", 200)),
+        ]
+        self.assertEqual([self._raise(*args) for args, _ in cases], [want for _, want in cases])
+
+
 _RENDER_WITH_NO_DESCRIPTOR = """
 import errno, resource, sys
 from squeak.errors import ProxyError, render_error_page
