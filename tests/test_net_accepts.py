@@ -88,7 +88,7 @@ class AcceptGuardTests(TestCase):
         guard = guard_accepts(reactor, port)
         assert guard is not None
         # Shorter than the 2 s in use, still longer than the longest pause.
-        guard.QUIET = 0.6  # type: ignore[misc]
+        guard.QUIET = 0.6
         self.addCleanup(port.stopListening)
         self.addCleanup(guard.stop)
         self.assertIs(port.socket, guard)
