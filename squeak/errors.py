@@ -27,7 +27,6 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
-from functools import cache
 from http import HTTPStatus
 from importlib.resources import files
 from typing import Protocol
@@ -42,6 +41,7 @@ __all__ = [
     "ErrorLike",
     "ProxyError",
     "error_headers",
+    "load_templates",
     "render_error_page",
 ]
 
@@ -277,13 +277,34 @@ class BodyEndedByClose(BodyEnded):
 # -- pages and headers ---------------------------------------------------------------------
 
 
-@cache
-def _template() -> string.Template:
+def _read_template() -> string.Template:
     """
-    Load C{squeak/templates/error.html} once.
+    Read C{squeak/templates/error.html}.
     """
     source = files("squeak").joinpath("templates/error.html").read_text(encoding="utf-8")
     return string.Template(source)
+
+
+#: The templates by name, in memory from start-up (L{load_templates}).
+_TEMPLATES: dict[str, string.Template] = {}
+
+
+def load_templates() -> None:
+    """
+    Read every template into memory, once.
+
+    Called when this module is first imported, that is at start-up, before
+    any client is served (and again, explicitly, by the start-up path):
+    a proxy out of file descriptors (EMFILE) must still be able to answer
+    with a page, and reading the template on first use needed a descriptor,
+    so requests hung unanswered instead (issue 14).  Rendering a page opens
+    no file.
+    """
+    if "error" not in _TEMPLATES:
+        _TEMPLATES["error"] = _read_template()
+
+
+load_templates()
 
 
 def _phrase(status: int) -> str:
@@ -338,7 +359,7 @@ def render_error_page(
     escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
     # A comment may not contain "--"; the name is a token, but be certain.
     escaped["name"] = escaped["name"].replace("-", "&#45;")
-    page = _template().substitute(escaped)
+    page = _TEMPLATES["error"].substitute(escaped)
     return page.encode("utf-8", errors="backslashreplace")
 
 

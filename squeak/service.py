@@ -37,6 +37,7 @@ from squeak.accesslog import AccessLog, install_reopen_signal
 from squeak.cache.facade import HttpCache
 from squeak.config import Config, ConfigError, ListenAddress
 from squeak.drain import track_connections
+from squeak.net.accepts import guard_accepts
 from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
@@ -85,6 +86,7 @@ class ListenerService(Service):
         self._tls = tls
         self._sock = sock
         self.port: Any = None
+        self._guard: Any = None
 
     @override
     def startService(self) -> None:
@@ -106,6 +108,9 @@ class ListenerService(Service):
                 backlog=1024,
                 interface=self._address.host,
             )
+        # Out of descriptors, pause accepting rather than spin or close
+        # queued connections unanswered (squeak.net.accepts).
+        self._guard = guard_accepts(self._reactor, self.port)
         bound = self.port.getHost()
         shown = f"[{bound.host}]" if ":" in bound.host else bound.host
         kind = "TLS " if self._tls is not None else ""
@@ -119,6 +124,9 @@ class ListenerService(Service):
         if self.port is None:
             return None
         port, self.port = self.port, None
+        if self._guard is not None:
+            self._guard.stop()
+            self._guard = None
         return maybeDeferred(port.stopListening)
 
 

@@ -10,6 +10,11 @@ Order, as Squid's: bind the listeners as root (L{squeak.net.listeners}),
 make the cache directory and the log file and hand them to the account
 (L{prepare_paths}), switch to it (L{drop_privileges}), then check again as
 that account that both can be written (L{check_paths}).
+
+Before any of it, L{raise_descriptor_limit} raises the soft limit on open
+files to the hard one, as Squid does (C{max_filedescriptors}): a proxy
+holds two descriptors per request it forwards, and the usual soft limit of
+1024 is met long before the CPU is busy.  Worker processes inherit it.
 """
 
 from __future__ import annotations
@@ -17,12 +22,24 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import resource
 import tempfile
 from dataclasses import dataclass
 
 from squeak.config import Config, ConfigError
 
-__all__ = ["Account", "check_paths", "drop_privileges", "prepare_paths", "resolve_account"]
+__all__ = [
+    "Account",
+    "check_paths",
+    "drop_privileges",
+    "prepare_paths",
+    "raise_descriptor_limit",
+    "resolve_account",
+]
+
+#: The most a soft limit is raised to when the hard limit is unlimited
+#: (Linux refuses more than C{fs.nr_open}, 1048576 by default).
+_UNLIMITED_CEILING = 1048576
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +184,45 @@ def drop_privileges(config: Config, account: Account | None) -> None:
         raise ConfigError(
             config.source, "proxy.user", f"cannot switch to {account.user}: {error.strerror}"
         ) from None
+
+
+def raise_descriptor_limit(ceiling: int | None = None) -> str:
+    """
+    Raise the soft C{RLIMIT_NOFILE} to the hard limit (Squid's
+    C{max_filedescriptors}), so that the proxy can hold as many connections
+    as the system lets it rather than as many as a login shell gets.
+
+    @param ceiling: Raise it no further than this: C{select(2)} cannot
+        watch a descriptor numbered C{FD_SETSIZE} (1024) or above, so
+        under twistd's C{--reactor select} more would break the proxy
+        rather than help it.
+    @return: The one line for the start-up log, naming the figure; a limit
+        that cannot be raised is kept, and the line says so rather than
+        failing the start.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else _nr_open()
+    if ceiling is not None:
+        wanted = min(wanted, ceiling)
+    if soft != resource.RLIM_INFINITY and soft >= wanted:
+        return f"squeak can open {soft} file descriptors (RLIMIT_NOFILE)"
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (OSError, ValueError) as error:
+        return (
+            f"squeak can open {soft} file descriptors (RLIMIT_NOFILE; "
+            f"raising it to {wanted} failed: {error})"
+        )
+    return f"squeak can open {wanted} file descriptors (RLIMIT_NOFILE raised from {soft})"
+
+
+def _nr_open() -> int:
+    """
+    The most descriptors a process may have on this system: Linux's
+    C{fs.nr_open}, or L{_UNLIMITED_CEILING} where it cannot be read.
+    """
+    try:
+        with open("/proc/sys/fs/nr_open", encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return _UNLIMITED_CEILING

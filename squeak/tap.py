@@ -16,10 +16,16 @@ import sys
 from typing import Any, cast
 
 from twisted.application.service import IService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from squeak.config import Config, ConfigError
 from squeak.net.allocator import tune_malloc
+
+_log = Logger(namespace="squeak")
+
+#: The first descriptor number C{select(2)} cannot watch (glibc).
+_FD_SETSIZE = 1024
 
 
 class Options(usage.Options):
@@ -74,10 +80,26 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
     Everything that can fail at start-up fails here, before twistd runs the
     service, as a L{ConfigError}: one line, exit status 2.
     """
+    # Before anything is opened: as many descriptors as the system allows
+    # (workers inherit the limit), and the error pages in memory, so that
+    # a proxy out of descriptors still answers (issue 14).
+    from twisted.internet.selectreactor import SelectReactor
+
+    from squeak.errors import load_templates
     from squeak.master import Master, SingleProcess, read_config
     from squeak.net.listeners import bind_all
     from squeak.service import build_service, server_tls_options
-    from squeak.startup import check_paths, drop_privileges, prepare_paths, resolve_account
+    from squeak.startup import (
+        check_paths,
+        drop_privileges,
+        prepare_paths,
+        raise_descriptor_limit,
+        resolve_account,
+    )
+
+    ceiling = _FD_SETSIZE if isinstance(reactor, SelectReactor) else None
+    _log.info("{line}", line=raise_descriptor_limit(ceiling))
+    load_templates()
 
     if path:
         config, text = read_config(path)

@@ -123,6 +123,29 @@ MAPPING = [  # (why, failure or exception, host, (name, status), detail must con
         "cannot connect to o.test: No route to host",
     ),
     (
+        "no descriptor for the origin's socket (connectTCP, EMFILE): the proxy's "
+        "own shortage, 503, named",
+        Failure(ierror.ConnectBindError(24, "Too many open files")),
+        "o.test",
+        ("ERR_CONNECT_FAIL", 503),
+        "cannot connect to o.test: the proxy has no file descriptor left "
+        "(EMFILE: Too many open files)",
+    ),
+    (
+        "the system is out of descriptors (ENFILE)",
+        ierror.ConnectBindError(23, "Too many open files in system"),
+        None,
+        ("ERR_CONNECT_FAIL", 503),
+        "(ENFILE: Too many open files in system)",
+    ),
+    (
+        "a name lookup that could not open its socket (getaddrinfo's EAI_SYSTEM)",
+        Failure(OSError(24, "Too many open files")),
+        "o.test",
+        ("ERR_CONNECT_FAIL", 503),
+        "(EMFILE: Too many open files)",
+    ),
+    (
         "a generic ConnectError carries the error text",
         Failure(ierror.ConnectError(string="boom")),
         None,

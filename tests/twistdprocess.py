@@ -35,7 +35,13 @@ class TwistdProxy:
         *,
         env: dict[str, str] | None = None,
         twistd_options: tuple[str, ...] = (),
+        nofile: tuple[int, int] | None = None,
     ) -> None:
+        """
+        @param nofile: The soft and hard C{RLIMIT_NOFILE} to start twistd
+            with (set by a small exec wrapper, not C{preexec_fn}, which is
+            unsafe with the test's threads).
+        """
         self.directory = tempfile.mkdtemp(prefix="squeak-e2e-")
         self.config_path: str | None = None
         if config_text is not None:
@@ -43,6 +49,7 @@ class TwistdProxy:
             Path(self.config_path).write_text(config_text, encoding="utf-8")
         self._env = {**os.environ, **(env or {})}
         self._twistd_options = list(twistd_options)
+        self._nofile = nofile
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self._lines: list[str] = []
@@ -56,6 +63,14 @@ class TwistdProxy:
         args = [TWISTD, "-n", "--pidfile=", *self._twistd_options, "squeak"]
         if self.config_path is not None:
             args += ["--config", self.config_path]
+        if self._nofile is not None:
+            soft, hard = self._nofile
+            limit = (
+                "import os, resource, sys; "
+                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard})); "
+                "os.execv(sys.argv[1], sys.argv[1:])"
+            )
+            args = [sys.executable, "-c", limit, *args]
         return args
 
     def start(self, timeout: float = 20.0) -> TwistdProxy:

@@ -9,7 +9,9 @@ itself (protocol upgrades, CONNECT tunnels) fail with:
   - the endpoint's connect errors (L{HostnameEndpoint}): a failed name
     lookup (L{DNSLookupError}), a refused, unroutable or timed-out connect
     (subclasses of L{ConnectError}, and connectTCP's own L{TimeoutError}),
-    a connect cancelled (L{ConnectingCancelledError});
+    a connect cancelled (L{ConnectingCancelledError}), a socket that
+    could not be made for want of a file descriptor (connectTCP's
+    L{ConnectBindError} with C{EMFILE}: 503, the proxy's own shortage);
   - L{NoResponseError}: the connection ended before any byte of a
     response, holding the reason it ended (a clean close, a reset, a TLS
     handshake or certificate failure);
@@ -27,6 +29,8 @@ L{error_for_failure} maps each of these, and nothing else, to an error name
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 
 import service_identity
@@ -91,6 +95,12 @@ _TLS_FAILURES = (
     service_identity.CertificateError,
 )
 
+#: A socket for the origin could not be made: the process (EMFILE) or the
+#: system (ENFILE) is out of file descriptors (connectTCP's
+#: L{ierror.ConnectBindError} carries the errno as C{osError}; a name
+#: lookup's C{getaddrinfo} raises C{OSError} with it).
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+
 
 def error_for_failure(reason: Failure | BaseException, *, host: str | None = None) -> ProxyError:
     """
@@ -153,9 +163,31 @@ def _classify(exc: BaseException, host: str | None) -> ProxyError:
         return ProxyError(
             "ERR_SECURE_CONNECT_FAIL", 502, f"TLS connection{_to(host)} failed: {_text(exc)}"
         )
+    shortage = _descriptor_shortage(exc)
+    if shortage is not None:
+        # The proxy's own fault, and passing: 503, not the origin's 502.
+        return ProxyError(
+            "ERR_CONNECT_FAIL",
+            503,
+            f"cannot connect{_to(host)}: the proxy has no file descriptor left "
+            f"({errno.errorcode[shortage]}: {os.strerror(shortage)})",
+        )
     if isinstance(exc, ierror.ConnectError):
         return ProxyError("ERR_CONNECT_FAIL", 502, f"cannot connect{_to(host)}: {_text(exc)}")
     return ProxyError("ERR_GATEWAY_FAILURE", 500, f"unexpected error: {type(exc).__name__}")
+
+
+def _descriptor_shortage(exc: BaseException) -> int | None:
+    """
+    @return: C{EMFILE} or C{ENFILE} when C{exc} says the socket to the
+        origin could not be made for want of a descriptor: connectTCP's
+        L{ierror.ConnectBindError} (the errno in C{osError}), or the
+        C{OSError} of a name lookup that could not open its own socket.
+    """
+    code = exc.osError if isinstance(exc, ierror.ConnectError) else None
+    if isinstance(exc, OSError):
+        code = exc.errno
+    return code if code in _OUT_OF_DESCRIPTORS else None
 
 
 def _to(host: str | None) -> str:
