@@ -12,13 +12,9 @@ schema from which the loader validates and against which
 C{docs/configuration.md} and C{etc/squeak.toml} are tested (as Squid's
 cf.data.pre and mitmproxy's C{add_option} do).
 
-How each value is read (units, listen addresses, the per-field parsers the
-schema names) is in L{squeak.config_values}; this module holds the schema
-and the loader.
-
-Every problem is reported as a L{ConfigError} whose C{str()} is the single
-line shown to the operator, naming the file, the key and, where it can be
-found in the source text, the line.
+How each value is read is in L{squeak.config_values}; this module holds the
+schema and the loader. Every problem is a L{ConfigError} whose C{str()} is the
+one line shown to the operator: the file, the key and, if found, the line.
 
 This module is pure: it imports no Twisted, never reads the clock and never
 touches the network (C{socket.gethostname} only supplies a default name).
@@ -71,6 +67,7 @@ from squeak.config_values import (
     _suggest,
     _syslog_facility,
     _syslog_tag,
+    _upgrade_protocols,
     _visible_hostname,
     _workers,
     default_cache_dir,
@@ -148,6 +145,7 @@ class ProxyConfig:
         the name looked for to detect forwarding loops (RFC 9110 §7.6.3).
     @ivar forwarded_for: What to do with C{X-Forwarded-For}.
     @ivar via: Whether to add a C{Via} header (RFC 9110 §7.6.3).
+    @ivar upgrade_protocols: Lower-cased protocols an C{Upgrade} may switch to.
     @ivar workers: How many worker processes serve (docs/operations.md).
     @ivar reuseport: Whether each worker gets its own C{SO_REUSEPORT} socket.
     @ivar user: The account to switch to after binding, or C{""}.
@@ -180,6 +178,12 @@ class ProxyConfig:
         kind="boolean",
         doc="Whether to add a Via header to requests and responses (RFC 9110 §7.6.3).",
         parse=_boolean,
+    )
+    upgrade_protocols: tuple[str, ...] = _setting(
+        default=("websocket",),
+        kind="array of protocol names",
+        doc="Protocols a request's Upgrade may ask for (RFC 9110 §7.8); others are stripped.",
+        parse=_upgrade_protocols,
     )
     workers: int = _setting(
         default=1,

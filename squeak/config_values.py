@@ -685,6 +685,23 @@ def _workers(value: object, base_dir: str) -> int:
     return value
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _upgrade_protocols(value: object, base_dir: str) -> tuple[str, ...]:
+    """
+    Protocol names an C{Upgrade} may ask for (RFC 9110 §7.8): tokens,
+    lower-cased, since they are compared case-insensitively; an empty
+    array allows none.
+    """
+    names = value if isinstance(value, list) else None
+    if names is None or not all(isinstance(n, str) and _TOKEN.fullmatch(n) for n in names):
+        raise InvalidValueError(
+            f'expected an array of protocol names like ["websocket"], got {_show(value)}'
+        )
+    return tuple(dict.fromkeys(cast(str, name).lower() for name in names))
+
+
 def _account_name(value: object, base_dir: str) -> str:
     """A user or group name (or number), or C{""} for none."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?|", value):

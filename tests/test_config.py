@@ -204,7 +204,7 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "a sub-table is an unknown key of its table",
         "[proxy]\n[proxy.extra]\na = 1\n",
         f"{P}:2: proxy.extra: unknown key (expected one of http_port, visible_hostname, "
-        "forwarded_for, via, workers, reuseport, user, group, worker_header)",
+        "forwarded_for, via, upgrade_protocols, workers, reuseport, user, group, worker_header)",
     ),
     (
         "a key outside any table says which table it belongs in",

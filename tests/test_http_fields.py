@@ -23,9 +23,12 @@ from squeak.http.fields import (
     connection_options,
     downstream_response_headers,
     first_value,
+    impersonated_field,
     is_forwarding_loop,
     parse_max_forwards,
     strip_hop_by_hop,
+    upgrade_accepted,
+    upgrade_offer,
     upstream_request_headers,
     via_entry,
 )
@@ -243,6 +246,128 @@ def _framing_mismatches(
         else:
             wrong.append((why, headers, "accepted"))
     return wrong
+
+
+IMPERSONATORS = [  # (why, name, impersonated field or None)
+    ("CGI maps it to HTTP_CONTENT_LENGTH", b"Content_Length", b"content-length"),
+    ("any case", b"CONTENT_LENGTH", b"content-length"),
+    ("any case", b"content_length", b"content-length"),
+    ("CGI maps it to HTTP_TRANSFER_ENCODING", b"Transfer_Encoding", b"transfer-encoding"),
+    ("mixed case", b"tRaNsFeR_eNcOdInG", b"transfer-encoding"),
+    ("a connection-specific field", b"Keep_Alive", b"keep-alive"),
+    ("a connection-specific field", b"Proxy_Connection", b"proxy-connection"),
+    ("credentials the proxy consumes", b"Proxy_Authorization", b"proxy-authorization"),
+    ("addressed to the next client only", b"Proxy_Authenticate", b"proxy-authenticate"),
+    ("the real field is not an impersonator", b"Content-Length", None),
+    ("the real field is not an impersonator", b"Transfer-Encoding", None),
+    ("other underscore names are the application's", b"X_Forwarded_For", None),
+    ("other underscore names are the application's", b"Api_Key", None),
+    ("no hyphen to impersonate", b"Host", None),
+    ("no hyphen to impersonate", b"Connection", None),
+    ("no hyphen to impersonate", b"Upgrade", None),
+    ("two underscores are not a single-hyphen name", b"Content__Length", None),
+    ("a prefix is another name", b"X_Content_Length", None),
+    ("a suffix is another name", b"Content_Length_", None),
+]
+
+
+class ImpersonatedFieldTests(SynchronousTestCase):
+    """
+    Tests for L{impersonated_field}: names that a CGI-style gateway maps to
+    the same variable as a framing or connection-specific field.
+    """
+
+    def test_table(self) -> None:
+        """
+        Only the underscore spellings of the hyphenated framing and
+        connection-specific fields are recognised, in any case.
+        """
+        wrong = [
+            (why, name, impersonated_field(name), expected)
+            for why, name, expected in IMPERSONATORS
+            if impersonated_field(name) != expected
+        ]
+        self.assertEqual(wrong, [])
+
+
+UPGRADE_OFFERS = [  # (why, request fields, allowed, offered)
+    (
+        "RFC 9110 §7.8: an allowed protocol, named by Connection",
+        [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")],
+        ("websocket",),
+        b"websocket",
+    ),
+    (
+        "protocol names compare case-insensitively; the entry is kept as sent",
+        [(b"connection", b"keep-alive, UPGRADE"), (b"upgrade", b"WebSocket")],
+        ("websocket",),
+        b"WebSocket",
+    ),
+    (
+        "h2c is not relayed: nothing offered, the request goes plain",
+        [(b"Connection", b"Upgrade, HTTP2-Settings"), (b"Upgrade", b"h2c")],
+        ("websocket",),
+        b"",
+    ),
+    (
+        "only the allowed entries of a list are kept, in order",
+        [(b"Connection", b"Upgrade"), (b"Upgrade", b"h2c, websocket"), (b"Upgrade", b"foo/2")],
+        ("websocket", "foo"),
+        b"websocket, foo/2",
+    ),
+    (
+        "RFC 9110 §7.8: Upgrade without the upgrade connection option",
+        [(b"Upgrade", b"websocket")],
+        ("websocket",),
+        b"",
+    ),
+    (
+        "an empty setting allows no upgrade",
+        [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")],
+        (),
+        b"",
+    ),
+]
+
+UPGRADE_ANSWERS = [  # (why, offered, 101 fields, accepted)
+    ("the protocol asked for", b"websocket", [(b"Upgrade", b"websocket")], True),
+    ("case-insensitive", b"websocket", [(b"upgrade", b"WebSocket")], True),
+    ("versions ignored", b"foo/1", [(b"Upgrade", b"foo/2")], True),
+    ("RFC 9110 §7.8: another protocol", b"websocket", [(b"Upgrade", b"h2c")], False),
+    ("one of two not asked for", b"websocket", [(b"Upgrade", b"websocket, h2c")], False),
+    ("RFC 9110 §15.2.2: a 101 must name the protocol", b"websocket", [], False),
+    ("an empty Upgrade names nothing", b"websocket", [(b"Upgrade", b" ")], False),
+    ("nothing was asked", b"", [(b"Upgrade", b"websocket")], False),
+]
+
+
+class UpgradeTests(SynchronousTestCase):
+    """
+    Tests for L{upgrade_offer} and L{upgrade_accepted}: upgrades only to
+    the protocols the proxy relays, and only when asked.
+    """
+
+    def test_offer_table(self) -> None:
+        """
+        Only the allowed protocols of a proper upgrade request are offered.
+        """
+        wrong = [
+            (why, upgrade_offer(fields, allowed), offered)
+            for why, fields, allowed, offered in UPGRADE_OFFERS
+            if upgrade_offer(fields, allowed) != offered
+        ]
+        self.assertEqual(wrong, [])
+
+    def test_accepted_table(self) -> None:
+        """
+        A 101 is accepted only when every protocol it names was offered.
+        """
+        wrong = [
+            (why, accepted)
+            for why, offered, fields, accepted in UPGRADE_ANSWERS
+            if upgrade_accepted(offered, fields) != accepted
+        ]
+        self.assertEqual(wrong, [])
 
 
 class FirstValueTests(SynchronousTestCase):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from squeak.http.methods import invalidates_cache, is_safe, uses_max_forwards
+from squeak.http.methods import invalidates_cache, is_safe, uses_max_forwards, why_miscased
 
 #: (why, method, safe, invalidates, uses Max-Forwards)
 CASES = [
@@ -43,3 +43,50 @@ class MethodTests(SynchronousTestCase):
             != (safe, invalidates, forwards)
         ]
         self.assertEqual(wrong, [])
+
+
+#: (why, method, refused)
+MISCASED = [
+    ("the registered spelling", b"DELETE", False),
+    ("the registered spelling", b"GET", False),
+    ("a registered WebDAV method", b"PROPFIND", False),
+    ("a registered method with a hyphen", b"VERSION-CONTROL", False),
+    ("Squid's PURGE, which squeak implements", b"PURGE", False),
+    ("RFC 9110 §9.1: delete is not DELETE, and an origin may upper-case it", b"delete", True),
+    ("mixed case", b"Delete", True),
+    ("mixed case", b"dElEtE", True),
+    ("lower-case GET", b"get", True),
+    ("lower-case CONNECT", b"connect", True),
+    ("WebDAV methods too", b"propfind", True),
+    ("WebDAV methods too", b"Mkcol", True),
+    ("PATCH (RFC 5789)", b"patch", True),
+    ("Squid's PURGE", b"purge", True),
+    ("a hyphenated registered method", b"version-control", True),
+    ("an extension method is not judged", b"m-search", False),
+    ("an extension method is not judged", b"Foo", False),
+    ("an extension method is not judged", b"FOO", False),
+]
+
+
+class MiscasedMethodTests(SynchronousTestCase):
+    """
+    Tests for L{why_miscased}: registered methods in another case are
+    refused, so that a method rule cannot be bypassed by case.
+    """
+
+    def test_table(self) -> None:
+        """
+        Exactly the rows marked refused get a reason, which names the
+        method and RFC 9110 §9.1.
+        """
+        wrong = [
+            (why, method, why_miscased(method))
+            for why, method, refused in MISCASED
+            if (why_miscased(method) is not None) != refused
+        ]
+        self.assertEqual(wrong, [])
+        reason = why_miscased(b"delete")
+        assert reason is not None
+        self.assertIn("delete", reason)
+        self.assertIn("DELETE", reason)
+        self.assertIn("RFC 9110 §9.1", reason)

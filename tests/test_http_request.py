@@ -75,7 +75,8 @@ METHODS = [  # (why, method)
     ("RFC 4918: a WebDAV extension method", b"PROPFIND"),
     ("RFC 9110 §9.1: a method is any token", b"M-SEARCH"),
     ("RFC 9110 §5.6.2: every tchar", b"!#$%&'*+-.^_`|~09azAZ"),
-    ("RFC 9110 §9.1: methods are case-sensitive, kept as sent", b"get"),
+    ("RFC 9110 §9.1: an unregistered method in any case is kept as sent", b"m-search"),
+    ("RFC 9110 §9.1: an unregistered method in any case is kept as sent", b"Foo"),
 ]
 
 TARGETS = [  # (why, target)
@@ -129,6 +130,24 @@ EXPECT = [  # (why, version, Expect values, expected)
 ]
 
 BAD_HEADS = [  # (why, head, status, detail fragment)
+    (
+        "RFC 9110 §9.1: delete is not DELETE, but an origin may upper-case it past a rule",
+        head(b"delete / HTTP/1.1", b"Host: a"),
+        400,
+        "method delete is DELETE in another case",
+    ),
+    (
+        "RFC 9110 §9.1: a registered method in mixed case",
+        head(b"Get http://a/ HTTP/1.0"),
+        400,
+        "method Get is GET in another case",
+    ),
+    (
+        "RFC 9110 §9.1: a registered WebDAV method in lower case",
+        head(b"propfind / HTTP/1.1", b"Host: a"),
+        400,
+        "PROPFIND in another case",
+    ),
     (
         "RFC 9112 §2.2: bare LF ending the request line",
         b"GET / HTTP/1.1\nHost: a",
@@ -648,6 +667,33 @@ class RequestHeadTests(SynchronousTestCase):
             if got != want:
                 wrong.append((why, got))
         self.assertEqual(wrong, [])
+
+    def test_framing_impersonators_dropped(self) -> None:
+        """
+        Fields whose names are a framing or connection-specific field's
+        with C{_} for C{-} (C{Content_Length}, C{Transfer_Encoding}), which
+        a CGI-style gateway reads as the real field, are dropped from the
+        fields and their names, and reported in C{dropped}; other
+        underscore names stay.
+        """
+        got = parse(
+            b"POST / HTTP/1.1",
+            b"Host: a",
+            b"Content_Length: 5",
+            b"X_Forwarded_For: 1.2.3.4",
+            b"transfer_encoding: chunked",
+            b"Content-Length: 0",
+        )
+        self.assertEqual(
+            got.fields,
+            [(b"Host", b"a"), (b"X_Forwarded_For", b"1.2.3.4"), (b"Content-Length", b"0")],
+        )
+        self.assertEqual(got.names, {b"host", b"x_forwarded_for", b"content-length"})
+        self.assertEqual(got.dropped, (b"Content_Length", b"transfer_encoding"))
+        self.assertEqual(got.content_length, 0)
+        plain = parse(b"GET / HTTP/1.1", b"Host: a", b"Keep_Alive: 1")
+        self.assertEqual((plain.fields, plain.dropped), ([(b"Host", b"a")], (b"Keep_Alive",)))
+        self.assertEqual(parse(b"GET / HTTP/1.1", b"Host: a").dropped, ())
 
     def test_max_fields(self) -> None:
         """

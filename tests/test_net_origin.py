@@ -377,19 +377,50 @@ class ResponseParsingTests(_Harness):
         self.assertEqual((response.code, body.body), (201, b"ok"))
         self.assertEqual(self.idle(), 1)
 
-    def test_switching_protocols_is_returned_without_body(self) -> None:
+    def test_interim_responses_are_told_in_order(self) -> None:
         """
-        101 is a final response for the caller to see: no body, and the
-        connection (now another protocol) is never pooled.
+        A request's C{on_interim} is told of each interim response, in
+        order, with its fields; none becomes the response.
         """
-        response, body = self.answer(
+        seen: list[tuple[int, bytes, list[tuple[bytes, bytes]]]] = []
+        d = self.client.request(
+            b"GET",
+            parse_absolute_target(URL),
+            [(b"Host", b"origin.test")],
+            None,
+            on_interim=lambda code, reason, fields: seen.append((code, reason, fields)),
+        )
+        protocol, _ = self.last()
+        protocol.dataReceived(
+            b"HTTP/1.1 102 Processing\r\n\r\n"
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        )
+        self.assertNoResult(d)
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        response = self.successResultOf(d)
+        body = _Body()
+        response.deliverBody(body)
+        self.assertEqual(
+            seen,
+            [
+                (102, b"Processing", []),
+                (103, b"Early Hints", [(b"Link", b"</a.css>; rel=preload")]),
+            ],
+        )
+        self.assertEqual((response.code, body.body), (200, b"ok"))
+
+    def test_switching_protocols_is_refused(self) -> None:
+        """
+        RFC 9110 §7.8: no pooled request asks to switch protocols, so a 101
+        fails it with L{MalformedResponseError} (502) and the connection,
+        which may now speak anything, is closed.
+        """
+        failure = self._refused(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\n\r\n"
         )
-        self.assertEqual((response.code, response.length, body.body), (101, 0, b""))
-        self.assertTrue(body.reason.check(BodyComplete))
-        self.assertTrue(self.last()[1].disconnecting)
-        self.assertEqual(self.idle(), 0)
+        self.assertIn("101 Switching Protocols", failure.value.detail)
+        self.assertEqual(error_for_failure(failure).status, 502)
 
     def test_no_body_for_head_204_and_304(self) -> None:
         """

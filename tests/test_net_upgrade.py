@@ -247,6 +247,26 @@ class UpgradeUpstreamTests(SynchronousTestCase):
             self.assertEqual((head.status, head.headers), (101, [(b"Upgrade", b"websocket")]))
             self.assertEqual(b"".join([rest, *upstream.early]), b"\x81\x00")
 
+    def test_interim_responses_are_skipped(self) -> None:
+        """
+        RFC 9110 §15.2: interim responses before the final one are read and
+        dropped, so the final head (here a 101) is the one judged, and is
+        never relayed as a bodiless answer with the 101 after it.
+        """
+        data = (
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n\x00\x00"
+        )
+        for at in (1, 20, 30, len(data) - 3):
+            upstream = UpgradeUpstream(b"GET / HTTP/1.1\r\n\r\n")
+            upstream.makeConnection(StringTransport())
+            upstream.dataReceived(data[:at])
+            upstream.dataReceived(data[at:])
+            head, rest = self.successResultOf(upstream.head_received)
+            self.assertEqual((head.status, head.headers), (101, [(b"Upgrade", b"h2c")]))
+            self.assertEqual(b"".join([rest, *upstream.early]), b"\x00\x00")
+
     def test_oversized_head_is_refused(self) -> None:
         """
         A head above the pooled client's 64 KiB limit is refused, even when

@@ -26,6 +26,8 @@ from squeak import __version__
 
 __all__ = [
     "HOP_BY_HOP",
+    "IMPERSONATED_FIELDS",
+    "IMPERSONATOR_NAMES",
     "FramingError",
     "RawHeaders",
     "check_request_framing",
@@ -33,9 +35,12 @@ __all__ = [
     "connection_options",
     "downstream_response_headers",
     "first_value",
+    "impersonated_field",
     "is_forwarding_loop",
     "parse_max_forwards",
     "strip_hop_by_hop",
+    "upgrade_accepted",
+    "upgrade_offer",
     "upstream_request_headers",
     "via_entry",
 ]
@@ -66,6 +71,23 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 """
 Lower-cased names of the fields that apply to one connection only and are
 never forwarded, whether or not C{Connection} lists them.
+"""
+
+IMPERSONATED_FIELDS: frozenset[bytes] = frozenset(
+    name for name in HOP_BY_HOP | {b"content-length", b"host"} if b"-" in name
+)
+"""
+The framing and connection-specific fields whose names hold a hyphen, and
+so can be impersonated by the same name spelt with an underscore.
+"""
+
+IMPERSONATOR_NAMES: frozenset[bytes] = frozenset(
+    name.replace(b"-", b"_") for name in IMPERSONATED_FIELDS
+)
+"""
+The lower-cased names L{impersonated_field} recognises (C{content_length},
+C{transfer_encoding}, ...): every one of L{IMPERSONATED_FIELDS} has a single
+hyphen, so each has exactly one underscore spelling.
 """
 
 _OWS = b" \t"
@@ -116,6 +138,39 @@ def first_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | 
         if key.lower() == name:
             return value
     return None
+
+
+def impersonated_field(name: bytes) -> bytes | None:
+    """
+    The framing or connection-specific field a request field's name
+    impersonates, if it does.
+
+    CGI (RFC 3875 §4.1.18) and the gateways modelled on it (WSGI, PHP,
+    many application servers) turn a field name into a variable by
+    upper-casing it and replacing C{-} with C{_}: C{Transfer_Encoding} and
+    C{Transfer-Encoding} become the same C{HTTP_TRANSFER_ENCODING}.  A proxy
+    that frames the message by the real field and forwards the look-alike
+    lets the application read a different framing, or a C{Connection} or
+    C{Proxy-Authorization} the proxy never saw: a smuggling vector.  Names
+    are tokens (RFC 9110 §5.1) and C{_} is a valid token character, so
+    such a name is not malformed, only dangerous; the caller drops it.
+
+    Only the fields of L{IMPERSONATED_FIELDS} count (C{Content-Length},
+    C{Transfer-Encoding}, C{Keep-Alive}, C{Proxy-Connection},
+    C{Proxy-Authorization}, C{Proxy-Authenticate}): C{Host}, C{Connection},
+    C{Upgrade}, C{TE} and C{Trailer} have no hyphen to impersonate, and
+    other underscore names (C{X_Forwarded_For}, C{Api_Key}) are an
+    application's business, unlike nginx, which drops every one by default
+    (C{underscores_in_headers off}).
+
+    @param name: A field name as received, in any case.
+    @return: The lower-cased name of the impersonated field, e.g.
+        C{b"content-length"} for C{Content_Length}, or L{None}.
+    """
+    lowered = name.lower()
+    if lowered not in IMPERSONATOR_NAMES:
+        return None
+    return lowered.replace(b"_", b"-")
 
 
 def _list_elements(values: Iterable[bytes]) -> list[bytes]:
@@ -188,6 +243,65 @@ def _hop_by_hop(headers: Sequence[tuple[bytes, bytes]], lowered: list[bytes]) ->
         return HOP_BY_HOP
     values = [headers[index][1] for index, low in enumerate(lowered) if low == b"connection"]
     return HOP_BY_HOP | {element.lower() for element in _list_elements(values)}
+
+
+def _protocol_name(protocol: bytes) -> bytes:
+    """
+    The lower-cased name of an C{Upgrade} entry, without its version
+    (RFC 9110 §7.8: C{protocol = protocol-name ["/" protocol-version]}).
+    """
+    return protocol.split(b"/", 1)[0].strip(_OWS).lower()
+
+
+def upgrade_offer(headers: Sequence[tuple[bytes, bytes]], allowed: Iterable[str]) -> bytes:
+    """
+    The protocols a request asks to upgrade to that the proxy relays.
+
+    RFC 9110 §7.8: a sender of C{Upgrade} "MUST also send an C{upgrade}
+    connection option", and C{Upgrade} is hop-by-hop: a proxy forwards it
+    only by choice.  Squeak chooses to for the protocols it can relay
+    (C{proxy.upgrade_protocols}, WebSocket by default), because past a
+    C{101} it checks nothing more; any other entry (C{h2c}, C{TLS/1.0})
+    is dropped, and with no entry left the request goes as a plain one,
+    its C{Upgrade} stripped like every hop-by-hop field.
+
+    @param headers: The request's header section.
+    @param allowed: Lower-cased protocol names that may be asked for.
+    @return: The allowed entries as sent, in order, joined by C{", "}, or
+        C{b""} when the request asks for none of them (or C{Connection}
+        does not name C{upgrade}).
+    """
+    if b"upgrade" not in connection_options(headers):
+        return b""
+    names = frozenset(name.encode("ascii") for name in allowed)
+    kept = [
+        entry
+        for entry in _list_elements(_values(headers, b"upgrade"))
+        if _protocol_name(entry) in names
+    ]
+    return b", ".join(kept)
+
+
+def upgrade_accepted(offered: bytes, answered: Sequence[tuple[bytes, bytes]]) -> bool:
+    """
+    Whether an origin's C{101 Switching Protocols} switches only to
+    protocols the request asked for.
+
+    RFC 9110 §15.2.2: the server "MUST generate an Upgrade header field in
+    the response that indicates which protocol(s) will be in effect", and
+    §7.8: it switches "to one or more of the protocols listed" by the
+    client.  A 101 that names none, or names another protocol, would turn
+    the connection into a byte stream the proxy never agreed to relay.
+    Names are compared without their versions, case-insensitively.
+
+    @param offered: The C{Upgrade} value sent upstream (L{upgrade_offer}).
+    @param answered: The 101's header section.
+    @return: L{True} when every protocol the 101 names was offered, and it
+        names at least one.
+    """
+    asked = {_protocol_name(entry) for entry in _list_elements([offered])}
+    switched = [_protocol_name(e) for e in _list_elements(_values(answered, b"upgrade"))]
+    return bool(switched) and all(name in asked for name in switched)
 
 
 def _framing_fields(headers: Sequence[tuple[bytes, bytes]], message: str) -> None:

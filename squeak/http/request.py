@@ -29,7 +29,12 @@ import re
 from dataclasses import dataclass
 
 from squeak.http.chunked import ChunkedDecoder
-from squeak.http.fields import FramingError, RawHeaders, check_request_framing
+from squeak.http.fields import (
+    IMPERSONATOR_NAMES,
+    FramingError,
+    RawHeaders,
+    check_request_framing,
+)
 from squeak.http.grammar import CHUNK_SIZE_LINE, FIELD_LINE, HTTP_VERSION, REQUEST_LINE, TOKEN
 from squeak.http.head import (
     MessageError,
@@ -38,6 +43,7 @@ from squeak.http.head import (
     read_field_lines,
     why_bad_field,
 )
+from squeak.http.methods import REGISTERED_METHODS, why_miscased
 
 __all__ = [
     "CHUNK_SIZE_LINE",
@@ -54,8 +60,10 @@ __all__ = [
 ]
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-#: The request fields L{parse_request_head} decides on.
-_WATCHED_REQUEST_FIELDS = _FRAMING | {b"connection", b"host", b"expect"}
+#: The request fields L{parse_request_head} decides on: the look-alikes of
+#: framing fields (L{squeak.http.fields.impersonated_field}) among them, so
+#: that finding one costs the common head nothing.
+_WATCHED_REQUEST_FIELDS = _FRAMING | {b"connection", b"host", b"expect"} | IMPERSONATOR_NAMES
 
 
 @dataclass(slots=True)
@@ -74,6 +82,9 @@ class RequestHead:
     @ivar names: The lower-cased names of C{fields}: most requests have
         none of the fields conditional, range, cache or upgrade handling
         look for, and one set says so at once.
+    @ivar dropped: The names, as sent, of the fields removed from C{fields}
+        because they impersonate a framing or connection-specific field
+        (L{squeak.http.fields.impersonated_field}), for the service log.
     """
 
     method: bytes
@@ -84,6 +95,7 @@ class RequestHead:
     keep_alive: bool
     expects_continue: bool
     names: frozenset[bytes] = frozenset()
+    dropped: tuple[bytes, ...] = ()
 
 
 def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
@@ -101,6 +113,12 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
     method, target, major, minor = request_line.groups()
     if major != b"1":
         raise MessageError(f"HTTP/{major.decode()}.{minor.decode()} is not supported", 505)
+    if method not in REGISTERED_METHODS:
+        # A registered method in another case (delete for DELETE) would
+        # slip past a method rule to an origin that upper-cases it.
+        why = why_miscased(method)
+        if why is not None:
+            raise MessageError(why)
     if len(lines) - 1 > max_fields:
         raise MessageError(f"more than {max_fields} header fields")
     names: set[bytes] = set()
@@ -114,6 +132,14 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         return RequestHead(method, target, version, fields, 0, http11, False, frozenset(names))
     framing = [(name, value) for name, value in watched if name in _FRAMING]
     hosts = sum(1 for name, _ in watched if name == b"host")
+    dropped: tuple[bytes, ...] = ()
+    if not names.isdisjoint(IMPERSONATOR_NAMES):
+        # Content_Length and its kind: dropped, never forwarded, since a
+        # CGI-style gateway behind the origin would read them as the real
+        # field (squeak.http.fields.impersonated_field).
+        dropped = tuple(name for name, _ in fields if name.lower() in IMPERSONATOR_NAMES)
+        fields = [field for field in fields if field[0].lower() not in IMPERSONATOR_NAMES]
+        names -= IMPERSONATOR_NAMES
     expects = [value.lower() for name, value in watched if name == b"expect"]
     expect = expects[-1] if expects else None
     if hosts > 1:
@@ -148,6 +174,7 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         keep_alive=persists(http11, watched),
         expects_continue=expect == b"100-continue" and http11,
         names=frozenset(names),
+        dropped=dropped,
     )
 
 

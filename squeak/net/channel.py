@@ -35,6 +35,7 @@ from typing import IO, Any
 from twisted.internet import defer
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 
@@ -99,6 +100,9 @@ class Exchange:
     #: after L{response_fields}.  For a handler that sends the same fields
     #: many times (a cache hit), which then serialises them once.
     field_block = b""
+    #: Whether the channel answered the client's C{Expect: 100-continue}
+    #: with its own C{100 Continue} (L{send_interim} sends no second one).
+    continue_sent = False
     _chunked = False
     _body_allowed = True
     _producer: Any = None
@@ -172,6 +176,40 @@ class Exchange:
         @param name: The field name in lower case.
         """
         return first_value(self.response_fields, name)
+
+    def send_interim(self, code: int, reason: bytes, fields: RawHeaders) -> bool:
+        """
+        Send an interim (1xx) response ahead of the final one.
+
+        RFC 9110 §15.2: "A proxy MUST forward 1xx responses unless the proxy
+        itself requested the generation of the 1xx response", but "a server
+        MUST NOT send a 1xx response to an HTTP/1.0 client", so it is sent
+        only to an HTTP/1.1 client and only before the final head.  A
+        C{100 Continue} is not sent when the channel already answered the
+        client's expectation with its own (RFC 9110 §10.1.1): the client
+        must not see two.
+
+        @param fields: The fields to send, hop-by-hop ones already removed;
+            framing fields are dropped here too (an interim response has no
+            content, RFC 9110 §15.2).
+        @return: Whether it was sent.
+        """
+        if (
+            self.version != b"HTTP/1.1"
+            or self.started_writing
+            or self.disconnected
+            or (code == 100 and self.continue_sent)
+        ):
+            return False
+        if code == 100:
+            self.continue_sent = True
+        lines = [b"HTTP/1.1 %d %s" % (code, reason)]
+        lines += [
+            name + b": " + value for name, value in fields if name.lower() not in _CHANNEL_FIELDS
+        ]
+        lines.append(b"\r\n")
+        self.channel.send(b"\r\n".join(lines))
+        return True
 
     def write(self, data: bytes) -> None:
         """
@@ -380,6 +418,7 @@ class ClientChannel(Protocol):
     identity_field = b""
     reactor: Any = None
     transport: Any
+    _log = Logger()
 
     def __init__(self) -> None:
         self.persistent = True
@@ -550,12 +589,29 @@ class ClientChannel(Protocol):
                 self._head_complete()
                 self._buffer = buffer[end:]
                 self.request_line = (head.method, head.target, head.version)
+                if head.dropped:
+                    self._log_dropped(head)
                 if head.content_length == 0:
                     self._start(head, None)
                 else:
                     self._start_body(head)
         finally:
             self._processing = False
+
+    def _log_dropped(self, head: RequestHead) -> None:
+        """
+        Say in the service log that a request's look-alikes of framing
+        fields were dropped (L{squeak.http.fields.impersonated_field}): a
+        client that sends them is broken or probing for request smuggling.
+        """
+        self._log.warn(
+            "dropped request field(s) {fields} from {client} ({method} {target}): "
+            "underscore spellings of framing or connection fields",
+            fields=", ".join(name.decode("latin-1") for name in head.dropped),
+            client=self.client_host,
+            method=head.method.decode("latin-1"),
+            target=head.target[:200].decode("latin-1"),
+        )
 
     def _start_body(self, head: RequestHead) -> None:
         length = head.content_length
@@ -636,6 +692,9 @@ class ClientChannel(Protocol):
 
     def _start(self, head: RequestHead, body: IO[bytes] | None) -> None:
         exchange = self.exchange_factory(self, head, body)
+        if body is not None and head.expects_continue:
+            # _start_body answered the expectation with our own 100.
+            exchange.continue_sent = True
         self._exchange = exchange
         self._state = _EXCHANGE
         exchange.process()

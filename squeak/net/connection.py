@@ -8,8 +8,9 @@ protocol, used by the pool in L{squeak.net.origin}.
     its spool file with backpressure by L{_BodySender}), reads the response
     head with L{squeak.http.response} (the one response reader, strict and
     bounded: RFC 9112 §2-§5), lets L{squeak.http.response.response_body}
-    choose how the body is framed (RFC 9112 §6.3), skips interim 1xx
-    responses (returning 101 as a bodiless response), and decodes
+    choose how the body is framed (RFC 9112 §6.3), hands interim 1xx
+    responses to the request's C{on_interim} (if any) and reads on, refuses
+    a C{101} (no pooled request asks to switch protocols), and decodes
     C{Content-Length}, chunked (L{squeak.http.chunked}, the decoder the
     client side uses for requests) and close-delimited bodies as they
     arrive, never buffering a whole body.  No L{Deferred} is used on this
@@ -42,6 +43,7 @@ from twisted.python.failure import Failure
 
 from squeak.errors import BodyComplete, BodyEndedByClose
 from squeak.http.chunked import MAX_CHUNK_LINE, ChunkedDecoder
+from squeak.http.fields import RawHeaders
 from squeak.http.response import (
     MAX_FIELDS,
     MAX_HEAD_SIZE,
@@ -135,6 +137,7 @@ class PendingRequest:
         "head",
         "key",
         "method",
+        "on_interim",
         "retried",
         "reused",
         "small_body",
@@ -166,6 +169,9 @@ class PendingRequest:
         self.retried = False
         self.done = False
         self.check_peer: Callable[[str], None] | None = None
+        #: Told of each interim response (status, reason, fields) before
+        #: the final one, in order; L{None} to drop them.
+        self.on_interim: Callable[[int, bytes, RawHeaders], None] | None = None
 
     def may_retry(self) -> bool:
         """
@@ -188,6 +194,7 @@ class PendingRequest:
             return
         self.done = True
         self.connection = None
+        self.on_interim = None  # no more interim responses; no cycle kept
         self.deferred.callback(response)
 
     def fail(self, reason: Failure | BaseException) -> None:
@@ -195,6 +202,7 @@ class PendingRequest:
             return
         self.done = True
         self.connection = None
+        self.on_interim = None
         self.deferred.errback(reason)
 
     def _cancel(self, _: Deferred[UpstreamResponse]) -> None:
@@ -203,6 +211,7 @@ class PendingRequest:
         connection; the L{Deferred} then fails with L{CancelledError}.
         """
         self.done = True
+        self.on_interim = None
         connecting, self.connecting = self.connecting, None
         if connecting is not None:
             connecting.cancel()
@@ -477,9 +486,23 @@ class OriginConnection(Protocol):
         self._buffer = buffer[end:]
         head = parse_response_head(buffer[: end - 4], max_fields=self.max_fields)
         _version, code, reason, fields, minor, keep_alive, content_length, _framing = head
-        if code < 200 and is_interim(code):
-            # Interim responses (100, 102, 103, ...) are read and dropped
-            # (RFC 9110 §15.2); the final response follows.
+        if code < 200:
+            if code == 101:
+                # RFC 9110 §7.8: a server switches protocols only when the
+                # request asked to, and no request on a pooled connection
+                # does (Upgrade is hop-by-hop, stripped; upgrades go over
+                # squeak.net.upgrade).  Relaying it would hand the client a
+                # byte stream no check applies to.
+                raise MalformedResponseError(
+                    "101 Switching Protocols to a request that did not ask to "
+                    "upgrade (RFC 9110 §7.8)"
+                )
+            # Interim responses (100, 102, 103, ...) precede the final one
+            # (RFC 9110 §15.2): told to the request, which may relay them,
+            # never part of the response (nor of what the cache stores).
+            exchange = self._exchange
+            if exchange is not None and exchange.on_interim is not None and is_interim(code):
+                exchange.on_interim(code, reason, fields)
             return True
         body, length = response_body(self._method, head)
         if body is Body.LENGTH:
@@ -498,8 +521,6 @@ class OriginConnection(Protocol):
             state, keep_alive = _BODY_CLOSE, False
         else:
             state = _NO_CONTENT
-            if code == 101:
-                keep_alive = False  # the connection now speaks another protocol
         self._keep_alive = keep_alive
         self._remaining = length or 0
         response = UpstreamResponse(

@@ -216,6 +216,7 @@ class UpstreamClient:
         body: IO[bytes] | None,
         *,
         check_peer: Callable[[str], None] | None = None,
+        on_interim: Callable[[int, bytes, RawHeaders], None] | None = None,
     ) -> Deferred[UpstreamResponse]:
         """
         Send one request; the L{Deferred} fires with the response once its
@@ -233,6 +234,9 @@ class UpstreamClient:
             on it; an exception it raises fails the request instead, and
             the connection stays in the pool.  The proxy checks there that
             the access rules allow the address actually connected to.
+        @param on_interim: Called with the status, reason and fields of each
+            interim (1xx) response that precedes the final one, in order
+            (RFC 9110 §15.2); L{None} drops them.
         """
         if isinstance(target, bytes):
             from squeak.http.target import TargetError, parse_absolute_target
@@ -271,6 +275,7 @@ class UpstreamClient:
         head = b"\r\n".join(lines)
         exchange = PendingRequest(self, key, method, head, body, body_start, length, small_body)
         exchange.check_peer = check_peer
+        exchange.on_interim = on_interim
         self._dispatch(exchange)
         return exchange.deferred
 

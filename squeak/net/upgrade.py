@@ -35,6 +35,7 @@ from squeak.http.response import (
     MalformedResponseError,
     ResponseHead,
     find_response_head_end,
+    is_interim,
     parse_response_head,
     response_body,
 )
@@ -111,12 +112,20 @@ class UpgradeUpstream(UpstreamEnd):
             return
         self._buffer += data
         try:
-            end = find_response_head_end(self._buffer, MAX_HEAD)
-            if end < 0:
-                return
-            head, rest = self._buffer[: end - 4], self._buffer[end:]
+            while True:
+                end = find_response_head_end(self._buffer, MAX_HEAD)
+                if end < 0:
+                    return
+                head, rest = self._buffer[: end - 4], self._buffer[end:]
+                self._buffer = rest
+                parsed = parse_response_head(head)
+                if not is_interim(parsed.status):
+                    break
+                # RFC 9110 §15.2: an interim response (a 100, 103) precedes
+                # the final one, which is what decides: read on.  Relayed
+                # as a final answer, it would let the bytes after it (a
+                # 101 to anything) through the tunnel unchecked.
             self._buffer = b""
-            parsed = parse_response_head(head)
             # A response other than 101 is relayed with its body: its
             # framing must be as unambiguous as the pooled client requires
             # (RFC 9112 §6.3).

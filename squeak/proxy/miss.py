@@ -151,7 +151,13 @@ class MissHandler:
         exchange.peer = target.host
         self._request_time = context.reactor.seconds()
         pending = context.upstream.request(
-            exchange.method, target, outgoing, body, check_peer=exchange.peer_check()
+            exchange.method,
+            target,
+            outgoing,
+            body,
+            check_peer=exchange.peer_check(),
+            # RFC 9110 §15.2: never to an HTTP/1.0 client.
+            on_interim=self._interim if exchange.version == b"HTTP/1.1" else None,
         )
         self._pending = pending
         # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
@@ -161,6 +167,28 @@ class MissHandler:
         context.deadlines.set(self, timeout, self._no_answer_in_time, pending, timeout)
         pending.addCallbacks(self._got_response, self._upstream_failed)
         pending.addErrback(exchange.internal_error)
+
+    def _interim(self, code: int, reason: bytes, fields: RawHeaders) -> None:
+        """
+        Relay an interim response (102 Processing, 103 Early Hints with its
+        C{Link} fields, a 100 Continue the channel did not send itself) to
+        the HTTP/1.1 client as it arrives, ahead of the final one (RFC 9110
+        §15.2: "A proxy MUST forward 1xx responses"), hop-by-hop fields
+        removed as from a final response.  It is never stored: the cache
+        sees only the final response.
+        """
+        exchange = self._exchange
+        config = self._context.config
+        exchange.send_interim(
+            code,
+            reason,
+            downstream_response_headers(
+                fields,
+                visible_hostname=config.proxy.visible_hostname,
+                via=config.proxy.via,
+                response_version=b"HTTP/1.1",
+            ),
+        )
 
     def _no_answer_in_time(self, pending: defer.Deferred[Any], timeout: float) -> None:
         """

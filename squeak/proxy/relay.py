@@ -19,10 +19,9 @@ from twisted.python.failure import Failure
 from squeak.access.gatekeeper import AccessDeniedError
 from squeak.errors import ProxyError
 from squeak.http.fields import (
-    RawHeaders,
-    connection_options,
     downstream_response_headers,
     first_value,
+    upgrade_accepted,
 )
 from squeak.http.target import Target
 from squeak.net.tunnel import Tunnel, UpstreamEnd, UpstreamEndFactory
@@ -42,7 +41,7 @@ from squeak.proxy.state import ExchangeState
 if TYPE_CHECKING:
     from squeak.proxy.exchange import ProxyExchange
 
-__all__ = ["RelayHandler", "asks_for_upgrade"]
+__all__ = ["RelayHandler"]
 
 
 def _transport(protocol: UpstreamEnd | UpgradeUpstream) -> Any:
@@ -51,16 +50,6 @@ def _transport(protocol: UpstreamEnd | UpgradeUpstream) -> Any:
     mypy reads without its plugin as an untyped attribute: L{Any}).
     """
     return protocol.transport
-
-
-def asks_for_upgrade(received: RawHeaders) -> bool:
-    """
-    Whether a request asks to switch protocols (RFC 9110 §7.8): an Upgrade
-    field named by Connection.
-    """
-    return b"upgrade" in connection_options(received) and any(
-        name.lower() == b"upgrade" for name, _ in received
-    )
 
 
 class _UpgradeFactory(ClientFactory):
@@ -86,13 +75,14 @@ class RelayHandler:
     client connection to a L{Tunnel} once the origin agreed.
     """
 
-    __slots__ = ("_context", "_exchange", "_pending")
+    __slots__ = ("_context", "_exchange", "_offered", "_pending")
     _log = Logger()
 
     def __init__(self, exchange: ProxyExchange, context: ProxyContext) -> None:
         self._exchange = exchange
         self._context = context
         self._pending: defer.Deferred[Any] | None = None
+        self._offered = b""
 
     # -- CONNECT ------------------------------------------------------------
 
@@ -165,16 +155,19 @@ class RelayHandler:
 
     # -- Upgrade --------------------------------------------------------------
 
-    def upgrade(self, target: Target) -> None:
+    def upgrade(self, target: Target, offered: bytes) -> None:
         """
         A protocol upgrade (WebSocket, RFC 9110 §7.8): the request goes over
         a raw connection so the origin's 101 can be seen
         (L{squeak.net.upgrade}).
+
+        @param offered: The protocols to ask for, those of the client's
+            C{Upgrade} that C{proxy.upgrade_protocols} allows
+            (L{squeak.http.fields.upgrade_offer}).
         """
         exchange = self._exchange
-        received = exchange.received
+        self._offered = offered
         outgoing = exchange.outgoing_headers(target, None)
-        offered = b", ".join(v for n, v in received if n.lower() == b"upgrade")
         outgoing += [(b"Connection", b"Upgrade"), (b"Upgrade", offered)]
         head = request_head(exchange.method, target.path, outgoing)
         exchange.state = ExchangeState.FETCHING
@@ -235,6 +228,23 @@ class RelayHandler:
         exchange = self._exchange
         if exchange.disconnected:
             _transport(upstream).loseConnection()
+            return
+        if head.status == 101 and not upgrade_accepted(self._offered, head.headers):
+            # RFC 9110 §7.8, §15.2.2: a switch to a protocol the request did
+            # not ask for (or to none named) would tunnel bytes past every
+            # check: refused, and the connection to the origin closed.
+            _transport(upstream).abortConnection()
+            switched = first_value(head.headers, b"upgrade") or b"nothing"
+            answer_upstream_failure(
+                exchange,
+                ProxyError(
+                    "ERR_INVALID_RESP",
+                    502,
+                    f"the origin switched to {switched[:40].decode('latin-1')!r}, "
+                    f"not to a protocol asked for ({self._offered.decode('latin-1')}) "
+                    "(RFC 9110 §7.8)",
+                ),
+            )
             return
         config = self._context.config
         fields = downstream_response_headers(

@@ -22,7 +22,7 @@ from typing_extensions import override
 from squeak.access.acl import Facts
 from squeak.cache.facade import CacheLookup, Reuse
 from squeak.errors import ProxyError
-from squeak.http.fields import parse_max_forwards
+from squeak.http.fields import parse_max_forwards, upgrade_offer
 from squeak.http.methods import uses_max_forwards
 from squeak.http.target import Target
 from squeak.proxy.admission import Admission
@@ -31,7 +31,7 @@ from squeak.proxy.hit import HitHandler
 from squeak.proxy.local import LocalAnswers
 from squeak.proxy.logtag import Answer
 from squeak.proxy.miss import MissHandler
-from squeak.proxy.relay import RelayHandler, asks_for_upgrade
+from squeak.proxy.relay import RelayHandler
 from squeak.proxy.state import ExchangeState
 
 __all__ = ["ForwardRequest"]
@@ -92,12 +92,17 @@ class ForwardRequest(ProxyExchange):
         if method == b"PURGE":
             LocalAnswers(self, self.context).purge(target)
             return
-        if method == b"GET" and b"upgrade" in self.field_names and asks_for_upgrade(received):
-            self.answer = Answer.ORIGIN
-            relay = RelayHandler(self, self.context)
-            self.hand_over(relay)
-            relay.upgrade(target)
-            return
+        if method == b"GET" and b"upgrade" in self.field_names and self.version == b"HTTP/1.1":
+            # RFC 9110 §7.8: only to the protocols squeak relays; any other
+            # Upgrade is stripped (upstream_request_headers) and the request
+            # goes as a plain one.  An HTTP/1.0 request's is ignored.
+            offered = upgrade_offer(received, self.context.config.proxy.upgrade_protocols)
+            if offered:
+                self.answer = Answer.ORIGIN
+                relay = RelayHandler(self, self.context)
+                self.hand_over(relay)
+                relay.upgrade(target, offered)
+                return
         miss: MissHandler | None = None
         if self.cacheable:
             lookup = self.context.cache.lookup(
