@@ -52,6 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(size))
+        # Which origin request this is: tells a stored copy from a new one.
+        self.send_header("X-Origin-Request", str(self.server.requests))  # type: ignore[attr-defined]
         if kind == "cacheable":
             self.send_header("Cache-Control", "max-age=3600")
         self.end_headers()

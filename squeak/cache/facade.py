@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from twisted.logger import Logger
 
+from squeak.cache.disk import STORE_ERRORS, DiskTier
 from squeak.cache.keys import primary_key, secondary_key, vary_fields
 from squeak.cache.policy import (
     DEFAULT_MAX_STALE,
@@ -93,6 +94,10 @@ _NOT_STORED = (
 
 #: Methods whose responses may be served from or stored into the cache.
 CACHEABLE_METHODS = frozenset({b"GET", b"HEAD"})
+
+#: Seconds the command line's purge and the start-up sweep may wait for the
+#: index's lock (no reactor is waiting on them, unlike a worker's calls).
+PURGE_LOCK_TIMEOUT = 10.0
 
 _V = TypeVar("_V")
 
@@ -531,12 +536,47 @@ def purge_stored(config: CacheConfig, uri: str) -> bool:
     """
     Remove every stored variant of C{uri} from the cache C{config}
     describes (C{python -m squeak purge}), opening and closing its store.
+    It runs beside the workers: no sweep, and it may wait longer for the
+    index's lock than a worker does (it is no reactor).
     """
-    store = Store.from_config(config)
+    store = Store.from_config(config, lock_timeout=PURGE_LOCK_TIMEOUT)
     try:
         return store.purge(uri)
     finally:
         store.close()
+
+
+def sweep_disk_cache(config: CacheConfig) -> int:
+    """
+    Delete what a crash left in the disk cache C{config} describes (part
+    files no writer holds, body files no index row names), once, at
+    start-up, before any other process uses the directory: the master
+    before it starts its workers, the single process before it serves
+    (issue 15). Workers and reloads open the cache without sweeping: a
+    body another process has just renamed into place, not yet indexed,
+    looks exactly like a crash's leftover.
+
+    @return: How many files were deleted (0 with the cache off, or when
+        the disk tier cannot be opened: the servers then say why, once, as
+        they open it, and run on their memory tiers).
+    """
+    if not config.enabled:
+        return 0
+    try:
+        disk = DiskTier(
+            config.dir,
+            size_limit=config.size,
+            maximum_object_size=config.maximum_object_size,
+            minimum_object_size=config.minimum_object_size,
+            lock_timeout=PURGE_LOCK_TIMEOUT,
+            sweep=True,
+        )
+    except STORE_ERRORS:
+        return 0
+    try:
+        return disk.swept
+    finally:
+        disk.close()
 
 
 __all__ = [
@@ -557,4 +597,5 @@ __all__ = [
     "Validation",
     "ValidationDecision",
     "purge_stored",
+    "sweep_disk_cache",
 ]
