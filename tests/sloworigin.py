@@ -33,7 +33,8 @@ def body_digest(size: int) -> str:
 class _Handler(BaseHTTPRequestHandler):
     """
     C{/body/N}: N bytes at once.  C{/slow/N/SECONDS}: N bytes spread evenly
-    over about SECONDS.  C{/cacheable/N}: N bytes, fresh for an hour.
+    over about SECONDS.  C{/cacheable/N}: N bytes, fresh for an hour (and
+    C{/cacheable/N/SECONDS}: spread as C{/slow}).
     """
 
     protocol_version = "HTTP/1.1"
@@ -59,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         piece = 16384
         pieces = max(1, -(-size // piece))
-        pause = seconds / pieces if kind == "slow" else 0.0
+        pause = seconds / pieces if kind in ("slow", "cacheable") else 0.0
         sent = 0
         try:
             while sent < size:

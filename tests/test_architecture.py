@@ -93,6 +93,7 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.diskindex",
             "squeak.cache.generations",
             "squeak.cache.recency",
+            "squeak.cache.sharedfetch",
             "squeak.cache.store",
             "squeak.cache.faults",
             # Process plumbing: sd_notify, the account switch, the drain.

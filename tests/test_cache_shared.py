@@ -14,15 +14,20 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from squeak.cache.facade import sweep_disk_cache
+from squeak.cache.facade import HttpCache, sweep_disk_cache
+from squeak.cache.freshness import FreshnessRules
 from squeak.cache.keys import primary_key
 from squeak.cache.store import Store
 from squeak.config import CacheConfig, Config, parse_config
@@ -313,6 +318,87 @@ class SharedInvalidationTests(SynchronousTestCase):
         )
 
 
+class SharedFetchTests(SynchronousTestCase):
+    """
+    Two caches on one directory, as two workers: a miss led in one makes
+    the other's requests wait for it (polled, bounded), not fetch.
+    """
+
+    def setUp(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        rules = FreshnessRules.from_config(CacheConfig(dir=directory))
+        self.first = HttpCache(Store(directory), rules)
+        self.second = HttpCache(Store(directory, sweep=False), rules)
+        self.addCleanup(self.first.close)
+        self.addCleanup(self.second.close)
+        assert self.second.store is not None and self.second.store.markers is not None
+        # Another worker: another (live) PID than this process's.
+        self.second.store.markers.pid = os.getppid()
+        self.clock = Clock()
+
+    def _join(self, cache: HttpCache, uri: str = "http://e/a") -> tuple[object, bool]:
+        lookup = cache.lookup(b"GET", uri, [], "127.0.0.1", 0.0)
+        assert lookup is not None
+        joined = cache.join_fetch(lookup, self.clock.callLater)
+        assert joined is not None
+        return joined
+
+    def test_follower_in_another_worker_waits_for_the_leader(self) -> None:
+        """
+        The second worker's first request for a URL the first is fetching
+        does not lead: it waits until the leader's fetch ends (its marker
+        goes), then looks in the cache; the next fetch there leads again.
+        """
+        leading, leader = self._join(self.first)
+        waiting, follower_leads = self._join(self.second)
+        self.clock.advance(1.0)
+        still_waiting = not waiting.done  # type: ignore[attr-defined]
+        leading.finish(complete=True)  # type: ignore[attr-defined]
+        self.clock.advance(0.1)
+        _, leads_later = self._join(self.second)
+        self.assertEqual(
+            (leader, follower_leads, still_waiting, waiting.done, leads_later),  # type: ignore[attr-defined]
+            (True, False, True, True, True),
+        )
+
+    def test_the_wait_is_bounded(self) -> None:
+        """
+        A leader that never reports holds the others at most its lease,
+        then they go on (and fetch).
+        """
+        self._join(self.first)
+        waiting, _ = self._join(self.second)
+        assert self.second.store is not None and self.second.store.markers is not None
+        polls = int(self.second.store.markers.lease / 0.05)
+        self.clock.pump([0.05] * (polls - 20))
+        before = waiting.done  # type: ignore[attr-defined]
+        self.clock.pump([0.05] * 40)
+        self.assertEqual((before, waiting.done), (False, True))  # type: ignore[attr-defined]
+
+    def test_dead_leader_marker_is_ignored(self) -> None:
+        """
+        A marker left by a process that is gone (a crashed worker) does not
+        hold anyone: the next request leads.
+        """
+        assert self.second.store is not None and self.second.store.markers is not None
+        markers = self.second.store.markers
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        child.wait(timeout=30)
+        with open(markers.path(primary_key(b"GET", "http://e/a")), "w") as f:
+            f.write(f"{child.pid} {time.time() + 3600:.3f}\n")
+        _, leads = self._join(self.second)
+        self.assertTrue(leads)
+
+    def test_purge_releases_another_workers_marker(self) -> None:
+        """
+        PURGE unsticks a URL whichever worker leads its fetch.
+        """
+        self._join(self.first)
+        self.second.purge("http://e/a")
+        _, leads = self._join(self.second)
+        self.assertTrue(leads)
+
+
 def _purge(port: int, url: str) -> bytes:
     """Send PURGE for C{url} through the proxy; the status line."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -374,6 +460,32 @@ class SharedCacheWorkerTests(SynchronousTestCase):
         os.kill(int(sorted(pids)[0]), signal.SIGKILL)
         self.assertTrue(wait_for(self.proxy, r"worker \d+: .*squeak listening on", count=3))
         self.assertTrue(os.path.exists(body))
+
+    def test_one_origin_fetch_across_workers(self) -> None:
+        """
+        100 simultaneous requests for one uncached, cacheable URL, spread
+        over both workers, reach the origin once.
+        """
+        url = self.origin.url("/cacheable/20000/1.5")
+        results: list[tuple[int, str]] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            status, fields, _ = fetch(self.proxy.port, url, timeout=30)
+            with lock:
+                results.append((status, fields.get("x-squeak-worker", "")))
+
+        threads = [threading.Thread(target=one, daemon=True) for _ in range(100)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=40)
+        statuses = {status for status, _ in results}
+        self.assertEqual(
+            (len(results), statuses, self.origin.paths.count("/cacheable/20000/1.5")),
+            (100, {200}, 1),
+        )
+        self.assertEqual(len({pid for _, pid in results}), 2)
 
     def test_purge_reaches_both_workers(self) -> None:
         """

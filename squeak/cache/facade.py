@@ -35,6 +35,8 @@ its own framing.
 
 from __future__ import annotations
 
+import os
+import shutil
 import weakref
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ from squeak.cache.ranges import (
     iter_body,
     plan_range_response,
 )
+from squeak.cache.sharedfetch import INFLIGHT, CallLater, RemoteWait
 from squeak.cache.store import CacheHit, EntryWriter, Store, Transient
 from squeak.cache.storing import UNSTORED_FIELDS, is_storable
 from squeak.cache.validation import (
@@ -382,7 +385,10 @@ class HttpCache:
         """
         if self.store is None:
             return False
-        released = self.store.inflight.release(primary_key(b"GET", uri))
+        primary = primary_key(b"GET", uri)
+        if self.store.markers is not None:
+            self.store.markers.clear(primary)  # another worker's, stuck or not
+        released = self.store.inflight.release(primary)
         return self.store.purge(uri) or released
 
     def close(self) -> None:
@@ -391,17 +397,44 @@ class HttpCache:
 
     # -- collapsed forwarding ------------------------------------------------
 
-    def join_fetch(self, lookup: CacheLookup) -> tuple[Transient, bool] | None:
+    def join_fetch(
+        self, lookup: CacheLookup, call_later: CallLater | None = None
+    ) -> tuple[Transient, bool] | None:
         """
         Join the fetch in flight for C{lookup}'s key, or lead a new one
-        (collapsed forwarding: identical misses wait for one fetch).
+        (collapsed forwarding: identical misses wait for one fetch), in
+        this worker and, through the shared cache directory, in the others
+        (L{squeak.cache.sharedfetch}): when another worker leads, this
+        worker's requests wait (polled on C{call_later}'s timer, bounded)
+        and then look in the cache.
 
+        @param call_later: Schedules the polls (C{reactor.callLater});
+            without it, collapsing stays within this worker.
         @return: The fetch and whether this request leads it (and must
             L{Transient.finish} it); L{None} with the cache off.
         """
-        if self.store is None:
+        store = self.store
+        if store is None:
             return None
-        return self.store.inflight.join(lookup.primary)
+        primary = lookup.primary
+        transient, leader = store.inflight.join(primary)
+        markers = store.markers
+        if not leader or markers is None or call_later is None:
+            return transient, leader
+        holder = markers.claim(primary)
+        if holder is None:
+            transient.on_finished(lambda complete: markers.release(primary))
+            return transient, True
+        wait = RemoteWait(
+            markers,
+            primary,
+            lambda: transient.finish(complete=False),
+            lambda: transient.done,
+            call_later,
+            holder[1],
+        )
+        wait.start()
+        return transient, False
 
     # -- serving an entry ----------------------------------------------------
 
@@ -573,6 +606,8 @@ def sweep_disk_cache(config: CacheConfig) -> int:
         )
     except STORE_ERRORS:
         return 0
+    # Fetch markers a crash left: no worker exists yet to hold one.
+    shutil.rmtree(os.path.join(config.dir, INFLIGHT), ignore_errors=True)
     try:
         return disk.swept
     finally:

@@ -34,6 +34,7 @@ from squeak.cache.generations import Generations
 from squeak.cache.keys import primary_key
 from squeak.cache.memory import MemoryTier
 from squeak.cache.policy import StoredResponse
+from squeak.cache.sharedfetch import FetchMarkers
 
 if TYPE_CHECKING:
     from squeak.config import CacheConfig
@@ -195,6 +196,8 @@ class Store:
     @ivar disk_error: Why the disk tier could not be opened, if it could not.
     @ivar faults: The cache's faults, logged once per cause.
     @ivar inflight: Fetches in flight, for collapsed forwarding.
+    @ivar markers: The fetches in flight in every process using the
+        directory (L{squeak.cache.sharedfetch}); L{None} without a disk tier.
     @ivar generations: The invalidation tags shared with the other
         processes using the directory (L{squeak.cache.generations}); L{None}
         without a disk tier.
@@ -256,6 +259,17 @@ class Store:
                     directory,
                     error,
                     "other workers' memory copies are not invalidated; use workers = 1",
+                )
+        self.markers: FetchMarkers | None = None
+        if self.disk is not None:
+            try:
+                self.markers = FetchMarkers(directory)
+            except OSError as error:
+                self.faults.report(
+                    "make the fetch markers' directory",
+                    directory,
+                    error,
+                    "collapsed forwarding stays within each worker",
                 )
         self.inflight = CollapsedForwarding()
 
