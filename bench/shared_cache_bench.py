@@ -4,13 +4,16 @@ Disk-cache lookups per second, and their p99, with 1, 2 and 4 processes
 using one cache directory at once (issue 15 item 2): what C{[proxy]
 workers} does to the shared disk tier, without sockets.
 
-A cache directory is filled with C{--entries} entries of C{--size} bytes;
-then C{P} processes each open their own store on it (memory tier off, so
-every lookup reads the disk index and opens the body) and, for
+A cache directory is filled once with C{--entries} entries of C{--size}
+bytes; then, for each count C{P}, P new processes each open their own
+store on it (memory tier off, so every lookup reads the disk index and
+opens the body) and, for
 C{--seconds}, look up random entries, one in C{--write-every} of their
 operations being a store of a new entry instead (0: lookups only). Each
-lookup is timed; the table gives the total lookups per second and the p50
-and p99 over all processes.
+lookup is timed; the table gives the total lookups per second, the p50,
+p99 and worst over all processes, and the CPU time per operation (so
+that waiting for a CPU, on a machine with fewer cores than processes,
+can be told from waiting for a lock).
 
 C{--tree DIR} imports squeak from another checkout (e.g. the commit before
 a change, extracted with C{git archive COMMIT squeak | tar -x -C DIR}), to
@@ -92,6 +95,7 @@ def _hammer(
     while time.time() < start_at:
         time.sleep(0.001)
     end = time.perf_counter() + seconds
+    cpu = time.process_time()
     n = 0
     while time.perf_counter() < end:
         n += 1
@@ -107,58 +111,55 @@ def _hammer(
             hit.close()
             hits += 1
         times.append(time.perf_counter() - started)
+    cpu = time.process_time() - cpu
     store.close()
-    out.put((times, hits, stores))
+    out.put((times, hits, stores, cpu))
 
 
-def run(args: argparse.Namespace, processes: int) -> dict[str, float]:
-    directory = tempfile.mkdtemp(prefix="squeak-shared-bench-")
-    try:
-        _fill(args.tree, directory, args.entries, args.size)
-        context = multiprocessing.get_context("spawn")
-        out = context.Queue()
-        start_at = time.time() + 2.0
-        children = [
-            context.Process(
-                target=_hammer,
-                args=(
-                    args.tree,
-                    directory,
-                    args.entries,
-                    args.size,
-                    args.seconds,
-                    args.write_every,
-                    start_at,
-                    out,
-                ),
-            )
-            for _ in range(processes)
-        ]
-        for child in children:
-            child.start()
-        results = [out.get(timeout=args.seconds + 120) for _ in children]
-        for child in children:
-            child.join(timeout=30)
-        times = sorted(t for result in results for t in result[0])
-        hits = sum(result[1] for result in results)
-        return {
-            "lookups_per_s": len(times) / args.seconds,
-            "hit_ratio": hits / max(1, len(times)),
-            "p50_ms": statistics.median(times) * 1000,
-            "p99_ms": times[int(len(times) * 0.99)] * 1000,
-            "max_ms": times[-1] * 1000,
-            "stores": sum(result[2] for result in results),
-        }
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+def run(args: argparse.Namespace, processes: int, directory: str) -> dict[str, float]:
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    start_at = time.time() + 2.0
+    children = [
+        context.Process(
+            target=_hammer,
+            args=(
+                args.tree,
+                directory,
+                args.entries,
+                args.size,
+                args.seconds,
+                args.write_every,
+                start_at,
+                out,
+            ),
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    results = [out.get(timeout=args.seconds + 120) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+    times = sorted(t for result in results for t in result[0])
+    hits = sum(result[1] for result in results)
+    return {
+        "lookups_per_s": len(times) / args.seconds,
+        "hit_ratio": hits / max(1, len(times)),
+        "p50_ms": statistics.median(times) * 1000,
+        "p99_ms": times[int(len(times) * 0.99)] * 1000,
+        "max_ms": times[-1] * 1000,
+        "stores": sum(result[2] for result in results),
+        "cpu_us": sum(result[3] for result in results) / max(1, len(times)) * 1e6,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--entries", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--entries", type=int, default=20000)
+    parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--write-every", type=int, default=0)
     parser.add_argument("--tree", default=None, help="import squeak from this checkout")
     args = parser.parse_args()
@@ -167,15 +168,22 @@ def main() -> None:
         f"# {label}: {args.entries} entries of {args.size} B, {args.seconds:.0f} s,"
         f" one store every {args.write_every or 'never'} ops, {os.cpu_count()} CPUs"
     )
-    print("| processes | lookups/s | p50 ms | p99 ms | max ms | hit ratio | stores |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for processes in [int(p) for p in args.processes.split(",")]:
-        r = run(args, processes)
-        print(
-            f"| {processes} | {r['lookups_per_s']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f}"
-            f" | {r['max_ms']:.1f} | {r['hit_ratio']:.3f} | {r['stores']:.0f} |",
-            flush=True,
-        )
+    print("| processes | lookups/s | p50 ms | p99 ms | max ms | CPU µs/op | hit ratio | stores |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    directory = tempfile.mkdtemp(prefix="squeak-shared-bench-")
+    try:
+        _fill(args.tree, directory, args.entries, args.size)
+        for processes in [int(p) for p in args.processes.split(",")]:
+            r = run(args, processes, directory)
+            print(
+                f"| {processes} | {r['lookups_per_s']:,.0f} | {r['p50_ms']:.3f}"
+                f" | {r['p99_ms']:.3f} | {r['max_ms']:.1f} | {r['cpu_us']:.0f}"
+                f" | {r['hit_ratio']:.3f}"
+                f" | {r['stores']:.0f} |",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":
