@@ -132,6 +132,9 @@ def serve(
     ClientChannel.identity_field = (
         b"X-Squeak-Worker: %d" % os.getpid() if config.proxy.worker_header else b""
     )
+    from squeak.cache.facade import share_between_processes
+
+    share_between_processes(config.proxy.workers > 1)
     return Serving(build(config, reactor, sockets), config.timeouts.shutdown_lifetime)
 
 

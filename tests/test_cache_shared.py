@@ -325,6 +325,7 @@ class SharedFetchTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        self.patch(Store, "shared_between_processes", True)  # as in workers
         directory = os.path.abspath(self.mktemp())
         rules = FreshnessRules.from_config(CacheConfig(dir=directory))
         self.first = HttpCache(Store(directory), rules)
@@ -388,6 +389,16 @@ class SharedFetchTests(SynchronousTestCase):
             f.write(f"{child.pid} {time.time() + 3600:.3f}\n")
         _, leads = self._join(self.second)
         self.assertTrue(leads)
+
+    def test_single_process_marks_nothing(self) -> None:
+        """
+        With one process (C{workers = 1}, the default), a miss makes no
+        marker file: nobody else could wait on it.
+        """
+        self.patch(Store, "shared_between_processes", False)
+        store = Store(os.path.abspath(self.mktemp()))
+        self.addCleanup(store.close)
+        self.assertIsNone(store.markers)
 
     def test_purge_releases_another_workers_marker(self) -> None:
         """

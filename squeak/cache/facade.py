@@ -579,6 +579,17 @@ def purge_stored(config: CacheConfig, uri: str) -> bool:
         store.close()
 
 
+def share_between_processes(shared: bool) -> None:
+    """
+    Say whether other processes (workers) use this process's cache
+    directory at the same time, for the stores opened from now on: only
+    then do misses mark their fetches in flight in the directory, for
+    one origin fetch per URL across the workers
+    (L{squeak.cache.sharedfetch}).
+    """
+    Store.shared_between_processes = shared
+
+
 def sweep_disk_cache(config: CacheConfig) -> int:
     """
     Delete what a crash left in the disk cache C{config} describes (part
@@ -632,5 +643,6 @@ __all__ = [
     "Validation",
     "ValidationDecision",
     "purge_stored",
+    "share_between_processes",
     "sweep_disk_cache",
 ]

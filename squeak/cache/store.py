@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, Protocol, cast
 
 from squeak.cache.bodyfile import CorruptBodyError
 from squeak.cache.disk import LOCK_TIMEOUT, STORE_ERRORS, DiskTier, PartWriter
@@ -203,6 +203,13 @@ class Store:
         without a disk tier.
     """
 
+    #: Whether other processes use the directory at the same time
+    #: (C{[proxy] workers} above 1): only then are fetches in flight marked
+    #: in it (L{squeak.cache.sharedfetch}), as a marker costs a file made
+    #: and removed per leading miss. Process-wide, set by
+    #: L{squeak.master.serve} through L{squeak.cache.facade.share_between_processes}.
+    shared_between_processes: ClassVar[bool] = False
+
     def __init__(
         self,
         directory: str,
@@ -261,7 +268,7 @@ class Store:
                     "other workers' memory copies are not invalidated; use workers = 1",
                 )
         self.markers: FetchMarkers | None = None
-        if self.disk is not None:
+        if self.disk is not None and Store.shared_between_processes:
             try:
                 self.markers = FetchMarkers(directory)
             except OSError as error:
