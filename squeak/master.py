@@ -58,7 +58,7 @@ from squeak.net.channel import ClientChannel
 from squeak.net.listeners import BoundListeners, ListenerKey, describe, listener_keys
 from squeak.notify import notify
 
-__all__ = ["Master", "SingleProcess", "Supervisor", "read_config", "serve"]
+__all__ = ["Master", "SingleProcess", "Supervisor", "read_config", "serve", "sweep_cache"]
 
 #: Seconds new workers have to say they serve before a reload gives up on
 #: them (and keeps the old ones).
@@ -95,6 +95,26 @@ def read_config(path: str) -> tuple[Config, str]:
     return parse_config(text, path), text
 
 
+def sweep_cache(config: Config) -> int:
+    """
+    Sweep the disk cache of what a crash left, before anything serves
+    (L{squeak.cache.facade.sweep_disk_cache}), saying so when it deleted
+    something.
+
+    @return: How many files were deleted.
+    """
+    from squeak.cache.facade import sweep_disk_cache
+
+    swept = sweep_disk_cache(config.cache)
+    if swept:
+        Supervisor._log.info(
+            "cache: deleted {count} files a crash left in {directory}",
+            count=swept,
+            directory=config.cache.dir,
+        )
+    return swept
+
+
 def serve(
     config: Config,
     reactor: Any,
@@ -112,6 +132,9 @@ def serve(
     ClientChannel.identity_field = (
         b"X-Squeak-Worker: %d" % os.getpid() if config.proxy.worker_header else b""
     )
+    from squeak.cache.facade import share_between_processes
+
+    share_between_processes(config.proxy.workers > 1)
     return Serving(build(config, reactor, sockets), config.timeouts.shutdown_lifetime)
 
 
@@ -294,6 +317,7 @@ class SingleProcess(Supervisor):
     ) -> None:
         super().__init__(reactor, path, config, text, bound)
         self._build = build
+        self.swept_once = False
         self.serving: Serving | None = None
         self._retiring: set[Serving] = set()
 
@@ -304,6 +328,10 @@ class SingleProcess(Supervisor):
 
         @raise ConfigError: If the configuration cannot be served.
         """
+        if not self.swept_once:
+            # Once, before anything serves; a reload's servers never sweep.
+            self.swept_once = True
+            sweep_cache(self.config)
         self.serving = serve(self.config, self.reactor, self.bound.for_slot(0), self._build)
 
     @override
@@ -473,6 +501,8 @@ class Master(Supervisor):
         self.workers: list[Worker] = []
         self._failures: dict[int, int] = {}
         self._restarts: dict[int, Any] = {}
+        #: Files the start-up sweep of the disk cache deleted.
+        self.swept = 0
         # The longest shutdown_lifetime a running worker may have.
         self._longest_lifetime = config.timeouts.shutdown_lifetime
 
@@ -503,10 +533,10 @@ class Master(Supervisor):
 
     @override
     def start_serving(self) -> None:
-        # Issue 15 item 2 hook: the disk cache's start-up sweep of
-        # unindexed body files must run here, once, before any worker
-        # starts (a worker's sweep could delete a body another worker just
-        # renamed into place).
+        # The disk cache's start-up sweep runs here, once, before any
+        # worker exists: workers open the cache without sweeping (one's
+        # sweep could delete a body another just renamed into place).
+        self.swept = sweep_cache(self.config)
         for listener, socks in self.bound.sockets.items():
             kind = "TLS " if listener.key == "tls.https_port" else ""
             self._log.info(

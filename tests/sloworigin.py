@@ -33,7 +33,8 @@ def body_digest(size: int) -> str:
 class _Handler(BaseHTTPRequestHandler):
     """
     C{/body/N}: N bytes at once.  C{/slow/N/SECONDS}: N bytes spread evenly
-    over about SECONDS.  C{/cacheable/N}: N bytes, fresh for an hour.
+    over about SECONDS.  C{/cacheable/N}: N bytes, fresh for an hour (and
+    C{/cacheable/N/SECONDS}: spread as C{/slow}).
     """
 
     protocol_version = "HTTP/1.1"
@@ -52,12 +53,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(size))
+        # Which origin request this is: tells a stored copy from a new one.
+        self.send_header("X-Origin-Request", str(self.server.requests))  # type: ignore[attr-defined]
         if kind == "cacheable":
             self.send_header("Cache-Control", "max-age=3600")
         self.end_headers()
         piece = 16384
         pieces = max(1, -(-size // piece))
-        pause = seconds / pieces if kind == "slow" else 0.0
+        pause = seconds / pieces if kind in ("slow", "cacheable") else 0.0
         sent = 0
         try:
             while sent < size:

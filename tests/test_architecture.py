@@ -90,6 +90,10 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.accesslog",
             "squeak.cache.memory",
             "squeak.cache.disk",
+            "squeak.cache.diskindex",
+            "squeak.cache.generations",
+            "squeak.cache.recency",
+            "squeak.cache.sharedfetch",
             "squeak.cache.store",
             "squeak.cache.faults",
             # Process plumbing: sd_notify, the account switch, the drain.

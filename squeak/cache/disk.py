@@ -44,9 +44,14 @@ How the cache's own faults are absorbed (issue 14):
     it, so a damaged block is never handed out.
 
 Eviction is least recently used without writing on every lookup: the
-index's C{access_time} is set when an entry is stored and bumped by a hit
-at most once per L{DiskTier.access_resolution} seconds per entry, and
-L{DiskTier} evicts by it itself (diskcache's own policy is C{none}).
+index's C{access_time} is set when an entry is stored and bumped by hits
+in batches (L{squeak.cache.recency}), and squeak evicts by it itself
+(diskcache's own policy is C{none}).
+
+Several processes (C{[proxy] workers}) share one directory (issue 15):
+opening does not sweep unless asked (L{squeak.cache.diskindex}: only the
+master's start-up sweep may), and once open no call waits more than
+L{LOCK_TIMEOUT} for the index's lock.
 """
 
 from __future__ import annotations
@@ -74,15 +79,17 @@ from squeak.cache.bodyfile import (
     dump_meta,
     load_meta,
 )
-from squeak.cache.faults import FaultLog, announce, error_code
+from squeak.cache.diskindex import INDEX, PARTS, open_index, sweep_bodies, sweep_parts
+from squeak.cache.diskindex import remove_quietly as _remove
+from squeak.cache.faults import FaultLog, error_code
+from squeak.cache.generations import GENERATIONS
 from squeak.cache.keys import secondary_key, vary_fields
-from squeak.cache.layout import BodyDisk, Commit, Fetched
+from squeak.cache.layout import Commit, Fetched
 from squeak.cache.policy import StoredResponse
+from squeak.cache.recency import Recency
 
 __all__ = ["DiskHit", "DiskTier", "PartWriter", "charge"]
 
-_PARTS = "parts"
-_INDEX = "cache.db"
 
 ALLOCATION_UNIT = 4096
 """A body file takes whole blocks of the file system: charged in these."""
@@ -95,9 +102,29 @@ FILE_OVERHEAD = 64
 #: entry is a miss or is not stored) instead of letting them reach a request.
 STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, diskcache.Timeout)
 
-#: SQLite result codes that mean the index file itself is damaged.
-_DAMAGED_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 _FULL_CODE = 13  # SQLITE_FULL
+_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+LOCK_TIMEOUT = 0.05
+"""
+Seconds a call on the index waits for its lock once the tier is open.
+Every call runs on the reactor thread; diskcache's default (60 s) would
+let one worker holding the lock freeze all of another's connections. Past
+this, the call gives up (C{diskcache.Timeout}, or SQLite's C{database is
+locked}): a lookup is a miss, a store is skipped, an access-time bump is
+skipped, each logged once per cause.
+"""
+
+
+def _is_busy(error: BaseException) -> bool:
+    """Whether an error means the index's lock was held past L{LOCK_TIMEOUT}."""
+    if isinstance(error, diskcache.Timeout):
+        return True
+    return isinstance(error, sqlite3.OperationalError) and (
+        getattr(error, "sqlite_errorcode", None) in _BUSY_CODES
+        or str(error) == "database is locked"
+    )
 
 
 def charge(size: int) -> int:
@@ -278,17 +305,6 @@ class PartWriter:
             self.failed = why
 
 
-def _remove(path: str) -> None:
-    """Remove a file that may already be gone (or that cannot be removed: logged by the caller)."""
-    with contextlib.suppress(FileNotFoundError, PermissionError, IsADirectoryError, OSError):
-        os.remove(path)
-
-
-def _timestamp(now: float) -> str:
-    """A compact UTC time for a file name: C{20261206T143005Z}."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-
-
 class DiskTier:
     """
     The disk cache: an index of entries with their bodies as files.
@@ -303,10 +319,13 @@ class DiskTier:
     @ivar maximum_object_size: The largest body stored.
     @ivar minimum_object_size: The smallest body stored.
     @ivar swept: How many leftover parts and unreferenced bodies were
-        deleted when opening.
+        deleted when opening (0 when opened without sweeping).
+    @ivar lock_timeout: The longest a call waits for the index's lock once
+        opened, in seconds.
     @ivar moved_aside: Where a damaged index was moved when opening, if it
         was.
     @ivar faults: Where faults are logged, once per cause.
+    @ivar recency: The access times hits noted, and eviction by them.
     """
 
     #: No object may take more than this share of C{size_limit}: admitting
@@ -314,15 +333,8 @@ class DiskTier:
     largest_share = 0.25
     #: On a full disk, the share of (held + free) bytes the cache keeps to.
     full_disk_share = 0.9
-    #: A hit updates its entry's access time at most this often (seconds),
-    #: so lookups do not write.
-    access_resolution = 60.0
-    #: Entries remembered as bumped or verified (each map is cleared or
-    #: trimmed beyond).
+    #: Body files remembered as verified (the map is trimmed beyond).
     remembered_entries = 65_536
-    #: Index rows evicted per query; and the most queries per eviction.
-    eviction_batch = 64
-    eviction_rounds = 10_000
 
     def __init__(
         self,
@@ -332,12 +344,25 @@ class DiskTier:
         maximum_object_size: int = 256 * 2**20,
         minimum_object_size: int = 0,
         timeout: float = 60.0,
+        lock_timeout: float = LOCK_TIMEOUT,
+        sweep: bool = True,
         faults: FaultLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """
+        @param timeout: How long opening (and sweeping) may wait for the
+            index's lock: once, at start-up.
+        @param lock_timeout: How long any later call waits for it: these
+            run on the reactor thread, where a wait freezes every
+            connection of the process (L{LOCK_TIMEOUT}).
+        @param sweep: Whether to delete leftover parts and unindexed bodies
+            when opening (L{squeak.cache.diskindex}): only while no other
+            process uses the directory.
+        """
         self.directory = directory
-        self.parts_directory = os.path.join(directory, _PARTS)
-        self.index_path = os.path.join(directory, _INDEX)
+        self.parts_directory = os.path.join(directory, PARTS)
+        self.index_path = os.path.join(directory, INDEX)
+        self._generations = os.path.join(directory, GENERATIONS)
         self.size_limit = size_limit
         self.effective_limit = size_limit
         self.maximum_object_size = maximum_object_size
@@ -345,18 +370,32 @@ class DiskTier:
         self.faults = faults if faults is not None else FaultLog()
         self.moved_aside: str | None = None
         self._clock = clock
-        self._touched: dict[tuple[str, str, str], float] = {}
         self._verified: OrderedDict[str, tuple[int, int, int, int]] = OrderedDict()
         os.makedirs(self.parts_directory, exist_ok=True)
-        self._cache = self._open_index(timeout)
+        self._cache, self.moved_aside = open_index(directory, timeout, clock)
+        self.lock_timeout = timeout
+        self.recency = Recency(
+            self._cache,
+            STORE_ERRORS,
+            lambda what, error: self._fault(what, self.index_path, error),
+        )
         try:
             self._cache._disk.fanout = {
                 name
                 for name in os.listdir(directory)
                 if len(name) == 2 and os.path.isdir(os.path.join(directory, name))
             }
-            self.swept = self._sweep_parts() + self._sweep_bodies()
+            self.swept = 0
+            if sweep:
+                self.swept = sweep_parts(self.parts_directory) + sweep_bodies(
+                    self._cache, directory
+                )
             self._make_room(0)
+            # diskcache opens SQLite with its timeout as the busy timeout
+            # of each thread's connection: reconnect with the short one.
+            self._cache.close()
+            self._cache._timeout = lock_timeout
+            self.lock_timeout = lock_timeout
         except BaseException:
             self._cache.close()
             raise
@@ -370,70 +409,23 @@ class DiskTier:
         share = int(self.effective_limit * self.largest_share) - FILE_OVERHEAD
         return max(0, min(self.maximum_object_size, share - share % ALLOCATION_UNIT))
 
-    def _new_index(self, timeout: float) -> diskcache.Cache:
-        """Open (or create) diskcache's index with squeak's settings."""
-        cache = diskcache.Cache(
-            self.directory,
-            timeout=timeout,
-            disk=BodyDisk,
-            # squeak evicts by itself (L{_make_room}): no write on get, no
-            # culling inside set.
-            size_limit=2**62,
-            eviction_policy="none",
-            cull_limit=0,
-            tag_index=True,
-            disk_min_file_size=2**20,
-        )
-        try:
-            cache._sql("CREATE INDEX IF NOT EXISTS Cache_access_time ON Cache (access_time)")
-            ((result,),) = cache._sql("PRAGMA quick_check(1)").fetchall()
-            if result != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {result}")
-        except BaseException:
-            cache.close()
-            raise
-        return cache
-
-    def _open_index(self, timeout: float) -> diskcache.Cache:
-        """
-        Open the index; if it is damaged (not a database, or failing SQLite's
-        quick check), move it aside with a timestamp and start a fresh one,
-        saying so in one line. A full or read-only disk is not damage: that
-        is raised, for the store to run without its disk tier.
-        """
-        try:
-            return self._new_index(timeout)
-        except sqlite3.DatabaseError as error:
-            code = getattr(error, "sqlite_errorcode", None)
-            if isinstance(error, sqlite3.OperationalError) and code not in _DAMAGED_CODES:
-                raise
-            reason = f"{error_code(error)}: {error}"
-        aside = f"{self.index_path}.damaged-{_timestamp(self._clock())}"
-        os.rename(self.index_path, aside)
-        for suffix in ("-wal", "-shm"):
-            if os.path.exists(self.index_path + suffix):
-                os.rename(self.index_path + suffix, aside + suffix)
-        self.moved_aside = aside
-        announce(
-            f"squeak cache: the index {self.index_path} could not be read ({reason});"
-            f" moved it aside to {aside} and started an empty cache"
-        )
-        return self._new_index(timeout)
-
     def close(self) -> None:
-        """Close the index."""
+        """Write the access times noted, and close the index."""
+        with contextlib.suppress(*STORE_ERRORS):
+            self.flush_access_times()
         self._cache.close()
 
     def volume(self) -> int:
         """
         The bytes used on disk: bodies as charged by L{charge}, the index,
-        its write-ahead log, and the directories (a block each).
+        its write-ahead log, the invalidation tags
+        (L{squeak.cache.generations}), and the directories (a block each).
         """
         directories = len(self._cache._disk.fanout) + 2  # fan-out, parts, the root
         total = int(self._cache.volume()) + directories * ALLOCATION_UNIT
-        for suffix in ("-wal", "-shm"):
+        for path in (self.index_path + "-wal", self.index_path + "-shm", self._generations):
             with contextlib.suppress(OSError):
-                total += os.stat(self.index_path + suffix).st_blocks * 512
+                total += os.stat(path).st_blocks * 512
         return total
 
     def __len__(self) -> int:
@@ -453,7 +445,12 @@ class DiskTier:
             getattr(error, "sqlite_errorcode", None) == _FULL_CODE
         )
         consequence = "the entry is not stored; requests are answered from the origin"
-        if full:
+        if _is_busy(error):
+            consequence = (
+                f"the index was locked (another worker writing) for over {self.lock_timeout} s:"
+                " skipped, as a miss or an entry not stored, rather than wait"
+            )
+        elif full:
             with contextlib.suppress(*STORE_ERRORS):
                 state = os.statvfs(self.directory)
                 capacity = self.volume() + state.f_bavail * state.f_frsize
@@ -466,45 +463,6 @@ class DiskTier:
                     )
                     self._make_room(self.largest_object)
         self.faults.report(what, path, error, consequence)
-
-    def _sweep_parts(self) -> int:
-        """Delete part files no live writer holds (left by a crash)."""
-        removed = 0
-        for name in os.listdir(self.parts_directory):
-            path = os.path.join(self.parts_directory, name)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live writer, in this or another process
-            finally:
-                os.close(fd)
-            _remove(path)
-            removed += 1
-        return removed
-
-    def _sweep_bodies(self) -> int:
-        """
-        Delete body files no index row names: a crash between renaming a part
-        into place and committing its row leaves one.
-        """
-        # diskcache has no public way to list file names; the schema is
-        # pinned (diskcache < 6).
-        rows = self._cache._sql("SELECT filename FROM Cache WHERE filename IS NOT NULL")
-        known = {os.path.join(self.directory, name) for (name,) in rows.fetchall()}
-        removed = 0
-        for path, dirs, files in os.walk(self.directory):
-            if path == self.directory:
-                dirs[:] = [d for d in dirs if d != _PARTS]
-            for name in files:
-                full = os.path.join(path, name)
-                if name.endswith(".val") and full not in known:
-                    _remove(full)
-                    removed += 1
-        return removed
 
     def writer(self, primary: str, meta: StoredResponse) -> PartWriter:
         """
@@ -542,37 +500,14 @@ class DiskTier:
 
     def _make_room(self, incoming: int) -> int:
         """
-        Evict least recently used index rows (by C{access_time}) until the
+        Evict least recently used index rows (L{Recency.evict}) until the
         volume plus C{incoming} bytes fits the effective limit.
 
         @return: How many rows were evicted.
         """
-        evicted = 0
-        for _ in range(self.eviction_rounds):
-            excess = self.volume() + incoming - self.effective_limit
-            if excess <= 0:
-                break
-            rows = self._cache._sql(
-                "SELECT rowid, filename, size FROM Cache ORDER BY access_time LIMIT ?",
-                (self.eviction_batch,),
-            ).fetchall()
-            if not rows:
-                break
-            chosen: list[tuple[int, str | None]] = []
-            freed = 0
-            for rowid, filename, size in rows:
-                chosen.append((rowid, filename))
-                freed += size or 0
-                if freed >= excess:
-                    break
-            with self._cache.transact():
-                for rowid, _ in chosen:
-                    self._cache._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
-            for _, filename in chosen:
-                if filename is not None:
-                    self._cache._disk.remove(filename)
-            evicted += len(chosen)
-        return evicted
+        return self.recency.evict(
+            lambda: self.volume() + incoming - self.effective_limit, self._clock()
+        )
 
     def get(self, primary: str, request_headers: Iterable[tuple[bytes, bytes]]) -> DiskHit | None:
         """
@@ -646,7 +581,7 @@ class DiskTier:
             return None
         signature = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
         trusted = self._verified.get(fetched.path) == signature
-        self._touch(key, primary)
+        self.recency.touch(key, _vary_key(primary), self._clock())
         return DiskHit(meta, file, fetched.path, checksums, trusted)
 
     def body(self, hit: DiskHit, primary: str) -> VerifiedBody:
@@ -688,31 +623,9 @@ class DiskTier:
             on_damage=damaged,
         )
 
-    def _touch(self, key: tuple[str, str, str], primary: str) -> None:
-        """
-        Record a hit's access time in the index, at most once per
-        L{access_resolution} seconds per entry (so lookups do not write;
-        eviction only needs recency to a minute). The entry's Vary row is
-        bumped with it, so the two are evicted together.
-        """
-        now = self._clock()
-        last = self._touched.get(key)
-        if last is not None and now - last < self.access_resolution:
-            return
-        if len(self._touched) >= self.remembered_entries:
-            self._touched.clear()
-        self._touched[key] = now
-        try:
-            disk = self._cache._disk
-            entry, entry_raw = disk.put(key)
-            vary, vary_raw = disk.put(_vary_key(primary))
-            self._cache._sql(
-                "UPDATE Cache SET access_time = ?"
-                " WHERE (key = ? AND raw = ?) OR (key = ? AND raw = ?)",
-                (now, entry, entry_raw, vary, vary_raw),
-            )
-        except STORE_ERRORS as error:
-            self._fault("update an access time", self.index_path, error)
+    def flush_access_times(self) -> None:
+        """Write the access times hits noted (L{Recency.flush})."""
+        self.recency.flush(self._clock())
 
     def _drop(
         self,

@@ -35,6 +35,8 @@ its own framing.
 
 from __future__ import annotations
 
+import os
+import shutil
 import weakref
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from twisted.logger import Logger
 
+from squeak.cache.disk import STORE_ERRORS, DiskTier
 from squeak.cache.keys import primary_key, secondary_key, vary_fields
 from squeak.cache.policy import (
     DEFAULT_MAX_STALE,
@@ -65,6 +68,7 @@ from squeak.cache.ranges import (
     iter_body,
     plan_range_response,
 )
+from squeak.cache.sharedfetch import INFLIGHT, CallLater, RemoteWait
 from squeak.cache.store import CacheHit, EntryWriter, Store, Transient
 from squeak.cache.storing import UNSTORED_FIELDS, is_storable
 from squeak.cache.validation import (
@@ -93,6 +97,10 @@ _NOT_STORED = (
 
 #: Methods whose responses may be served from or stored into the cache.
 CACHEABLE_METHODS = frozenset({b"GET", b"HEAD"})
+
+#: Seconds the command line's purge and the start-up sweep may wait for the
+#: index's lock (no reactor is waiting on them, unlike a worker's calls).
+PURGE_LOCK_TIMEOUT = 10.0
 
 _V = TypeVar("_V")
 
@@ -377,7 +385,10 @@ class HttpCache:
         """
         if self.store is None:
             return False
-        released = self.store.inflight.release(primary_key(b"GET", uri))
+        primary = primary_key(b"GET", uri)
+        if self.store.markers is not None:
+            self.store.markers.clear(primary)  # another worker's, stuck or not
+        released = self.store.inflight.release(primary)
         return self.store.purge(uri) or released
 
     def close(self) -> None:
@@ -386,17 +397,44 @@ class HttpCache:
 
     # -- collapsed forwarding ------------------------------------------------
 
-    def join_fetch(self, lookup: CacheLookup) -> tuple[Transient, bool] | None:
+    def join_fetch(
+        self, lookup: CacheLookup, call_later: CallLater | None = None
+    ) -> tuple[Transient, bool] | None:
         """
         Join the fetch in flight for C{lookup}'s key, or lead a new one
-        (collapsed forwarding: identical misses wait for one fetch).
+        (collapsed forwarding: identical misses wait for one fetch), in
+        this worker and, through the shared cache directory, in the others
+        (L{squeak.cache.sharedfetch}): when another worker leads, this
+        worker's requests wait (polled on C{call_later}'s timer, bounded)
+        and then look in the cache.
 
+        @param call_later: Schedules the polls (C{reactor.callLater});
+            without it, collapsing stays within this worker.
         @return: The fetch and whether this request leads it (and must
             L{Transient.finish} it); L{None} with the cache off.
         """
-        if self.store is None:
+        store = self.store
+        if store is None:
             return None
-        return self.store.inflight.join(lookup.primary)
+        primary = lookup.primary
+        transient, leader = store.inflight.join(primary)
+        markers = store.markers
+        if not leader or markers is None or call_later is None:
+            return transient, leader
+        holder = markers.claim(primary)
+        if holder is None:
+            transient.on_finished(lambda complete: markers.release(primary))
+            return transient, True
+        wait = RemoteWait(
+            markers,
+            primary,
+            lambda: transient.finish(complete=False),
+            lambda: transient.done,
+            call_later,
+            holder[1],
+        )
+        wait.start()
+        return transient, False
 
     # -- serving an entry ----------------------------------------------------
 
@@ -531,12 +569,60 @@ def purge_stored(config: CacheConfig, uri: str) -> bool:
     """
     Remove every stored variant of C{uri} from the cache C{config}
     describes (C{python -m squeak purge}), opening and closing its store.
+    It runs beside the workers: no sweep, and it may wait longer for the
+    index's lock than a worker does (it is no reactor).
     """
-    store = Store.from_config(config)
+    store = Store.from_config(config, lock_timeout=PURGE_LOCK_TIMEOUT)
     try:
         return store.purge(uri)
     finally:
         store.close()
+
+
+def share_between_processes(shared: bool) -> None:
+    """
+    Say whether other processes (workers) use this process's cache
+    directory at the same time, for the stores opened from now on: only
+    then do misses mark their fetches in flight in the directory, for
+    one origin fetch per URL across the workers
+    (L{squeak.cache.sharedfetch}).
+    """
+    Store.shared_between_processes = shared
+
+
+def sweep_disk_cache(config: CacheConfig) -> int:
+    """
+    Delete what a crash left in the disk cache C{config} describes (part
+    files no writer holds, body files no index row names), once, at
+    start-up, before any other process uses the directory: the master
+    before it starts its workers, the single process before it serves
+    (issue 15). Workers and reloads open the cache without sweeping: a
+    body another process has just renamed into place, not yet indexed,
+    looks exactly like a crash's leftover.
+
+    @return: How many files were deleted (0 with the cache off, or when
+        the disk tier cannot be opened: the servers then say why, once, as
+        they open it, and run on their memory tiers).
+    """
+    if not config.enabled:
+        return 0
+    try:
+        disk = DiskTier(
+            config.dir,
+            size_limit=config.size,
+            maximum_object_size=config.maximum_object_size,
+            minimum_object_size=config.minimum_object_size,
+            lock_timeout=PURGE_LOCK_TIMEOUT,
+            sweep=True,
+        )
+    except STORE_ERRORS:
+        return 0
+    # Fetch markers a crash left: no worker exists yet to hold one.
+    shutil.rmtree(os.path.join(config.dir, INFLIGHT), ignore_errors=True)
+    try:
+        return disk.swept
+    finally:
+        disk.close()
 
 
 __all__ = [
@@ -557,4 +643,6 @@ __all__ = [
     "Validation",
     "ValidationDecision",
     "purge_stored",
+    "share_between_processes",
+    "sweep_disk_cache",
 ]

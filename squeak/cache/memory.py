@@ -29,10 +29,16 @@ class MemoryEntry:
 
     @ivar meta: The stored response.
     @ivar body: Its whole body.
+    @ivar slot: Its primary key's slot in the shared invalidation tags
+        (L{squeak.cache.generations}), when there are some.
+    @ivar generation: That slot's tag when the entry was read or stored:
+        the entry is valid while the slot holds it.
     """
 
     meta: StoredResponse
     body: bytes
+    slot: int = 0
+    generation: int = 0
 
     @property
     def cost(self) -> int:
@@ -88,14 +94,18 @@ class MemoryTier:
         """Whether a body of this length may be kept in memory."""
         return self.max_bytes > 0 and body_length <= self.max_object_size
 
-    def put(self, primary: str, meta: StoredResponse, body: bytes) -> bool:
+    def put(
+        self, primary: str, meta: StoredResponse, body: bytes, slot: int = 0, generation: int = 0
+    ) -> bool:
         """
         Keep an entry, replacing any with the same keys, and drop the least
         recently used entries beyond the budget.
 
+        @param slot: The entry's slot in the shared invalidation tags.
+        @param generation: The slot's tag, read before the body was.
         @return: Whether it was kept.
         """
-        entry = MemoryEntry(meta, body)
+        entry = MemoryEntry(meta, body, slot, generation)
         if not self.accepts(len(body)) or entry.cost > self.max_bytes:
             self.remove_variant(primary, meta.vary_key)
             return False
@@ -113,7 +123,7 @@ class MemoryTier:
         """Replace the metadata of an entry (after a 304 freshened it), keeping its body."""
         entry = self._entries.get((primary, meta.vary_key))
         if entry is not None:
-            self.put(primary, meta, entry.body)
+            self.put(primary, meta, entry.body, entry.slot, entry.generation)
 
     def remove_variant(self, primary: str, vary_key: str) -> bool:
         """Drop one entry; return whether there was one."""

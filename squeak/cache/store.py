@@ -25,14 +25,16 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, Protocol, cast
 
 from squeak.cache.bodyfile import CorruptBodyError
-from squeak.cache.disk import STORE_ERRORS, DiskTier, PartWriter
+from squeak.cache.disk import LOCK_TIMEOUT, STORE_ERRORS, DiskTier, PartWriter
 from squeak.cache.faults import FaultLog, announce, error_code, filesystem_state
+from squeak.cache.generations import Generations
 from squeak.cache.keys import primary_key
 from squeak.cache.memory import MemoryTier
 from squeak.cache.policy import StoredResponse
+from squeak.cache.sharedfetch import FetchMarkers
 
 if TYPE_CHECKING:
     from squeak.config import CacheConfig
@@ -146,7 +148,10 @@ class EntryWriter:
             meta = self._part.committed_meta
             self._store.memory.remove_variant(self._primary, meta.vary_key)
             if self._buffer is not None:
-                self._store.memory.put(self._primary, meta, b"".join(self._buffer))
+                slot, generation = self._store.generation_of(self._primary)
+                self._store.memory.put(
+                    self._primary, meta, b"".join(self._buffer), slot, generation
+                )
         self._buffer = None
         return stored
 
@@ -191,7 +196,19 @@ class Store:
     @ivar disk_error: Why the disk tier could not be opened, if it could not.
     @ivar faults: The cache's faults, logged once per cause.
     @ivar inflight: Fetches in flight, for collapsed forwarding.
+    @ivar markers: The fetches in flight in every process using the
+        directory (L{squeak.cache.sharedfetch}); L{None} without a disk tier.
+    @ivar generations: The invalidation tags shared with the other
+        processes using the directory (L{squeak.cache.generations}); L{None}
+        without a disk tier.
     """
+
+    #: Whether other processes use the directory at the same time
+    #: (C{[proxy] workers} above 1): only then are fetches in flight marked
+    #: in it (L{squeak.cache.sharedfetch}), as a marker costs a file made
+    #: and removed per leading miss. Process-wide, set by
+    #: L{squeak.master.serve} through L{squeak.cache.facade.share_between_processes}.
+    shared_between_processes: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -202,7 +219,16 @@ class Store:
         maximum_object_size_in_memory: int = 512 * 1024,
         maximum_object_size: int = 256 * 2**20,
         minimum_object_size: int = 0,
+        sweep: bool = True,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
+        """
+        @param sweep: Whether opening deletes what a crash left (parts no
+            writer holds, bodies no row names): only where no other process
+            uses the directory (L{squeak.cache.diskindex}).
+        @param lock_timeout: The longest a call waits for the index's lock
+            (L{squeak.cache.disk.LOCK_TIMEOUT}).
+        """
         self.memory = MemoryTier(
             memory_size, min(maximum_object_size_in_memory, maximum_object_size)
         )
@@ -217,6 +243,8 @@ class Store:
                 size_limit=size,
                 maximum_object_size=maximum_object_size,
                 minimum_object_size=minimum_object_size,
+                lock_timeout=lock_timeout,
+                sweep=sweep,
                 faults=self.faults,
             )
         except STORE_ERRORS as error:
@@ -228,11 +256,42 @@ class Store:
                 f"squeak cache: cannot open the disk cache in {directory} ({self.disk_error});"
                 f" running with the memory cache only ({memory_size} bytes) until restarted"
             )
+        self.generations: Generations | None = None
+        if self.disk is not None:
+            try:
+                self.generations = Generations(directory)
+            except OSError as error:
+                self.faults.report(
+                    "map the invalidation tags",
+                    directory,
+                    error,
+                    "other workers' memory copies are not invalidated; use workers = 1",
+                )
+        self.markers: FetchMarkers | None = None
+        if self.disk is not None and Store.shared_between_processes:
+            try:
+                self.markers = FetchMarkers(directory)
+            except OSError as error:
+                self.faults.report(
+                    "make the fetch markers' directory",
+                    directory,
+                    error,
+                    "collapsed forwarding stays within each worker",
+                )
         self.inflight = CollapsedForwarding()
 
     @classmethod
-    def from_config(cls, cache: CacheConfig) -> Store:
-        """Open the store the C{[cache]} table describes."""
+    def from_config(
+        cls, cache: CacheConfig, *, sweep: bool = False, lock_timeout: float = LOCK_TIMEOUT
+    ) -> Store:
+        """
+        Open the store the C{[cache]} table describes.
+
+        @param sweep: Whether to sweep what a crash left: not by default, as
+            other processes (workers, a reload's new servers) may be using
+            the directory; the start-up sweep is
+            L{squeak.cache.facade.sweep_disk_cache}'s.
+        """
         return cls(
             cache.dir,
             size=cache.size,
@@ -240,12 +299,17 @@ class Store:
             maximum_object_size_in_memory=cache.maximum_object_size_in_memory,
             maximum_object_size=cache.maximum_object_size,
             minimum_object_size=cache.minimum_object_size,
+            sweep=sweep,
+            lock_timeout=lock_timeout,
         )
 
     def close(self) -> None:
-        """Close the disk index."""
+        """Close the disk index and the invalidation tags."""
         if self.disk is not None:
             self.disk.close()
+        if self.generations is not None:
+            self.generations.close()
+            self.generations = None
 
     def may_store_length(self, length: int | None) -> bool:
         """
@@ -274,10 +338,20 @@ class Store:
         if not isinstance(request_headers, list):
             request_headers = list(request_headers)  # read once per variant
         entry = self.memory.get(primary, request_headers)
+        generations = self.generations
         if entry is not None:
-            return CacheHit(entry.meta, "memory", body=entry.body)
+            if generations is None or generations.tags[entry.slot] == entry.generation:
+                return CacheHit(entry.meta, "memory", body=entry.body)
+            # Invalidated by another worker (PURGE, an unsafe method).
+            self.memory.remove(primary)
         if self.disk is None:
             return None
+        slot = generation = 0
+        if generations is not None:
+            # Read before the body: an invalidation that removes the body
+            # after we read it changes the tag after this, too.
+            slot = generations.slot(primary)
+            generation = generations.tags[slot]
         hit = self.disk.get(primary, request_headers)
         if hit is None:
             return None
@@ -287,7 +361,7 @@ class Store:
                 # Small: read and checked whole before anything is sent.
                 body = body_file.read()
                 body_file.close()
-                self.memory.put(primary, hit.meta, body)
+                self.memory.put(primary, hit.meta, body, slot, generation)
                 return CacheHit(hit.meta, "disk", body=body)
             # Large: streamed, each block checked before it is handed out;
             # the first one now, so the commonest damage is a plain miss.
@@ -331,7 +405,18 @@ class Store:
         primary = primary_key(b"GET", uri)
         in_memory = self.memory.remove(primary)
         on_disk = self.disk.remove(primary) if self.disk is not None else 0
+        if self.generations is not None:
+            # After the disk (L{squeak.cache.generations}): every other
+            # worker's memory copy is stale from here on.
+            self.generations.bump(primary)
         return bool(in_memory or on_disk)
+
+    def generation_of(self, primary: str) -> tuple[int, int]:
+        """A primary key's slot in the shared invalidation tags and its tag now."""
+        if self.generations is None:
+            return 0, 0
+        slot = self.generations.slot(primary)
+        return slot, self.generations.tags[slot]
 
     def invalidate(self, uri: str) -> bool:
         """

@@ -148,7 +148,7 @@ class ForwardRequest(ProxyExchange):
         if hit is not None and decision.kind is Reuse.VALIDATE:
             return MissHandler(self, self.context, validating=True)
         if self.method == b"GET" and not self.collapsed and not lookup.uncacheable:
-            joined = self.context.cache.join_fetch(lookup)
+            joined = self.context.cache.join_fetch(lookup, self.context.reactor.callLater)
             if joined is not None:
                 transient, leader = joined
                 if not leader:
