@@ -14,8 +14,9 @@ What the channel guarantees:
     Bytes of pipelined requests wait in the channel; past a bound it stops
     reading from the socket until the current exchange is over.
   - A request body is spooled (in memory up to 100 kB, then to a temporary
-    file) and bounded by C{limits.request_body_size}; the exchange starts
-    once the body is complete.
+    file) and bounded by C{limits.request_body_size}, by a
+    L{squeak.net.requestbody.RequestBodyReader} built for that request; the
+    exchange starts once the body is complete.
   - Framing of responses is the channel's: C{Content-Length} when the
     handler says how long the body is, chunked for HTTP/1.1 clients
     otherwise, or a close-delimited body for HTTP/1.0 clients, who never see
@@ -29,7 +30,6 @@ What the channel guarantees:
 
 from __future__ import annotations
 
-from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
 from twisted.internet import defer
@@ -39,7 +39,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 
-from squeak.http.chunked import ChunkedDecoder
 from squeak.http.fields import RawHeaders, first_value
 from squeak.http.request import (
     MessageError,
@@ -47,12 +46,10 @@ from squeak.http.request import (
     find_head_end,
     parse_request_head,
 )
+from squeak.net.requestbody import BODY_IN_MEMORY, RequestBodyReader
 from squeak.net.wire import DIRECT, Sender
 
-__all__ = ["ClientChannel", "Exchange", "serialise_fields"]
-
-#: Request bodies larger than this are spooled to a temporary file.
-BODY_IN_MEMORY = 100_000
+__all__ = ["BODY_IN_MEMORY", "ClientChannel", "Exchange", "serialise_fields"]
 
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
 _NO_CONTENT = frozenset({204, 304})
@@ -434,12 +431,8 @@ class ClientChannel(Protocol):
         self._head_call: Any = None
         self._idle_call: Any = None
         self._linger_call: Any = None
-        # The request being read, for the body and for rejections.
-        self._head: RequestHead | None = None
-        self._spool: IO[bytes] | None = None
-        self._body_left = 0
-        self._body_size = 0
-        self._chunked: ChunkedDecoder | None = None
+        # The body being read (state _BODY), with its request.
+        self._body: RequestBodyReader | None = None
         self.request_line = (b"", b"", b"")
 
     # -- connection ------------------------------------------------------
@@ -614,24 +607,11 @@ class ClientChannel(Protocol):
         )
 
     def _start_body(self, head: RequestHead) -> None:
-        length = head.content_length
-        if length is not None and length > self.max_body_size:
-            self.reject_message(
-                MessageError(
-                    f"request body of {length} bytes exceeds the limit of "
-                    f"{self.max_body_size} bytes",
-                    413,
-                )
-            )
+        refusal = RequestBodyReader.refuse_declared(head.content_length, self.max_body_size)
+        if refusal is not None:
+            self.reject_message(refusal)
             return
-        self._head = head
-        # Closed by the exchange, or by the channel if the client leaves.
-        self._spool = SpooledTemporaryFile(max_size=BODY_IN_MEMORY)  # noqa: SIM115
-        self._body_size = 0
-        if length is None:
-            self._chunked = ChunkedDecoder()
-        else:
-            self._body_left = length
+        self._body = RequestBodyReader(head, self.max_body_size)
         self._state = _BODY
         if head.expects_continue:
             self.send(_CONTINUE)
@@ -640,55 +620,25 @@ class ClientChannel(Protocol):
             self._body_data(rest)
 
     def _body_data(self, data: bytes) -> None:
-        spool = self._spool
-        assert spool is not None
-        if self._chunked is not None:
-            try:
-                pieces, rest = self._chunked.feed(data)
-            except MessageError as error:
-                detail = f"malformed chunked request body: {error.detail}"
-                self.reject_message(MessageError(detail))
-                return
-            for piece in pieces:
-                if not self._spool_piece(piece):
-                    return
-            if not self._chunked.done:
-                return
-            self._chunked = None
-        else:
-            left = self._body_left
-            if len(data) < left:
-                self._body_left = left - len(data)
-                self._spool_piece(data)
-                return
-            rest = data[left:]
-            if not self._spool_piece(data[:left]):
-                return
-            self._body_left = 0
-        head, self._head = self._head, None
-        self._spool = None
-        assert head is not None
-        spool.seek(0)
+        reader = self._body
+        assert reader is not None
+        try:
+            rest = reader.feed(data)
+        except MessageError as error:
+            self.reject_message(error)
+            return
+        if rest is None:
+            return
+        self._body = None
         self._buffer = rest
         self._state = _HEAD
-        self._start(head, spool)
+        self._start(reader.head, reader.spool)
         self._read_requests()
 
-    def _spool_piece(self, piece: bytes) -> bool:
-        self._body_size += len(piece)
-        if self._body_size > self.max_body_size:
-            self.reject_message(
-                MessageError(f"request body exceeds the limit of {self.max_body_size} bytes", 413)
-            )
-            return False
-        assert self._spool is not None
-        self._spool.write(piece)
-        return True
-
     def _close_spool(self) -> None:
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        reader, self._body = self._body, None
+        if reader is not None:
+            reader.close()
 
     def _start(self, head: RequestHead, body: IO[bytes] | None) -> None:
         exchange = self.exchange_factory(self, head, body)

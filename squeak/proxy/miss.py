@@ -3,7 +3,7 @@
 Answers from the origin: the request rebuilt and sent through the pooled
 client, the answer relayed with backpressure and teed into the cache, and
 validation of a stored entry (RFC 9111 §4.3) with stale-if-error (RFC 5861
-§4).
+§4), whose decisions are L{squeak.proxy.validate}'s.
 
 The streaming contract (docs/architecture.md):
   - a response body is copied by a L{BodyRelay} handed to
@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from squeak.access.gatekeeper import AccessDeniedError
 from squeak.access.rules import may_cache
-from squeak.cache.facade import ResponseStorer, Transient, Validation
+from squeak.cache.facade import ResponseStorer, Transient
 from squeak.errors import BodyComplete, BodyEnded, ProxyError
 from squeak.http.fields import RawHeaders, downstream_response_headers
 from squeak.http.methods import invalidates_cache
@@ -38,9 +38,9 @@ from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.failures import error_for_failure
 from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
-from squeak.proxy.hit import HitHandler
 from squeak.proxy.logtag import Answer
 from squeak.proxy.state import ExchangeState
+from squeak.proxy.validate import DiscardBody, answer_failed_validation, answer_validation
 from squeak.proxy.xcache import X_CACHE_FIELDS
 
 if TYPE_CHECKING:
@@ -218,29 +218,12 @@ class MissHandler:
                 "ERR_READ_TIMEOUT", 504, f"no response from the origin within {self._overdue:g}s"
             )
         self._end_transient(False)
-        exchange = self._exchange
-        lookup = exchange.lookup
-        if (
-            self._validating
-            # A refusal (Gatekeeper.check_peer) is answered as one, never
-            # with a stale copy.
-            and not isinstance(reason.value, AccessDeniedError)
-            and lookup is not None
-            and lookup.hit is not None
-            and not exchange.disconnected
-        ):
-            # The origin could not be reached (or gave nothing usable):
-            # serve the stale entry if the policy allows (RFC 9111 §4.2.4,
-            # RFC 5861 stale-if-error), else the error page.
-            cache = self._context.cache
-            if cache.stale_on_failure(lookup, self._context.reactor.seconds()).serve:
-                HitHandler(exchange, self._context).serve(
-                    lookup.hit, lookup.hit.meta, Answer.STALE_ON_ERROR
-                )
-                return
-            answer_upstream_failure(exchange, failure, Answer.REFRESH_FAILED)
-            return
-        answer_upstream_failure(exchange, failure)
+        answer: Answer | None = Answer.ORIGIN
+        if self._validating:
+            # Stale-if-error, when the policy allows (squeak/proxy/validate.py).
+            answer = answer_failed_validation(self._exchange, self._context, reason)
+        if answer is not None:
+            answer_upstream_failure(self._exchange, failure, answer)
 
     def _got_response(self, response: UpstreamResponse) -> None:
         self._pending = None
@@ -249,7 +232,7 @@ class MissHandler:
         if response.peer:
             exchange.peer = response.peer
         if exchange.disconnected:
-            response.deliverBody(_Discard())
+            response.deliverBody(DiscardBody())
             return
         exchange.answer = Answer.ORIGIN
         context = self._context
@@ -264,7 +247,14 @@ class MissHandler:
             # Another cache's X-Cache fields, when ours are added.
             replaced=X_CACHE_FIELDS if annotated else frozenset(),
         )
-        if self._validating and self._answered_by_validation(response, fields):
+        if self._validating and answer_validation(
+            exchange,
+            context,
+            response,
+            fields,
+            request_time=self._request_time,
+            retry=self._retry_unconditionally if self._sent is not None else None,
+        ):
             return
         try:
             self._store_or_invalidate(response, fields)
@@ -293,49 +283,7 @@ class MissHandler:
         self._relay = relay
         response.deliverBody(relay)
 
-    def _answered_by_validation(self, response: UpstreamResponse, fields: RawHeaders) -> bool:
-        """
-        The origin answered a validation request (RFC 9111 §4.3.3): a 304
-        freshens the stored response, which is served; a 304 about another
-        response is retried unconditionally (§4.3.4); a server error may
-        let a stale one be served (§4.2.4, stale-if-error); anything else
-        replaces it, continuing as a miss.
-        """
-        exchange = self._exchange
-        cache = self._context.cache
-        lookup = exchange.lookup
-        assert lookup is not None and lookup.hit is not None
-        verdict = cache.validation_verdict(
-            lookup, response.code, fields, self._context.reactor.seconds()
-        )
-        if verdict.kind is Validation.FRESHEN:
-            meta = cache.freshen(
-                lookup,
-                fields,
-                request_time=self._request_time,
-                response_time=self._context.reactor.seconds(),
-            )
-            response.deliverBody(_Drain())
-            HitHandler(exchange, self._context).serve(lookup.hit, meta, Answer.VALIDATED)
-            return True
-        if verdict.kind is Validation.SERVE_STALE:
-            response.deliverBody(_Discard())
-            HitHandler(exchange, self._context).serve(
-                lookup.hit, lookup.hit.meta, Answer.STALE_ON_ERROR
-            )
-            return True
-        lookup.release()
-        if verdict.kind is Validation.RETRY and self._sent is not None:
-            response.deliverBody(_Drain())
-            self._retry_unconditionally(*self._sent)
-            return True
-        # A 5xx relayed because the entry may not be served stale is a
-        # failed refresh, as Squid logs it; other answers replace it.
-        failed = 500 <= response.code <= 599
-        exchange.answer = Answer.REFRESH_FAILED if failed else Answer.REPLACED
-        return False
-
-    def _retry_unconditionally(self, target: Target, max_forwards: int | None) -> None:
+    def _retry_unconditionally(self) -> None:
         """
         The origin's 304 was about another response than the one stored
         (its validator selects nothing, RFC 9111 §4.3.4): send the request
@@ -344,13 +292,14 @@ class MissHandler:
         client that asked no conditional question never gets a 304.
         """
         exchange = self._exchange
+        assert self._sent is not None
         _log.info(
             "validation of {url} answered 304 for another response; retrying unconditionally",
             url=exchange.uri.decode("latin-1"),
         )
         retry = MissHandler(exchange, self._context)
         exchange.hand_over(retry)
-        retry.fetch(target, max_forwards)
+        retry.fetch(*self._sent)
 
     def _store_or_invalidate(self, response: UpstreamResponse, fields: RawHeaders) -> None:
         """
@@ -606,39 +555,3 @@ class BodyRelay:
         self._request.note_read_timeout()
         if self.transport is not None:
             self.transport.stopProducing()
-
-
-class _Drain:
-    """
-    Consumes a response body that carries nothing wanted (a 304's), leaving
-    the upstream connection reusable.
-    """
-
-    __slots__ = ()
-
-    def makeConnection(self, transport: Any) -> None:
-        pass
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure) -> None:
-        pass
-
-
-class _Discard:
-    """
-    Drains and drops a response body nobody wants any more (its client
-    left), stopping the upstream read at once.
-    """
-
-    __slots__ = ()
-
-    def makeConnection(self, transport: Any) -> None:
-        transport.stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure) -> None:
-        pass
