@@ -98,6 +98,7 @@ __all__ = [
     "default_cache_dir",
     "default_visible_hostname",
     "load_config",
+    "load_config_and_text",
     "parse_config",
     "parse_duration",
     "parse_listen_address",
@@ -792,6 +793,14 @@ def load_config(path: str) -> Config:
         configuration, e.g. C{squeak.toml: cannot read: No such file or
         directory}.
     """
+    return load_config_and_text(path)[0]
+
+
+def load_config_and_text(path: str) -> tuple[Config, str]:
+    """
+    L{load_config}, with the text the configuration was parsed from (which
+    a master hands its workers, so that they run what it checked).
+    """
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -801,4 +810,4 @@ def load_config(path: str) -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(path, None, f"cannot read: not UTF-8 (byte {e.start})") from None
-    return parse_config(text, path)
+    return parse_config(text, path), text

@@ -52,7 +52,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
 
-from squeak.config import Config, ConfigError, parse_config
+from squeak.config import Config, ConfigError, load_config_and_text
 from squeak.drain import Serving, StopSignals
 from squeak.net.channel import ClientChannel
 from squeak.net.listeners import BoundListeners, ListenerKey, describe, listener_keys
@@ -83,16 +83,7 @@ def read_config(path: str) -> tuple[Config, str]:
         workers parse again, so that they run what was checked).
     @raise ConfigError: As L{squeak.config.load_config}.
     """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as e:
-        raise ConfigError(path, None, f"cannot read: {e.strerror or e}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(path, None, f"cannot read: not UTF-8 (byte {e.start})") from None
-    return parse_config(text, path), text
+    return load_config_and_text(path)
 
 
 def sweep_cache(config: Config) -> int:
