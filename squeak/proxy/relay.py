@@ -98,18 +98,35 @@ class RelayHandler:
         endpoint = HostnameEndpoint(
             self._context.reactor, host, port, timeout=self._context.config.timeouts.connect
         )
-        pending = endpoint.connect(UpstreamEndFactory())  # type: ignore[arg-type]
-        self._pending = pending
-        pending.addCallbacks(self._tunnel_connected, self._failed)
-        pending.addErrback(exchange.internal_error)
+        self._connect(endpoint, UpstreamEndFactory(), self._tunnel_connected)
 
-    def _tunnel_connected(self, upstream: UpstreamEnd) -> None:
+    def _connect(self, endpoint: Any, factory: Any, connected: Any) -> None:
+        """
+        Open the upstream connection; C{connected} is called with its
+        protocol, failures are answered by L{_failed}.
+        """
+        pending = endpoint.connect(factory)
+        self._pending = pending
+        pending.addCallbacks(connected, self._failed)
+        pending.addErrback(self._exchange.internal_error)
+
+    def _still_wanted(self, upstream: UpstreamEnd) -> bool:
+        """
+        The upstream connection is open: close it if the client left
+        meanwhile, else note the address it reached for the log.
+        """
         self._pending = None
         exchange = self._exchange
         if exchange.disconnected:
             _transport(upstream).loseConnection()
-            return
+            return False
         exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
+        return True
+
+    def _tunnel_connected(self, upstream: UpstreamEnd) -> None:
+        if not self._still_wanted(upstream):
+            return
+        exchange = self._exchange
         check_peer = exchange.peer_check()
         if check_peer is not None:
             try:
@@ -174,18 +191,14 @@ class RelayHandler:
         exchange.hierarchy = "HIER_DIRECT"
         exchange.peer = target.host
         endpoint = self._context.upstream.endpoint(target.scheme, target.host, target.port)
-        pending = endpoint.connect(_UpgradeFactory(head, exchange.peer_check()))
-        self._pending = pending
-        pending.addCallbacks(self._upgrade_connected, self._failed)
-        pending.addErrback(exchange.internal_error)
+        self._connect(
+            endpoint, _UpgradeFactory(head, exchange.peer_check()), self._upgrade_connected
+        )
 
     def _upgrade_connected(self, upstream: UpgradeUpstream) -> None:
-        self._pending = None
-        exchange = self._exchange
-        if exchange.disconnected:
-            _transport(upstream).loseConnection()
+        if not self._still_wanted(upstream):
             return
-        exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
+        exchange = self._exchange
         waiting = upstream.head_received
         self._pending = waiting
         waiting.addTimeout(
