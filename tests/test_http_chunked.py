@@ -11,7 +11,7 @@ split by the network, in both roles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,21 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from squeak.http.chunked import ChunkedDecoder
 from squeak.http.head import MessageError
 from squeak.http.response import MalformedResponseError
-
-
-def pieces_of(data: bytes, sizes: Iterable[int]) -> Iterator[bytes]:
-    """
-    Split C{data} into pieces of the given sizes (the rest in a last piece).
-    """
-    at = 0
-    for size in sizes:
-        if at >= len(data):
-            return
-        yield data[at : at + size]
-        at += size
-    if at < len(data):
-        yield data[at:]
-
+from tests.splits import pieces_of
 
 Outcome = tuple[bytes, bytes, bool] | None
 

@@ -12,7 +12,7 @@ that the verdict never depends on how the bytes were split by the network.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,6 +27,7 @@ from squeak.http.request import (
     read_field_lines,
     why_bad_field,
 )
+from tests.splits import pieces_of
 
 CRLF = b"\r\n"
 
@@ -44,20 +45,6 @@ def parse(*lines: bytes, max_fields: int = 100) -> RequestHead:
     Parse the head made of C{lines}.
     """
     return parse_request_head(head(*lines), max_fields=max_fields)
-
-
-def pieces_of(data: bytes, sizes: Iterable[int]) -> Iterator[bytes]:
-    """
-    Split C{data} into pieces of the given sizes (the rest in a last piece).
-    """
-    at = 0
-    for size in sizes:
-        if at >= len(data):
-            return
-        yield data[at : at + size]
-        at += size
-    if at < len(data):
-        yield data[at:]
 
 
 # --- request heads ----------------------------------------------------------

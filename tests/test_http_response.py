@@ -11,7 +11,7 @@ the bytes were split by the network.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +26,7 @@ from squeak.http.response import (
     parse_response_head,
     response_body,
 )
+from tests.splits import pieces_of
 
 CRLF = b"\r\n"
 
@@ -288,20 +289,6 @@ class ResponseBodyTests(SynchronousTestCase):
             if got != want:
                 wrong.append((why, got, want))
         self.assertEqual(wrong, [])
-
-
-def pieces_of(data: bytes, sizes: Iterable[int]) -> Iterator[bytes]:
-    """
-    Split C{data} into pieces of the given sizes (the rest in a last piece).
-    """
-    at = 0
-    for size in sizes:
-        if at >= len(data):
-            return
-        yield data[at : at + size]
-        at += size
-    if at < len(data):
-        yield data[at:]
 
 
 def read(data: bytes, sizes: Iterable[int], limit: int, max_fields: int) -> object:
