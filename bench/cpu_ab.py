@@ -148,7 +148,9 @@ def _summary(rounds: list[dict[str, dict[str, Any]]], workload: str) -> dict[str
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--base", type=Path, required=True, help="the tree to compare against")
     ap.add_argument("--this", type=Path, default=HERE.parent, help="the new tree (this checkout)")
     ap.add_argument("--rounds", type=int, default=6)
@@ -186,7 +188,7 @@ def main() -> int:
                         f"origin {m['origin_requests']}, errors {m['errors']})"
                     )
                 results[w].append(row)
-        for name, proc in procs.items():
+        for name in procs:
             trouble = c.log_trouble(run / f"{name}-stdout.log")
             if trouble:
                 c.log(f"{name}: {len(trouble)} error line(s) in its log, first: {trouble[0]}")
@@ -195,10 +197,13 @@ def main() -> int:
     summaries = [_summary(results[w], w) for w in workloads]
     print(f"\nCPU µs per request, medians of {args.rounds} alternating rounds (range):")
     for s in summaries:
+        low, high = s["base_range"]
+        new_low, new_high = s["this_range"]
+        rounds = ", ".join(f"{r:.3f}" for r in s["ratios"])
         print(
-            f"  {s['workload']:4s} base {s['base_us']:6.1f} ({s['base_range'][0]:.1f}-{s['base_range'][1]:.1f})"
-            f"  this {s['this_us']:6.1f} ({s['this_range'][0]:.1f}-{s['this_range'][1]:.1f})"
-            f"  this/base {s['ratio']:.3f} (per round {', '.join(f'{r:.3f}' for r in s['ratios'])})"
+            f"  {s['workload']:4s} base {s['base_us']:6.1f} ({low:.1f}-{high:.1f})"
+            f"  this {s['this_us']:6.1f} ({new_low:.1f}-{new_high:.1f})"
+            f"  this/base {s['ratio']:.3f} (per round {rounds})"
         )
     c.save(
         run,

@@ -140,7 +140,9 @@ def _measure(_reactor: Any, args: argparse.Namespace) -> Any:
         profile.disable()
         stats = pstats.Stats(profile)
         print(f"{stats.total_calls / args.requests:.0f} function calls per hit")  # type: ignore[attr-defined]
-        stats.sort_stats(args.profile).print_stats(int(__import__("os").environ.get("HITPATH_LINES", "40")))
+        stats.sort_stats(args.profile).print_stats(
+            int(__import__("os").environ.get("HITPATH_LINES", "40"))
+        )
         count = args.requests // 4
         profile = cProfile.Profile()
         profile.enable()

@@ -827,6 +827,99 @@ class PoolTests(_Harness):
         self.assertFalse(_ConnectionFactory(self.client, ORIGIN).noisy)
 
 
+class _Receiver:
+    """
+    A L{ResponseReceiver} that records what it is told.
+    """
+
+    def __init__(self) -> None:
+        self.responses: list[UpstreamResponse] = []
+        self.failures: list[Failure] = []
+
+    def response_received(self, response: UpstreamResponse) -> None:
+        self.responses.append(response)
+
+    def request_failed(self, reason: Failure) -> None:
+        self.failures.append(reason)
+
+
+class ReceiverTests(_Harness):
+    """
+    L{UpstreamClient.send_request}: the same request as L{UpstreamClient.request},
+    answered to a receiver instead of a L{Deferred} (the miss path).
+    """
+
+    OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def send(self) -> tuple[_Receiver, Any]:
+        receiver = _Receiver()
+        pending = self.client.send_request(
+            b"GET", parse_absolute_target(URL), [(b"Host", b"origin.test")], None, receiver
+        )
+        return receiver, pending
+
+    def test_response_told_once(self) -> None:
+        """
+        The response goes to C{response_received}, once, with the request
+        written as L{request} writes it; the connection is pooled after
+        its body.
+        """
+        receiver, pending = self.send()
+        protocol, transport = self.last()
+        self.assertEqual(transport.value(), b"GET /path?q=1 HTTP/1.1\r\nHost: origin.test\r\n\r\n")
+        self.assertIsNone(pending.deferred)
+        protocol.dataReceived(self.OK)
+        [response] = receiver.responses
+        self.assertEqual((response.code, receiver.failures), (200, []))
+        body = _Body()
+        response.deliverBody(body)
+        self.assertEqual(body.body, b"ok")
+        self.assertEqual(self.idle(), 1)
+        pending.cancel()  # answered: nothing happens
+        self.assertEqual((len(receiver.responses), receiver.failures), (1, []))
+
+    def test_failure_told(self) -> None:
+        """
+        A connection that fails goes to C{request_failed} as a L{Failure};
+        it may be told before C{send_request} returns.
+        """
+        self.endpoint.error = ConnectionRefusedError()
+        receiver, pending = self.send()
+        [reason] = receiver.failures
+        self.assertTrue(reason.check(ConnectionRefusedError))
+        self.assertTrue(pending.done)
+        self.assertEqual(receiver.responses, [])
+
+    def test_cancel(self) -> None:
+        """
+        C{cancel} aborts the connection (never pooled) and tells the
+        receiver L{CancelledError}, once; a response arriving later is not
+        told.
+        """
+        receiver, pending = self.send()
+        protocol, transport = self.last()
+        pending.cancel()
+        pending.cancel()
+        [reason] = receiver.failures
+        self.assertTrue(reason.check(CancelledError))
+        self.assertTrue(transport.disconnecting)
+        protocol.dataReceived(self.OK)
+        self.lose(protocol)
+        self.assertEqual((receiver.responses, self.idle()), ([], 0))
+
+    def test_cancel_while_connecting(self) -> None:
+        """
+        Cancelling before the connection is made cancels the attempt.
+        """
+        self.endpoint.hold = True
+        receiver, pending = self.send()
+        pending.cancel()
+        [reason] = receiver.failures
+        self.assertTrue(reason.check(CancelledError))
+        [attempt] = self.endpoint.waiting
+        self.assertTrue(attempt.called)
+
+
 class RetryTests(_Harness):
     """
     The keep-alive race: a reused connection that dies before any response

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from squeak.proxy import miss
 from squeak.proxy.state import ExchangeState
 from tests.transcript import ORIGIN_IP, Transcript
 
@@ -233,6 +234,23 @@ class OriginFailureTranscriptTests(SynchronousTestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), answer)
         self.assertIn(b"ERR_INVALID_RESP", answer)
         self.assertEqual(t.log_tags(), ["TCP_MISS"])
+
+    def test_bug_handling_the_answer_is_500(self) -> None:
+        """
+        A bug while handling the origin's answer (no L{Deferred} catches it
+        on this path) is logged and answers 500, as an errback did.
+        """
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise ZeroDivisionError("a bug")
+
+        self.patch(miss, "downstream_response_headers", broken)
+        t = Transcript(self)
+        t.client_sends(_get(b"/bug"))
+        t.origin_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        answer = t.client_received()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 500 "), answer)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
 
 class StalledHeadTranscriptTests(SynchronousTestCase):

@@ -14,7 +14,8 @@ protocol, used by the pool in L{squeak.net.origin}.
     C{Content-Length}, chunked (L{squeak.http.chunked}, the decoder the
     client side uses for requests) and close-delimited bodies as they
     arrive, never buffering a whole body.  No L{Deferred} is used on this
-    path except the one per request that the caller gets.
+    path except the one per request that L{UpstreamClient.request}'s caller
+    gets; the miss path has none (a L{ResponseReceiver} is told instead).
   - L{UpstreamResponse} (L{squeak.net.body}) carries every field as received (C{raw_headers})
     and gives the body to a protocol through C{deliverBody}, telling how it
     ended by the exception type: L{BodyComplete} for a complete body,
@@ -35,7 +36,7 @@ import typing
 from collections.abc import Callable
 from typing import IO, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
@@ -84,11 +85,29 @@ class ConnectionPool(typing.Protocol):
     def _retry(self, exchange: PendingRequest) -> None: ...
 
 
+class ResponseReceiver(typing.Protocol):
+    """
+    What a request sent with L{squeak.net.origin.UpstreamClient.send_request}
+    is answered to, instead of a L{Deferred}: the miss path sends one
+    request per client request, and a L{Deferred} with its callbacks costs
+    about 2 µs of each (docs/performance.md).  Exactly one of the two is
+    called, once; neither may raise.
+    """
+
+    def response_received(self, response: UpstreamResponse) -> None:
+        """The response head is in; the body follows through C{deliverBody}."""
+
+    def request_failed(self, reason: Failure) -> None:
+        """No response: the reason, as a L{Deferred} would have failed with
+        it (L{CancelledError} after L{PendingRequest.cancel})."""
+
+
 __all__ = [
     "IDEMPOTENT",
     "MalformedResponseError",
     "OriginConnection",
     "PendingRequest",
+    "ResponseReceiver",
 ]
 
 #: Methods that may be retried on a new connection (RFC 9110 §9.2.2).
@@ -138,6 +157,7 @@ class PendingRequest:
         "key",
         "method",
         "on_interim",
+        "receiver",
         "retried",
         "reused",
         "small_body",
@@ -153,7 +173,12 @@ class PendingRequest:
         body_start: int,
         body_length: int | None,
         small_body: bytes | None,
+        receiver: ResponseReceiver | None = None,
     ) -> None:
+        """
+        @param receiver: Told of the response or the failure; L{None} for
+            a L{Deferred} (C{deferred}) instead.
+        """
         self.client = client
         self.key = key
         self.method = method
@@ -162,7 +187,10 @@ class PendingRequest:
         self.body_start = body_start
         self.body_length = body_length
         self.small_body = small_body
-        self.deferred: Deferred[UpstreamResponse] = Deferred(self._cancel)
+        self.receiver = receiver
+        self.deferred: Deferred[UpstreamResponse] | None = (
+            Deferred(self._cancel) if receiver is None else None
+        )
         self.connecting: Deferred[Any] | None = None
         self.connection: OriginConnection | None = None
         self.reused = False
@@ -195,7 +223,11 @@ class PendingRequest:
         self.done = True
         self.connection = None
         self.on_interim = None  # no more interim responses; no cycle kept
-        self.deferred.callback(response)
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.response_received(response)
+        elif self.deferred is not None:
+            self.deferred.callback(response)
 
     def fail(self, reason: Failure | BaseException) -> None:
         if self.done:
@@ -203,9 +235,30 @@ class PendingRequest:
         self.done = True
         self.connection = None
         self.on_interim = None
-        self.deferred.errback(reason)
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.request_failed(reason if isinstance(reason, Failure) else failure_of(reason))
+        elif self.deferred is not None:
+            self.deferred.errback(reason)
 
-    def _cancel(self, _: Deferred[UpstreamResponse]) -> None:
+    def cancel(self) -> None:
+        """
+        The caller gives up (read timeout, client gone): abort the
+        connection and fail with L{CancelledError}, as cancelling the
+        L{Deferred} does.  Nothing happens once answered.
+        """
+        if self.deferred is not None:
+            self.deferred.cancel()
+            return
+        if self.done:
+            return
+        receiver = self.receiver
+        self._cancel(None)
+        self.receiver = None
+        if receiver is not None:
+            receiver.request_failed(failure_of(CancelledError()))
+
+    def _cancel(self, _: Deferred[UpstreamResponse] | None) -> None:
         """
         The caller gave up (read timeout, client gone): abort the
         connection; the L{Deferred} then fails with L{CancelledError}.

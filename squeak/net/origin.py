@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
@@ -62,10 +62,14 @@ from squeak.net.connection import (
     NEW,
     OriginConnection,
     PendingRequest,
+    ResponseReceiver,
     _BodySender,
 )
 from squeak.net.failures import NoResponseError
 from squeak.net.wire import DIRECT, Sender
+
+if TYPE_CHECKING:
+    from squeak.http.target import Target
 
 __all__ = [
     "IDEMPOTENT",
@@ -245,6 +249,48 @@ class UpstreamClient:
                 target = parse_absolute_target(target)
             except TargetError as error:
                 return fail(error)
+        exchange = self._pending(method, target, headers, body, None, check_peer, on_interim)
+        # Without a receiver, the request has a Deferred.
+        deferred = cast(Deferred[UpstreamResponse], exchange.deferred)
+        self._dispatch(exchange)
+        return deferred
+
+    def send_request(
+        self,
+        method: bytes,
+        target: Target,
+        headers: RawHeaders,
+        body: IO[bytes] | None,
+        receiver: ResponseReceiver,
+        *,
+        check_peer: Callable[[str], None] | None = None,
+        on_interim: Callable[[int, bytes, RawHeaders], None] | None = None,
+    ) -> PendingRequest:
+        """
+        L{request} without a L{Deferred}: C{receiver} is told of the
+        response or the failure (the miss path, once per client request).
+
+        @return: The request in flight; its C{cancel} gives up on it.  It
+            may already have failed (and told C{receiver}) when returned.
+        """
+        exchange = self._pending(method, target, headers, body, receiver, check_peer, on_interim)
+        self._dispatch(exchange)
+        return exchange
+
+    def _pending(
+        self,
+        method: bytes,
+        target: Target,
+        headers: RawHeaders,
+        body: IO[bytes] | None,
+        receiver: ResponseReceiver | None,
+        check_peer: Callable[[str], None] | None,
+        on_interim: Callable[[int, bytes, RawHeaders], None] | None,
+    ) -> PendingRequest:
+        """
+        The request's head (and a small body) ready to send, as a
+        L{PendingRequest}.
+        """
         key = (target.scheme, target.host, target.port)
         small_body: bytes | None = None
         body_start = 0
@@ -273,11 +319,12 @@ class UpstreamClient:
             lines.append(b"Content-Length: 0")
         lines.append(b"\r\n")
         head = b"\r\n".join(lines)
-        exchange = PendingRequest(self, key, method, head, body, body_start, length, small_body)
+        exchange = PendingRequest(
+            self, key, method, head, body, body_start, length, small_body, receiver
+        )
         exchange.check_peer = check_peer
         exchange.on_interim = on_interim
-        self._dispatch(exchange)
-        return exchange.deferred
+        return exchange
 
     def _dispatch(self, exchange: PendingRequest, *, fresh: bool = False) -> None:
         if not fresh:

@@ -34,8 +34,9 @@ from squeak.errors import BodyComplete, BodyEnded, ProxyError
 from squeak.http.fields import RawHeaders, downstream_response_headers
 from squeak.http.methods import invalidates_cache
 from squeak.http.target import Target
+from squeak.net.connection import PendingRequest
 from squeak.net.deadlines import Deadlines, deadline_resolution
-from squeak.net.failures import error_for_failure
+from squeak.net.failures import error_for_failure, failure_of
 from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.logtag import Answer
@@ -122,7 +123,7 @@ class MissHandler:
         self._transient = transient
         self._storer: ResponseStorer | None = None
         self._relay: BodyRelay | None = None
-        self._pending: defer.Deferred[Any] | None = None
+        self._pending: PendingRequest | None = None
         self._request_time = 0.0
         self._timing_answer = False
         self._read_timed_out = False
@@ -150,23 +151,45 @@ class MissHandler:
         exchange.hierarchy = "HIER_DIRECT"
         exchange.peer = target.host
         self._request_time = context.reactor.seconds()
-        pending = context.upstream.request(
+        # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
+        # per request: this runs on every miss (squeak/net/deadlines.py).
+        # Set before sending: a request may fail at once (a refused peer).
+        timeout = timeouts.connect + timeouts.read
+        self._timing_answer = True
+        context.deadlines.set(self, timeout, self._no_answer_in_time, timeout)
+        # No Deferred: the answer comes to response_received or
+        # request_failed (about 2 µs less per miss, docs/performance.md).
+        pending = context.upstream.send_request(
             exchange.method,
             target,
             outgoing,
             body,
+            self,
             check_peer=exchange.peer_check(),
             # RFC 9110 §15.2: never to an HTTP/1.0 client.
             on_interim=self._interim if exchange.version == b"HTTP/1.1" else None,
         )
-        self._pending = pending
-        # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
-        # per request: this runs on every miss (squeak/net/deadlines.py).
-        timeout = timeouts.connect + timeouts.read
-        self._timing_answer = True
-        context.deadlines.set(self, timeout, self._no_answer_in_time, pending, timeout)
-        pending.addCallbacks(self._got_response, self._upstream_failed)
-        pending.addErrback(exchange.internal_error)
+        if not pending.done:
+            self._pending = pending
+
+    def response_received(self, response: UpstreamResponse) -> None:
+        """
+        The origin's response head is in (L{ResponseReceiver}); a bug in
+        handling it answers 500, as an errback on a L{Deferred} would.
+        """
+        try:
+            self._got_response(response)
+        except Exception as error:
+            self._exchange.internal_error(failure_of(error))
+
+    def request_failed(self, reason: Failure) -> None:
+        """
+        No response from the origin (L{ResponseReceiver}).
+        """
+        try:
+            self._upstream_failed(reason)
+        except Exception as error:
+            self._exchange.internal_error(failure_of(error))
 
     def _interim(self, code: int, reason: bytes, fields: RawHeaders) -> None:
         """
@@ -190,14 +213,16 @@ class MissHandler:
             ),
         )
 
-    def _no_answer_in_time(self, pending: defer.Deferred[Any], timeout: float) -> None:
+    def _no_answer_in_time(self, timeout: float) -> None:
         """
         The origin did not answer (connect plus read timeout): give up on
         it; L{_upstream_failed} answers 504.
         """
         self._timing_answer = False
         self._overdue = timeout
-        pending.cancel()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
 
     def _stop_timing_answer(self) -> None:
         if self._timing_answer:
