@@ -49,6 +49,9 @@ __all__ = [
 _UPSTREAM_REGENERATED = frozenset({b"host", b"content-length", b"transfer-encoding"})
 #: Fields the client side regenerates for every response (its framing).
 _DOWNSTREAM_REGENERATED = frozenset({b"content-length", b"transfer-encoding"})
+_MAX_FORWARDS = frozenset({b"max-forwards"})
+_X_FORWARDED_FOR = frozenset({b"x-forwarded-for"})
+_NONE: frozenset[bytes] = frozenset()
 
 RawHeaders = list[tuple[bytes, bytes]]
 """
@@ -241,8 +244,33 @@ def _hop_by_hop(headers: Sequence[tuple[bytes, bytes]], lowered: list[bytes]) ->
     """
     if b"connection" not in lowered:
         return HOP_BY_HOP
-    values = [headers[index][1] for index, low in enumerate(lowered) if low == b"connection"]
+    values = tuple([headers[i][1] for i, low in enumerate(lowered) if low == b"connection"])
+    if sum(map(len, values)) <= _REMEMBERED_CONNECTION:
+        # Most messages say the same (keep-alive, close): one set each.
+        return _named_by_connection(values)
+    return _named_by_connection.__wrapped__(values)
+
+
+#: The longest C{Connection} values (in bytes, all lines) whose hop-by-hop
+#: set is remembered, so an origin cannot fill the memory with long ones.
+_REMEMBERED_CONNECTION = 256
+
+
+@functools.lru_cache(maxsize=64)
+def _named_by_connection(values: tuple[bytes, ...]) -> frozenset[bytes]:
+    """
+    L{HOP_BY_HOP} and the options C{Connection} names (RFC 9110 §7.6.1).
+    """
     return HOP_BY_HOP | {element.lower() for element in _list_elements(values)}
+
+
+@functools.lru_cache(maxsize=64)
+def _removed(*sets: frozenset[bytes]) -> frozenset[bytes]:
+    """
+    The union of field-name sets: the same few sets meet on every message
+    (frozensets hash once), so each union is made once.
+    """
+    return frozenset().union(*sets)
 
 
 def _protocol_name(protocol: bytes) -> bytes:
@@ -574,11 +602,12 @@ def upstream_request_headers(
         raise ValueError(f"unknown forwarded_for mode: {forwarded_for!r}")
     lowered = [name.lower() for name, _ in headers]
     hop_by_hop = _hop_by_hop(headers, lowered)
-    removed = hop_by_hop | _UPSTREAM_REGENERATED
-    if max_forwards is not None:
-        removed |= {b"max-forwards"}
-    if forwarded_for != "transparent":
-        removed |= {b"x-forwarded-for"}
+    removed = _removed(
+        hop_by_hop,
+        _UPSTREAM_REGENERATED,
+        _MAX_FORWARDS if max_forwards is not None else _NONE,
+        _NONE if forwarded_for == "transparent" else _X_FORWARDED_FOR,
+    )
     result: RawHeaders = [(b"Host", authority)]
     result += [field for field, low in zip(headers, lowered, strict=True) if low not in removed]
     if max_forwards is not None:
@@ -631,7 +660,7 @@ def downstream_response_headers(
     @raise ValueError: for an invalid C{response_version}.
     """
     lowered = [name.lower() for name, _ in headers]
-    removed = _hop_by_hop(headers, lowered) | _DOWNSTREAM_REGENERATED | replaced
+    removed = _removed(_hop_by_hop(headers, lowered), _DOWNSTREAM_REGENERATED, replaced)
     result = [field for field, low in zip(headers, lowered, strict=True) if low not in removed]
     if via:
         _append_via(
