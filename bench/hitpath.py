@@ -175,7 +175,7 @@ def _measure(_reactor: Any, args: argparse.Namespace) -> Any:
     access_log.close()
     for name, values in results.items():
         print(
-            f"{name:5s} {statistics.median(values):7.1f} us/request "
+            f"{name:5s} {statistics.median(values):7.1f} us/request, best {min(values):.1f} "
             f"(median of {len(values)}: {', '.join(f'{v:.1f}' for v in values)})"
         )
     yield origin_port.stopListening()
