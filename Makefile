@@ -50,7 +50,11 @@ TEST_FAST := \
 	tests.test_http_response \
 	tests.test_http_sni \
 	tests.test_http_target \
-	tests.test_logformat
+	tests.test_logformat \
+	tests.test_upstream_carp \
+	tests.test_upstream_group \
+	tests.test_upstream_health \
+	tests.test_upstream_selection
 
 test-fast: venv
 	$(PY) -b -W default -m twisted.trial $(TEST_FAST)

@@ -75,6 +75,7 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.storing",
             "squeak.cache.validation",
             "squeak.cache.ranges",
+            "squeak.upstream.*",
             "squeak.errors",
             # The access log's record and formatters; accesslog is their
             # I/O shell.
