@@ -77,6 +77,13 @@ from squeak.config_values import (
     parse_size,
 )
 from squeak.logline import PRESET_NAMES
+from squeak.upstream.peers import (
+    HIERARCHY_TABLE,
+    PEER_TABLE,
+    HierarchyConfig,
+    PeerConfigError,
+    parse_hierarchy,
+)
 from squeak.values import IPNetwork, parse_network
 
 __all__ = [
@@ -633,6 +640,8 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
+    #: [[cache_peer]] and [hierarchy] (squeak/upstream/peers.py).
+    hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
 
 
 # --- Loading ---------------------------------------------------------------------
@@ -668,7 +677,10 @@ def _build_table(
 ACL_TABLE = "acl"
 
 #: Every table name, in document order, for suggestions.
-_KNOWN_TABLES = [n for t in TABLES for n in ((ACL_TABLE, t) if t == "access" else (t,))]
+_KNOWN_TABLES = [n for t in TABLES for n in ((ACL_TABLE, t) if t == "access" else (t,))] + [
+    PEER_TABLE,
+    HIERARCHY_TABLE,
+]
 
 
 def _build_acls(values: dict[str, object], text: str, path: str, base_dir: str) -> dict[str, Any]:
@@ -726,6 +738,8 @@ def parse_config(text: str, path: str) -> Config:
     base_dir = os.path.dirname(os.path.abspath(path))
     tables: dict[str, Any] = {}
     acls = None
+    # Read once the ACLs are (squeak/upstream/peers.py).
+    peering = {key: document.pop(key) for key in (PEER_TABLE, HIERARCHY_TABLE) if key in document}
     for name, values in document.items():
         cls = TABLES.get(name)
         if cls is None and name != ACL_TABLE:
@@ -746,7 +760,13 @@ def parse_config(text: str, path: str) -> Config:
         else:
             tables[name] = _build_table(cls, name, values, text, path, base_dir)
     policy = _build_policy(acls, tables, text, path)
-    config = Config(**tables, policy=policy, source=path)
+    try:
+        hierarchy = parse_hierarchy(
+            peering.get(PEER_TABLE), peering.get(HIERARCHY_TABLE), policy.acls, text
+        )
+    except PeerConfigError as e:
+        raise ConfigError(path, e.key, str(e), e.line) from None
+    config = Config(**tables, policy=policy, source=path, hierarchy=hierarchy)
     _check_tls(config, text, path)
     _check_intercept(config, text, path)
     return config

@@ -42,6 +42,8 @@ from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
 from squeak.net.origin import UpstreamClient
+from squeak.net.parents import Parents
+from squeak.upstream.hierarchy import Hierarchy
 from squeak.net.wire import SendBatcher
 from squeak.proxy.client import ForwardProxyFactory
 from squeak.proxy.context import ProxyContext
@@ -152,6 +154,9 @@ class _ProxyCoreService(Service):
             self._uninstall()
             self._uninstall = None
         closing = self._context.upstream.close()
+        parents = self._context.parents
+        if parents is not None:
+            closing.addBoth(lambda _: parents.close())
         closing.addBoth(lambda _: self._context.access_log.close())
         closing.addBoth(lambda _: self._context.cache.close())
         return closing
@@ -271,6 +276,17 @@ def build_context(
     # collect records, format and write them every 0.5 s or 512 lines
     # (and at reopen and close).
     access_log.start_buffering(reactor)
+    parents = None
+    if config.hierarchy.enabled:
+        parents = Parents(
+            reactor,
+            Hierarchy(config.hierarchy),
+            connect_timeout=config.timeouts.connect,
+            max_idle=config.upstream.max_idle_per_host,
+            idle_timeout=config.timeouts.server_idle,
+            ca_file=config.upstream.ca_file,
+            sender=batcher,
+        )
     return ProxyContext(
         config=config,
         reactor=reactor,
@@ -284,6 +300,7 @@ def build_context(
             deadline_resolution(min(config.timeouts.connect, config.timeouts.read)),
         ),
         batcher=batcher,
+        parents=parents,
     )
 
 

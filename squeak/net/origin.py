@@ -396,6 +396,11 @@ class UpstreamClient:
                 max(0.0, oldest + self.idle_timeout - now), self._swept
             )
 
+    @property
+    def open_count(self) -> int:
+        """How many connections of this client are open, idle ones included."""
+        return len(self._open)
+
     def idle_count(self, scheme: str, host: str, port: int) -> int:
         """
         How many idle connections to an origin are pooled (for tests and

@@ -17,6 +17,7 @@ from squeak.cache.facade import HttpCache
 from squeak.config import Config
 from squeak.net.deadlines import Deadlines
 from squeak.net.origin import UpstreamClient
+from squeak.net.parents import Parents
 from squeak.net.wire import SendBatcher
 
 __all__ = ["ProxyContext"]
@@ -38,6 +39,8 @@ class ProxyContext:
     @ivar channels: Open client connections (for stats and a clean shutdown).
     @ivar connections_by_client: How many of them each client address has
         (for C{maxconn} rules).
+    @ivar parents: The cache hierarchy's parents (L{squeak.net.parents}),
+        or L{None} when every request goes direct.
     """
 
     config: Config
@@ -51,3 +54,4 @@ class ProxyContext:
     batcher: SendBatcher
     channels: set[Any] = field(default_factory=set)
     connections_by_client: dict[str, int] = field(default_factory=dict)
+    parents: Parents | None = None

@@ -1,0 +1,355 @@
+"""
+A squeak child with squeak parents on loopback: requests through a parent
+(plain and CONNECT), credentials, a two-level hierarchy that caches at both
+levels, failover and recovery, never_direct, CARP over three real parents,
+and the access log's hierarchy codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import tempfile
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.trial import unittest
+
+from tests.origins import Origin
+from tests.peerharness import RunningProxy, get, peer_toml, start_squeak
+
+
+def _sha_line(user: str, password: str) -> str:
+    digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+    return f"{user}:{{SHA}}{digest}\n"
+
+
+class _Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class HierarchyTestCase(unittest.TestCase):
+    timeout = 60
+
+    def origin(self) -> Origin:
+        origin = Origin(reactor)
+        origin.listen()
+        self.addCleanup(origin.port.stopListening)
+        return origin
+
+    def parent(self, name: str, extra: str = "") -> RunningProxy:
+        return start_squeak(self, name, extra)
+
+    def child(self, peers: str, hierarchy: str = "", extra: str = "") -> RunningProxy:
+        table = f"[hierarchy]\n{hierarchy}\n" if hierarchy else ""
+        return start_squeak(self, "child", peers + "\n" + table + extra)
+
+    def last_fields(self, proxy: RunningProxy) -> list[str]:
+        return proxy.log_lines()[-1].split()
+
+
+class ThroughParentTests(HierarchyTestCase):
+    async def test_get_goes_through_the_parent_and_is_logged(self) -> None:
+        """A GET goes to the parent in absolute form; the child logs FIRSTUP_PARENT/name."""
+        origin = self.origin()
+        parent = self.parent("north")
+        child = self.child(peer_toml("north", parent.port))
+        status, head, body = await get(child.port, origin.url("/echo"))
+        self.assertEqual(status, 200)
+        self.assertIn(b'"uri": "/echo"', body)
+        fields = self.last_fields(child)
+        self.assertEqual(fields[8], "FIRSTUP_PARENT/north")
+        parent_fields = self.last_fields(parent)
+        self.assertEqual(parent_fields[6], origin.url("/echo"))
+        self.assertTrue(parent_fields[8].startswith("HIER_DIRECT/127.0.0.1"), parent_fields)
+        # Via names both proxies, in order.
+        received = dict((k.lower(), v) for k, v in origin.requests[-1]["headers"])
+        self.assertIn("child.test", received["via"])
+        self.assertIn("north.test", received["via"])
+
+    async def test_login_reaches_the_parent_never_the_origin(self) -> None:
+        """The parent demands credentials: the child's login gets through, and the origin never sees them."""
+        origin = self.origin()
+        directory = tempfile.mkdtemp()
+        htpasswd = os.path.join(directory, "htpasswd")
+        with open(htpasswd, "w") as handle:
+            handle.write(_sha_line("child", "s3cret"))
+        parent = self.parent(
+            "north",
+            f"""
+[auth]
+htpasswd = "{htpasswd}"
+[acl]
+children = {{ proxy_auth = ["child"] }}
+[access]
+http_access = ["deny !localnet", "allow children", "deny all"]
+""",
+        )
+        wrong = self.child(peer_toml("north", parent.port, 'login = "child:wrong"'))
+        status, _, _ = await get(wrong.port, origin.url("/echo"))
+        self.assertEqual(status, 407)
+        child = start_squeak(
+            self, "child2", peer_toml("north", parent.port, 'login = "child:s3cret"')
+        )
+        status, _, body = await get(
+            child.port,
+            origin.url("/echo"),
+            {"Proxy-Authorization": "Basic " + base64.b64encode(b"client:own").decode()},
+        )
+        self.assertEqual(status, 200)
+        names = [k.lower() for k, _ in origin.requests[-1]["headers"]]
+        self.assertNotIn("proxy-authorization", names)
+        self.assertNotIn(b"s3cret", body)
+        self.assertNotIn(b"client:own", body)
+        self.assertEqual(self.last_fields(parent)[7], "child")
+
+    async def test_passthru_sends_the_clients_credentials_to_the_parent(self) -> None:
+        """login = "PASSTHRU": the client's own Proxy-Authorization goes to the parent."""
+        origin = self.origin()
+        directory = tempfile.mkdtemp()
+        htpasswd = os.path.join(directory, "htpasswd")
+        with open(htpasswd, "w") as handle:
+            handle.write(_sha_line("alice", "pw"))
+        parent = self.parent(
+            "north",
+            f"""
+[auth]
+htpasswd = "{htpasswd}"
+[acl]
+users = {{ proxy_auth = ["alice"] }}
+[access]
+http_access = ["deny !localnet", "allow users", "deny all"]
+""",
+        )
+        child = self.child(peer_toml("north", parent.port, 'login = "PASSTHRU"'))
+        status, _, _ = await get(
+            child.port,
+            origin.url("/echo"),
+            {"Proxy-Authorization": "Basic " + base64.b64encode(b"alice:pw").decode()},
+        )
+        self.assertEqual(status, 200)
+        self.assertEqual(self.last_fields(parent)[7], "alice")
+
+    async def test_two_levels_both_cache(self) -> None:
+        """A cacheable response is stored by the parent and by the child."""
+        origin = self.origin()
+        parent = self.parent("north")
+        child = self.child(peer_toml("north", parent.port))
+        url = origin.url("/cached/x?cc=max-age%3D600")
+        first = await get(child.port, url)
+        self.assertEqual(first[0], 200)
+        second = await get(child.port, url)
+        self.assertEqual(second[2], first[2])
+        self.assertIn("HIT", self.last_fields(child)[3])
+        # Another child of the same parent: a miss here, a hit there.
+        other = start_squeak(self, "other", peer_toml("north", parent.port))
+        third = await get(other.port, url)
+        self.assertEqual(third[2], first[2])
+        self.assertIn("MISS", self.last_fields(other)[3])
+        self.assertIn("HIT", self.last_fields(parent)[3])
+        self.assertEqual(origin.counts[b"/cached/x"], 1)
+
+    async def test_loop_through_the_hierarchy_is_refused(self) -> None:
+        """A parent whose parent is its child: Via shows the loop, answered 508."""
+        origin = self.origin()
+        # A forwards to B, B forwards to A (both never_direct).
+        a = start_squeak(self, "loop-a", peer_toml("b", 1))
+        b = start_squeak(
+            self, "loop-b", peer_toml("a", a.port) + '[hierarchy]\nnever_direct = ["allow all"]\n'
+        )
+        # Point A at B now that B's port is known.
+        from squeak.net.parents import Parents
+        from squeak.upstream.hierarchy import Hierarchy
+        from squeak.upstream.peers import parse_hierarchy
+
+        config = a.service.context.config
+        hierarchy = parse_hierarchy(
+            [{"name": "b", "host": "127.0.0.1", "port": b.port}],
+            {"never_direct": ["allow all"]},
+            config.policy.acls,
+            "",
+        )
+        old = a.service.context.parents
+        a.service.context.parents = Parents(
+            reactor,
+            Hierarchy(hierarchy),
+            connect_timeout=5,
+            max_idle=4,
+            idle_timeout=10,
+        )
+        self.addCleanup(a.service.context.parents.close)
+        await old.close()
+        status, _, body = await get(a.port, origin.url("/echo"))
+        self.assertEqual(status, 508, body[:300])
+        self.assertEqual(origin.requests, [])
+
+
+class ConnectThroughParentTests(HierarchyTestCase):
+    async def test_connect_goes_through_the_parent(self) -> None:
+        """CONNECT is sent to the parent as CONNECT host:port; bytes are relayed."""
+        echo = reactor.listenTCP(0, Factory.forProtocol(_Echo), interface="127.0.0.1")
+        self.addCleanup(echo.stopListening)
+        port = echo.getHost().port
+        parent = self.parent(
+            "north", '[acl]\nSSL_ports = { port = [443, ' + str(port) + "] }\n"
+        )
+        child = self.child(
+            peer_toml("north", parent.port), extra="[acl]\nSSL_ports = { port = [443, " + str(port) + "] }\n"
+        )
+
+        def tunnel() -> bytes:
+            with socket.create_connection(("127.0.0.1", child.port), timeout=10) as s:
+                s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                s.sendall(b"ping through two proxies")
+                got = b""
+                while len(got) < 24:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                return head + b"|" + got
+
+        answer = await deferToThread(tunnel)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
+        self.assertTrue(answer.endswith(b"ping through two proxies"), answer)
+        await deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/north")
+        self.assertEqual(self.last_fields(parent)[5], "CONNECT")
+
+
+class HealthTests(HierarchyTestCase):
+    async def test_failover_then_recovery_by_the_prober(self) -> None:
+        """A parent that goes down: requests fail over; the prober brings it back."""
+        origin = self.origin()
+        first = self.parent("first")
+        second = self.parent("second")
+        first_port = first.port
+        child = self.child(
+            peer_toml("first", first.port) + peer_toml("second", second.port),
+            'max_fails = 1\nprobe = "tcp"\nprobe_interval = "0.2s"\nnever_direct = ["allow all"]',
+        )
+        await get(child.port, origin.url("/echo?1"))
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/first")
+        # The first parent goes away.
+        await first.go_down()
+        await get(child.port, origin.url("/echo?2"))
+        self.assertEqual(self.last_fields(child)[8], "ANY_OLD_PARENT/second")
+        await get(child.port, origin.url("/echo?3"))
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/second")
+        # Back on the same port: the prober finds it.
+        from squeak.config import parse_config
+        from squeak.service import build_service
+
+        directory = tempfile.mkdtemp()
+        config = parse_config(
+            f'[proxy]\nhttp_port = ["127.0.0.1:{first_port}"]\nvisible_hostname = "first.test"\n'
+            f'[cache]\ndir = "{directory}/c"\n[access_log]\npath = "{directory}/a.log"\n',
+            os.path.join(directory, "s.toml"),
+        )
+        service = build_service(config, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        parents: Any = child.service.context.parents
+        for _ in range(50):
+            await deferLater(reactor, 0.1, lambda: None)
+            if not parents.hierarchy.is_down(parents.hierarchy.peer("first")):
+                break
+        self.assertFalse(parents.hierarchy.is_down(parents.hierarchy.peer("first")))
+        self.assertGreater(parents.prober.probes_sent, 0)
+        await get(child.port, origin.url("/echo?4"))
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/first")
+
+    async def test_never_direct_with_every_parent_down_is_503_naming_them(self) -> None:
+        """never_direct and no parent answers: 503 ERR_CANNOT_FORWARD naming the parents."""
+        origin = self.origin()
+        dead = []
+        for _ in range(2):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                dead.append(probe.getsockname()[1])
+        child = self.child(
+            peer_toml("east", dead[0]) + peer_toml("west", dead[1]),
+            'never_direct = ["allow all"]\nmax_fails = 1',
+        )
+        status, head, body = await get(child.port, origin.url("/echo"))
+        self.assertEqual(status, 503)
+        self.assertIn(b"ERR_CANNOT_FORWARD", head + body)
+        self.assertIn(b"east", body)
+        self.assertIn(b"west", body)
+        self.assertEqual(origin.requests, [])
+        # Both are down now: the next request names them without trying.
+        status, _, body = await get(child.port, origin.url("/echo"))
+        self.assertEqual(status, 503)
+        self.assertIn(b"no parent is up", body)
+        self.assertIn(b"east, west", body)
+
+    async def test_without_never_direct_it_goes_direct_when_parents_are_down(self) -> None:
+        """Squid's default: parents first, direct when none answers."""
+        origin = self.origin()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()[1]
+        child = self.child(peer_toml("gone", dead))
+        status, _, _ = await get(child.port, origin.url("/echo"))
+        self.assertEqual(status, 200)
+        self.assertTrue(self.last_fields(child)[8].startswith("HIER_DIRECT/127.0.0.1"))
+
+    async def test_always_direct_skips_the_parents(self) -> None:
+        """always_direct allows: the request goes to the origin itself."""
+        origin = self.origin()
+        parent = self.parent("north")
+        child = self.child(peer_toml("north", parent.port), 'always_direct = ["allow all"]')
+        status, _, _ = await get(child.port, origin.url("/echo"))
+        self.assertEqual(status, 200)
+        self.assertTrue(self.last_fields(child)[8].startswith("HIER_DIRECT/"))
+        self.assertEqual(parent.log_lines(), [])
+
+
+class CarpArrayTests(HierarchyTestCase):
+    async def test_each_url_always_to_the_same_parent_and_a_down_one_moves_only_its_share(
+        self,
+    ) -> None:
+        """Three real parents under CARP: stable choices; one down moves only its URLs."""
+        origin = self.origin()
+        parents = {name: self.parent(name) for name in ("alpha", "bravo", "charlie")}
+        weights = {"alpha": 1, "bravo": 2, "charlie": 3}
+        peers = "".join(
+            peer_toml(name, proxy.port, f"weight = {weights[name]}")
+            for name, proxy in parents.items()
+        )
+        child = self.child(
+            peers, 'selection = "carp"\nnever_direct = ["allow all"]\nmax_fails = 1\nprobe_interval = "60s"'
+        )
+        urls = [origin.url(f"/echo/{n}") for n in range(24)]
+        chosen = {}
+        for url in urls:
+            await get(child.port, url)
+            code, name = self.last_fields(child)[8].split("/")
+            self.assertEqual(code, "CARP")
+            chosen[url] = name
+        for url in urls[:8]:
+            await get(child.port, url)
+            self.assertEqual(self.last_fields(child)[8], f"CARP/{chosen[url]}")
+        self.assertEqual(len(set(chosen.values())), 3, chosen)
+        await parents["charlie"].go_down()
+        moved = {}
+        for url in urls:
+            await get(child.port, url)
+            moved[url] = self.last_fields(child)[8].split("/")[1]
+        for url in urls:
+            if chosen[url] != "charlie":
+                self.assertEqual(moved[url], chosen[url], url)
+            else:
+                self.assertNotEqual(moved[url], "charlie")
