@@ -110,7 +110,9 @@ path = "{log_path}"
     return RunningProxy(name, port, log_path, service)
 
 
-def start_squid(case: unittest.TestCase, name: str, extra: str = "") -> RunningProxy:
+def start_squid(
+    case: unittest.TestCase, name: str, extra: str = "", access: str = "http_access allow localhost"
+) -> RunningProxy:
     """
     Start a real Squid (C{-N}, foreground) on a free loopback port, with a
     memory-only cache, its own directory (writable by the account it
@@ -143,9 +145,9 @@ netdb_filename none
 shutdown_lifetime 0 seconds
 dns_nameservers 127.0.0.1
 acl localhost src 127.0.0.1/32
-http_access allow localhost
-http_access deny all
+{access}
 {extra}
+http_access deny all
 """
         )
     process = subprocess.Popen(

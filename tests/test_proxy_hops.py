@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import socket
+import subprocess
 import tempfile
 from typing import Any
 
@@ -21,7 +22,14 @@ from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.origins import Origin
-from tests.peerharness import RunningProxy, get, peer_toml, start_squeak
+from tests.peerharness import (
+    RunningProxy,
+    get,
+    peer_toml,
+    squid_peer_lines,
+    start_squeak,
+    start_squid,
+)
 
 
 def _sha_line(user: str, password: str) -> str:
@@ -353,3 +361,155 @@ class CarpArrayTests(HierarchyTestCase):
                 self.assertEqual(moved[url], chosen[url], url)
             else:
                 self.assertNotEqual(moved[url], "charlie")
+
+
+class SquidParentTests(HierarchyTestCase):
+    """The same hierarchy with a real Squid (the Debian package) as the parent."""
+
+    async def test_get_and_two_level_caching_through_a_squid_parent(self) -> None:
+        """squeak children of a Squid parent: a miss at both, then a hit at each level."""
+        origin = self.origin()
+        squid = start_squid(self, "squidparent")
+        child = self.child(peer_toml("squidparent", squid.port))
+        url = origin.url("/cached/squid?cc=max-age%3D600")
+        status, _, body = await get(child.port, url)
+        self.assertEqual(status, 200)
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/squidparent")
+        again = await get(child.port, url)
+        self.assertEqual(again[2], body)
+        self.assertIn("HIT", self.last_fields(child)[3])
+        other = start_squeak(self, "other", peer_toml("squidparent", squid.port))
+        third = await get(other.port, url)
+        self.assertEqual(third[2], body)
+        self.assertEqual(origin.counts[b"/cached/squid"], 1)
+        lines = await _squid_log(squid, 2)
+        self.assertIn("TCP_MISS", lines[0])
+        self.assertIn("HIER_DIRECT/127.0.0.1", lines[0])
+        self.assertIn("HIT", lines[1])
+
+    async def test_connect_through_a_squid_parent(self) -> None:
+        """CONNECT through Squid: a tunnel to an echo server."""
+        echo = reactor.listenTCP(0, Factory.forProtocol(_Echo), interface="127.0.0.1")
+        self.addCleanup(echo.stopListening)
+        port = echo.getHost().port
+        squid = start_squid(self, "squidparent")
+        child = self.child(
+            peer_toml("squidparent", squid.port),
+            extra=f"[acl]\nSSL_ports = {{ port = [443, {port}] }}\n",
+        )
+        answer = await deferToThread(_tunnel_echo, child.port, port)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
+        self.assertTrue(answer.endswith(b"ping through two proxies"), answer)
+        lines = await _squid_log(squid, 1)
+        self.assertIn("CONNECT 127.0.0.1:%d" % port, lines[0])
+
+    async def test_login_reaches_a_squid_parent(self) -> None:
+        """Squid with basic_ncsa_auth accepts the child's login; the origin never sees it."""
+        helper = "/usr/lib/squid/basic_ncsa_auth"
+        if not os.access(helper, os.X_OK):
+            raise unittest.SkipTest(f"{helper} is missing (Debian package squid)")
+        origin = self.origin()
+        directory = tempfile.mkdtemp()
+        os.chmod(directory, 0o755)
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-1", "s3cret"], capture_output=True, check=True, text=True
+        ).stdout.strip()
+        passwords = os.path.join(directory, "passwd")
+        with open(passwords, "w") as handle:
+            handle.write(f"child:{hashed}\n")
+        os.chmod(passwords, 0o644)
+        squid = start_squid(
+            self,
+            "squidauth",
+            f"auth_param basic program {helper} {passwords}\n"
+            "acl users proxy_auth REQUIRED\nhttp_access allow users\n",
+            access="http_access deny !localhost",
+        )
+        wrong = self.child(peer_toml("squidauth", squid.port, 'login = "child:wrong"'))
+        status, _, _ = await get(wrong.port, origin.url("/echo"))
+        self.assertEqual(status, 407)
+        child = start_squeak(
+            self, "child2", peer_toml("squidauth", squid.port, 'login = "child:s3cret"')
+        )
+        status, _, _ = await get(child.port, origin.url("/echo"))
+        self.assertEqual(status, 200)
+        names = [k.lower() for k, _ in origin.requests[-1]["headers"]]
+        self.assertNotIn("proxy-authorization", names)
+        lines = await _squid_log(squid, 2)
+        self.assertIn(" child ", lines[-1])
+
+
+class CarpAgainstSquidTests(HierarchyTestCase):
+    async def test_squid_child_and_squeak_child_pick_the_same_parents(self) -> None:
+        """A Squid child and a squeak child with the same CARP array send each URL to the same parent."""
+        origin = self.origin()
+        weights = {"alpha": 1, "bravo": 2, "charlie": 3}
+        parents = {name: self.parent(name) for name in weights}
+        squid = start_squid(
+            self,
+            "squidchild",
+            squid_peer_lines([(n, parents[n].port, w) for n, w in weights.items()], "carp")
+            + "\nnever_direct allow all\ncache deny all\n",
+        )
+        child = self.child(
+            "".join(peer_toml(n, parents[n].port, f"weight = {w}") for n, w in weights.items()),
+            'selection = "carp"\nnever_direct = ["allow all"]',
+        )
+        urls = [origin.url(f"/echo/carp/{n}?q={n * 7}") for n in range(30)]
+
+        def receiver(url: str) -> str:
+            found = [
+                name
+                for name, proxy in parents.items()
+                if any(f" {url} " in line for line in proxy.log_lines())
+            ]
+            return ",".join(found)
+
+        squeak_choice = {}
+        for url in urls:
+            await get(child.port, url)
+            squeak_choice[url] = self.last_fields(child)[8].split("/")[1]
+        for proxy in parents.values():
+            proxy.service.context.access_log.flush()
+            open(proxy.log_path, "w").close()
+        for url in urls:
+            status, _, _ = await get(squid.port, url)
+            self.assertEqual(status, 200)
+        squid_choice = {url: receiver(url) for url in urls}
+        self.assertEqual(squid_choice, squeak_choice)
+        self.assertEqual(len(set(squeak_choice.values())), 3)
+
+
+def _tunnel_echo(proxy_port: int, port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as s:
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        s.sendall(b"ping through two proxies")
+        got = b""
+        while len(got) < 24:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        return head + b"|" + got
+
+
+async def _squid_log(squid: RunningProxy, count: int) -> list[str]:
+    """
+    Squid's access-log lines, once there are C{count} (it writes them soon
+    after), without the one of the harness's connect that saw it listening.
+    """
+
+    def lines() -> list[str]:
+        return [line for line in squid.log_lines() if "transaction-end-before-headers" not in line]
+
+    for _ in range(50):
+        if len(lines()) >= count:
+            break
+        await deferLater(reactor, 0.1, lambda: None)
+    return lines()
