@@ -13,15 +13,18 @@ import os
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.origins import Origin
+from tests.tlsfixtures import ServerFiles, make_server_files
 from tests.peerharness import (
     RunningProxy,
     get,
@@ -513,3 +516,83 @@ async def _squid_log(squid: RunningProxy, count: int) -> list[str]:
             break
         await deferLater(reactor, 0.1, lambda: None)
     return lines()
+
+
+class TlsThroughParentTests(HierarchyTestCase):
+    def setUp(self) -> None:
+        directory = Path(os.path.abspath(self.mktemp()))
+        self.files = make_server_files(directory / "good", ["127.0.0.1", "localhost"])
+        self.wrong = make_server_files(directory / "wrong", ["other.test"])
+        self.bundle = directory / "cas.pem"
+        self.bundle.write_bytes(self.files.ca.read_bytes() + self.wrong.ca.read_bytes())
+
+    def tls_origin(self, files: ServerFiles) -> tuple[Origin, int]:
+        origin = Origin(reactor)
+        key = KeyPair.load(files.key.read_bytes(), 1)
+        cert = PrivateCertificate.load(files.certificate.read_bytes(), key, 1)
+        options = CertificateOptions(privateKey=key.original, certificate=cert.original)
+        port = reactor.listenSSL(0, origin.site, options, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        origin.port = port
+        return origin, port.getHost().port
+
+    async def test_https_uri_goes_through_a_connect_tunnel_verified_against_the_origin(
+        self,
+    ) -> None:
+        """An https:// URI squeak fetches itself: CONNECT through the parent, TLS to the origin."""
+        origin, port = self.tls_origin(self.files)
+        ssl_ports = f"[acl]\nSSL_ports = {{ port = [443, {port}] }}\n"
+        parent = self.parent("north", ssl_ports)
+        child = self.child(
+            peer_toml("north", parent.port),
+            'never_direct = ["allow all"]',
+            extra=f'[upstream]\nca_file = "{self.bundle}"\n',
+        )
+        url = f"https://127.0.0.1:{port}/echo/secure"
+        status, _, body = await get(child.port, url)
+        self.assertEqual(status, 200, body[:300])
+        self.assertEqual([r["uri"] for r in origin.requests], ["/echo/secure"])
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/north")
+        # The tunnel is pooled for the next https request; the parent logs
+        # it as a CONNECT once it closes.
+        parents: Any = child.service.context.parents
+        self.assertEqual(parents.clients["north"].pool.idle_count("https", "127.0.0.1", port), 1)
+        await parents.close()
+        for _ in range(20):
+            if parent.log_lines():
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.last_fields(parent)[5], "CONNECT")
+        # A certificate that does not name the origin is refused through
+        # the tunnel as it is directly.
+        _, wrong_port = self.tls_origin(self.wrong)
+        ssl_ports = f"[acl]\nSSL_ports = {{ port = [443, {wrong_port}] }}\n"
+        parent2 = start_squeak(self, "south", ssl_ports)
+        child2 = start_squeak(
+            self,
+            "child2",
+            peer_toml("south", parent2.port)
+            + '[hierarchy]\nnever_direct = ["allow all"]\n'
+            + f'[upstream]\nca_file = "{self.bundle}"\n',
+        )
+        status, head, body = await get(child2.port, f"https://127.0.0.1:{wrong_port}/echo")
+        self.assertEqual(status, 502, head)
+        self.assertIn(b"ERR_SECURE_CONNECT_FAIL", head + body)
+
+    async def test_tls_to_the_parent(self) -> None:
+        """tls = true: the child speaks TLS to the parent, verified against its name."""
+        origin = self.origin()
+        parent = self.parent(
+            "north",
+            f'[tls]\nhttps_port = ["127.0.0.1:0"]\ncertificate = "{self.files.certificate}"\n'
+            f'key = "{self.files.key}"\n',
+        )
+        tls_port = parent.service.services[2].port.getHost().port
+        child = self.child(
+            peer_toml("north", tls_port, "tls = true"),
+            extra=f'[upstream]\nca_file = "{self.bundle}"\n',
+        )
+        status, _, body = await get(child.port, origin.url("/echo"))
+        self.assertEqual(status, 200, body[:300])
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/north")
+        self.assertEqual(self.last_fields(parent)[6], origin.url("/echo"))
