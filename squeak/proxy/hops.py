@@ -50,6 +50,10 @@ _UNREACHED = (
 )
 
 
+#: How a connection that was dropped before any answer ended.
+_CLOSED = (ierror.ConnectionDone, ierror.ConnectionLost)
+
+
 def _unreached(reason: Failure, method: bytes) -> bool:
     """
     Whether C{reason} says the hop was not reached, so the request can go
@@ -59,7 +63,13 @@ def _unreached(reason: Failure, method: bytes) -> bool:
     value = reason.value
     if isinstance(value, _UNREACHED):
         return True
-    return isinstance(value, NoResponseError) and method in IDEMPOTENT
+    # A TLS failure (to a parent, or to an origin through a tunnel) is no
+    # sign that the hop is down: it is answered as it is.
+    return (
+        isinstance(value, NoResponseError)
+        and isinstance(value.cause, _CLOSED)
+        and method in IDEMPOTENT
+    )
 
 
 class HopAttempts:
