@@ -54,6 +54,8 @@ TEST_FAST := \
 	tests.test_upstream_carp \
 	tests.test_upstream_group \
 	tests.test_upstream_health \
+	tests.test_upstream_hierarchy \
+	tests.test_upstream_peers \
 	tests.test_upstream_selection
 
 test-fast: venv
