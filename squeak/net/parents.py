@@ -45,6 +45,7 @@ __all__ = [
     "ParentTunnelEndpoint",
     "Parents",
     "Prober",
+    "connect_head",
 ]
 
 #: The pool key scheme of connections to the parent itself.
