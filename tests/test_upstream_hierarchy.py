@@ -157,7 +157,7 @@ class HealthTests(SynchronousTestCase):
             hierarchy.failed(hierarchy.peer(name), 1.0)
         route = hierarchy.route(_facts(), b"k", 2.0)
         self.assertEqual((route.hops, route.never_direct), ((), True))
-        self.assertEqual(route.names, ("a", "b", "c"))
+        self.assertEqual(hierarchy.names_for(_facts()), ("a", "b", "c"))
 
     def test_without_probing_a_parent_is_tried_after_fail_timeout(self) -> None:
         """probe = "off": a down parent comes back for a trial after fail_timeout."""

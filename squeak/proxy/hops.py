@@ -167,7 +167,7 @@ class HopAttempts:
     def _give_up(self) -> None:
         route = self._route
         if route.never_direct:
-            names = ", ".join(route.names) or "none"
+            names = ", ".join(self._parents.hierarchy.names_for(self._exchange.facts)) or "none"
             tried = ", ".join(self._tried)
             detail = (
                 f"never_direct: no parent answered (tried {tried}; parents: {names})"

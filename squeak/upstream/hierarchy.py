@@ -6,7 +6,7 @@ C{peer_select.cc} decides them.
 
   - C{always_direct} allows: direct only (C{HIER_DIRECT}).
   - C{never_direct} allows: parents only; none usable is a 503 naming the
-    parents (L{Route.names}).
+    parents (L{Hierarchy.names_for}).
   - C{prefer_direct} allows: direct first, then the parents.
   - otherwise, with parents configured: the parents first and direct last
     (Squid's default, C{prefer_direct off}).
@@ -83,13 +83,12 @@ class Route:
     @ivar hops: Where to try, in order; empty when nowhere may be tried
         (C{never_direct} with no parent up).
     @ivar reason: Which rule decided, for the debug log and error pages.
-    @ivar names: Every parent the request could have used, for the 503
-        page when none answers.
+    @ivar never_direct: Whether C{never_direct} decided: no hop that
+        answers is then a 503 naming the parents (L{Hierarchy.names_for}).
     """
 
     hops: tuple[Hop, ...]
     reason: str
-    names: tuple[str, ...] = ()
     never_direct: bool = False
 
 
@@ -138,38 +137,39 @@ class Hierarchy:
 
     def _parents(
         self, facts: Facts | None, key: bytes, now: float, in_flight: Callable[[str], int]
-    ) -> tuple[list[Hop], tuple[str, ...]]:
-        """
-        The usable parents for this request, best first, and the names of
-        every parent whose rules allow it (up or not).
-        """
-        allowed_names: list[str] = []
+    ) -> list[Hop]:
+        """The usable parents for this request, best first."""
+        by_name = self._by_name
 
         def allowed(member: Member) -> bool:
-            peer = self._by_name[member.name]
+            peer = by_name[member.name]
             if peer.access is not None and (
                 facts is None or evaluate(peer.access, facts).action is not Action.ALLOW
             ):
                 return False
-            allowed_names.append(peer.name)
             limit = peer.max_connections
             return not limit or in_flight(peer.name) < limit
 
         hops: list[Hop] = []
         for index, member in enumerate(self._group.candidates(key, now, allowed)):
             code = self._selection_code if index == 0 else "ANY_OLD_PARENT"
-            hops.append(Hop(self._by_name[member.name], code))
-        for member in self._defaults.candidates(key, now, allowed):
-            hops.append(Hop(self._by_name[member.name], "DEFAULT_PARENT"))
-        # Down parents are not asked about (the group skips them): name
-        # them too, if their rules would allow the request.
-        for peer in self.config.peers:
-            if peer.name not in allowed_names and (
-                peer.access is None
-                or (facts is not None and evaluate(peer.access, facts).action is Action.ALLOW)
-            ):
-                allowed_names.append(peer.name)
-        return hops, tuple(dict.fromkeys(allowed_names))
+            hops.append(Hop(by_name[member.name], code))
+        if self._defaults.members:
+            for member in self._defaults.candidates(key, now, allowed):
+                hops.append(Hop(by_name[member.name], "DEFAULT_PARENT"))
+        return hops
+
+    def names_for(self, facts: Facts | None) -> tuple[str, ...]:
+        """
+        Every parent whose C{access} rules allow the request, up or not:
+        what the 503 of C{never_direct} names.
+        """
+        return tuple(
+            peer.name
+            for peer in self.config.peers
+            if peer.access is None
+            or (facts is not None and evaluate(peer.access, facts).action is Action.ALLOW)
+        )
 
     def route(
         self,
@@ -190,12 +190,12 @@ class Hierarchy:
         config = self.config
         if _allows(config.always_direct, facts):
             return Route((DIRECT,), "always_direct allowed it")
-        parents, names = self._parents(facts, key, now, in_flight)
+        parents = self._parents(facts, key, now, in_flight)
         if _allows(config.never_direct, facts):
-            return Route(tuple(parents), "never_direct allowed it", names, never_direct=True)
+            return Route(tuple(parents), "never_direct allowed it", never_direct=True)
         if _allows(config.prefer_direct, facts):
-            return Route((DIRECT, *parents), "prefer_direct allowed it", names)
-        return Route((*parents, DIRECT), "parents first (prefer_direct off)", names)
+            return Route((DIRECT, *parents), "prefer_direct allowed it")
+        return Route((*parents, DIRECT), "parents first (prefer_direct off)")
 
     # -- what happened --------------------------------------------------------
 
