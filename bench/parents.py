@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    HERE,
     LOAD_CPU,
     LOOPBACK,
-    HERE,
     Origin,
     cpu_ticks,
     log,
@@ -172,9 +172,7 @@ def main() -> int:
                     "parent_cpu_us_per_request": round((p1 - p0) / hz / requests * 1e6)
                     if parent_pids
                     else None,
-                    "machine_busy_pct": round(
-                        100 * (b1[0] - b0[0]) / max(1, b1[1] - b0[1]), 1
-                    ),
+                    "machine_busy_pct": round(100 * (b1[0] - b0[0]) / max(1, b1[1] - b0[1]), 1),
                     "errors": errors,
                 }
                 runs[label].append(sample)

@@ -43,12 +43,12 @@ from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
 from squeak.net.origin import UpstreamClient
 from squeak.net.parents import Parents
-from squeak.upstream.hierarchy import Hierarchy
 from squeak.net.wire import SendBatcher
 from squeak.proxy.client import ForwardProxyFactory
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
+from squeak.upstream.hierarchy import Hierarchy
 
 
 def _untyped(value: object) -> Any:

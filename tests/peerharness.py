@@ -111,7 +111,10 @@ path = "{log_path}"
 
 
 def start_squid(
-    case: unittest.TestCase, name: str, extra: str = "", access: str = "http_access allow localhost"
+    case: unittest.TestCase,
+    name: str,
+    extra: str = "",
+    access: str = "http_access allow localhost",
 ) -> RunningProxy:
     """
     Start a real Squid (C{-N}, foreground) on a free loopback port, with a
@@ -169,7 +172,9 @@ http_access deny all
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            with open(os.path.join(directory, "cache.log"), encoding="utf-8", errors="replace") as log:
+            with open(
+                os.path.join(directory, "cache.log"), encoding="utf-8", errors="replace"
+            ) as log:
                 tail = log.read()[-800:]
             raise AssertionError(f"squid exited with {process.returncode}: {tail}")
         try:
@@ -218,7 +223,9 @@ def raw_request(port: int, data: bytes, timeout: float = 15.0) -> bytes:
         return b"".join(chunks)
 
 
-async def get(port: int, url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+async def get(
+    port: int, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, bytes]:
     """
     GET C{url} through the proxy on C{port}, C{Connection: close}: the
     status, the head and the body.

@@ -17,14 +17,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.net.parents import (
     ParentClient,
-    ParentConnectFailed,
-    ParentRefused,
-    ParentTunnelEndpoint,
+    ParentConnectFailedError,
+    ParentRefusedError,
     Parents,
+    ParentTunnelEndpoint,
     connect_head,
 )
 from squeak.upstream.hierarchy import Hierarchy
-from squeak.upstream.peers import HierarchyConfig, CachePeer
+from squeak.upstream.peers import CachePeer, HierarchyConfig
 
 
 class _FakeEndpoint:
@@ -62,7 +62,9 @@ class _RecorderFactory:
 
 
 class TunnelEndpointTests(SynchronousTestCase):
-    def connect(self, authorization: bytes | None = None) -> tuple[_FakeEndpoint, _RecorderFactory, Deferred[Any]]:
+    def connect(
+        self, authorization: bytes | None = None
+    ) -> tuple[_FakeEndpoint, _RecorderFactory, Deferred[Any]]:
         fake = _FakeEndpoint()
         factory = _RecorderFactory()
         endpoint = ParentTunnelEndpoint(fake, "north", b"origin.test:443", authorization)
@@ -79,7 +81,10 @@ class TunnelEndpointTests(SynchronousTestCase):
         self.assertNoResult(connected)
 
     def test_200_hands_the_connection_over_with_early_bytes(self) -> None:
-        """After a 2xx the tunnel's protocol gets the connection and bytes that came with the head."""
+        """
+        After a 2xx the tunnel's protocol gets the connection, and the bytes
+        that came with the head.
+        """
         fake, factory, connected = self.connect()
         fake.protocol.dataReceived(b"HTTP/1.1 200 Connection established\r\n\r\nearly")
         self.assertIs(self.successResultOf(connected), factory.built)
@@ -98,28 +103,32 @@ class TunnelEndpointTests(SynchronousTestCase):
         self.assertIs(self.successResultOf(connected), factory.built)
 
     def test_refusal_is_a_proxy_error_naming_the_parent(self) -> None:
-        """A 403 from the parent fails with a 502 naming it; 407 stays a 407."""
+        """A 403 or 407 from the parent fails with a 502 naming it and its status."""
         fake, _, connected = self.connect()
         fake.protocol.dataReceived(b"HTTP/1.1 403 Forbidden\r\n\r\n")
-        error = self.failureResultOf(connected, ParentRefused).value
+        error = self.failureResultOf(connected, ParentRefusedError).value
         self.assertEqual((error.status, error.code), (502, 403))
         self.assertIn("north", error.detail)
         self.assertTrue(fake.transport.disconnecting)
         fake, _, connected = self.connect()
         fake.protocol.dataReceived(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
-        self.assertEqual(self.failureResultOf(connected, ParentRefused).value.status, 407)
+        error = self.failureResultOf(connected, ParentRefusedError).value
+        self.assertEqual((error.status, error.code), (502, 407))
 
     def test_garbage_and_close_are_connect_failures(self) -> None:
-        """Not HTTP, too long, or closed before answering: ParentConnectFailed (the parent is down)."""
+        """
+        Not HTTP, too long, or closed before answering: ParentConnectFailedError
+        (the parent counts as down).
+        """
         fake, _, connected = self.connect()
         fake.protocol.dataReceived(b"SSH-2.0-OpenSSH\r\n\r\n")
-        self.failureResultOf(connected, ParentConnectFailed)
+        self.failureResultOf(connected, ParentConnectFailedError)
         fake, _, connected = self.connect()
         fake.protocol.dataReceived(b"x" * 20000)
-        self.failureResultOf(connected, ParentConnectFailed)
+        self.failureResultOf(connected, ParentConnectFailedError)
         fake, _, connected = self.connect()
         fake.protocol.connectionLost(Failure(ConnectionDone()))
-        self.failureResultOf(connected, ParentConnectFailed)
+        self.failureResultOf(connected, ParentConnectFailedError)
 
     def test_connect_head_without_credentials(self) -> None:
         """No login: no Proxy-Authorization."""
@@ -128,7 +137,10 @@ class TunnelEndpointTests(SynchronousTestCase):
 
 class ParentClientTests(SynchronousTestCase):
     def test_plain_request_in_absolute_form_with_login_to_the_parent(self) -> None:
-        """An http request goes to the parent's pool in absolute form with the parent's credentials."""
+        """
+        An http request goes to the parent's pool in absolute form, with the
+        parent's credentials.
+        """
         from squeak.http.target import parse_absolute_target
 
         reactor = MemoryReactorClock()
@@ -139,9 +151,11 @@ class ParentClientTests(SynchronousTestCase):
         target = parse_absolute_target(b"http://origin.test/a?b")
         client.request(b"GET", target, [(b"Host", b"origin.test")], None)
         sent = fake.transport.value()
-        self.assertTrue(sent.startswith(b"GET http://origin.test/a?b HTTP/1.1\r\nHost: origin.test\r\n"))
+        self.assertTrue(
+            sent.startswith(b"GET http://origin.test/a?b HTTP/1.1\r\nHost: origin.test\r\n")
+        )
         self.assertIn(b"Proxy-Authorization: Basic Y2hpbGQ6cHc=\r\n", sent)
-        self.assertEqual(client.open_connections, 1)
+        self.assertEqual(client.busy_connections, 1)
 
 
 class ProberTests(SynchronousTestCase):
@@ -151,7 +165,9 @@ class ProberTests(SynchronousTestCase):
         config = HierarchyConfig(
             peers=(CachePeer("a", "127.0.0.1", 1),), max_fails=1, probe_interval=2.0
         )
-        parents = Parents(reactor, Hierarchy(config), connect_timeout=1, max_idle=1, idle_timeout=1)
+        parents = Parents(
+            reactor, Hierarchy(config), connect_timeout=1, max_idle=1, idle_timeout=1
+        )
         peer = config.peers[0]
         self.assertEqual(reactor.getDelayedCalls(), [])
         parents.failed(peer, "refused")
@@ -165,6 +181,4 @@ class ProberTests(SynchronousTestCase):
         parents.prober.stop()
         reactor.advance(2.0)
         self.assertFalse(parents.hierarchy.is_down(peer))
-        self.assertEqual(
-            [call for call in reactor.getDelayedCalls() if call.active()], []
-        )
+        self.assertEqual([call for call in reactor.getDelayedCalls() if call.active()], [])

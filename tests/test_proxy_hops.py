@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.origins import Origin
-from tests.tlsfixtures import ServerFiles, make_server_files
 from tests.peerharness import (
     RunningProxy,
     get,
@@ -33,6 +32,7 @@ from tests.peerharness import (
     start_squeak,
     start_squid,
 )
+from tests.tlsfixtures import ServerFiles, make_server_files
 
 
 def _sha_line(user: str, password: str) -> str:
@@ -71,7 +71,7 @@ class ThroughParentTests(HierarchyTestCase):
         origin = self.origin()
         parent = self.parent("north")
         child = self.child(peer_toml("north", parent.port))
-        status, head, body = await get(child.port, origin.url("/echo"))
+        status, _, body = await get(child.port, origin.url("/echo"))
         self.assertEqual(status, 200)
         self.assertIn(b'"uri": "/echo"', body)
         fields = self.last_fields(child)
@@ -85,7 +85,10 @@ class ThroughParentTests(HierarchyTestCase):
         self.assertIn("north.test", received["via"])
 
     async def test_login_reaches_the_parent_never_the_origin(self) -> None:
-        """The parent demands credentials: the child's login gets through, and the origin never sees them."""
+        """
+        The parent demands credentials: the child's login gets through, and
+        the origin never sees them.
+        """
         origin = self.origin()
         directory = tempfile.mkdtemp()
         htpasswd = os.path.join(directory, "htpasswd")
@@ -207,16 +210,17 @@ class ConnectThroughParentTests(HierarchyTestCase):
         echo = reactor.listenTCP(0, Factory.forProtocol(_Echo), interface="127.0.0.1")
         self.addCleanup(echo.stopListening)
         port = echo.getHost().port
-        parent = self.parent(
-            "north", '[acl]\nSSL_ports = { port = [443, ' + str(port) + "] }\n"
-        )
+        parent = self.parent("north", "[acl]\nSSL_ports = { port = [443, " + str(port) + "] }\n")
         child = self.child(
-            peer_toml("north", parent.port), extra="[acl]\nSSL_ports = { port = [443, " + str(port) + "] }\n"
+            peer_toml("north", parent.port),
+            extra="[acl]\nSSL_ports = { port = [443, " + str(port) + "] }\n",
         )
 
         def tunnel() -> bytes:
             with socket.create_connection(("127.0.0.1", child.port), timeout=10) as s:
-                s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+                s.sendall(
+                    b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port)
+                )
                 head = b""
                 while b"\r\n\r\n" not in head:
                     chunk = s.recv(4096)
@@ -341,7 +345,9 @@ class CarpArrayTests(HierarchyTestCase):
             for name, proxy in parents.items()
         )
         child = self.child(
-            peers, 'selection = "carp"\nnever_direct = ["allow all"]\nmax_fails = 1\nprobe_interval = "60s"'
+            peers,
+            'selection = "carp"\nnever_direct = ["allow all"]\n'
+            'max_fails = 1\nprobe_interval = "60s"',
         )
         urls = [origin.url(f"/echo/{n}") for n in range(24)]
         chosen = {}
@@ -404,7 +410,7 @@ class SquidParentTests(HierarchyTestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
         self.assertTrue(answer.endswith(b"ping through two proxies"), answer)
         lines = await _squid_log(squid, 1)
-        self.assertIn("CONNECT 127.0.0.1:%d" % port, lines[0])
+        self.assertIn(f"CONNECT 127.0.0.1:{port}", lines[0])
 
     async def test_login_reaches_a_squid_parent(self) -> None:
         """Squid with basic_ncsa_auth accepts the child's login; the origin never sees it."""
@@ -444,7 +450,10 @@ class SquidParentTests(HierarchyTestCase):
 
 class CarpAgainstSquidTests(HierarchyTestCase):
     async def test_squid_child_and_squeak_child_pick_the_same_parents(self) -> None:
-        """A Squid child and a squeak child with the same CARP array send each URL to the same parent."""
+        """
+        A Squid child and a squeak child with the same CARP array send each
+        URL to the same parent.
+        """
         origin = self.origin()
         weights = {"alpha": 1, "bravo": 2, "charlie": 3}
         parents = {name: self.parent(name) for name in weights}

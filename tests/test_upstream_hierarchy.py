@@ -52,7 +52,9 @@ PEERS = [
 ]
 
 
-def _route(hierarchy: Hierarchy, facts: Facts | None = None, key: bytes = b"http://x/") -> list[str]:
+def _route(
+    hierarchy: Hierarchy, facts: Facts | None = None, key: bytes = b"http://x/"
+) -> list[str]:
     route = hierarchy.route(facts or _facts(), key, 0.0)
     return [f"{hop.code}/{hop.peer.name if hop.peer else '-'}" for hop in route.hops]
 
@@ -61,20 +63,42 @@ class RouteTests(SynchronousTestCase):
     def test_routing_table(self) -> None:
         """Each configuration routes as Squid's peer selection would."""
         cases = [
-            ("parents first, direct last (prefer_direct off)", {}, _facts(),
-             ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c", "HIER_DIRECT/-"]),
-            ("never_direct: parents only", {"never_direct": ["allow all"]}, _facts(),
-             ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c"]),
-            ("always_direct wins over never_direct", {"never_direct": ["allow all"],
-             "always_direct": ["allow intranet"]}, _facts(host="wiki.corp.example"),
-             ["HIER_DIRECT/-"]),
-            ("always_direct not matching", {"always_direct": ["allow intranet"]}, _facts(),
-             ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c", "HIER_DIRECT/-"]),
-            ("prefer_direct: direct first", {"prefer_direct": ["allow all"]}, _facts(),
-             ["HIER_DIRECT/-", "FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c"]),
-            ("never_direct for the LAN only, another client",
-             {"never_direct": ["allow lan"]}, _facts(client="192.168.1.1"),
-             ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c", "HIER_DIRECT/-"]),
+            (
+                "parents first, direct last (prefer_direct off)",
+                {},
+                _facts(),
+                ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c", "HIER_DIRECT/-"],
+            ),
+            (
+                "never_direct: parents only",
+                {"never_direct": ["allow all"]},
+                _facts(),
+                ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c"],
+            ),
+            (
+                "always_direct wins over never_direct",
+                {"never_direct": ["allow all"], "always_direct": ["allow intranet"]},
+                _facts(host="wiki.corp.example"),
+                ["HIER_DIRECT/-"],
+            ),
+            (
+                "always_direct not matching",
+                {"always_direct": ["allow intranet"]},
+                _facts(),
+                ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c", "HIER_DIRECT/-"],
+            ),
+            (
+                "prefer_direct: direct first",
+                {"prefer_direct": ["allow all"]},
+                _facts(),
+                ["HIER_DIRECT/-", "FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c"],
+            ),
+            (
+                "never_direct for the LAN only, another client",
+                {"never_direct": ["allow lan"]},
+                _facts(client="192.168.1.1"),
+                ["FIRSTUP_PARENT/a", "ANY_OLD_PARENT/b", "ANY_OLD_PARENT/c", "HIER_DIRECT/-"],
+            ),
         ]
         wrong = []
         for why, table, facts, want in cases:
@@ -86,8 +110,11 @@ class RouteTests(SynchronousTestCase):
     def test_selection_codes(self) -> None:
         """The first parent is logged under its selection's code (Squid's hier_code names)."""
         self.assertEqual(
-            [hierarchy_code(kind) for kind in SelectionKind if kind.value in
-             ("first-up", "round-robin", "weighted-round-robin", "carp")],
+            [
+                hierarchy_code(kind)
+                for kind in SelectionKind
+                if kind.value in ("first-up", "round-robin", "weighted-round-robin", "carp")
+            ],
             ["FIRSTUP_PARENT", "ROUNDROBIN_PARENT", "ROUNDROBIN_PARENT", "CARP"],
         )
 
@@ -97,7 +124,12 @@ class RouteTests(SynchronousTestCase):
         firsts = [_route(hierarchy)[0] for _ in range(4)]
         self.assertEqual(
             firsts,
-            ["ROUNDROBIN_PARENT/a", "ROUNDROBIN_PARENT/b", "ROUNDROBIN_PARENT/c", "ROUNDROBIN_PARENT/a"],
+            [
+                "ROUNDROBIN_PARENT/a",
+                "ROUNDROBIN_PARENT/b",
+                "ROUNDROBIN_PARENT/c",
+                "ROUNDROBIN_PARENT/a",
+            ],
         )
 
     def test_weighted_round_robin_follows_weights(self) -> None:
@@ -183,7 +215,9 @@ class CarpTests(SynchronousTestCase):
         """10,000 URLs over weights 1:2:3 land within 10 % of each share."""
         hierarchy = _hierarchy(self.peers(), selection="carp", never_direct=["allow all"])
         counts = Counter(
-            hierarchy.route(None, b"http://host%d.test/path/%d" % (n % 97, n), 0.0).hops[0].peer.name  # type: ignore[union-attr]
+            hierarchy.route(None, b"http://host%d.test/path/%d" % (n % 97, n), 0.0)
+            .hops[0]
+            .peer.name  # type: ignore[union-attr]
             for n in range(10000)
         )
         for name, weight in (("a", 1), ("b", 2), ("c", 3)):
@@ -192,7 +226,9 @@ class CarpTests(SynchronousTestCase):
 
     def test_a_parent_down_moves_only_its_share(self) -> None:
         """One parent down: only its URLs move, and they come back with it."""
-        hierarchy = _hierarchy(self.peers(), selection="carp", max_fails=1, never_direct=["allow all"])
+        hierarchy = _hierarchy(
+            self.peers(), selection="carp", max_fails=1, never_direct=["allow all"]
+        )
         keys = [b"http://example.test/%d" % n for n in range(2000)]
 
         def first(key: bytes) -> str:

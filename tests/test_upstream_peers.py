@@ -72,7 +72,9 @@ class ParseTests(SynchronousTestCase):
         )
         self.assertEqual(north.max_connections, 50)
         self.assertIsNotNone(north.access)
-        self.assertEqual((south.host, south.port, south.tls, south.default), ("2001:db8::1", 8080, True, True))
+        self.assertEqual(
+            (south.host, south.port, south.tls, south.default), ("2001:db8::1", 8080, True, True)
+        )
         self.assertEqual(south.address, "[2001:db8::1]:8080")
         self.assertEqual(hierarchy.selection, SelectionKind.CARP)
         self.assertEqual((hierarchy.max_fails, hierarchy.fail_timeout), (3, 30.0))
@@ -86,7 +88,10 @@ class ParseTests(SynchronousTestCase):
         self.assertNotIn("s3cr", repr(hierarchy))
 
     def test_proxy_authorization(self) -> None:
-        """login is Basic (a password may hold ':'); PASSTHRU forwards the client's own; none sends nothing."""
+        """
+        login is Basic (a password may hold ':'); PASSTHRU forwards the
+        client's own; none sends nothing.
+        """
         peer = CachePeer("p", "h", 1, login="child:s3cr:et")
         self.assertEqual(
             peer.proxy_authorization(b"Basic other"),
@@ -120,7 +125,7 @@ ERRORS = [
     (
         "a sibling",
         '[[cache_peer]]\nname = "a"\nhost = "h"\nport = 1\ntype = "sibling"\n',
-        "cache_peer[1].type: only \"parent\" peers are supported",
+        'cache_peer[1].type: only "parent" peers are supported',
     ),
     (
         "a login without a password, not echoed",
@@ -165,9 +170,7 @@ class ErrorTests(SynchronousTestCase):
     def test_errors_table(self) -> None:
         """Each mistake is named with its file, line and key."""
         wrong = [
-            (why, got, want)
-            for why, text, want in ERRORS
-            if want not in (got := _error(text))
+            (why, got, want) for why, text, want in ERRORS if want not in (got := _error(text))
         ]
         self.assertEqual(wrong, [])
 

@@ -397,9 +397,9 @@ class UpstreamClient:
             )
 
     @property
-    def open_count(self) -> int:
-        """How many connections of this client are open, idle ones included."""
-        return len(self._open)
+    def busy_count(self) -> int:
+        """How many connections of this client carry a request now (open, not idle)."""
+        return len(self._open) - sum(len(idle) for idle in self._idle.values())
 
     def idle_count(self, scheme: str, host: str, port: int) -> int:
         """

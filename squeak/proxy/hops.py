@@ -29,7 +29,7 @@ from squeak.http.fields import RawHeaders, first_value
 from squeak.http.target import Target
 from squeak.net.failures import NoResponseError, failure_of
 from squeak.net.origin import IDEMPOTENT
-from squeak.net.parents import ParentConnectFailed, Parents
+from squeak.net.parents import ParentConnectFailedError, Parents
 from squeak.net.tunnel import UpstreamEndFactory
 from squeak.upstream.hierarchy import Hop, Route
 
@@ -46,7 +46,7 @@ _UNREACHED = (
     ierror.ConnectError,
     ierror.DNSLookupError,
     ierror.TimeoutError,
-    ParentConnectFailed,
+    ParentConnectFailedError,
 )
 
 
@@ -123,13 +123,11 @@ class HopAttempts:
             self._tried.append(hop.peer.name)
         try:
             attempt = self._send(hop)
-        except Exception:
-            self.result.errback(Failure())
+        except Exception as error:
+            self.result.errback(failure_of(error))
             return
         self._current = attempt
-        attempt.addCallbacks(
-            self._answered, self._failed, callbackArgs=(hop,), errbackArgs=(hop,)
-        )
+        attempt.addCallbacks(self._answered, self._failed, callbackArgs=(hop,), errbackArgs=(hop,))
 
     def _answered(self, answer: Any, hop: Hop) -> None:
         self._current = None
@@ -258,7 +256,8 @@ def connect_through_hierarchy(
             endpoint: Any = HostnameEndpoint(
                 context.reactor, host, port, timeout=context.config.timeouts.connect
             )
-            return endpoint.connect(factory)
+            connecting: Deferred[Any] = endpoint.connect(factory)
+            return connecting
         client = parents.clients[hop.peer.name]
         authorization = hop.peer.proxy_authorization(client_authorization)
         result: Deferred[Any] = client.tunnel_endpoint(host, port, authorization).connect(factory)

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from squeak.access.acl import Acl
 from squeak.access.rules import Action, RuleError, RuleList, compile_rules
@@ -118,8 +119,9 @@ class CachePeer:
         C{repr}.
     @ivar weight: Its share for the weighted selections and CARP.
     @ivar connect_timeout: Seconds to connect; L{None}: C{timeouts.connect}.
-    @ivar max_connections: Most requests in flight to it at once (0: no
-        limit); a parent at its limit is skipped like one that is down.
+    @ivar max_connections: Most connections to it carrying a request at
+        once (0: no limit); a parent at its limit is skipped like one that
+        is down.
     @ivar access: Which requests may use it (first match wins, none
         matching denies), or L{None} for every request.
     @ivar default: Squid's C{default}: a last-resort parent, tried after
@@ -140,7 +142,9 @@ class CachePeer:
     @property
     def address(self) -> str:
         """C{host:port}, for logs and pages."""
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        host = (
+            f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        )
         return f"{host}:{self.port}"
 
     def proxy_authorization(self, client_value: bytes | None) -> bytes | None:
@@ -216,7 +220,7 @@ PEER_KEYS: Mapping[str, str] = {
     "login": '"user:password" sent as Proxy-Authorization, or "PASSTHRU"',
     "weight": "share for weighted selections and CARP",
     "connect_timeout": "time to connect to it",
-    "max_connections": "most requests in flight to it (0: no limit)",
+    "max_connections": "most connections to it carrying a request (0: no limit)",
     "access": "rules: which requests may use it",
     "default": "a last-resort parent, tried after the others",
 }
@@ -292,11 +296,19 @@ def _parse_peer(values: Mapping[str, object], acls: Mapping[str, Acl]) -> CacheP
         if required not in values:
             raise InvalidValueError(f"a cache_peer needs {required}", None)
 
-    def read(key: str, parse: object) -> object:
+    def read(key: str, parse: Callable[[object, str], object]) -> object:
+        """C{values[key]} through C{parse}; its error names C{key}."""
         try:
-            return parse(values[key], "") if callable(parse) else None
+            return parse(values[key], "")
         except InvalidValueError as e:
             raise InvalidValueError(str(e), key) from None
+
+    def number(key: str, minimum: int, default: int) -> int:
+        if key not in values:
+            return default
+        value = read(key, _integer(minimum))
+        assert isinstance(value, int)
+        return value
 
     name = _string(values["name"], "a name")
     if not _NAME.fullmatch(name):
@@ -310,8 +322,8 @@ def _parse_peer(values: Mapping[str, object], acls: Mapping[str, Acl]) -> CacheP
     if not _HOST.fullmatch(host):
         raise InvalidValueError(f"expected a host name or address, got {_show(host)}", "host")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    port = read("port", _integer(1))
-    if not isinstance(port, int) or port > 65535:
+    port = number("port", 1, 0)
+    if port > 65535:
         raise InvalidValueError(f"expected a port 1-65535, got {_show(values['port'])}", "port")
     kind = values.get("type", "parent")
     if kind != "parent":
@@ -333,13 +345,11 @@ def _parse_peer(values: Mapping[str, object], acls: Mapping[str, Acl]) -> CacheP
         raise InvalidValueError(
             'expected "user:password" (no control characters) or "PASSTHRU"', "login"
         )
-    weight = read("weight", _integer(1)) if "weight" in values else 1
-    connect_timeout = (
-        read("connect_timeout", _positive_duration) if "connect_timeout" in values else None
-    )
-    max_connections = (
-        read("max_connections", _integer(0)) if "max_connections" in values else 0
-    )
+    connect_timeout = None
+    if "connect_timeout" in values:
+        seconds = read("connect_timeout", _positive_duration)
+        assert isinstance(seconds, float)
+        connect_timeout = seconds
     access = None
     if "access" in values:
         texts = read("access", lambda value, _: _rules(value, "allow localnet"))
@@ -354,9 +364,9 @@ def _parse_peer(values: Mapping[str, object], acls: Mapping[str, Acl]) -> CacheP
         port,
         tls=tls,
         login=login,
-        weight=int(weight),  # type: ignore[call-overload]
-        connect_timeout=connect_timeout,  # type: ignore[arg-type]
-        max_connections=int(max_connections),  # type: ignore[call-overload]
+        weight=number("weight", 1, 1),
+        connect_timeout=connect_timeout,
+        max_connections=number("max_connections", 0, 0),
         access=access,
         default=default,
     )
@@ -404,21 +414,21 @@ def parse_hierarchy(
         if not isinstance(table, dict):
             raise PeerConfigError(HIERARCHY_TABLE, "expected a table", _table_line(text, None))
         options = dict(table)
-    values: dict[str, object] = {}
+    settings: dict[str, Any] = {}
     for key, value in options.items():
         where = f"{HIERARCHY_TABLE}.{key}"
         try:
-            values[key] = _parse_option(key, value, acls)
+            settings[key] = _parse_option(key, value, acls)
         except (InvalidValueError, RuleError) as e:
             raise PeerConfigError(where, str(e), _table_line(text, key)) from None
-    if not parsed and any(key in values for key in ("never_direct", "prefer_direct")):
-        key = "never_direct" if "never_direct" in values else "prefer_direct"
+    if not parsed and any(key in settings for key in ("never_direct", "prefer_direct")):
+        key = "never_direct" if "never_direct" in settings else "prefer_direct"
         raise PeerConfigError(
             f"{HIERARCHY_TABLE}.{key}",
             "routing rules need at least one [[cache_peer]]",
             _table_line(text, key),
         )
-    return HierarchyConfig(tuple(parsed), **values)  # type: ignore[arg-type]
+    return HierarchyConfig(tuple(parsed), **settings)
 
 
 def _parse_option(key: str, value: object, acls: Mapping[str, Acl]) -> object:
