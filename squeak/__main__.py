@@ -92,6 +92,7 @@ def summarize(config: Config) -> list[str]:
     for name, acl in policy.acls.items():
         if name in used or not acl.builtin:
             lines.append(f"acl:         {name} = {acl.describe()}")
+    lines += config.hierarchy.describe()
     return lines
 
 

@@ -83,9 +83,25 @@ class ParseTests(SynchronousTestCase):
         self.assertIsNone(hierarchy.prefer_direct)
 
     def test_login_is_never_shown(self) -> None:
-        """The password is not in repr (logs, check-config)."""
+        """The password is not in repr (logs) nor in check-config's summary."""
         hierarchy = parse_config(GOOD, "squeak.toml").hierarchy
         self.assertNotIn("s3cr", repr(hierarchy))
+        self.assertNotIn("s3cr", "\n".join(hierarchy.describe()))
+
+    def test_describe(self) -> None:
+        """check-config names each parent, the routing and the health settings."""
+        lines = parse_config(GOOD, "squeak.toml").hierarchy.describe()
+        self.assertEqual(
+            lines,
+            [
+                "parent:      north proxy-north.example:3128 (weight 2, login set, "
+                "max_connections 50, access: allow lan)",
+                "parent:      south [2001:db8::1]:8080 (weight 1, tls, default)",
+                "hierarchy:   selection carp, always_direct: deny all, never_direct: allow lan",
+                "health:      down after 3 connect failures in 30s, http probe every 5s",
+            ],
+        )
+        self.assertEqual(parse_config("", "x.toml").hierarchy.describe(), [])
 
     def test_proxy_authorization(self) -> None:
         """

@@ -195,6 +195,47 @@ class HierarchyConfig:
         """Whether there is a hierarchy at all (else every request is direct)."""
         return bool(self.peers)
 
+    def describe(self) -> list[str]:
+        """
+        The hierarchy in a few lines for C{check-config} (a login shows as
+        set, never its password); nothing without parents.
+        """
+        if not self.peers:
+            return []
+        lines = []
+        for peer in self.peers:
+            notes = [f"weight {peer.weight}"]
+            if peer.tls:
+                notes.append("tls")
+            if peer.login:
+                notes.append("login PASSTHRU" if peer.login == PASSTHRU else "login set")
+            if peer.max_connections:
+                notes.append(f"max_connections {peer.max_connections}")
+            if peer.default:
+                notes.append("default")
+            if peer.access is not None:
+                notes.append("access: " + "; ".join(peer.access.texts))
+            lines.append(f"parent:      {peer.name} {peer.address} ({', '.join(notes)})")
+        routing = [f"selection {self.selection.value}"]
+        for label, rules in (
+            ("always_direct", self.always_direct),
+            ("never_direct", self.never_direct),
+            ("prefer_direct", self.prefer_direct),
+        ):
+            if rules is not None:
+                routing.append(f"{label}: " + "; ".join(rules.texts))
+        lines.append("hierarchy:   " + ", ".join(routing))
+        probing = (
+            "no probes"
+            if self.probe == "off"
+            else f"{self.probe} probe every {self.probe_interval:g}s"
+        )
+        lines.append(
+            f"health:      down after {self.max_fails} connect failures in "
+            f"{self.fail_timeout:g}s, {probing}"
+        )
+        return lines
+
 
 #: The C{[hierarchy]} keys, with their documentation (docs/configuration.md
 #: is tested against it).
