@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -239,8 +240,6 @@ def connect_through_hierarchy(
     with C{CONNECT host:port} (its C{login}, or the client's own with
     C{PASSTHRU}), or direct.
     """
-    from twisted.internet.endpoints import HostnameEndpoint
-
     shown = f"[{host}]" if ":" in host else host
     route = parents.hierarchy.route(
         exchange.facts,
