@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -21,6 +22,7 @@ from squeak.net.parents import (
     ParentRefusedError,
     Parents,
     ParentTunnelEndpoint,
+    _ProbeFactory,
     connect_head,
 )
 from squeak.upstream.hierarchy import Hierarchy
@@ -182,3 +184,61 @@ class ProberTests(SynchronousTestCase):
         reactor.advance(2.0)
         self.assertFalse(parents.hierarchy.is_down(peer))
         self.assertEqual([call for call in reactor.getDelayedCalls() if call.active()], [])
+
+
+class HealthLogTests(SynchronousTestCase):
+    def test_down_and_up_are_logged_once_per_outage(self) -> None:
+        """Many failures log one "is down"; many successes one "is up again"."""
+        reactor = MemoryReactorClock()
+        config = HierarchyConfig(peers=(CachePeer("a", "127.0.0.1", 1),), max_fails=2)
+        parents = Parents(
+            reactor, Hierarchy(config), connect_timeout=1, max_idle=1, idle_timeout=1
+        )
+        peer = config.peers[0]
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for _ in range(5):
+            parents.failed(peer, "Connection refused")
+        for _ in range(3):
+            parents.succeeded(peer)
+        parents.prober.stop()
+        texts = [formatEvent(event) for event in events if "parent a" in formatEvent(event)]
+        self.assertEqual(
+            texts,
+            [
+                "parent a (127.0.0.1:1) is down: Connection refused; probing it",
+                "parent a (127.0.0.1:1) is up again",
+            ],
+        )
+
+
+class ProbeAnswerTests(SynchronousTestCase):
+    def probe(self, answer: bytes) -> Deferred[None]:
+        answered: Deferred[None] = Deferred()
+        factory = _ProbeFactory(
+            b"HEAD / HTTP/1.1\r\nHost: p:1\r\nConnection: close\r\n\r\n", answered
+        )
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertTrue(transport.value().startswith(b"HEAD / HTTP/1.1\r\n"))
+        protocol.dataReceived(answer)
+        return answered
+
+    def test_any_http_answer_counts(self) -> None:
+        """probe = "http": any status line is a sign of life, even a 400."""
+        self.successResultOf(self.probe(b"HTTP/1.1 400 Bad Request\r\n"))
+
+    def test_not_http_fails(self) -> None:
+        """Something else than HTTP on the parent's port: still down."""
+        self.failureResultOf(self.probe(b"SSH-2.0-OpenSSH_9\r\n"), ParentConnectFailedError)
+
+    def test_tcp_probe_succeeds_on_connect(self) -> None:
+        """probe = "tcp": the connection itself is the answer."""
+        answered: Deferred[None] = Deferred()
+        protocol = _ProbeFactory(b"", answered).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.successResultOf(answered)
+        self.assertEqual(transport.value(), b"")
