@@ -23,11 +23,12 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
-from tests.origins import Origin
+from tests.origins import Origin, ScriptedOrigin
 from tests.peerharness import (
     RunningProxy,
     get,
     peer_toml,
+    raw_request,
     squid_peer_lines,
     start_squeak,
     start_squid,
@@ -202,6 +203,46 @@ http_access = ["deny !localnet", "allow users", "deny all"]
         status, _, body = await get(a.port, origin.url("/echo"))
         self.assertEqual(status, 508, body[:300])
         self.assertEqual(origin.requests, [])
+
+
+class UpgradeThroughParentTests(HierarchyTestCase):
+    async def test_websocket_upgrade_goes_through_the_parent(self) -> None:
+        """
+        An Upgrade: websocket request goes to the parent in absolute form,
+        with the login; the origin's 101 comes back through both proxies.
+        """
+        origin = ScriptedOrigin(
+            reactor,
+            [
+                (
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\n\r\n",
+                    True,
+                )
+            ],
+        )
+        origin.listen()
+        self.addCleanup(origin.port.stopListening)
+        parent = self.parent("north")
+        child = self.child(
+            peer_toml("north", parent.port, 'login = "child:pw"'), 'never_direct = ["allow all"]'
+        )
+        request = (
+            f"GET {origin.url('/ws')} HTTP/1.1\r\nHost: x\r\n".encode()
+            + b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        answer = await deferToThread(raw_request, child.port, request)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 101 "), answer[:200])
+        [head] = origin.heads
+        self.assertTrue(head.startswith(b"GET /ws HTTP/1.1\r\n"), head)
+        self.assertNotIn(b"proxy-authorization", head.lower())
+        self.assertIn(b"child.test", head)
+        self.assertIn(b"north.test", head)
+        for _ in range(20):
+            if child.log_lines():
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.last_fields(child)[8], "FIRSTUP_PARENT/north")
 
 
 class ConnectThroughParentTests(HierarchyTestCase):

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_proxy_hops -*-
 """
-Forwarding one request along its hops (L{squeak.upstream.hierarchy}):
-through a parent or direct, falling over to the next hop when a connection
-cannot be made, and telling the hierarchy what happened to each parent.
+Forwarding one request (a plain one, a CONNECT, or a protocol upgrade)
+along its hops (L{squeak.upstream.hierarchy}): through a parent or direct,
+falling over to the next hop when a connection cannot be made, and telling
+the hierarchy what happened to each parent.
 
 Only a failure to connect (or a parent that dropped the connection before
 answering an idempotent request) moves on to the next hop: once a parent or
@@ -32,13 +33,19 @@ from squeak.net.failures import NoResponseError, failure_of
 from squeak.net.origin import IDEMPOTENT
 from squeak.net.parents import ParentConnectFailedError, Parents
 from squeak.net.tunnel import UpstreamEndFactory
+from squeak.net.upgrade import request_head
 from squeak.upstream.hierarchy import Hop, Route
 
 if TYPE_CHECKING:
     from squeak.proxy.context import ProxyContext
     from squeak.proxy.exchange import ProxyExchange
 
-__all__ = ["HopAttempts", "connect_through_hierarchy", "fetch_through_hierarchy"]
+__all__ = [
+    "HopAttempts",
+    "connect_through_hierarchy",
+    "fetch_through_hierarchy",
+    "upgrade_through_hierarchy",
+]
 
 _log = Logger()
 
@@ -263,3 +270,52 @@ def connect_through_hierarchy(
         return result
 
     return HopAttempts(exchange, parents, route, send, host).start()
+
+
+def upgrade_through_hierarchy(
+    exchange: ProxyExchange,
+    context: ProxyContext,
+    parents: Parents,
+    target: Target,
+    outgoing: RawHeaders,
+    factory_for: Callable[[bytes, Callable[[str], None] | None], Any],
+) -> Deferred[Any]:
+    """
+    Open the raw connection of a protocol upgrade (WebSocket) along its
+    hops: to a parent with the request in absolute form (its C{login}
+    added), through a parent's CONNECT tunnel for C{https}, or direct.
+
+    @param factory_for: Builds the upstream protocol's factory from the
+        request head to send and the check of the address connected to
+        (only for direct hops: through a parent it is the parent's).
+    """
+    route = parents.hierarchy.route(
+        exchange.facts, target.uri, context.reactor.seconds(), parents.in_flight
+    )
+    client_authorization = first_value(exchange.received, b"proxy-authorization")
+    method = exchange.method
+
+    def send(hop: Hop) -> Deferred[Any]:
+        endpoint: Any
+        if hop.peer is None:
+            head = request_head(method, target.path, outgoing)
+            endpoint = context.upstream.endpoint(target.scheme, target.host, target.port)
+            connecting: Deferred[Any] = endpoint.connect(factory_for(head, exchange.peer_check()))
+            return connecting
+        client = parents.clients[hop.peer.name]
+        if target.scheme == "https":
+            endpoint = client.tunnel_endpoint(
+                target.host, target.port, hop.peer.proxy_authorization(None), tls=True
+            )
+            head = request_head(method, target.path, outgoing)
+        else:
+            fields = list(outgoing)
+            authorization = hop.peer.proxy_authorization(client_authorization)
+            if authorization:
+                fields.append((b"Proxy-Authorization", authorization))
+            endpoint = client.parent_endpoint()
+            head = request_head(method, target.uri, fields)
+        connecting = endpoint.connect(factory_for(head, None))
+        return connecting
+
+    return HopAttempts(exchange, parents, route, send, target.host).start()

@@ -34,7 +34,7 @@ from squeak.net.upgrade import (
     response_head,
 )
 from squeak.proxy.context import ProxyContext
-from squeak.proxy.hops import connect_through_hierarchy
+from squeak.proxy.hops import connect_through_hierarchy, upgrade_through_hierarchy
 from squeak.proxy.logtag import Answer
 from squeak.proxy.miss import answer_upstream_failure
 from squeak.proxy.state import ExchangeState
@@ -201,6 +201,16 @@ class RelayHandler:
         exchange.state = ExchangeState.FETCHING
         exchange.hierarchy = "HIER_DIRECT"
         exchange.peer = target.host
+        parents = self._context.parents
+        if parents is not None:
+            # A cache hierarchy: through a parent, or direct.
+            pending = upgrade_through_hierarchy(
+                exchange, self._context, parents, target, outgoing, _UpgradeFactory
+            )
+            self._pending = pending
+            pending.addCallbacks(self._upgrade_connected, self._failed)
+            pending.addErrback(exchange.internal_error)
+            return
         endpoint = self._context.upstream.endpoint(target.scheme, target.host, target.port)
         self._connect(
             endpoint, _UpgradeFactory(head, exchange.peer_check()), self._upgrade_connected
