@@ -69,17 +69,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_squeak(case: unittest.TestCase, name: str, extra: str = "") -> RunningProxy:
+def start_squeak(
+    case: unittest.TestCase, name: str, extra: str = "", port: int = 0
+) -> RunningProxy:
     """
     Start a squeak proxy named C{name} (its visible_hostname, which Via
-    loop detection needs unique in a hierarchy) with C{extra} TOML.
+    loop detection needs unique in a hierarchy) with C{extra} TOML, on
+    C{port} (by default an ephemeral one).
     """
     directory = tempfile.mkdtemp(prefix=f"squeak-{name}-")
     case.addCleanup(shutil.rmtree, directory, True)
     log_path = os.path.join(directory, "access.log")
     text = f"""
 [proxy]
-http_port = ["127.0.0.1:0"]
+http_port = ["127.0.0.1:{port}"]
 visible_hostname = "{name}.test"
 
 [cache]
@@ -106,8 +109,8 @@ path = "{log_path}"
         await deferLater(reactor, 0, lambda: None)
 
     case.addCleanup(close_clients)
-    port = service.services[1].port.getHost().port
-    return RunningProxy(name, port, log_path, service)
+    bound = service.services[1].port.getHost().port
+    return RunningProxy(name, bound, log_path, service)
 
 
 def start_squid(
