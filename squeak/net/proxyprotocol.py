@@ -68,6 +68,10 @@ def read_source(header: bytes) -> IPv4Address | IPv6Address | None:
         UDP over IPv4 or IPv6).
     @raise HeaderError: If the header is malformed.
     """
+    if header == b"PROXY UNKNOWN\r\n" or header.startswith(b"PROXY UNKNOWN "):
+        # Valid (§2.1: whatever follows UNKNOWN is ignored), but Twisted's
+        # parser wants a space after UNKNOWN.
+        return None
     try:
         if header.startswith(b"PROXY "):
             info = V1Parser.parse(header[:-2])
