@@ -380,8 +380,9 @@ def pac_script(
         "function FindProxyForURL(url, host) {",
         "    var h = host.toLowerCase();",
         '    if (h.charAt(0) == "[") h = h.substring(1, h.length - 1);',
-        '    if (isPlainHostName(h) || h == "localhost" || dnsDomainIs(h, ".localhost"))',
-        '        return "DIRECT";',
+        # An IPv6 literal has no dot either: not a plain host name.
+        '    if (isPlainHostName(h) && h.indexOf(":") < 0) return "DIRECT";',
+        '    if (h == "localhost" || dnsDomainIs(h, ".localhost")) return "DIRECT";',
     ]
     for pattern in bypass_domains:
         lines.append(f'    if ({_domain_test(pattern)}) return "DIRECT";')

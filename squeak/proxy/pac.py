@@ -29,6 +29,7 @@ import os
 from typing import TYPE_CHECKING
 
 from squeak.access.facts import AddressSet, client_address
+from squeak.config import ListenAddress
 from squeak.errors import ProxyError
 from squeak.http.target import TargetError, parse_absolute_target
 from squeak.pac import (
@@ -92,7 +93,7 @@ def answer_pac(exchange: ProxyExchange, context: ProxyContext) -> bool:
         )
         return True
     try:
-        body = _pac_text(pac, fetched_as, context)
+        body = _pac_text(exchange, fetched_as, context)
     except OSError as error:
         exchange.send_error(
             ProxyError(
@@ -156,18 +157,24 @@ def _may_fetch(client: str, pac: PacConfig, context: ProxyContext) -> bool:
         return False
 
 
-def _pac_text(pac: PacConfig, fetched_as: str | None, context: ProxyContext) -> bytes:
+def _pac_text(exchange: ProxyExchange, fetched_as: str | None, context: ProxyContext) -> bytes:
     """
     The file to serve: C{[pac] file} as it is, or the generated script.
 
     @raise OSError: If C{[pac] file} cannot be read.
     """
+    pac = context.config.pac
     if pac.file:
         return _read_file(pac.file)
     config = context.config
-    entries = offered_proxies(
-        pac, config.proxy.http_port, fetched_as, config.proxy.visible_hostname
-    )
+    # A listener configured on port 0 (tests) is offered with the port it
+    # got, which is the one this client reached.
+    local_port = getattr(exchange.channel.transport.getHost(), "port", 0)
+    listeners = [
+        address if address.port else ListenAddress(address.host, local_port)
+        for address in config.proxy.http_port
+    ]
+    entries = offered_proxies(pac, listeners, fetched_as, config.proxy.visible_hostname)
     networks: list[IPNetwork] = list(pac.bypass_networks)
     localnet = config.policy.acls.get("localnet")
     if pac.bypass_localnet and localnet is not None and localnet.kind == "src":
