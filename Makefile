@@ -50,7 +50,9 @@ TEST_FAST := \
 	tests.test_http_response \
 	tests.test_http_sni \
 	tests.test_http_target \
-	tests.test_logformat
+	tests.test_logformat \
+	tests.test_pac \
+	tests.test_proxyheader
 
 test-fast: venv
 	$(PY) -b -W default -m twisted.trial $(TEST_FAST)
