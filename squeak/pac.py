@@ -73,7 +73,10 @@ _PROXY_KINDS = ("PROXY", "HTTPS", "SOCKS", "SOCKS4", "SOCKS5")
 
 #: Loopback, never worth a proxy (and refused by squeak's own
 #: C{to_localhost} rule anyway).
-_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+_LOOPBACK: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 def _proxy_entry(text: str) -> str:
@@ -399,8 +402,8 @@ def pac_script(
     lines.append('    if (h.indexOf(":") >= 0) {')
     lines.append('        if (h == "::1") return "DIRECT";')
     lines.append('        if (typeof isInNetEx == "function") {')
-    for network in v6:
-        lines.append(f'            if (isInNetEx(h, {_js(str(network))})) return "DIRECT";')
+    for network6 in v6:
+        lines.append(f'            if (isInNetEx(h, {_js(str(network6))})) return "DIRECT";')
     lines.append("        }")
     lines.append("    }")
     lines.append(f"    return {_js(result)};")

@@ -28,7 +28,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.config import ListenAddress
-from squeak.net.proxyprotocol import ProxyHeaderFactory, ProxyHeaderReader, read_source
+from squeak.net.proxyprotocol import ProxyHeaderFactory, read_source
 from squeak.proxyheader import V2_SIGNATURE, HeaderError
 from tests.origins import Origin
 from tests.proxyharness import ProxyTestCase
@@ -203,7 +203,11 @@ class ProxyProtocolListenerTests(ProxyTestCase):
         self.assertEqual(_forwarded_for(raw), ["192.0.2.8"])
         header = v1_header("192.0.2.9")
         raw = await self._send(
-            TRUSTED, header[:3], header[3:14], header[14:], _request(self.origin.url("/echo/split1"))
+            TRUSTED,
+            header[:3],
+            header[3:14],
+            header[14:],
+            _request(self.origin.url("/echo/split1")),
         )
         self.assertTrue(raw.startswith(b"HTTP/1.1 200 "), raw[:300])
         self.assertEqual(_forwarded_for(raw), ["192.0.2.9"])

@@ -63,7 +63,9 @@ class PacServedTests(ProxyTestCase):
             self.assertEqual(int(fields[b"content-length"]), len(body))
             engine = pac_engine(body.decode("ascii"))
             offered = f"PROXY 127.0.0.1:{self.proxy_port}; DIRECT"
-            self.assertEqual(engine.find_proxy_for_url("http://example.org/", "example.org"), offered)
+            self.assertEqual(
+                engine.find_proxy_for_url("http://example.org/", "example.org"), offered
+            )
             self.assertEqual(engine.find_proxy_for_url("http://10.2.3.4/", "10.2.3.4"), "DIRECT")
         [line] = [line for line in self.access_log_lines() if "/proxy.pac" in line]
         fields = line.split()
@@ -99,7 +101,7 @@ class PacServedTests(ProxyTestCase):
         """
         origin = Origin(reactor)
         port = self.listen(origin)
-        status, fields, body = await self._get(f"http://127.0.0.1:{port}/proxy.pac")
+        status, fields, _body = await self._get(f"http://127.0.0.1:{port}/proxy.pac")
         self.assertNotEqual(fields.get(b"content-type"), PAC_CONTENT_TYPE)
         self.assertEqual([r["uri"] for r in origin.requests], ["/proxy.pac"])
         self.assertIn(status, (200, 404))
@@ -110,7 +112,7 @@ class PacServedTests(ProxyTestCase):
         file: a forward proxy refuses origin-form requests (400).
         """
         for method, target in (("POST", "/proxy.pac"), ("GET", "/x/proxy.pac")):
-            status, fields, body = await self._get(target, method=method)
+            status, _fields, _body = await self._get(target, method=method)
             self.assertEqual(status, 400, (method, target))
 
 
@@ -187,5 +189,3 @@ class PacDisabledTests(ProxyTestCase):
         request = b"GET /proxy.pac HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
         raw = await threads.deferToThread(_fetch, self.proxy_port, request)
         self.assertEqual(_split(raw)[0], 400)
-
-

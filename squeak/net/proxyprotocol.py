@@ -112,7 +112,8 @@ class ProxyHeaderReader(Protocol):
     @override
     def connectionMade(self) -> None:
         factory = self._factory
-        self._peer = getattr(self.transport.getPeer(), "host", "-")  # type: ignore[union-attr]
+        transport: Any = self.transport
+        self._peer = getattr(transport.getPeer(), "host", "-")
         if not is_trusted(self._peer, factory.trusted):
             self._refuse("not a trusted source of PROXY headers (proxy_protocol.trusted)")
             return
