@@ -96,8 +96,7 @@ class ListenerService(Service):
             self._factory = proxy_header(factory)
             self._tls = None
         self._kind = "TLS " if tls is not None else ""
-        if proxy_header is not None:
-            self._kind += "PROXY protocol "
+        self._after = " (PROXY protocol)" if proxy_header is not None else ""
         self.port: Any = None
         self._guard: Any = None
 
@@ -127,9 +126,10 @@ class ListenerService(Service):
         bound = self.port.getHost()
         shown = f"[{bound.host}]" if ":" in bound.host else bound.host
         self._log.info(
-            "squeak listening on {kind}{address}",
+            "squeak listening on {kind}{address}{after}",
             kind=self._kind,
             address=f"{shown}:{bound.port}",
+            after=self._after,
         )
 
     @override
