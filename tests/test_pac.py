@@ -254,3 +254,16 @@ class PacEngineTests(SynchronousTestCase):
         resolving = self._script(resolve_hosts=True)
         self.assertNotIn(".test(h)", resolving)
         self.assertIn('isInNet(h, "10.0.0.0", "255.0.0.0")', resolving)
+
+    def test_strings_are_quoted_even_if_unchecked(self) -> None:
+        """
+        Every string goes into the script as a JavaScript literal: a pattern
+        with a quote (which the [pac] parser refuses anyway) stays one
+        string and cannot end the script's own.
+        """
+        script = pac_script(["PROXY a:1", "DIRECT"], bypass_domains=['x"); return "DIRECT'])
+        self.assertIn('h == "x\\"); return \\"DIRECT"', script)
+        engine = pac_engine(script)
+        self.assertEqual(
+            engine.find_proxy_for_url("http://o.test/", "o.test"), "PROXY a:1; DIRECT"
+        )
