@@ -51,6 +51,8 @@ TEST_FAST := \
 	tests.test_http_sni \
 	tests.test_http_target \
 	tests.test_logformat \
+	tests.test_pac \
+	tests.test_proxyheader \
 	tests.test_upstream_carp \
 	tests.test_upstream_group \
 	tests.test_upstream_health \

@@ -82,6 +82,10 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.accessrecord",
             "squeak.logformat",
             "squeak.logline",
+            # Many boxes: the PAC file's text and the PROXY protocol's
+            # framing and trust (their I/O: proxy/pac, net/proxyprotocol).
+            "squeak.pac",
+            "squeak.proxyheader",
         ),
     ),
     Layer(

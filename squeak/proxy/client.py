@@ -180,6 +180,9 @@ class ForwardProxyFactory(Factory):
     def buildProtocol(self, addr: Any) -> ForwardProxy:
         channel = ForwardProxy()
         channel.factory = self
+        # The client: the listening port's peer, or behind a load balancer
+        # the one its PROXY header names (squeak.net.proxyprotocol).
+        channel.peer_address = addr
         config = self.context.config
         channel.context = self.context
         channel.reactor = self.context.reactor
