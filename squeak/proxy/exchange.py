@@ -39,7 +39,7 @@ from squeak.http.request import RequestHead
 from squeak.http.target import Target
 from squeak.net.channel import Exchange
 from squeak.proxy.context import ProxyContext
-from squeak.proxy.logtag import Answer, log_tag
+from squeak.proxy.logtag import Answer, hierarchy_note, log_tag
 from squeak.proxy.state import ExchangeState, Handler
 from squeak.proxy.xcache import X_CACHE_FIELDS, x_cache_fields
 
@@ -286,19 +286,21 @@ class ProxyExchange(Exchange):
         if access_log.wants_agent:
             user_agent = self.field(b"user-agent")
             referer = self.field(b"referer")
+        tag = log_tag(self)
+        hierarchy, peer = hierarchy_note(tag, self.hierarchy, self.peer)
         # Positional and with inline decoding: this runs for every request.
         record = AccessRecord(
             now,
             max(0, round((now - self._started) * 1000)),
             self.channel.client_host,
-            log_tag(self),
+            tag,
             status if status is not None else (self.code if self.started_writing else 0),
             size if size is not None else self.head_bytes + self.sent_length,
             (self.method or b"-").decode("latin-1"),
             (self.uri or b"-").decode("latin-1"),
             self.user,
-            self.hierarchy,
-            self.peer,
+            hierarchy,
+            peer,
             content_type.decode("latin-1") if content_type else "-",
             referer.decode("latin-1") if referer is not None else None,
             user_agent.decode("latin-1") if user_agent is not None else None,
