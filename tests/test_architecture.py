@@ -108,7 +108,11 @@ LAYERS: tuple[Layer, ...] = (
     Layer("policy over I/O", False, ("squeak.access.gatekeeper", "squeak.cache.facade")),
     Layer("proxy", False, ("squeak.proxy.*",)),
     Layer("composition root", False, ("squeak.service", "squeak.master")),
-    Layer("entry points", False, ("squeak.tap", "squeak.__main__", "squeak.worker")),
+    Layer(
+        "entry points",
+        False,
+        ("squeak.tap", "squeak.__main__", "squeak.cli", "squeak.control", "squeak.worker"),
+    ),
 )
 
 # Top-level packages a pure module must never bring in.

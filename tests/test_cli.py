@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_main -*-
+# -*- test-case-name: tests.test_cli -*-
 """
-Tests for L{squeak.__main__}, the C{python -m squeak} command line.
+Tests for L{squeak.cli}, the C{squeak} (and C{python -m squeak}) command line.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from squeak.__main__ import main
 from squeak.access.auth import Htpasswd
+from squeak.cli import main
 from squeak.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,18 +135,17 @@ class CheckConfigTests(SynchronousTestCase):
         cases = [
             (
                 (),
-                "squeak: the following arguments are required: COMMAND "
-                "(try: python -m squeak --help)\n",
+                "squeak: the following arguments are required: COMMAND (try: squeak --help)\n",
             ),
             (
                 ("check-config",),
                 "squeak: the following arguments are required: FILE "
-                "(try: python -m squeak check-config --help)\n",
+                "(try: squeak check-config --help)\n",
             ),
             (
                 ("frobnicate",),
                 "squeak: argument COMMAND: invalid choice: 'frobnicate' (choose from "
-                "'check-config', 'passwd', 'purge', 'reload', 'worker') (try: python -m "
+                "'run', 'check-config', 'purge', 'mgr', 'reload', 'passwd', 'worker') (try: "
                 "squeak --help)\n",
             ),
         ]
@@ -249,7 +248,7 @@ class SubprocessTests(SynchronousTestCase):
             [
                 sys.executable,
                 "-c",
-                "import io, sys; from squeak.__main__ import main; "
+                "import io, sys; from squeak.cli import main; "
                 "main(['check-config', 'etc/squeak.toml'], out=io.StringIO()); "
                 "print('twisted' in sys.modules)",
             ],
