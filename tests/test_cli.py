@@ -5,16 +5,24 @@ Tests for L{squeak.cli}, the C{squeak} (and C{python -m squeak}) command line.
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
+import socket
 import subprocess
 import sys
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor, threads
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from squeak import __version__
 from squeak.access.auth import Htpasswd
 from squeak.cli import main
 from squeak.config import Config
+from tests.origins import Origin
+from tests.proxyharness import ProxyTestCase
+from tests.twistdprocess import TWISTD, TwistdProxy
+from twisted import __version__ as twisted_version
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join("etc", "squeak.toml")
@@ -355,5 +363,360 @@ class PasswdTests(SynchronousTestCase):
                     ),
                 ],
                 False,
+            ),
+        )
+
+
+class PurgeTests(ProxyTestCase):
+    """
+    C{squeak purge} against a running in-process proxy: the memory copy
+    goes too, and what was purged is said.
+    """
+
+    async def _squeak(self, *argv: str) -> tuple[int, str, str]:
+        return await threads.deferToThread(_run, *argv)
+
+    def _get(self, url: str) -> bytes:
+        connection = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=10)
+        try:
+            connection.request("GET", url)
+            return connection.getresponse().read()
+        finally:
+            connection.close()
+
+    async def test_purge_asks_the_running_proxy(self) -> None:
+        """
+        A cached URL (in memory) is purged by PURGE to the proxy: exit 0,
+        the next request goes to the origin; a second purge finds nothing
+        (exit 1).
+        """
+        origin = Origin(reactor)
+        self.listen(origin)
+        url = origin.url("/cached/p?cc=max-age=600")
+        first = await threads.deferToThread(self._get, url)
+        self.assertEqual(await threads.deferToThread(self._get, url), first)
+        proxy = f"127.0.0.1:{self.proxy_port}"
+        where = f"the running proxy at {proxy} (memory and disk)"
+        self.assertEqual(
+            await self._squeak("purge", url, "--proxy", proxy),
+            (0, f"Purged from {where}: {url}\n", ""),
+        )
+        third = await threads.deferToThread(self._get, url)
+        self.assertIn(b"response 2", third)
+        self.assertEqual(
+            [line.split()[3] for line in self.access_log_lines()],
+            ["TCP_MISS/200", "TCP_MEM_HIT/200", "TCP_MISS/200", "TCP_MISS/200"],
+        )
+        await self._squeak("purge", url, "--proxy", proxy)
+        self.assertEqual(
+            await self._squeak("purge", url, "--proxy", proxy),
+            (1, f"Not cached in {where}: {url}\n", ""),
+        )
+
+    async def test_offline_purges_the_files(self) -> None:
+        """
+        C{--offline} removes the URL from the configured disk cache's files,
+        saying which cache and that memory may keep a copy.
+        """
+        origin = Origin(reactor)
+        self.listen(origin)
+        url = origin.url("/cached/o?cc=max-age=600")
+        await threads.deferToThread(self._get, url)
+        config = os.path.join(self.directory, "squeak.toml")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(f'[cache]\ndir = "{self.config.cache.dir}"\n')
+        files = (
+            f"the disk cache in {self.config.cache.dir} "
+            "(offline: a running proxy's memory may keep a copy)"
+        )
+        self.assertEqual(
+            await self._squeak("purge", url, "--offline", "--config", config),
+            (0, f"Purged from {files}: {url}\n", ""),
+        )
+        self.assertEqual(
+            await self._squeak("purge", url, "--offline", "--config", config),
+            (1, f"Not cached in {files}: {url}\n", ""),
+        )
+
+    async def test_proxy_not_running(self) -> None:
+        """
+        No proxy at the address: exit 2 with one line, nothing on stdout.
+        """
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.assertEqual(
+            await self._squeak("purge", "http://o.test/", "--proxy", f"127.0.0.1:{port}"),
+            (
+                2,
+                "",
+                f"squeak: no proxy is running at 127.0.0.1:{port} (connection refused; the "
+                "address is from --proxy)\n",
+            ),
+        )
+
+
+class PurgeRefusedTests(ProxyTestCase):
+    """
+    A proxy that does not allow PURGE from this address.
+    """
+
+    config_overrides = {"cache": {"purge_from": ()}}
+
+    async def test_refused_is_one_line(self) -> None:
+        """
+        The proxy's 403 is exit 2 and one line saying what to change.
+        """
+        proxy = f"127.0.0.1:{self.proxy_port}"
+        self.assertEqual(
+            await threads.deferToThread(_run, "purge", "http://o.test/", "--proxy", proxy),
+            (
+                2,
+                "",
+                f"squeak: the proxy at {proxy} answered PURGE with 403 Forbidden, "
+                "ERR_ACCESS_DENIED: allow this address in cache.purge_from (and http_access)\n",
+            ),
+        )
+
+
+class TwistdTests(SynchronousTestCase):
+    """
+    The command line and twistd against a real C{twistd -n squeak}.
+    """
+
+    timeout = 60
+
+    def test_twistd_squeak_version(self) -> None:
+        """
+        C{twistd squeak --version} prints squeak's version (and Twisted's),
+        not Twisted's alone.
+        """
+        result = subprocess.run(
+            [TWISTD, "squeak", "--version"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+        )
+        self.assertEqual(
+            (result.returncode, result.stdout, result.stderr),
+            (0, f"squeak {__version__} (Twisted {twisted_version})\n", ""),
+        )
+
+    def test_startup_log_and_a_missing_manager_page(self) -> None:
+        """
+        The start-up log says where the cache and the access log are; C{mgr}
+        for a page the proxy does not have prints the status it answered,
+        in one line, and exits 1.
+        """
+        scratch = os.path.abspath(self.mktemp())
+        os.makedirs(scratch)
+        cache, log = os.path.join(scratch, "cache"), os.path.join(scratch, "access.log")
+        proxy = TwistdProxy(
+            '[proxy]\nhttp_port = ["127.0.0.1:0"]\n'
+            f'[cache]\ndir = "{cache}"\nsize = "256 MiB"\n[access_log]\npath = "{log}"\n'
+        )
+        proxy.start()
+        try:
+            self.assertIn(
+                f"squeak cache: {cache} (disk up to 256 MiB, memory up to 64 MiB); "
+                f"access log: {log} (squid format)",
+                proxy.output,
+            )
+            page = "no-such-page"
+            url = f"http://127.0.0.1:{proxy.port}/squid-internal-mgr/{page}"
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+                s.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{proxy.port}\r\n\r\n".encode())
+                head = s.recv(65536).split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+            status_line = head[0].split(" ", 2)
+            error = [
+                v for k, _, v in (f.partition(": ") for f in head[1:]) if k == "X-Squeak-Error"
+            ]
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "squeak",
+                    "mgr",
+                    page,
+                    "--proxy",
+                    f"127.0.0.1:{proxy.port}",
+                ],
+                cwd=scratch,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        finally:
+            proxy.stop()
+        self.assertGreaterEqual(int(status_line[1]), 400)
+        named = f" ({error[0]})" if error else ""
+        self.assertEqual(
+            (result.returncode, result.stdout, result.stderr),
+            (1, "", f"squeak: {url}: {status_line[1]} {status_line[2]}{named}\n"),
+        )
+
+
+class FreshInstallTests(SynchronousTestCase):
+    """
+    The C{squeak} console script from a fresh C{pip install .} in a new
+    venv, run outside the checkout.
+
+    The venv reaches the dependencies already installed in the development
+    venv through a C{.pth} line (that line does not run the development
+    venv's own C{.pth} files, so its editable squeak stays invisible), and
+    pip installs with C{--no-deps --no-index --no-build-isolation}: nothing
+    is fetched from the registry, the build uses the setuptools already
+    installed, and the test takes seconds rather than minutes.  What it
+    proves is what an operator's C{pip install .} gets: the console script,
+    the twistd plugin, and squeak imported from the venv's site-packages.
+    """
+
+    timeout = 240
+
+    def test_console_script(self) -> None:
+        """
+        C{squeak --help} says how to start the proxy and lists the commands;
+        C{squeak --version} and C{twistd squeak --version} print squeak's
+        version; C{squeak run} starts the proxy, and C{squeak purge} and
+        C{squeak mgr} reach it.
+        """
+        import sysconfig
+        import time
+        import venv
+
+        scratch = os.path.abspath(self.mktemp())
+        env_dir = os.path.join(scratch, "venv")
+        try:
+            venv.EnvBuilder(with_pip=True).create(env_dir)
+        except (subprocess.CalledProcessError, OSError) as e:
+            raise SkipTest(f"cannot make a venv with pip (ensurepip): {e}") from None
+        bin_dir = os.path.join(env_dir, "bin")
+        python = os.path.join(bin_dir, "python")
+        site = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        with open(os.path.join(site, "squeak-test-deps.pth"), "w", encoding="utf-8") as f:
+            f.write(sysconfig.get_paths()["purelib"] + "\n")
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+        installed = subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index"]
+            + ["--no-build-isolation", ROOT],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if installed.returncode != 0:
+            raise SkipTest(f"pip cannot install squeak offline here: {installed.stderr[-500:]}")
+
+        def squeak(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [os.path.join(bin_dir, "squeak"), *argv],
+                cwd=scratch,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+
+        where = subprocess.run(
+            [python, "-c", "import squeak; print(squeak.__file__)"],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        self.assertTrue(where.startswith(site), where)
+        helped = squeak("--help")
+        self.assertEqual((helped.returncode, helped.stderr), (0, ""))
+        for expected in (
+            "squeak run --config /etc/squeak/squeak.toml",
+            "twistd -n --pidfile= squeak --config",
+            "run ",
+            "check-config",
+            "purge ",
+            "mgr ",
+            "reload ",
+            "passwd ",
+        ):
+            self.assertIn(expected, helped.stdout)
+        self.assertEqual(squeak("--version").stdout, f"squeak {__version__}\n")
+        twistd = subprocess.run(
+            [python, "-c", "from twisted.scripts.twistd import run; run()", "squeak", "--version"],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(twistd.stdout, f"squeak {__version__} (Twisted {twisted_version})\n")
+
+        config = os.path.join(scratch, "squeak.toml")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(
+                '[proxy]\nhttp_port = ["127.0.0.1:0"]\n'
+                f'[cache]\ndir = "{os.path.join(scratch, "cache")}"\n'
+            )
+        running = subprocess.Popen(
+            [os.path.join(bin_dir, "squeak"), "run", "--config", config],
+            cwd=scratch,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert running.stdout is not None
+            output, port = "", 0
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not port:
+                line = running.stdout.readline()
+                if not line:
+                    break
+                output += line
+                if "squeak listening on 127.0.0.1:" in line:
+                    port = int(line.rsplit(":", 1)[1])
+            self.assertTrue(port, output)
+            proxy = f"127.0.0.1:{port}"
+            purged = squeak("purge", "http://o.test/nothing", "--proxy", proxy)
+            self.assertEqual(
+                (purged.returncode, purged.stdout, purged.stderr),
+                (
+                    1,
+                    f"Not cached in the running proxy at {proxy} (memory and disk): "
+                    "http://o.test/nothing\n",
+                    "",
+                ),
+            )
+            page = squeak("mgr", "info", "--proxy", proxy)
+            # The pages are served by the proxy (another part of issue 16):
+            # either the page, or one line with the status it answered.
+            if page.returncode == 0:
+                self.assertTrue(page.stdout)
+            else:
+                self.assertEqual(page.returncode, 1, page.stderr)
+                self.assertRegex(
+                    page.stderr, rf"^squeak: http://{proxy}/squid-internal-mgr/info: \d{{3}} .*\n$"
+                )
+        finally:
+            running.terminate()
+            running.wait(15)
+        stopped = squeak("mgr", "info", "--proxy", proxy)
+        self.assertEqual(
+            (stopped.returncode, stopped.stdout, stopped.stderr),
+            (
+                2,
+                "",
+                f"squeak: no proxy is running at {proxy} (connection refused; the address is "
+                "from --proxy)\n",
             ),
         )
