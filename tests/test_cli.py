@@ -557,6 +557,10 @@ class TwistdTests(SynchronousTestCase):
         )
 
 
+#: pip's options for installing the checkout with what is installed already.
+_OFFLINE_INSTALL = ("--no-deps", "--no-index", "--no-build-isolation")
+
+
 class FreshInstallTests(SynchronousTestCase):
     """
     The C{squeak} console script from a fresh C{pip install .} in a new
@@ -605,8 +609,7 @@ class FreshInstallTests(SynchronousTestCase):
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
         installed = subprocess.run(
-            [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index"]
-            + ["--no-build-isolation", ROOT],
+            [python, "-m", "pip", "install", "-q", *_OFFLINE_INSTALL, ROOT],
             cwd=scratch,
             env=env,
             capture_output=True,
