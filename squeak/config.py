@@ -76,6 +76,7 @@ from squeak.config_values import (
     parse_listen_address,
     parse_size,
 )
+from squeak.errorpages import ErrorsConfig
 from squeak.logline import PRESET_NAMES
 from squeak.values import IPNetwork, parse_network
 
@@ -605,6 +606,7 @@ TABLES: Mapping[str, type] = {
     "auth": AuthConfig,
     "access_log": AccessLogConfig,
     "cache": CacheConfig,
+    "errors": ErrorsConfig,
 }
 
 
@@ -631,6 +633,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    errors: ErrorsConfig = field(default_factory=ErrorsConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
 

@@ -131,7 +131,7 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
     # a proxy out of descriptors still answers (issue 14).
     from twisted.internet.selectreactor import SelectReactor
 
-    from squeak.errors import load_templates
+    import squeak.errorpages  # noqa: F401 - reads the shipped page now
     from squeak.master import Master, SingleProcess, read_config
     from squeak.net.listeners import bind_all
     from squeak.service import build_service, server_tls_options
@@ -145,7 +145,6 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
 
     ceiling = _FD_SETSIZE if isinstance(reactor, SelectReactor) else None
     _log.info("{line}", line=raise_descriptor_limit(ceiling))
-    load_templates()
 
     if path:
         config, text = read_config(path)

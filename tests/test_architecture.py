@@ -76,6 +76,9 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.validation",
             "squeak.cache.ranges",
             "squeak.errors",
+            # Error page templates: negotiation and rendering (reads the
+            # template files, as access.auth reads htpasswd files).
+            "squeak.errorpages",
             # The access log's record and formatters; accesslog is their
             # I/O shell.
             "squeak.accessrecord",

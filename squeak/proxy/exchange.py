@@ -33,7 +33,7 @@ from typing_extensions import override
 from squeak.access.acl import Facts
 from squeak.accesslog import AccessRecord
 from squeak.cache.facade import CacheLookup, Transient
-from squeak.errors import ProxyError, error_headers, render_error_page
+from squeak.errors import ProxyError, error_headers
 from squeak.http.fields import RawHeaders, upstream_request_headers
 from squeak.http.request import RequestHead
 from squeak.http.target import Target
@@ -195,16 +195,21 @@ class ProxyExchange(Exchange):
             return
         self.state = ExchangeState.ANSWERING
         self.error_status = error.status
-        page = render_error_page(
+        accept_language = self.field(b"accept-language")
+        rendered = self.context.error_pages.render(
             error,
+            accept_language=accept_language.decode("latin-1") if accept_language else None,
             url=self.uri.decode("latin-1"),
             method=self.method.decode("latin-1"),
             client=self.client_host,
             visible_hostname=self.context.config.proxy.visible_hostname,
             now=self.context.reactor.seconds(),
         )
+        page = rendered.body
         self.set_status(error.status)
-        for name, value in error_headers(error):
+        for name, value in error_headers(
+            error, language=rendered.language, negotiated=rendered.negotiated
+        ):
             self.set_field(name, value)
         for name, value in extra_headers:
             self.add_field(name, value)
