@@ -120,7 +120,8 @@ def proxy_address(config: Config, given: str | None) -> ProxyAddress:
             host = "::1" if ":" in host else "127.0.0.1"
     except ValueError:
         pass
-    return ProxyAddress(host, first.port, config.source)
+    source = "the embedded defaults" if config.source == "<defaults>" else config.source
+    return ProxyAddress(host, first.port, source)
 
 
 def _given_address(given: str) -> ProxyAddress:

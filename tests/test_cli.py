@@ -638,6 +638,16 @@ class FreshInstallTests(SynchronousTestCase):
             timeout=30,
         ).stdout
         self.assertTrue(where.startswith(site), where)
+        # The installed distribution's version is the one squeak prints.
+        metadata = subprocess.run(
+            [python, "-c", "import importlib.metadata as m; print(m.version('squeak'))"],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(metadata.stdout, f"{__version__}\n")
         helped = squeak("--help")
         self.assertEqual((helped.returncode, helped.stderr), (0, ""))
         for expected in (

@@ -69,6 +69,9 @@ class ProxyAddressTests(SynchronousTestCase):
             [proxy_address(config, given) for given, _ in cases], [c[1] for c in cases]
         )
         self.assertEqual(ProxyAddress("::1", 3128, "--proxy").authority, "[::1]:3128")
+        self.assertEqual(
+            proxy_address(Config(), None), ProxyAddress("127.0.0.1", 3128, "the embedded defaults")
+        )
 
     def test_bad_addresses(self) -> None:
         """
