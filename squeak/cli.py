@@ -258,15 +258,9 @@ def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if answer.status == 404:
         print(f"Not cached in {proxy}: {args.url}", file=out)
         return 1
-    named = f", {answer.error}" if answer.error else ""
-    hint = (
-        ": allow this address in cache.purge_from (and http_access)"
-        if answer.status == 403
-        else ""
-    )
     print(
         f"squeak: the proxy at {where.authority} answered PURGE with "
-        f"{answer.status} {answer.reason}{named}{hint}",
+        f"{answer.status} {answer.reason}{answer.explanation}",
         file=err,
     )
     return EXIT_ERROR
@@ -311,9 +305,9 @@ def _mgr(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"squeak: {e}", file=err)
         return EXIT_ERROR
     if answer.status != 200:
-        named = f" ({answer.error})" if answer.error else ""
         print(
-            f"squeak: {manager_url(where, page)}: {answer.status} {answer.reason}{named}",
+            f"squeak: {manager_url(where, page)}: "
+            f"{answer.status} {answer.reason}{answer.explanation}",
             file=err,
         )
         return 1

@@ -17,8 +17,10 @@ the command line starts fast.
 
 from __future__ import annotations
 
+import html
 import http.client
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -88,6 +90,25 @@ class ProxyAnswer:
     reason: str
     error: str
     body: bytes
+
+    @property
+    def explanation(self) -> str:
+        """
+        What the answer says went wrong, for one line: the error name and,
+        from an error page that has one (the shipped page does), the
+        C{<p id="reason">} text; C{""} for neither.
+        """
+        found = _REASON.search(self.body)
+        detail = ""
+        if found is not None:
+            text = html.unescape(found.group(1).decode("utf-8", errors="replace"))
+            detail = " ".join(text.split())[:300]
+        parts = [part for part in (self.error, detail) if part]
+        return f" ({': '.join(parts)})" if parts else ""
+
+
+#: The reason paragraph of squeak's shipped error page.
+_REASON = re.compile(rb'<p id="reason">(.*?)</p>', re.DOTALL)
 
 
 def proxy_address(config: Config, given: str | None) -> ProxyAddress:

@@ -8,6 +8,7 @@ that record what they receive.
 from __future__ import annotations
 
 import dataclasses
+import io
 import socket
 from typing import Any
 
@@ -172,6 +173,43 @@ class RequestTests(TestCase):
         lines = server.heads[0].split(b"\r\n")
         self.assertEqual(lines[0], b"PURGE http://o.test:8080/a?b HTTP/1.1")
         self.assertIn(b"Host: o.test:8080", lines[1:])
+
+    async def test_manager_page_from_the_command_line(self) -> None:
+        """
+        C{squeak mgr PAGE --json} asks for C{format=json} and prints the
+        body; another status is one line on standard error with the error
+        name and the reason from the page, exit 1.
+        """
+        from squeak.cli import main
+
+        def run(*argv: str) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
+
+        server, where = self._serve(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"up": 12}\n')
+        got = await threads.deferToThread(run, "mgr", "info", "--json", "--proxy", where.authority)
+        self.assertEqual(got, (0, '{"up": 12}\n', ""))
+        self.assertTrue(
+            server.heads[0].startswith(
+                b"GET http://%s/squid-internal-mgr/info?format=json HTTP/1.1\r\n"
+                % where.authority.encode()
+            )
+        )
+        page = b'<p id="reason">no page &quot;x&quot;\n here</p>'
+        _, where = self._serve(
+            b"HTTP/1.1 404 Not Found\r\nX-Squeak-Error: ERR_NO_PAGE\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(page), page)
+        )
+        got = await threads.deferToThread(run, "mgr", "x", "--proxy", where.authority)
+        self.assertEqual(
+            got,
+            (
+                1,
+                "",
+                f"squeak: http://{where.authority}/squid-internal-mgr/x: 404 Not Found "
+                '(ERR_NO_PAGE: no page "x" here)\n',
+            ),
+        )
 
     def test_purge_needs_an_absolute_url(self) -> None:
         """
