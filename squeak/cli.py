@@ -239,10 +239,7 @@ def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from squeak.cache.facade import purge_stored
 
         removed = purge_stored(config.cache, args.url)
-        files = (
-            f"the disk cache in {config.cache.dir} "
-            "(offline: a running proxy's memory may keep a copy)"
-        )
+        files = f"the disk cache files in {config.cache.dir} (offline)"
         print(f"{'Purged from' if removed else 'Not cached in'} {files}: {args.url}", file=out)
         return 0 if removed else 1
     try:
@@ -273,8 +270,9 @@ def _add_purge(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
         help="remove a URL from the running proxy's cache",
         description="Send PURGE for URL to the running proxy (its first http_port, or "
         "--proxy), which removes every stored response for it from memory and disk, in "
-        "every worker. With --offline, remove it from the disk cache's files only (for a "
-        "proxy that is not running: a running one keeps its memory copy). Exits 0 if "
+        "every worker. With --offline, remove it from the disk cache's files without "
+        "asking a proxy (for one that is not running; the cache directory's invalidation "
+        "tags still make a running one drop its memory copy). Exits 0 if "
         "something was removed, 1 if nothing was stored, 2 if the proxy cannot be asked or "
         "refuses.",
     )
@@ -286,7 +284,7 @@ def _add_purge(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="remove the URL from the disk cache's files instead of asking the proxy",
+        help="remove the URL from the disk cache's files without asking a proxy",
     )
     parser.set_defaults(run=_purge)
 

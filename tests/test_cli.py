@@ -417,7 +417,8 @@ class PurgeTests(ProxyTestCase):
     async def test_offline_purges_the_files(self) -> None:
         """
         C{--offline} removes the URL from the configured disk cache's files,
-        saying which cache and that memory may keep a copy.
+        saying which cache; the running proxy drops its memory copy too (the
+        cache directory's invalidation tags), so the next request is a miss.
         """
         origin = Origin(reactor)
         self.listen(origin)
@@ -426,10 +427,7 @@ class PurgeTests(ProxyTestCase):
         config = os.path.join(self.directory, "squeak.toml")
         with open(config, "w", encoding="utf-8") as f:
             f.write(f'[cache]\ndir = "{self.config.cache.dir}"\n')
-        files = (
-            f"the disk cache in {self.config.cache.dir} "
-            "(offline: a running proxy's memory may keep a copy)"
-        )
+        files = f"the disk cache files in {self.config.cache.dir} (offline)"
         self.assertEqual(
             await self._squeak("purge", url, "--offline", "--config", config),
             (0, f"Purged from {files}: {url}\n", ""),
@@ -437,6 +435,10 @@ class PurgeTests(ProxyTestCase):
         self.assertEqual(
             await self._squeak("purge", url, "--offline", "--config", config),
             (1, f"Not cached in {files}: {url}\n", ""),
+        )
+        self.assertIn(b"response 2", await threads.deferToThread(self._get, url))
+        self.assertEqual(
+            [line.split()[3] for line in self.access_log_lines()], ["TCP_MISS/200", "TCP_MISS/200"]
         )
 
     async def test_proxy_not_running(self) -> None:

@@ -373,8 +373,7 @@ class CachePersistenceTests(unittest.SynchronousTestCase):
             (purged.returncode, purged.stdout.strip()),
             (
                 0,
-                f"Purged from the disk cache in {self.directory / 'cache'} (offline: a running "
-                f"proxy's memory may keep a copy): {url}",
+                f"Purged from the disk cache files in {self.directory / 'cache'} (offline): {url}",
             ),
         )
         again = self._start()
