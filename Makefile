@@ -41,6 +41,7 @@ TEST_FAST := \
 	tests.test_cache_policy \
 	tests.test_cache_ranges \
 	tests.test_config \
+	tests.test_errorpages \
 	tests.test_errors \
 	tests.test_http_chunked \
 	tests.test_http_fields \

@@ -34,6 +34,6 @@ setup(
         # Pinned: CI runs them, and a new release must not fail a clean clone.
         "dev": ["ruff == 0.17.6", "mypy == 2.4.1", "hypothesis >= 6.100"],
     },
-    entry_points={"console_scripts": ["squeak = squeak.__main__:main"]},
+    entry_points={"console_scripts": ["squeak = squeak.cli:main"]},
     zip_safe=False,
 )

@@ -76,6 +76,7 @@ from squeak.config_values import (
     parse_listen_address,
     parse_size,
 )
+from squeak.errorpages import ErrorsConfig
 from squeak.logline import PRESET_NAMES
 from squeak.pac import PacConfig, pac_problem
 from squeak.proxyheader import ProxyProtocolConfig, proxy_protocol_problem
@@ -609,6 +610,7 @@ TABLES: Mapping[str, type] = {
     "cache": CacheConfig,
     "pac": PacConfig,
     "proxy_protocol": ProxyProtocolConfig,
+    "errors": ErrorsConfig,
 }
 
 
@@ -637,6 +639,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     pac: PacConfig = field(default_factory=PacConfig)
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
+    errors: ErrorsConfig = field(default_factory=ErrorsConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
 

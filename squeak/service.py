@@ -45,7 +45,7 @@ from squeak.net.origin import UpstreamClient
 from squeak.net.proxyprotocol import ProxyHeaderFactory
 from squeak.net.wire import SendBatcher
 from squeak.proxy.client import ForwardProxyFactory
-from squeak.proxy.context import ProxyContext
+from squeak.proxy.context import ProxyContext, error_pages_from_config
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
 
@@ -298,6 +298,7 @@ def build_context(
             deadline_resolution(min(config.timeouts.connect, config.timeouts.read)),
         ),
         batcher=batcher,
+        error_pages=error_pages_from_config(config.errors),
     )
 
 

@@ -77,6 +77,9 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.ranges",
             "squeak.upstream.*",
             "squeak.errors",
+            # Error page templates: negotiation and rendering (reads the
+            # template files, as access.auth reads htpasswd files).
+            "squeak.errorpages",
             # The access log's record and formatters; accesslog is their
             # I/O shell.
             "squeak.accessrecord",
@@ -113,7 +116,11 @@ LAYERS: tuple[Layer, ...] = (
     Layer("policy over I/O", False, ("squeak.access.gatekeeper", "squeak.cache.facade")),
     Layer("proxy", False, ("squeak.proxy.*",)),
     Layer("composition root", False, ("squeak.service", "squeak.master")),
-    Layer("entry points", False, ("squeak.tap", "squeak.__main__", "squeak.worker")),
+    Layer(
+        "entry points",
+        False,
+        ("squeak.tap", "squeak.__main__", "squeak.cli", "squeak.control", "squeak.worker"),
+    ),
 )
 
 # Top-level packages a pure module must never bring in.

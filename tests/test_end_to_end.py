@@ -389,8 +389,8 @@ class CachePersistenceTests(unittest.SynchronousTestCase):
 
     def test_purge_command_removes_an_entry(self) -> None:
         """
-        python -m squeak purge URL removes a stored response: the next
-        process fetches it again.
+        python -m squeak purge --offline URL removes a stored response from
+        a stopped proxy's disk cache: the next process fetches it again.
         """
         proxy = self._start()
         self._get(proxy, "/cacheable/5000")
@@ -399,13 +399,19 @@ class CachePersistenceTests(unittest.SynchronousTestCase):
         config.write_text(self.config_text)
         url = self.origin.url("/cacheable/5000")
         purged = subprocess.run(
-            [sys.executable, "-m", "squeak", "purge", url, "--config", str(config)],
+            [sys.executable, "-m", "squeak", "purge", "--offline", url, "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=30,
             stdin=subprocess.DEVNULL,
         )
-        self.assertEqual((purged.returncode, purged.stdout.strip()), (0, f"Purged: {url}"))
+        self.assertEqual(
+            (purged.returncode, purged.stdout.strip()),
+            (
+                0,
+                f"Purged from the disk cache files in {self.directory / 'cache'} (offline): {url}",
+            ),
+        )
         again = self._start()
         _, x_cache = self._get(again, "/cacheable/5000")
         self.assertTrue(x_cache.startswith("MISS"), x_cache)
