@@ -42,6 +42,9 @@ class RunningProxy:
     port: int
     log_path: str
     service: Any = None
+    #: For Squid: stop it, and start it again on the same port.
+    stop_squid: Any = None
+    start_squid: Any = None
 
     async def go_down(self) -> None:
         """
@@ -156,38 +159,49 @@ acl localhost src 127.0.0.1/32
 http_access deny all
 """
         )
-    process = subprocess.Popen(
-        [SQUID, "-N", "-f", conf],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    running = RunningProxy(name, port, log_path)
+    process: list[subprocess.Popen[bytes]] = []
+
+    def launch() -> None:
+        """Start Squid and wait (at most 20 s) until it listens."""
+        started = subprocess.Popen(
+            [SQUID, "-N", "-f", conf],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        process[:] = [started]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if started.poll() is not None:
+                with open(
+                    os.path.join(directory, "cache.log"), encoding="utf-8", errors="replace"
+                ) as log:
+                    tail = log.read()[-800:]
+                raise AssertionError(f"squid exited with {started.returncode}: {tail}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("squid did not listen within 20s")
 
     def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        """Stop Squid (SIGTERM, then SIGKILL after 10 s)."""
+        for started in process:
+            started.terminate()
+            try:
+                started.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                started.kill()
+                started.wait(timeout=10)
+        process.clear()
 
     case.addCleanup(stop)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            with open(
-                os.path.join(directory, "cache.log"), encoding="utf-8", errors="replace"
-            ) as log:
-                tail = log.read()[-800:]
-            raise AssertionError(f"squid exited with {process.returncode}: {tail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        raise AssertionError("squid did not listen within 20s")
-    return RunningProxy(name, port, log_path)
+    launch()
+    running.stop_squid = stop
+    running.start_squid = launch
+    return running
 
 
 def squid_peer_lines(peers: list[tuple[str, int, int]], options: str = "") -> str:

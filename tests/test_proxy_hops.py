@@ -474,6 +474,38 @@ class SquidParentTests(HierarchyTestCase):
         self.assertIn(" child ", lines[-1])
 
 
+class SquidParentHealthTests(HierarchyTestCase):
+    async def test_a_squid_parent_goes_down_then_comes_back(self) -> None:
+        """
+        Two Squid parents: the first stops mid-run, requests fail over to
+        the second; it starts again and the prober brings it back.
+        """
+        origin = self.origin()
+        first = start_squid(self, "squidone")
+        second = start_squid(self, "squidtwo")
+        child = self.child(
+            peer_toml("squidone", first.port) + peer_toml("squidtwo", second.port),
+            'never_direct = ["allow all"]\nmax_fails = 1\nprobe_interval = "0.3s"',
+        )
+        status, _, _ = await get(child.port, origin.url("/echo/1"))
+        self.assertEqual((status, self.last_fields(child)[8]), (200, "FIRSTUP_PARENT/squidone"))
+        await deferToThread(first.stop_squid)
+        status, _, _ = await get(child.port, origin.url("/echo/2"))
+        self.assertEqual((status, self.last_fields(child)[8]), (200, "ANY_OLD_PARENT/squidtwo"))
+        status, _, _ = await get(child.port, origin.url("/echo/3"))
+        self.assertEqual((status, self.last_fields(child)[8]), (200, "FIRSTUP_PARENT/squidtwo"))
+        await deferToThread(first.start_squid)
+        parents: Any = child.service.context.parents
+        peer = parents.hierarchy.peer("squidone")
+        for _ in range(50):
+            if not parents.hierarchy.is_down(peer):
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertFalse(parents.hierarchy.is_down(peer))
+        status, _, _ = await get(child.port, origin.url("/echo/4"))
+        self.assertEqual((status, self.last_fields(child)[8]), (200, "FIRSTUP_PARENT/squidone"))
+
+
 class CarpAgainstSquidTests(HierarchyTestCase):
     async def test_squid_child_and_squeak_child_pick_the_same_parents(self) -> None:
         """
