@@ -77,6 +77,63 @@ def connection_spread(
             conn.close()
 
 
+class PinnedClient:
+    """
+    One keep-alive connection to the proxy, and so to one worker: requests
+    on it are answered by the worker that accepted it.
+    """
+
+    def __init__(self, proxy_port: int) -> None:
+        self.conn = socket.create_connection(("127.0.0.1", proxy_port), timeout=20)
+        self.worker = ""
+
+    def get(self, url: str) -> tuple[int, dict[str, str], bytes]:
+        """GET C{url}: the status, fields (lower-case names) and body."""
+        self.conn.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = self.conn.recv(65536)
+            if not more:
+                raise AssertionError(f"connection closed: {data!r}")
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        length = int(fields.get("content-length", "0"))
+        while len(body) < length:
+            more = self.conn.recv(65536)
+            if not more:
+                raise AssertionError("connection closed in the body")
+            body += more
+        self.worker = fields.get("x-squeak-worker", "")
+        return int(lines[0].split()[1]), fields, body
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def pinned_to_each_worker(
+    test: unittest.SynchronousTestCase, proxy_port: int, url: str, workers: int = 2
+) -> list[PinnedClient]:
+    """
+    One keep-alive connection to each of C{workers} workers (bounded: at
+    most 40 connections tried), each having fetched C{url} once.
+    """
+    found: dict[str, PinnedClient] = {}
+    for _ in range(40):
+        client = PinnedClient(proxy_port)
+        test.addCleanup(client.close)
+        client.get(url)
+        if client.worker not in found:
+            found[client.worker] = client
+        if len(found) == workers:
+            return list(found.values())
+    raise AssertionError(f"connections reached only {sorted(found)}")
+
+
 class WorkerTests(unittest.SynchronousTestCase):
     """
     C{workers = 2}: two processes serve, share the disk tier, and a killed
@@ -177,6 +234,33 @@ class WorkerTests(unittest.SynchronousTestCase):
         fields = _served_by(self.proxy, url, other)
         self.assertIn("HIT", fields.get("x-cache", ""))
         self.assertEqual(self.origin.paths.count("/cacheable/5000"), 1)
+
+    def test_freshening_reaches_the_other_worker(self) -> None:
+        """
+        A 304 that freshens an entry in one worker reaches the other's
+        memory tier: the other serves the freshened copy as a hit rather
+        than its own stale memory copy, which it would revalidate again.
+        """
+        first, second = pinned_to_each_worker(self, self.proxy.port, self.origin.url("/body/10"))
+        url = self.origin.url("/validated/100/2")
+        status, fields, body = first.get(url)
+        self.assertEqual((status, body), (200, PATTERN[:100]))
+        self.assertIn("MISS", fields.get("x-cache", ""))
+        # Both workers hold the entry in memory.
+        for client in (first, second, second, first):
+            status, fields, _ = client.get(url)
+            self.assertIn("HIT", fields.get("x-cache", ""), (client.worker, fields))
+        self.assertEqual(self.origin.paths.count("/validated/100/2"), 1)
+        time.sleep(3.2)  # stale in both (max-age 2; Date has 1 s resolution)
+        status, fields, body = first.get(url)
+        self.assertEqual((status, body), (200, PATTERN[:100]))
+        self.assertEqual(self.origin.paths.count("/validated/100/2"), 2)
+        freshened = fields["x-origin-request"]
+        status, fields, body = second.get(url)
+        self.assertEqual((status, body), (200, PATTERN[:100]))
+        self.assertIn("HIT", fields.get("x-cache", ""), fields)
+        self.assertEqual(fields["x-origin-request"], freshened)
+        self.assertEqual(self.origin.paths.count("/validated/100/2"), 2)
 
     def test_killed_worker_is_replaced(self) -> None:
         """
