@@ -572,7 +572,6 @@ class WorkersReloadTests(ReloadTests):
     """
 
     workers = 2
-    reloads = 3
     # New workers take a couple of seconds to start.
     DURATION = 8
 
