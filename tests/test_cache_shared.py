@@ -318,7 +318,6 @@ class SharedInvalidationTests(SynchronousTestCase):
             (b"new", "memory"),
         )
 
-
     def test_freshening_reaches_the_other_memory_tier(self) -> None:
         """
         A 304 freshens an entry through one store (L{Store.update}): the

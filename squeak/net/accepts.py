@@ -382,7 +382,9 @@ class WorkerAccepts:
         descriptor.
         """
         kind = AdoptedPort if self.ledger is None else SharedQueuePort
-        port = kind._fromListeningDescriptor(reactor, sock.fileno(), sock.family, factory)
+        port = cast(Any, kind)._fromListeningDescriptor(
+            reactor, sock.fileno(), sock.family, factory
+        )
         port.accepts = self
         port.startListening()
         return port
@@ -404,7 +406,7 @@ class AdoptedPort(tcp.Port):
     queue = "its own SO_REUSEPORT queue, bound by the master"
 
     def _address(self) -> str:
-        host = self.getHost()
+        host = cast(Any, self).getHost()
         shown = f"[{host.host}]" if ":" in host.host else host.host
         return f"{shown}:{host.port}"
 
@@ -412,7 +414,7 @@ class AdoptedPort(tcp.Port):
     def startListening(self) -> None:
         # Twisted's startListening for an adopted socket, but for the log
         # line: it would say "<factory> starting on <port>".
-        tcp._reservedFD.reserve()
+        cast(Any, tcp._reservedFD).reserve()
         sock = self._preexistingSocket
         assert sock is not None, "AdoptedPort listens only on an adopted socket"
         self._preexistingSocket = None
@@ -426,12 +428,12 @@ class AdoptedPort(tcp.Port):
             address=self._address(),
             queue=self.queue,
         )
-        self.factory.doStart()
+        cast(Any, self.factory).doStart()
         self.connected = True
         self.fileno = sock.fileno  # type: ignore[method-assign]
         self.numberAccepts = 100
         self.started()
-        self.startReading()
+        cast(Any, self).startReading()
 
     def started(self) -> None:
         """The port is about to read (subclasses)."""
@@ -461,7 +463,7 @@ class _CountedServer(tcp.Server):
     @override
     def connectionLost(self, reason: Any) -> None:
         try:
-            super().connectionLost(reason)
+            cast(Any, super()).connectionLost(reason)
         finally:
             cast(SharedQueuePort, self.server).connection_closed()
 
@@ -508,7 +510,7 @@ class SharedQueuePort(AdoptedPort):
     from then on, which is what the benchmark's pile-up was.
     """
 
-    transport = _CountedServer
+    transport: Any = _CountedServer
     queue = "the master's socket, one accept queue shared by the workers"
     #: Connections a worker may hold beyond its least busy peer before it
     #: yields: enough that two workers do not hand the queue back and forth
@@ -560,13 +562,13 @@ class SharedQueuePort(AdoptedPort):
         self._yield_since = None
         # One accept per wake-up, whatever Twisted's loop made of the last.
         self.numberAccepts = 1
-        return super().doRead()
+        return cast(Any, super()).doRead()
 
     def _yield(self) -> None:
         """Stop polling the queue; look again in L{tick} seconds."""
         if self._yield_since is None:
             self._yield_since = self.reactor.seconds()
-        self.stopReading()
+        cast(Any, self).stopReading()
         if self._yield_call is None:
             self._yield_call = self.reactor.callLater(self.tick, self._look)
 
@@ -585,16 +587,16 @@ class SharedQueuePort(AdoptedPort):
             return
         if not self._waiting():
             self._yield_since = None
-            self.startReading()
+            cast(Any, self).startReading()
             return
         since = self._yield_since if self._yield_since is not None else self.reactor.seconds()
         if self.reactor.seconds() - since >= self.patience:
             self._force = True
-            self.startReading()
+            cast(Any, self).startReading()
         elif self.over_share():
             self._yield_call = self.reactor.callLater(self.tick, self._look)
         else:
-            self.startReading()
+            cast(Any, self).startReading()
 
     def _waiting(self) -> bool:
         """Whether a connection waits in the queue (without taking it)."""
@@ -608,4 +610,4 @@ class SharedQueuePort(AdoptedPort):
             self._yield_call.cancel()
         self._yield_call = None
         self._ledger.add(self.accepts.entry, _LISTENING, -1)
-        super().connectionLost(reason)
+        cast(Any, super()).connectionLost(reason)
