@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_net_accepts -*-
 """
-Accepting connections when file descriptors run out: pause, do not spin.
+Accepting connections: when file descriptors run out, pause, do not spin;
+in worker processes, say what the port is, and keep the accept queue the
+workers share fair (L{SharedQueuePort}, after the first part).
 
 When C{accept(2)} fails for want of a descriptor (C{EMFILE}: the process's
 limit; C{ENFILE}: the system's; C{ENOBUFS}, C{ENOMEM}), the connection stays
@@ -225,8 +227,8 @@ class AcceptLedger:
     and maps): per worker, its PID, its reload generation, how many
     listening ports it accepts on, and how many connections it has open.
 
-    Entry 0 is the header: its first word is the number of entries the
-    master has handed out so far, so that readers scan no further.  Each
+    Entry 0 is the header: its first word is one past the highest entry
+    the master has handed out, so that readers scan no further.  Each
     worker entry has one writer, its worker; the master clears an entry
     before handing it to a worker and after that worker has exited.  The
     words are aligned 64-bit integers, read and written whole.
