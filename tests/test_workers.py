@@ -242,7 +242,7 @@ class WorkerTests(unittest.SynchronousTestCase):
         than its own stale memory copy, which it would revalidate again.
         """
         first, second = pinned_to_each_worker(self, self.proxy.port, self.origin.url("/body/10"))
-        url = self.origin.url("/validated/100/2")
+        url = self.origin.url("/validated/100/4")
         status, fields, body = first.get(url)
         self.assertEqual((status, body), (200, PATTERN[:100]))
         self.assertIn("MISS", fields.get("x-cache", ""))
@@ -250,17 +250,17 @@ class WorkerTests(unittest.SynchronousTestCase):
         for client in (first, second, second, first):
             status, fields, _ = client.get(url)
             self.assertIn("HIT", fields.get("x-cache", ""), (client.worker, fields))
-        self.assertEqual(self.origin.paths.count("/validated/100/2"), 1)
-        time.sleep(3.2)  # stale in both (max-age 2; Date has 1 s resolution)
+        self.assertEqual(self.origin.paths.count("/validated/100/4"), 1)
+        time.sleep(5.2)  # stale in both (max-age 4; Date has 1 s resolution)
         status, fields, body = first.get(url)
         self.assertEqual((status, body), (200, PATTERN[:100]))
-        self.assertEqual(self.origin.paths.count("/validated/100/2"), 2)
+        self.assertEqual(self.origin.paths.count("/validated/100/4"), 2)
         freshened = fields["x-origin-request"]
         status, fields, body = second.get(url)
         self.assertEqual((status, body), (200, PATTERN[:100]))
         self.assertIn("HIT", fields.get("x-cache", ""), fields)
         self.assertEqual(fields["x-origin-request"], freshened)
-        self.assertEqual(self.origin.paths.count("/validated/100/2"), 2)
+        self.assertEqual(self.origin.paths.count("/validated/100/4"), 2)
 
     def test_killed_worker_is_replaced(self) -> None:
         """
