@@ -488,7 +488,9 @@ class SharedQueuePort(AdoptedPort):
     time poll the socket (C{accept_mutex}, retried every
     C{accept_mutex_delay}, 500 ms), and a worker with more than 7/8 of its
     connections in use stops trying for the mutex for a while.  Squid's SMP
-    workers share the queue and accept as nginx does without the mutex.
+    workers share the queue with no mutex, and accept one connection per
+    readiness event (C{Comm::TcpAcceptor::doAccept} calls C{acceptOne}
+    once).
     Python's C{epoll} has C{EPOLLEXCLUSIVE}, but Twisted's reactor
     registers descriptors itself, and an exclusive wake-up does not
     balance either: the kernel wakes the worker that waits, which is
