@@ -76,7 +76,10 @@ from squeak.config_values import (
     parse_listen_address,
     parse_size,
 )
+from squeak.errorpages import ErrorsConfig
 from squeak.logline import PRESET_NAMES
+from squeak.pac import PacConfig, pac_problem
+from squeak.proxyheader import ProxyProtocolConfig, proxy_protocol_problem
 from squeak.values import IPNetwork, parse_network
 
 __all__ = [
@@ -605,6 +608,9 @@ TABLES: Mapping[str, type] = {
     "auth": AuthConfig,
     "access_log": AccessLogConfig,
     "cache": CacheConfig,
+    "pac": PacConfig,
+    "proxy_protocol": ProxyProtocolConfig,
+    "errors": ErrorsConfig,
 }
 
 
@@ -631,6 +637,9 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    pac: PacConfig = field(default_factory=PacConfig)
+    proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
+    errors: ErrorsConfig = field(default_factory=ErrorsConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
 
@@ -749,7 +758,34 @@ def parse_config(text: str, path: str) -> Config:
     config = Config(**tables, policy=policy, source=path)
     _check_tls(config, text, path)
     _check_intercept(config, text, path)
+    _check_farm(config, text, path)
     return config
+
+
+def _check_farm(config: Config, text: str, path: str) -> None:
+    """
+    The C{[pac]} and C{[proxy_protocol]} checks that need other tables
+    (their own modules say what is wrong: L{pac_problem},
+    L{proxy_protocol_problem}).
+    """
+    kinds = {name: acl.kind for name, acl in config.policy.acls.items()}
+    problems = [
+        ("pac", pac_problem(config.pac, kinds)),
+        (
+            "proxy_protocol",
+            proxy_protocol_problem(
+                config.proxy_protocol,
+                config.proxy.http_port,
+                config.tls.https_port,
+                config.intercept.http_port + config.intercept.https_port,
+            ),
+        ),
+    ]
+    for table, problem in problems:
+        if problem is not None:
+            key, element, what = problem
+            line = _find_line(text, table, key, element)
+            raise ConfigError(path, f"{table}.{key}", what, line)
 
 
 def _check_intercept(config: Config, text: str, path: str) -> None:

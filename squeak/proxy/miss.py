@@ -218,6 +218,9 @@ class MissHandler:
                 "ERR_READ_TIMEOUT", 504, f"no response from the origin within {self._overdue:g}s"
             )
         self._end_transient(False)
+        if error_for_failure(failure).name == "ERR_DNS_FAIL":
+            # No connection was tried: Squid logs HIER_NONE/- then.
+            self._exchange.hierarchy, self._exchange.peer = "HIER_NONE", "-"
         answer: Answer | None = Answer.ORIGIN
         if self._validating:
             # Stale-if-error, when the policy allows (squeak/proxy/validate.py).
