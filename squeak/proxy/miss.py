@@ -39,6 +39,7 @@ from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.failures import error_for_failure, failure_of
 from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
+from squeak.proxy.hops import fetch_through_hierarchy
 from squeak.proxy.logtag import Answer
 from squeak.proxy.state import ExchangeState
 from squeak.proxy.validate import DiscardBody, answer_failed_validation, answer_validation
@@ -123,7 +124,7 @@ class MissHandler:
         self._transient = transient
         self._storer: ResponseStorer | None = None
         self._relay: BodyRelay | None = None
-        self._pending: PendingRequest | None = None
+        self._pending: PendingRequest | defer.Deferred[Any] | None = None
         self._request_time = 0.0
         self._timing_answer = False
         self._read_timed_out = False
@@ -157,25 +158,41 @@ class MissHandler:
         timeout = timeouts.connect + timeouts.read
         self._timing_answer = True
         context.deadlines.set(self, timeout, self._no_answer_in_time, timeout)
-        # No Deferred: the answer comes to response_received or
-        # request_failed (about 2 µs less per miss, docs/performance.md).
-        pending = context.upstream.send_request(
-            exchange.method,
+        # RFC 9110 §15.2: never to an HTTP/1.0 client.
+        on_interim = self._interim if exchange.version == b"HTTP/1.1" else None
+        if context.parents is None:
+            # No Deferred: the answer comes to response_received or
+            # request_failed (about 2 µs less per miss, docs/performance.md).
+            pending = context.upstream.send_request(
+                exchange.method,
+                target,
+                outgoing,
+                body,
+                self,
+                check_peer=exchange.peer_check(),
+                on_interim=on_interim,
+            )
+            if not pending.done:
+                self._pending = pending
+            return
+        # A cache hierarchy: parents and/or direct (squeak/proxy/hops.py).
+        answer = fetch_through_hierarchy(
+            exchange,
+            context,
+            context.parents,
             target,
             outgoing,
             body,
-            self,
             check_peer=exchange.peer_check(),
-            # RFC 9110 §15.2: never to an HTTP/1.0 client.
-            on_interim=self._interim if exchange.version == b"HTTP/1.1" else None,
+            on_interim=on_interim,
         )
-        if not pending.done:
-            self._pending = pending
+        self._pending = answer
+        answer.addCallbacks(self.response_received, self.request_failed)
 
     def response_received(self, response: UpstreamResponse) -> None:
         """
-        The origin's response head is in (L{ResponseReceiver}); a bug in
-        handling it answers 500, as an errback on a L{Deferred} would.
+        The origin's response head is in (L{ResponseReceiver}, or the
+        hierarchy's L{Deferred}); a bug in handling it answers 500.
         """
         try:
             self._got_response(response)
@@ -184,7 +201,8 @@ class MissHandler:
 
     def request_failed(self, reason: Failure) -> None:
         """
-        No response from the origin (L{ResponseReceiver}).
+        No response from the origin (L{ResponseReceiver}, or the
+        hierarchy's L{Deferred}).
         """
         try:
             self._upstream_failed(reason)
@@ -243,6 +261,9 @@ class MissHandler:
                 "ERR_READ_TIMEOUT", 504, f"no response from the origin within {self._overdue:g}s"
             )
         self._end_transient(False)
+        if error_for_failure(failure).name == "ERR_DNS_FAIL":
+            # No connection was tried: Squid logs HIER_NONE/- then.
+            self._exchange.hierarchy, self._exchange.peer = "HIER_NONE", "-"
         answer: Answer | None = Answer.ORIGIN
         if self._validating:
             # Stale-if-error, when the policy allows (squeak/proxy/validate.py).
@@ -254,7 +275,7 @@ class MissHandler:
         self._pending = None
         self._stop_timing_answer()
         exchange = self._exchange
-        if response.peer:
+        if response.peer and exchange.hierarchy == "HIER_DIRECT":
             exchange.peer = response.peer
         if exchange.disconnected:
             response.deliverBody(DiscardBody())
