@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
+from squeak.accel.config import ACCEL_TABLES, AccelConfig, AccelConfigError, parse_accel
 from squeak.access.acl import AclError, builtin_acls, compile_acls
 from squeak.access.rules import (
     DEFAULT_HTTP_ACCESS,
@@ -631,6 +632,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    accel: AccelConfig = field(default_factory=AccelConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
 
@@ -727,6 +729,8 @@ def parse_config(text: str, path: str) -> Config:
     tables: dict[str, Any] = {}
     acls = None
     for name, values in document.items():
+        if name in ACCEL_TABLES:
+            continue  # read by squeak.accel.config once the ACLs are known
         cls = TABLES.get(name)
         if cls is None and name != ACL_TABLE:
             if isinstance(values, dict):
@@ -746,7 +750,11 @@ def parse_config(text: str, path: str) -> Config:
         else:
             tables[name] = _build_table(cls, name, values, text, path, base_dir)
     policy = _build_policy(acls, tables, text, path)
-    config = Config(**tables, policy=policy, source=path)
+    try:
+        accel = parse_accel(document, text, builtin_acls() if acls is None else acls)
+    except AccelConfigError as e:
+        raise ConfigError(path, e.key, e.problem, e.line) from None
+    config = Config(**tables, accel=accel, policy=policy, source=path)
     _check_tls(config, text, path)
     _check_intercept(config, text, path)
     return config

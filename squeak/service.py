@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from typing_extensions import override
 
+from squeak.accel.routing import AccelRouter
 from squeak.access.gatekeeper import Gatekeeper
 from squeak.accesslog import AccessLog, install_reopen_signal
 from squeak.cache.facade import HttpCache
@@ -43,8 +44,10 @@ from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
 from squeak.net.origin import UpstreamClient
 from squeak.net.wire import SendBatcher
+from squeak.proxy.accel import AccelProxyFactory, AccelService
 from squeak.proxy.client import ForwardProxyFactory
 from squeak.proxy.context import ProxyContext
+from squeak.proxy.pools import OriginPools
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
 
@@ -287,6 +290,43 @@ def build_context(
     )
 
 
+class _AccelChecksService(Service):
+    """
+    Runs the accelerator pools' active health checks while the service
+    runs (L{OriginPools.start_checks}).
+    """
+
+    def __init__(self, pools: OriginPools) -> None:
+        self._pools = pools
+
+    @override
+    def startService(self) -> None:
+        _untyped(super()).startService()
+        self._pools.start_checks()
+
+    @override
+    def stopService(self) -> None:
+        _untyped(super()).stopService()
+        self._pools.stop_checks()
+
+
+def _add_accelerator(
+    config: Config, context: ProxyContext, top: MultiService, listener: Any
+) -> None:
+    """
+    The C{[[accel]]} listeners: one factory per entry, the origin pools
+    (and their health checks) shared by all.
+    """
+    pools = OriginPools(context.reactor, context.upstream, config.accel)
+    _attach(_AccelChecksService(pools), top)
+    for entry in config.accel.listeners:
+        service = AccelService(entry, AccelRouter(config.accel, entry), pools)
+        factory = AccelProxyFactory(context, service)
+        for address in entry.http_port:
+            listener("accel.http_port", address, factory)
+    top.accel_pools = pools  # type: ignore[attr-defined]
+
+
 def build_service(
     config: Config, reactor: Any, sockets: Mapping[ListenerKey, socket.socket] | None = None
 ) -> MultiService:
@@ -327,6 +367,8 @@ def build_service(
         intercepting = ForwardProxyFactory(context, ForwardRequest, intercepting=True)
         for address in config.intercept.http_port:
             listener("intercept.http_port", address, intercepting)
+    if config.accel.enabled:
+        _add_accelerator(config, context, top, listener)
     if config.intercept.https_port:
         splicing = SpliceFactory(
             reactor,

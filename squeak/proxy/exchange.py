@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
@@ -38,6 +39,7 @@ from squeak.http.fields import RawHeaders, upstream_request_headers
 from squeak.http.request import RequestHead
 from squeak.http.target import Target
 from squeak.net.channel import Exchange
+from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.logtag import Answer, log_tag
 from squeak.proxy.state import ExchangeState, Handler
@@ -147,6 +149,25 @@ class ProxyExchange(Exchange):
             via=proxy.via,
             max_forwards=max_forwards,
             request_version=self.version,
+        )
+
+    def request_upstream(
+        self,
+        method: bytes,
+        target: Target,
+        headers: RawHeaders,
+        body: IO[bytes] | None,
+        *,
+        check_peer: Callable[[str], None] | None,
+        on_interim: Callable[[int, bytes, RawHeaders], None] | None,
+    ) -> Deferred[UpstreamResponse]:
+        """
+        Send the request on (L{UpstreamClient.request}): to the target's
+        origin here; an accelerator's exchange sends it to a pool of
+        servers instead (L{squeak.proxy.accel}).
+        """
+        return self.context.upstream.request(
+            method, target, headers, body, check_peer=check_peer, on_interim=on_interim
         )
 
     def annotate(self, *, hit: bool, replace: bool = True) -> None:

@@ -150,7 +150,7 @@ class MissHandler:
         exchange.hierarchy = "HIER_DIRECT"
         exchange.peer = target.host
         self._request_time = context.reactor.seconds()
-        pending = context.upstream.request(
+        pending = exchange.request_upstream(
             exchange.method,
             target,
             outgoing,
