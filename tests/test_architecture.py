@@ -76,6 +76,8 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.validation",
             "squeak.cache.ranges",
             "squeak.upstream.*",
+            "squeak.accel",
+            "squeak.accel.*",
             "squeak.errors",
             # The access log's record and formatters; accesslog is their
             # I/O shell.

@@ -184,9 +184,7 @@ origins = ["127.0.0.1:{ports[2]}"]
         self.assertEqual(_seen(reply)["uri"], "/echo/up")
         reply = await self.get("/echo/admin", host="WWW.Admin.Example:8080")
         self.assertEqual(_seen(reply)["fields"]["host"], "WWW.Admin.Example:8080")
-        self.assertEqual(
-            [len(app.requests), len(static.requests), len(other.requests)], [2, 1, 2]
-        )
+        self.assertEqual([len(app.requests), len(static.requests), len(other.requests)], [2, 1, 2])
 
     async def test_location_and_refresh_rewritten(self) -> None:
         """
@@ -354,7 +352,10 @@ max_fails = 5
         self.assertEqual([r["method"] for r in good.requests], ["GET"])
 
     async def test_no_server_up_is_503_naming_pool(self) -> None:
-        """With every server down: 502 for the request that found out, 503 naming the pool after."""
+        """
+        With every server down: 502 for the request that found out, then 503
+        naming the pool.
+        """
         first, second, _ = self._two()
         await first.port.stopListening()
         await second.port.stopListening()
@@ -369,7 +370,7 @@ max_fails = 5
         A server that was down is offered again only once its health check
         answers (probes every 0.2 s).
         """
-        first, second, _ = self._two(
+        first, _second, _ = self._two(
             'check_path = "/status/200"\ncheck_interval = "0.2s"\ncheck_timeout = "1s"'
         )
         port = first.port.getHost().port

@@ -146,7 +146,9 @@ def _origin_servers(value: object, base_dir: str) -> tuple[OriginServer, ...]:
                 )
             address, weight = item.get("address"), item.get("weight", 1)
             if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
-                raise InvalidValueError(f"a server's weight must be 1 or more, got {_show(weight)}")
+                raise InvalidValueError(
+                    f"a server's weight must be 1 or more, got {_show(weight)}"
+                )
         else:
             address = item
         if not isinstance(address, str):
@@ -171,7 +173,9 @@ def _optional_origin_servers(value: object, base_dir: str) -> tuple[OriginServer
 def _names(value: object, base_dir: str) -> tuple[str, ...]:
     """Host names, lower-cased."""
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        raise InvalidValueError(f'expected an array of names like ["app.example"], got {_show(value)}')
+        raise InvalidValueError(
+            f'expected an array of names like ["app.example"], got {_show(value)}'
+        )
     return tuple(item.lower().rstrip(".") for item in cast(list[str], value))
 
 
@@ -188,8 +192,10 @@ def _text(value: object, base_dir: str) -> str:
 
 
 def _path(value: object, base_dir: str) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or any(
-        ch.isspace() or ord(ch) < 0x21 for ch in value
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or any(ch.isspace() or ord(ch) < 0x21 for ch in value)
     ):
         raise InvalidValueError(f'expected a path starting with "/", got {_show(value)}')
     return value
@@ -220,22 +226,25 @@ def _routes(value: object, base_dir: str) -> tuple[Route, ...]:
         prefix = _path(item.get("prefix"), base_dir)
         pool = _name(item.get("pool"), base_dir)
         strip = _boolean(item.get("strip", False), base_dir)
-        rewrite = item.get("rewrite")
-        if strip and rewrite is not None:
+        given = item.get("rewrite")
+        if strip and given is not None:
             raise InvalidValueError(f"route {prefix}: strip and rewrite cannot both be given")
-        if rewrite is not None:
-            rewrite = _path(rewrite, base_dir)
+        rewrite: str | None = None
+        if given is not None:
+            rewrite = _path(given, base_dir)
         elif strip:
             rewrite = "/" if prefix.endswith("/") else ""
         if any(route.prefix == prefix for route in routes):
             raise InvalidValueError(f"route {prefix} is given twice", element=prefix)
-        routes.append(Route(prefix, pool, cast(str | None, rewrite)))
+        routes.append(Route(prefix, pool, rewrite))
     return tuple(routes)
 
 
 def _rule_texts(value: object, base_dir: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidValueError(f'expected an array of rules like ["allow all"], got {_show(value)}')
+        raise InvalidValueError(
+            f'expected an array of rules like ["allow all"], got {_show(value)}'
+        )
     return tuple(cast(list[str], value))
 
 
@@ -275,7 +284,7 @@ class AccelListener:
     origins: tuple[OriginServer, ...] = _setting(
         default=(),
         kind="array of servers",
-        doc='Shorthand: the servers of a pool named after site, serving all of it '
+        doc="Shorthand: the servers of a pool named after site, serving all of it "
         '("host:port" or {address, weight}).',
         parse=_optional_origin_servers,
     )
@@ -332,7 +341,9 @@ class AccelPool:
         default=2.0, kind="duration", doc="How long a probe may take.", parse=_positive_duration
     )
     check_status: int = _setting(
-        default=200, kind="integer", doc="The status a healthy server answers a probe with.",
+        default=200,
+        kind="integer",
+        doc="The status a healthy server answers a probe with.",
         parse=_integer(100),
     )
     host: str = _setting(
@@ -424,7 +435,7 @@ class AccelSite:
     cdn_cache_control: str = _setting(
         default="",
         kind="string",
-        doc='A targeted cache-control field this cache obeys over Cache-Control (RFC 9213), '
+        doc="A targeted cache-control field this cache obeys over Cache-Control (RFC 9213), "
         'e.g. "CDN-Cache-Control"; "" for none.',
         parse=_text,
     )
@@ -483,9 +494,7 @@ def _build(cls: type, table: str, values: object, text: str, line_table: str) ->
     return cls(**parsed)
 
 
-def parse_accel(
-    document: Mapping[str, object], text: str, acls: Mapping[str, Acl]
-) -> AccelConfig:
+def parse_accel(document: Mapping[str, object], text: str, acls: Mapping[str, Acl]) -> AccelConfig:
     """
     Read the accelerator tables of a parsed TOML document.
 
@@ -562,12 +571,12 @@ def _check_references(
 ) -> None:
     """Every site, pool and host name referred to exists, once."""
     for number, listener in enumerate(listeners):
-        for site in (listener.site, *listener.sites):
-            if site not in sites:
+        for wanted in (listener.site, *listener.sites):
+            if wanted not in sites:
                 raise AccelConfigError(
                     f"accel[{number}].site",
-                    f"no site {site!r}: give it origins here or an [accel_site.{site}] table "
-                    f"({_suggest(site, list(sites))})",
+                    f"no site {wanted!r}: give it origins here or an [accel_site.{wanted}] "
+                    f"table ({_suggest(wanted, list(sites))})",
                     _find_line(text, "accel", "site"),
                 )
     seen: dict[str, str] = {}

@@ -149,7 +149,9 @@ class AccelRouter:
         self._fallback = listener.fallback
         self._routes: Mapping[str, tuple[Route, ...]] = {
             name: tuple(
-                sorted(config.sites[name].routes, key=lambda route: len(route.prefix), reverse=True)
+                sorted(
+                    config.sites[name].routes, key=lambda route: len(route.prefix), reverse=True
+                )
             )
             for name in names
         }

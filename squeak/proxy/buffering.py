@@ -107,7 +107,8 @@ class ResponseBuffer:
             self._memory_size += len(data)
             return
         if self._spool is None:
-            self._spool = tempfile.TemporaryFile(prefix="squeak-response-")
+            # Closed by _release_spool, when drained or when the exchange ends.
+            self._spool = tempfile.TemporaryFile(prefix="squeak-response-")  # noqa: SIM115
         self._spool.seek(self._spool_size)
         self._spool.write(data)
         self._spool_size += len(data)

@@ -93,14 +93,18 @@ class OriginPool:
                 probed=bool(config.check_path),
             ),
         )
-        self.authorities = frozenset(
-            name.lower().encode("latin-1") for name in self.servers
-        ) | frozenset(
-            f"{server.host}:{server.port}".lower().encode("latin-1")
-            for server in config.origins
-            if server.port == 80
-        ) | frozenset(
-            server.host.lower().encode("latin-1") for server in config.origins if server.port == 80
+        self.authorities = (
+            frozenset(name.lower().encode("latin-1") for name in self.servers)
+            | frozenset(
+                f"{server.host}:{server.port}".lower().encode("latin-1")
+                for server in config.origins
+                if server.port == 80
+            )
+            | frozenset(
+                server.host.lower().encode("latin-1")
+                for server in config.origins
+                if server.port == 80
+            )
         )
 
     def key_for(self, client_ip: str, url: str) -> bytes:
@@ -189,7 +193,9 @@ class PoolRequest:
             on_interim=self._on_interim,
         )
         self._attempt = attempt
-        attempt.addCallbacks(self._answered, self._failed, (member,), None, (member,))
+        attempt.addCallbacks(
+            self._answered, self._failed, callbackArgs=(member,), errbackArgs=(member,)
+        )
 
     def _answered(self, response: UpstreamResponse, member: Member) -> None:
         self._attempt = None
