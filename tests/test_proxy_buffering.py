@@ -198,5 +198,5 @@ origins = ["127.0.0.1:{self.app.port}"]
         the first client (here: not answered within the client's 10 s).
         """
         self._start(buffering=False)
-        took, slow = await self._second_request_time()
+        took, _slow = await self._second_request_time()
         self.assertIsNone(took)
