@@ -427,6 +427,110 @@ origins = ["127.0.0.1:{ports[0]}", "127.0.0.1:{ports[1]}"]
         self.assertTrue(any("TCP_MEM_HIT" in line or "TCP_HIT" in line for line in lines), lines)
 
 
+class _Counting(resource.Resource):
+    """Answers with the fields it is given and a body naming the request count."""
+
+    isLeaf = True
+
+    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
+        super().__init__()
+        self.fields = fields
+        self.count = 0
+
+    def render(self, request: server.Request) -> bytes:
+        self.count += 1
+        for name, value in self.fields:
+            request.responseHeaders.addRawHeader(name, value)
+        return b"answer %d" % self.count
+
+
+class SiteCachingTests(AccelTestCase):
+    """A site's cache settings, against an application's fields."""
+
+    def _app(
+        self, fields: list[tuple[bytes, bytes]], settings: str, **sections: dict[str, Any]
+    ) -> _Counting:
+        app = _Counting(fields)
+        port = reactor.listenTCP(0, server.Site(app), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.app_port = port
+        self.start_accel(
+            f"""
+[[accel]]
+http_port = ["127.0.0.1:0"]
+site = "app.example"
+
+[accel_site."app.example"]
+pool = "app"
+{settings}
+
+[accel_pool.app]
+origins = ["127.0.0.1:{port.getHost().port}"]
+""",
+            **sections,
+        )
+        return app
+
+    async def test_default_ttl(self) -> None:
+        """A response without freshness is cached for the site's default TTL."""
+        app = self._app([], 'default_ttl = "1min"')
+        one, two = await self.get("/page"), await self.get("/page")
+        self.assertEqual((one.body, two.body, app.count), (b"answer 1", b"answer 1", 1))
+        self.assertIsNone(two.header("squeak-cache-view"))
+        self.assertIsNone(two.header("cache-control"))
+
+    async def test_surrogate_control(self) -> None:
+        """
+        Surrogate-Control max-age caches a response its Cache-Control keeps
+        private to browsers; clients still see that Cache-Control, never the
+        Surrogate-Control.
+        """
+        app = self._app(
+            [(b"Cache-Control", b"private, max-age=0"), (b"Surrogate-Control", b"max-age=60")],
+            "surrogate_control = true",
+        )
+        one, two = await self.get("/page"), await self.get("/page")
+        self.assertEqual((two.body, app.count), (b"answer 1", 1))
+        for reply in (one, two):
+            self.assertEqual(reply.header("cache-control"), "private, max-age=0")
+            self.assertIsNone(reply.header("surrogate-control"))
+
+    async def test_cdn_cache_control(self) -> None:
+        """RFC 9213: the targeted field wins over Cache-Control for this cache."""
+        app = self._app(
+            [(b"Cache-Control", b"no-store"), (b"CDN-Cache-Control", b"max-age=60")],
+            'cdn_cache_control = "CDN-Cache-Control"',
+        )
+        await self.get("/page")
+        two = await self.get("/page")
+        self.assertEqual((two.body, app.count), (b"answer 1", 1))
+        self.assertEqual(two.header("cache-control"), "no-store")
+
+    async def test_without_settings_not_cached(self) -> None:
+        """The counter-proof: the same application without the settings is not cached."""
+        app = self._app(
+            [(b"Cache-Control", b"private, max-age=0"), (b"Surrogate-Control", b"max-age=60")],
+            "",
+        )
+        await self.get("/page")
+        await self.get("/page")
+        self.assertEqual(app.count, 2)
+
+    async def test_stale_on_error(self) -> None:
+        """With the application down, a stale copy is served within stale_on_error."""
+        # No pooled connection: the application is gone once it stops listening.
+        app = self._app(
+            [(b"Cache-Control", b"max-age=1")],
+            'stale_on_error = "1h"',
+            upstream={"max_idle_per_host": 0},
+        )
+        await self.get("/page")
+        await self.app_port.stopListening()
+        await deferLater(reactor, 1.2, lambda: None)
+        reply = await self.get("/page")
+        self.assertEqual((reply.status, reply.body, app.count), (200, b"answer 1", 1))
+
+
 class WebSocketTests(AccelTestCase):
     """An upgrade goes through to the application."""
 

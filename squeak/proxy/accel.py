@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from typing_extensions import override
 
+from squeak.accel.caching import CACHE_VIEW_FIELD, cache_view
 from squeak.accel.config import AccelListener, AccelSite
 from squeak.accel.headers import forwarding_fields, rewrite_redirect, rewrite_refresh
 from squeak.accel.routing import AccelRouter, Decision, RoutingError
@@ -91,6 +92,7 @@ class AccelRequest(ForwardRequest):
     _public_origin = b""
     _host_sent = b""
     _buffer: ResponseBuffer | None = None
+    _cache_view: bytes | None = None
 
     @property
     def service(self) -> AccelService:
@@ -278,7 +280,25 @@ class AccelRequest(ForwardRequest):
         site = decision.site
         if site.rewrite_redirects:
             self._rewrite_redirects(response, site, decision)
+        self._cache_view = cache_view(
+            response.raw_headers, site, self.context.config.proxy.visible_hostname
+        )
+        if site.surrogate_control:
+            # Addressed to surrogates (this cache), not to clients.
+            response.raw_headers[:] = [
+                (name, value)
+                for name, value in response.raw_headers
+                if name.lower() != b"surrogate-control"
+            ]
         return response
+
+    @override
+    def fields_to_store(self, fields: RawHeaders) -> RawHeaders:
+        """The relayed fields, with the site's view of the response for the cache."""
+        fields = super().fields_to_store(fields)
+        if self._cache_view is None:
+            return fields
+        return [*fields, (CACHE_VIEW_FIELD, self._cache_view)]
 
     def _rewrite_redirects(
         self, response: UpstreamResponse, site: AccelSite, decision: Decision

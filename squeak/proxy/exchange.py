@@ -33,7 +33,7 @@ from typing_extensions import override
 
 from squeak.access.acl import Facts
 from squeak.accesslog import AccessRecord
-from squeak.cache.facade import CacheLookup, Transient
+from squeak.cache.facade import CACHE_VIEW_FIELD, CacheLookup, Transient
 from squeak.errors import ProxyError, error_headers, render_error_page
 from squeak.http.fields import RawHeaders, upstream_request_headers
 from squeak.http.request import RequestHead
@@ -169,6 +169,17 @@ class ProxyExchange(Exchange):
         return self.context.upstream.request(
             method, target, headers, body, check_peer=check_peer, on_interim=on_interim
         )
+
+    def fields_to_store(self, fields: RawHeaders) -> RawHeaders:
+        """
+        The response fields as the cache keeps them: as relayed, less a
+        C{Squeak-Cache-View} an origin sent (only squeak sets the cache's
+        own view of a response: an accelerator's exchange,
+        L{squeak.proxy.accel}).
+        """
+        if any(name.lower() == CACHE_VIEW_FIELD for name, _ in fields):
+            return [(name, value) for name, value in fields if name.lower() != CACHE_VIEW_FIELD]
+        return fields
 
     def annotate(self, *, hit: bool, replace: bool = True) -> None:
         """

@@ -328,7 +328,7 @@ class MissHandler:
             request_headers=exchange.received,
             status=response.code,
             reason=response.phrase,
-            response_headers=fields,
+            response_headers=exchange.fields_to_store(fields),
             length=response.length if isinstance(response.length, int) else None,
             request_time=self._request_time,
             response_time=context.reactor.seconds(),
