@@ -751,7 +751,7 @@ def parse_config(text: str, path: str) -> Config:
             tables[name] = _build_table(cls, name, values, text, path, base_dir)
     policy = _build_policy(acls, tables, text, path)
     try:
-        accel = parse_accel(document, text, builtin_acls() if acls is None else acls)
+        accel = parse_accel(document, text, builtin_acls() if acls is None else acls, base_dir)
     except AccelConfigError as e:
         raise ConfigError(path, e.key, e.problem, e.line) from None
     config = Config(**tables, accel=accel, policy=policy, source=path)

@@ -39,6 +39,7 @@ from squeak.cache.facade import HttpCache
 from squeak.config import Config, ConfigError, ListenAddress
 from squeak.drain import track_connections
 from squeak.net.accepts import guard_accepts
+from squeak.net.certificates import CertificateError, SniCertificates
 from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
@@ -319,11 +320,21 @@ def _add_accelerator(
     """
     pools = OriginPools(context.reactor, context.upstream, config.accel)
     _attach(_AccelChecksService(pools), top)
-    for entry in config.accel.listeners:
-        service = AccelService(entry, AccelRouter(config.accel, entry), pools)
-        factory = AccelProxyFactory(context, service)
+    for number, entry in enumerate(config.accel.listeners):
+        router = AccelRouter(config.accel, entry)
+        factory = AccelProxyFactory(context, AccelService(entry, router, pools))
         for address in entry.http_port:
             listener("accel.http_port", address, factory)
+        if entry.https_port:
+            try:
+                tls = SniCertificates([(c.certificate, c.key) for c in entry.certificates])
+            except CertificateError as error:
+                raise ConfigError(
+                    config.source, f"accel[{number}].certificates", str(error)
+                ) from None
+            secure = AccelProxyFactory(context, AccelService(entry, router, pools, "https"))
+            for address in entry.https_port:
+                listener("accel.https_port", address, secure, tls)
     top.accel_pools = pools  # type: ignore[attr-defined]
 
 

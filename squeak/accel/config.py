@@ -43,6 +43,7 @@ from squeak.config_values import (
     _optional_listen_addresses,
     _Parse,
     _positive_duration,
+    _readable_file,
     _setting,
     _show,
     _size,
@@ -59,6 +60,7 @@ __all__ = [
     "AccelListener",
     "AccelPool",
     "AccelSite",
+    "CertificateFiles",
     "OriginServer",
     "Route",
     "parse_accel",
@@ -240,6 +242,37 @@ def _routes(value: object, base_dir: str) -> tuple[Route, ...]:
     return tuple(routes)
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateFiles:
+    """
+    One certificate chain and its key (PEM), for the names the certificate
+    covers (chosen by SNI).
+    """
+
+    certificate: str
+    key: str
+
+
+def _certificates(value: object, base_dir: str) -> tuple[CertificateFiles, ...]:
+    """C{[{certificate = "app.pem", key = "app.key"}, ...]}, the first the default."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise InvalidValueError(
+            'expected an array of tables like [{certificate = "app.pem", key = "app.key"}], '
+            f"got {_show(value)}"
+        )
+    found: list[CertificateFiles] = []
+    for item in cast(list[dict[str, object]], value):
+        unknown = set(item) - {"certificate", "key"}
+        if unknown or "certificate" not in item or "key" not in item:
+            raise InvalidValueError("each certificate needs exactly: certificate, key")
+        certificate = _readable_file(item["certificate"], base_dir)
+        key = _readable_file(item["key"], base_dir)
+        if not certificate or not key:
+            raise InvalidValueError("a certificate and its key must both be given")
+        found.append(CertificateFiles(certificate, key))
+    return tuple(found)
+
+
 def _rule_texts(value: object, base_dir: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidValueError(
@@ -260,6 +293,19 @@ class AccelListener:
         kind="array of addresses",
         doc="Plain HTTP listeners of this accelerator entry.",
         parse=_optional_listen_addresses,
+    )
+    https_port: tuple[ListenAddress, ...] = _setting(
+        default=(),
+        kind="array of addresses",
+        doc="TLS listeners of this accelerator entry (certificates chosen by SNI).",
+        parse=_optional_listen_addresses,
+    )
+    certificates: tuple[CertificateFiles, ...] = _setting(
+        default=(),
+        kind="array of tables",
+        doc='For https_port: [{certificate = "app.pem", key = "app.key"}, ...], each '
+        "served to the names it covers (SNI), the first to clients naming none.",
+        parse=_certificates,
     )
     site: str = _setting(
         default="",
@@ -470,7 +516,9 @@ class AccelConfig:
         return bool(self.listeners)
 
 
-def _build(cls: type, table: str, values: object, text: str, line_table: str) -> Any:
+def _build(
+    cls: type, table: str, values: object, text: str, line_table: str, base_dir: str = ""
+) -> Any:
     """One table of C{cls}'s schema, errors naming C{table}."""
     if not isinstance(values, dict):
         raise AccelConfigError(table, f"expected a table, got {_show(values)}")
@@ -486,7 +534,7 @@ def _build(cls: type, table: str, values: object, text: str, line_table: str) ->
             )
         parse = cast(_Parse, spec.metadata["parse"])
         try:
-            parsed[key] = parse(value, "")
+            parsed[key] = parse(value, base_dir)
         except InvalidValueError as error:
             raise AccelConfigError(
                 f"{table}.{key}", str(error), _find_line(text, line_table, key, error.element)
@@ -494,13 +542,16 @@ def _build(cls: type, table: str, values: object, text: str, line_table: str) ->
     return cls(**parsed)
 
 
-def parse_accel(document: Mapping[str, object], text: str, acls: Mapping[str, Acl]) -> AccelConfig:
+def parse_accel(
+    document: Mapping[str, object], text: str, acls: Mapping[str, Acl], base_dir: str = ""
+) -> AccelConfig:
     """
     Read the accelerator tables of a parsed TOML document.
 
     @param document: The whole document (only L{ACCEL_TABLES} are read).
     @param text: Its source, to find lines.
     @param acls: The compiled ACLs, for the sites' C{http_access} rules.
+    @param base_dir: What relative certificate paths are relative to.
     @raise AccelConfigError: For the first problem.
     """
     raw_listeners = document.get("accel", [])
@@ -525,12 +576,18 @@ def parse_accel(document: Mapping[str, object], text: str, acls: Mapping[str, Ac
     listeners: list[AccelListener] = []
     for number, values in enumerate(raw_listeners):
         table = f"accel[{number}]"
-        listener = _build(AccelListener, table, values, text, "accel")
-        if not listener.http_port:
+        listener = _build(AccelListener, table, values, text, "accel", base_dir)
+        if not listener.http_port and not listener.https_port:
             raise AccelConfigError(
                 f"{table}.http_port",
                 'an [[accel]] entry needs a listener, like http_port = ["127.0.0.1:8080"]',
                 _find_line(text, "accel"),
+            )
+        if listener.https_port and not listener.certificates:
+            raise AccelConfigError(
+                f"{table}.certificates",
+                "https_port needs certificates = [{certificate = ..., key = ...}]",
+                _find_line(text, "accel", "https_port"),
             )
         if not listener.site:
             raise AccelConfigError(

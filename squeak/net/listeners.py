@@ -49,6 +49,7 @@ LISTENER_KEYS = (
     "intercept.http_port",
     "intercept.https_port",
     "accel.http_port",
+    "accel.https_port",
 )
 
 #: The listen backlog, as C{ListenerService} used with C{listenTCP}.
@@ -95,6 +96,7 @@ def listener_keys(config: Config) -> list[ListenerKey]:
         config.intercept.http_port,
         config.intercept.https_port,
         tuple(address for entry in config.accel.listeners for address in entry.http_port),
+        tuple(address for entry in config.accel.listeners for address in entry.https_port),
     )
     return [
         ListenerKey(key, address)

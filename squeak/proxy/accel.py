@@ -152,6 +152,9 @@ class AccelRequest(ForwardRequest):
         default_port = 443 if scheme == "https" else 80
         public = Target(scheme, site.name, default_port, decision.path)
         self.cache_uri = public.uri_text
+        # Logged and shown on error pages as the public URL (as Squid does
+        # in accelerator mode), not as the bare path.
+        self.uri = public.uri_text.encode("latin-1")
         self.peer = decision.pool
         facts = context.gatekeeper.facts(
             client=self.client_host,
