@@ -164,3 +164,36 @@ balance = "hash-url"
         error = _error('[accel_pool.p]\norigins = ["127.0.0.1:1"]\nmax_fails = 0\n')
         self.assertEqual((error.key, error.line), ("accel_pool.p.max_fails", 3))
         self.assertIn("squeak.toml:3: accel_pool.p.max_fails", str(error))
+
+
+class DocumentationTests(SynchronousTestCase):
+    def test_every_key_documented_and_shown(self) -> None:
+        """
+        Every key of the three tables has its heading in
+        docs/configuration.md and a commented example in etc/squeak.toml.
+        """
+        import os
+        import re
+        from dataclasses import fields
+
+        from squeak.accel.config import AccelListener, AccelPool, AccelSite
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "docs", "configuration.md"), encoding="utf-8") as handle:
+            docs = handle.read()
+        with open(os.path.join(root, "etc", "squeak.toml"), encoding="utf-8") as handle:
+            sample = handle.read()
+        missing = []
+        for cls, heading in (
+            (AccelListener, "accel"),
+            (AccelSite, "accel_site.NAME"),
+            (AccelPool, "accel_pool.NAME"),
+        ):
+            for spec in fields(cls):
+                if spec.metadata.get("internal"):
+                    continue
+                if f"### `{heading}.{spec.name}`" not in docs:
+                    missing.append(f"docs: {heading}.{spec.name}")
+                if not re.search(rf"^# {spec.name} = ", sample, re.MULTILINE):
+                    missing.append(f"etc: {spec.name}")
+        self.assertEqual(missing, [])

@@ -79,6 +79,9 @@ origins = ["127.0.0.1:{ports[0]}", "127.0.0.1:{ports[1]}"]
         self.assertEqual(seen["fields"]["x-forwarded-proto"], "http")
         self.assertEqual(seen["fields"]["x-forwarded-host"], "app.example")
         self.assertIn("squeak.test", seen["fields"]["via"])
+        lines = self.access_log_lines()
+        self.assertEqual(len(lines), 4)
+        self.assertIn(" GET http://app.example/echo/0 - FIRSTUP_PARENT/127.0.0.1 ", lines[0])
 
     async def test_spoofed_forwarding_fields_replaced(self) -> None:
         """

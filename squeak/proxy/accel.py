@@ -155,7 +155,6 @@ class AccelRequest(ForwardRequest):
         # Logged and shown on error pages as the public URL (as Squid does
         # in accelerator mode), not as the bare path.
         self.uri = public.uri_text.encode("latin-1")
-        self.peer = decision.pool
         facts = context.gatekeeper.facts(
             client=self.client_host,
             method=self.method,
