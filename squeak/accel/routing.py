@@ -17,6 +17,7 @@ path: the pure routing decisions of accelerator mode.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -81,9 +82,11 @@ def host_name(value: bytes) -> str | None:
         return text[: end + 1]
     name = text.rsplit(":", 1)[0] if ":" in text else text
     name = name.rstrip(".")
-    if not name or any(not (ch.isalnum() or ch in "-._") for ch in name):
-        return None
-    return name
+    return name if _HOST_NAME.fullmatch(name) else None
+
+
+#: What a host name (or an IPv4 address) may hold, once lower-cased.
+_HOST_NAME = re.compile(r"[a-z0-9._-]+")
 
 
 def normalise_path(target: bytes) -> bytes:

@@ -155,19 +155,21 @@ class AccelRequest(ForwardRequest):
         # Logged and shown on error pages as the public URL (as Squid does
         # in accelerator mode), not as the bare path.
         self.uri = public.uri_text.encode("latin-1")
-        facts = context.gatekeeper.facts(
-            client=self.client_host,
-            method=self.method,
-            scheme=scheme,
-            host=site.name,
-            port=default_port,
-            url=public.uri_text,
-            path=_text(decision.path),
-            user_agent=self.field(b"user-agent"),
-            client_connections=context.connections_by_client.get(self.client_host, 1),
-        )
-        self.facts = facts
-        if site.rules is not None:
+        if site.rules is not None and site.rules.rules:
+            # Facts only for a site with rules (the common open site skips
+            # them; the forward proxy's [access] cache rules do not apply).
+            facts = context.gatekeeper.facts(
+                client=self.client_host,
+                method=self.method,
+                scheme=scheme,
+                host=site.name,
+                port=default_port,
+                url=public.uri_text,
+                path=_text(decision.path),
+                user_agent=self.field(b"user-agent"),
+                client_connections=context.connections_by_client.get(self.client_host, 1),
+            )
+            self.facts = facts
             verdict = evaluate(site.rules, facts)
             if verdict.action is not Action.ALLOW:
                 self.answer = Answer.DENIED
