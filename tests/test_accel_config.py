@@ -194,6 +194,6 @@ class DocumentationTests(SynchronousTestCase):
                     continue
                 if f"### `{heading}.{spec.name}`" not in docs:
                     missing.append(f"docs: {heading}.{spec.name}")
-                if not re.search(rf"^# {spec.name} = ", sample, re.MULTILINE):
+                if not re.search(rf"^#\s+{spec.name} = ", sample, re.MULTILINE):
                     missing.append(f"etc: {spec.name}")
         self.assertEqual(missing, [])
