@@ -447,8 +447,8 @@ class _Counting(resource.Resource):
         return b"answer %d" % self.count
 
 
-class SiteCachingTests(AccelTestCase):
-    """A site's cache settings, against an application's fields."""
+class _SiteAppTestCase(AccelTestCase):
+    """An accelerator before one L{_Counting} application."""
 
     def _app(
         self, fields: list[tuple[bytes, bytes]], settings: str, **sections: dict[str, Any]
@@ -473,6 +473,10 @@ origins = ["127.0.0.1:{port.getHost().port}"]
             **sections,
         )
         return app
+
+
+class SiteCachingTests(_SiteAppTestCase):
+    """A site's cache settings, against an application's fields."""
 
     async def test_default_ttl(self) -> None:
         """A response without freshness is cached for the site's default TTL."""
@@ -532,6 +536,29 @@ origins = ["127.0.0.1:{port.getHost().port}"]
         await deferLater(reactor, 1.2, lambda: None)
         reply = await self.get("/page")
         self.assertEqual((reply.status, reply.body, app.count), (200, b"answer 1", 1))
+
+
+class StaleWhileUpdatingTests(_SiteAppTestCase):
+    """stale_while_updating: served stale at once, refreshed in the background."""
+
+    async def test_refreshed_in_background(self) -> None:
+        """
+        Past its freshness, the entry is served at once (still answer 1)
+        while one refresh goes to the application; the next request gets
+        the refreshed copy without asking the application again.
+        """
+        app = self._app([(b"Cache-Control", b"max-age=1")], 'stale_while_updating = "30s"')
+        await self.get("/page")
+        await deferLater(reactor, 1.3, lambda: None)
+        stale = await self.get("/page")
+        self.assertEqual(stale.body, b"answer 1")
+        for _ in range(50):
+            if app.count == 2 and not self.pools.refreshing:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(app.count, 2)
+        fresh = await self.get("/page")
+        self.assertEqual((fresh.body, app.count), (b"answer 2", 2))
 
 
 class WebSocketTests(AccelTestCase):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
 
@@ -34,7 +35,7 @@ from squeak.accel.config import AccelListener, AccelSite
 from squeak.accel.headers import forwarding_fields, rewrite_redirect, rewrite_refresh
 from squeak.accel.routing import AccelRouter, Decision, RoutingError
 from squeak.access.rules import Action, evaluate
-from squeak.errors import ProxyError
+from squeak.errors import BodyEnded, ProxyError
 from squeak.http.fields import RawHeaders, is_forwarding_loop, upstream_request_headers
 from squeak.http.target import Target
 from squeak.net.origin import UpstreamResponse
@@ -78,6 +79,53 @@ class AccelProxyFactory(ForwardProxyFactory):
 
 def _text(value: bytes) -> str:
     return value.decode("latin-1")
+
+
+_log = Logger()
+
+#: Request fields a background refresh does not copy: the client's own
+#: cache directives and conditionals, ranges, and framing and
+#: connection-level fields.
+_NOT_REFRESHED = frozenset(
+    {
+        b"cache-control",
+        b"pragma",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-match",
+        b"if-unmodified-since",
+        b"if-range",
+        b"range",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"upgrade",
+        b"content-length",
+        b"transfer-encoding",
+        b"expect",
+    }
+)
+
+
+class _DrainToEnd:
+    """Reads a body to its end (so it is stored), then fires C{done}."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self, done: Deferred[None]) -> None:
+        self._done = done
+
+    def makeConnection(self, transport: Any) -> None:
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        if isinstance(reason.value, BodyEnded):
+            self._done.callback(None)
+        else:
+            self._done.errback(reason)
 
 
 class AccelRequest(ForwardRequest):
@@ -184,6 +232,67 @@ class AccelRequest(ForwardRequest):
         self._candidates = candidates
         server = pool.servers[candidates[0].name]
         self.forward(Target("http", server.host, server.port, decision.upstream_path))
+
+    @override
+    def forward(self, target: Target) -> None:
+        """
+        As for the forward proxy; then, when a stale entry was served within
+        its C{stale-while-revalidate} window (the site's
+        C{stale_while_updating}), refresh it in the background.
+        """
+        super().forward(target)
+        lookup = self.lookup
+        if (
+            lookup is not None
+            and lookup.decision.revalidate_in_background
+            and self.decision is not None
+            and self.service.scheme == "http"
+        ):
+            self._refresh_in_background(lookup.primary)
+
+    def _refresh_in_background(self, primary: str) -> None:
+        """
+        Validate the entry this request was served stale from, through this
+        very listener (a request with C{Cache-Control: max-age=0} and the
+        client's other fields, so the same variant is refreshed), at most
+        one at a time per entry; nobody waits for it (RFC 5861 §3).
+        """
+        refreshing = self.service.pools.refreshing
+        if primary in refreshing:
+            return
+        refreshing.add(primary)
+        local = self.channel.transport.getHost()
+        decision = self.decision
+        assert decision is not None
+        fields = [
+            (name, value) for name, value in self.received if name.lower() not in _NOT_REFRESHED
+        ]
+        fields.append((b"Cache-Control", b"max-age=0"))
+        context = self.context
+        pending = context.upstream.request(
+            b"GET", Target("http", local.host, local.port, decision.path), fields, None
+        )
+        timeouts = context.config.timeouts
+        timer = context.reactor.callLater(timeouts.connect + timeouts.read + 5, pending.cancel)
+
+        def answered(response: UpstreamResponse) -> Deferred[None]:
+            drained: Deferred[None] = Deferred()
+            response.deliverBody(_DrainToEnd(drained))
+            return drained
+
+        def done(result: object) -> None:
+            refreshing.discard(primary)
+            if timer.active():
+                timer.cancel()
+            if isinstance(result, Failure):
+                _log.info(
+                    "background refresh of {url} failed: {why}",
+                    url=primary,
+                    why=result.getErrorMessage(),
+                )
+
+        pending.addCallback(answered)
+        pending.addBoth(done)
 
     def _balance_key(self) -> bytes:
         decision = self.decision

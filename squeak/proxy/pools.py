@@ -251,6 +251,9 @@ class OriginPools:
         self._reactor = reactor
         self.upstream = upstream
         self.pools = {name: OriginPool(name, pool) for name, pool in config.pools.items()}
+        #: Cache entries being refreshed in the background
+        #: (L{squeak.proxy.accel}), one refresh each at a time.
+        self.refreshing: set[str] = set()
         self._loops: list[LoopingCall] = []
         self._probes: dict[tuple[str, str], Deferred[Any]] = {}
 
