@@ -8,16 +8,25 @@ keyed by the public URL, PURGE, and WebSocket upgrades.
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import re
+import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import resource, server
 
 from tests.accelharness import AccelTestCase, in_thread
 from tests.origins import Origin
+from tests.sloworigin import SlowOrigin
+from tests.test_drain import proxy_config, wait_for
+from tests.twistdprocess import TwistdProxy
 
 
 def _seen(reply: Any) -> dict[str, Any]:
@@ -622,3 +631,75 @@ origins = ["127.0.0.1:{port.getHost().port}"]
         head, echoed = await in_thread(talk)
         self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
         self.assertEqual(echoed, b"\x81\x05hello")
+
+
+class TwistdAccelTests(SynchronousTestCase):
+    """
+    The accelerator in a real C{twistd -n squeak}, with two workers adopting
+    the listening sockets the master bound, and a reload adding a site.
+    """
+
+    timeout = 120
+
+    def test_workers_and_reload(self) -> None:
+        """
+        Both workers answer on the accelerator port; after SIGHUP with a new
+        site, the new site is served on the same port and the old one still.
+        """
+        origin = SlowOrigin()
+        self.addCleanup(origin.close)
+        port = int(origin.url("/").split(":")[2].split("/")[0])
+        directory = Path(os.path.abspath(self.mktemp()))
+        directory.mkdir(parents=True)
+        accel = f"""
+[[accel]]
+http_port = ["127.0.0.1:0"]
+site = "app.example"
+origins = ["127.0.0.1:{port}"]
+"""
+        proxy = TwistdProxy(proxy_config(directory, workers=2) + accel).start()
+        self.addCleanup(proxy.stop)
+        self.assertTrue(wait_for(proxy, r"worker \d+: .*squeak listening on", count=4))
+        ports = {
+            int(p) for p in re.findall(r"squeak listening on 127\.0\.0\.1:(\d+)", proxy.output)
+        }
+        ports.discard(proxy.port)
+        self.assertEqual(len(ports), 1, proxy.output)
+        accel_port = ports.pop()
+
+        def get(host: str) -> tuple[int, dict[str, str]]:
+            conn = http.client.HTTPConnection("127.0.0.1", accel_port, timeout=10)
+            try:
+                conn.request("GET", "/body/10", headers={"Host": host})
+                response = conn.getresponse()
+                response.read()
+                return response.status, {k.lower(): v for k, v in response.getheaders()}
+            finally:
+                conn.close()
+
+        workers = set()
+        for _ in range(40):
+            status, fields = get("app.example")
+            self.assertEqual(status, 200)
+            workers.add(fields["x-squeak-worker"])
+            if len(workers) == 2:
+                break
+        self.assertEqual(len(workers), 2)
+        self.assertEqual(get("new.example")[0], 421)
+        assert proxy.config_path is not None
+        Path(proxy.config_path).write_text(
+            proxy_config(directory, workers=2)
+            + accel
+            + f"""
+[accel_site."new.example"]
+pool = "new"
+
+[accel_pool.new]
+origins = ["127.0.0.1:{port}"]
+""",
+            encoding="utf-8",
+        )
+        proxy.signal(signal.SIGHUP)
+        self.assertTrue(wait_for(proxy, r"reload done", timeout=60), proxy.output[-2000:])
+        self.assertEqual(get("new.example")[0], 200)
+        self.assertEqual(get("app.example")[0], 200)
