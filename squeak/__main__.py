@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
+from squeak.accel.config import describe as describe_accel
 from squeak.config import Config, ConfigError, load_config
 
 #: Exit status for a usage or configuration error.
@@ -92,6 +93,7 @@ def summarize(config: Config) -> list[str]:
     for name, acl in policy.acls.items():
         if name in used or not acl.builtin:
             lines.append(f"acl:         {name} = {acl.describe()}")
+    lines += describe_accel(config.accel)
     return lines
 
 

@@ -197,3 +197,30 @@ class DocumentationTests(SynchronousTestCase):
                 if not re.search(rf"^#\s+{spec.name} = ", sample, re.MULTILINE):
                     missing.append(f"etc: {spec.name}")
         self.assertEqual(missing, [])
+
+
+class DescribeTests(SynchronousTestCase):
+    def test_check_config_lines(self) -> None:
+        """check-config shows listeners, sites with their routes, and pools."""
+        from squeak.accel.config import describe
+
+        accel = parse_config(
+            _MINIMAL
+            + '[accel_site."b.example"]\npool = "p"\n'
+            + 'routes = [{prefix = "/s/", pool = "p", strip = true}]\n'
+            + '[accel_pool.p]\norigins = [{address = "127.0.0.1:7", weight = 2}]\n'
+            + 'check_path = "/h"\n',
+            "squeak.toml",
+        ).accel
+        self.assertEqual(
+            describe(accel),
+            [
+                "accel:       127.0.0.1:8080 -> app.example and b.example",
+                "accel site:  b.example: /s/ -> p (as /); otherwise -> p",
+                "accel site:  app.example: otherwise -> app.example",
+                "accel pool:  p: round-robin 127.0.0.1:7 weight 2 "
+                "(max_fails 1 in 10s, checks /h every 5s)",
+                "accel pool:  app.example: round-robin 127.0.0.1:9000, 127.0.0.1:9001 "
+                "(max_fails 1 in 10s)",
+            ],
+        )

@@ -63,6 +63,7 @@ __all__ = [
     "CertificateFiles",
     "OriginServer",
     "Route",
+    "describe",
     "parse_accel",
 ]
 
@@ -678,3 +679,43 @@ def _compile_rules(site: AccelSite, acls: Mapping[str, Acl], text: str) -> Accel
                     _find_line(text, f"accel_site.{site.name}", "http_access"),
                 )
     return replace(site, rules=rules)
+
+
+def describe(accel: AccelConfig) -> list[str]:
+    """
+    Lines for C{python -m squeak check-config}: each entry's listeners and
+    sites, each site's routes, each pool's servers and health settings.
+    """
+    lines: list[str] = []
+    for entry in accel.listeners:
+        listen = [str(a) for a in entry.http_port] + [f"{a} (TLS)" for a in entry.https_port]
+        served = entry.sites or tuple(accel.sites)
+        extra = [name for name in served if name != entry.site]
+        text = f"{', '.join(listen)} -> {entry.site}"
+        if extra:
+            text += f" and {', '.join(extra)}"
+        if entry.fallback:
+            text += " (any other Host: " + entry.site + ")"
+        if entry.forward_proxy:
+            text += " (also a forward proxy)"
+        lines.append(f"accel:       {text}")
+    for name, site in accel.sites.items():
+        routes = [
+            f"{route.prefix} -> {route.pool}"
+            + ("" if route.rewrite is None else f" (as {route.rewrite or '/'})")
+            for route in site.routes
+        ]
+        if site.pool:
+            routes.append(f"otherwise -> {site.pool}")
+        aliases = f" ({', '.join(site.aliases)})" if site.aliases else ""
+        lines.append(f"accel site:  {name}{aliases}: {'; '.join(routes)}")
+    for name, pool in accel.pools.items():
+        servers = ", ".join(
+            server.name + (f" weight {server.weight}" if server.weight != 1 else "")
+            for server in pool.origins
+        )
+        health = f"max_fails {pool.max_fails} in {pool.fail_timeout:g}s"
+        if pool.check_path:
+            health += f", checks {pool.check_path} every {pool.check_interval:g}s"
+        lines.append(f"accel pool:  {name}: {pool.balance} {servers} ({health})")
+    return lines
