@@ -363,6 +363,51 @@ max_fails = 5
         self.assertEqual(reply.status, 200)
         self.assertEqual([r["method"] for r in good.requests], ["GET"])
 
+    async def test_silent_server_given_up_after_answer_timeout(self) -> None:
+        """
+        A server that accepts and never answers: with answer_timeout, a GET
+        goes to the next server in time and the silent one is taken out; a
+        POST is not repeated (504 when the read timeout ends it).
+        """
+        from twisted.internet.protocol import Factory, Protocol
+
+        received: list[bytes] = []
+
+        class _Silent(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+        silent = reactor.listenTCP(0, Factory.forProtocol(_Silent), interface="127.0.0.1")
+        self.addCleanup(silent.stopListening)
+        good = Origin(reactor)
+        good_port = self_port(self, good)
+        self.start_accel(
+            f"""
+[[accel]]
+http_port = ["127.0.0.1:0"]
+site = "app.example"
+
+[accel_site."app.example"]
+pool = "app"
+
+[accel_pool.app]
+origins = ["127.0.0.1:{silent.getHost().port}", "127.0.0.1:{good_port}"]
+balance = "first-up"
+answer_timeout = "0.3s"
+""",
+            timeouts={"read": 1.5, "connect": 1.0},
+        )
+        reply = await self.get("/echo")
+        self.assertEqual(reply.status, 200)
+        self.assertEqual(len(good.requests), 1)
+        pool = self.pools.pools["app"]
+        self.assertTrue(pool.group.is_down(pool.group.members[0]))
+        # Back in the pool after fail_timeout: now only the POST case.
+        pool.group.succeeded(pool.group.members[0], self.pools.now())
+        reply = await in_thread(self.request, "POST", "/echo", body=b"x")
+        self.assertEqual(reply.status, 504)
+        self.assertEqual([r["method"] for r in good.requests], ["GET"])
+
     async def test_no_server_up_is_503_naming_pool(self) -> None:
         """
         With every server down: 502 for the request that found out, then 503

@@ -375,6 +375,13 @@ class AccelPool:
         "(without health checks).",
         parse=_positive_duration,
     )
+    answer_timeout: float = _setting(
+        default=0.0,
+        kind="duration",
+        doc="How long a server may take to start answering an idempotent request before "
+        'it counts as failed and the next server is tried ("0s": only timeouts.read).',
+        parse=_duration,
+    )
     check_path: str = _setting(
         default="",
         kind="string",
@@ -715,6 +722,8 @@ def describe(accel: AccelConfig) -> list[str]:
             for server in pool.origins
         )
         health = f"max_fails {pool.max_fails} in {pool.fail_timeout:g}s"
+        if pool.answer_timeout:
+            health += f", next server after {pool.answer_timeout:g}s without an answer"
         if pool.check_path:
             health += f", checks {pool.check_path} every {pool.check_interval:g}s"
         lines.append(f"accel pool:  {name}: {pool.balance} {servers} ({health})")

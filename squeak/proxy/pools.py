@@ -157,6 +157,8 @@ class PoolRequest:
         self._on_interim = on_interim
         self._attempt: Deferred[UpstreamResponse] | None = None
         self._member: Member | None = None
+        self._timer: Any = None
+        self._timed_out: Member | None = None
         self.server: OriginServer | None = None
         self.tried: list[str] = []
         self.deferred: Deferred[UpstreamResponse] = Deferred(self._cancel)
@@ -193,12 +195,32 @@ class PoolRequest:
             on_interim=self._on_interim,
         )
         self._attempt = attempt
+        limit = pool.config.answer_timeout
+        if limit and self._candidates and self._method in IDEMPOTENT:
+            # nginx's proxy_next_upstream timeout: a server that does not
+            # start answering in time is given up for the next one.
+            self._timer = self._pools.call_later(limit, self._no_answer, attempt, member)
         attempt.addCallbacks(
             self._answered, self._failed, callbackArgs=(member,), errbackArgs=(member,)
         )
 
+    def _no_answer(self, attempt: Deferred[UpstreamResponse], member: Member) -> None:
+        """The server did not start answering within C{answer_timeout}."""
+        self._timer = None
+        if attempt is not self._attempt:
+            return
+        self._attempt = None
+        self._timed_out = member
+        attempt.cancel()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
     def _answered(self, response: UpstreamResponse, member: Member) -> None:
         self._attempt = None
+        self._stop_timer()
         pool = self._pool
         pool.report(member, pool.group.succeeded(member, self._pools.now()))
         self.server = pool.servers[member.name]
@@ -206,14 +228,17 @@ class PoolRequest:
 
     def _failed(self, reason: Failure, member: Member) -> None:
         self._attempt = None
+        self._stop_timer()
         pool = self._pool
         pool.active[member.name] -= 1
         self._member = None
-        if isinstance(reason.value, CancelledError):
+        timed_out = self._timed_out is member
+        self._timed_out = None
+        if isinstance(reason.value, CancelledError) and not timed_out:
             return  # we were cancelled: the outer deferred fails already
         exc = reason.value
         connect_failed = is_connect_failure(exc)
-        no_response = isinstance(exc, NoResponseError)
+        no_response = timed_out or isinstance(exc, NoResponseError)
         if connect_failed or no_response:
             pool.report(member, pool.group.failed(member, self._pools.now()))
         retry = connect_failed or (no_response and self._method in IDEMPOTENT)
@@ -222,7 +247,7 @@ class PoolRequest:
                 "pool {pool}: {server} failed ({why}); trying {next}",
                 pool=pool.name,
                 server=member.name,
-                why=type(exc).__name__,
+                why="no answer in time" if timed_out else type(exc).__name__,
                 next=self._candidates[0].name,
             )
             self._next(reason)
@@ -230,6 +255,7 @@ class PoolRequest:
         self.deferred.errback(reason)
 
     def _cancel(self, deferred: Deferred[UpstreamResponse]) -> None:
+        self._stop_timer()
         attempt, self._attempt = self._attempt, None
         self._candidates = []
         if attempt is not None:
@@ -259,6 +285,10 @@ class OriginPools:
 
     def now(self) -> float:
         return float(self._reactor.seconds())
+
+    def call_later(self, delay: float, function: Callable[..., None], *args: Any) -> Any:
+        """The reactor's C{callLater}."""
+        return self._reactor.callLater(delay, function, *args)
 
     def request(
         self,
