@@ -233,6 +233,27 @@ origins = ["127.0.0.1:{number}"]
         reply = await self.get("/anything")
         self.assertEqual(reply.header("location"), "https://elsewhere.example/x")
 
+    async def test_fallback_sends_site_name(self) -> None:
+        """
+        With fallback, a Host naming no site is served by the entry's site,
+        and the application sees the site's name, not the client's Host.
+        """
+        origin = Origin(reactor)
+        number = self_port(self, origin)
+        self.start_accel(
+            f"""
+[[accel]]
+http_port = ["127.0.0.1:0"]
+site = "app.example"
+fallback = true
+origins = ["127.0.0.1:{number}"]
+"""
+        )
+        fields = _seen(await self.get("/echo", host="evil.example"))["fields"]
+        self.assertEqual((fields["host"], fields["x-forwarded-host"]), ("app.example",) * 2)
+        fields = _seen(await self.get("/echo", host="App.Example:8080"))["fields"]
+        self.assertEqual(fields["host"], "App.Example:8080")
+
     async def test_site_rules(self) -> None:
         """A site's http_access rules use the [acl] machinery (403 when denied)."""
         origin = Origin(reactor)

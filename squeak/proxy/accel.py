@@ -33,7 +33,7 @@ from typing_extensions import override
 from squeak.accel.caching import CACHE_VIEW_FIELD, cache_view
 from squeak.accel.config import AccelListener, AccelSite
 from squeak.accel.headers import forwarding_fields, rewrite_redirect, rewrite_refresh
-from squeak.accel.routing import AccelRouter, Decision, RoutingError
+from squeak.accel.routing import AccelRouter, Decision, RoutingError, host_name
 from squeak.access.rules import Action, evaluate
 from squeak.errors import BodyEnded, ProxyError
 from squeak.http.fields import RawHeaders, is_forwarding_loop, upstream_request_headers
@@ -195,7 +195,15 @@ class AccelRequest(ForwardRequest):
             raise ProxyError(error.name, error.status, error.detail) from None
         self.decision = decision
         scheme = service.scheme
-        self._host_sent = host.strip() if host else site.name.encode("latin-1")
+        named = host_name(host) if host else None
+        if named is not None and (named == site.name or named in site.aliases):
+            self._host_sent = host.strip() if host else b""
+        else:
+            # No Host, or one naming no site (a fallback): the application
+            # sees the site's own name, never a Host of the client's
+            # choosing that it might build links from into a response
+            # cached for everyone (host-header cache poisoning).
+            self._host_sent = site.name.encode("latin-1")
         self._public_origin = scheme.encode("ascii") + b"://" + self._host_sent
         default_port = 443 if scheme == "https" else 80
         public = Target(scheme, site.name, default_port, decision.path)
