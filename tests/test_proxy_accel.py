@@ -429,6 +429,34 @@ answer_timeout = "0.3s"
         self.assertEqual(reply.status, 504)
         self.assertEqual([r["method"] for r in good.requests], ["GET"])
 
+    async def test_least_connections(self) -> None:
+        """
+        least-connections: while one server is busy with a slow request,
+        the next requests go to the other one.
+        """
+        first, second, _ = self._two('balance = "least-connections"')
+        slow = self.get("/cached/slow?delay=1.0")
+        await deferLater(reactor, 0.3, lambda: None)
+        busy = first if first.requests else second
+        idle = second if busy is first else first
+        for n in range(3):
+            reply = await self.get(f"/echo/{n}")
+            self.assertEqual(reply.status, 200)
+        self.assertEqual((len(busy.requests), len(idle.requests)), (1, 3))
+        self.assertEqual((await slow).status, 200)
+        pool = self.pools.pools["app"]
+        self.assertEqual(sorted(pool.active.values()), [0, 0])
+
+    async def test_hash_url(self) -> None:
+        """hash-url: a URL always goes to the same server; URLs spread over both."""
+        first, second, _ = self._two('balance = "hash-url"')
+        for path in [f"/echo/{n}" for n in range(12)] * 2:
+            await self.get(path)
+        for origin in (first, second):
+            uris = [r["uri"] for r in origin.requests]
+            self.assertTrue(uris, "one server got nothing")
+            self.assertTrue(all(uris.count(uri) == 2 for uri in uris))
+
     async def test_no_server_up_is_503_naming_pool(self) -> None:
         """
         With every server down: 502 for the request that found out, then 503
