@@ -447,6 +447,22 @@ answer_timeout = "0.3s"
         pool = self.pools.pools["app"]
         self.assertEqual(sorted(pool.active.values()), [0, 0])
 
+    async def test_weights(self) -> None:
+        """Weights 3 and 1: three requests in four to the first server."""
+        first, second = Origin(reactor), Origin(reactor)
+        ports = [self_port(self, first), self_port(self, second)]
+        self.start_accel(
+            f"""
+[[accel]]
+http_port = ["127.0.0.1:0"]
+site = "app.example"
+origins = [{{address = "127.0.0.1:{ports[0]}", weight = 3}}, "127.0.0.1:{ports[1]}"]
+"""
+        )
+        for n in range(8):
+            await self.get(f"/echo/{n}")
+        self.assertEqual((len(first.requests), len(second.requests)), (6, 2))
+
     async def test_hash_url(self) -> None:
         """hash-url: a URL always goes to the same server; URLs spread over both."""
         first, second, _ = self._two('balance = "hash-url"')
