@@ -483,6 +483,8 @@ origins = [{{address = "127.0.0.1:{ports[0]}", weight = 3}}, "127.0.0.1:{ports[1
         await second.port.stopListening()
         reply = await self.get("/echo")
         self.assertEqual(reply.status, 502)
+        self.assertIn(b"pool app: connection to 127.0.0.1:", reply.body)
+        self.assertIn(b"refused (tried 127.0.0.1:", reply.body)
         reply = await self.get("/echo")
         self.assertEqual(reply.status, 503)
         self.assertIn(b"pool app", reply.body)

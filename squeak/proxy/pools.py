@@ -35,7 +35,7 @@ from squeak.accel.config import AccelConfig, AccelPool, OriginServer
 from squeak.errors import ProxyError
 from squeak.http.fields import RawHeaders
 from squeak.http.target import Target
-from squeak.net.failures import NoResponseError, failure_of
+from squeak.net.failures import NoResponseError, error_for_failure, failure_of
 from squeak.net.origin import IDEMPOTENT, UpstreamClient, UpstreamResponse
 from squeak.proxy.validate import DiscardBody
 from squeak.upstream.group import UpstreamGroup
@@ -252,7 +252,22 @@ class PoolRequest:
             )
             self._next(reason)
             return
-        self.deferred.errback(reason)
+        self.deferred.errback(self._named(reason, member))
+
+    def _named(self, reason: Failure, member: Member) -> Failure:
+        """
+        The failure answered, naming the pool and the servers tried, so
+        that the error page says which application failed.
+        """
+        error = error_for_failure(reason, host=member.name)
+        tried = ", ".join(self.tried)
+        return failure_of(
+            ProxyError(
+                error.name,
+                error.status,
+                f"pool {self._pool.name}: {error.detail} (tried {tried})",
+            )
+        )
 
     def _cancel(self, deferred: Deferred[UpstreamResponse]) -> None:
         self._stop_timer()
