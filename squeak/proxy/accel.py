@@ -157,7 +157,12 @@ class AccelRequest(ForwardRequest):
                 super().process()
                 return
             self.answer = Answer.DENIED
-            what = "CONNECT" if self.method == b"CONNECT" else "an absolute-URI request"
+            if self.method == b"CONNECT":
+                what = "CONNECT"
+            elif uri == b"*":
+                what = "a request for * (asterisk-form)"
+            else:
+                what = "an absolute-URI request"
             self.send_error(
                 ProxyError(
                     "ERR_ACCEL_NOT_A_PROXY",
