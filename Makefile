@@ -45,6 +45,7 @@ TEST_FAST := \
 	tests.test_cache_policy \
 	tests.test_cache_ranges \
 	tests.test_config \
+	tests.test_errorpages \
 	tests.test_errors \
 	tests.test_http_chunked \
 	tests.test_http_fields \
@@ -55,9 +56,13 @@ TEST_FAST := \
 	tests.test_http_sni \
 	tests.test_http_target \
 	tests.test_logformat \
+	tests.test_pac \
+	tests.test_proxyheader \
 	tests.test_upstream_carp \
 	tests.test_upstream_group \
 	tests.test_upstream_health \
+	tests.test_upstream_hierarchy \
+	tests.test_upstream_peers \
 	tests.test_upstream_selection
 
 test-fast: venv

@@ -28,11 +28,19 @@ setup(
         "bcrypt >= 4.1",
     ],
     extras_require={
+        # pypac: a real PAC engine (on the dukpy JavaScript interpreter)
+        # that runs the generated proxy.pac in tests.
         # gunicorn: the accelerator tests put squeak in front of a real one.
-        "test": ["hypothesis >= 6.100", "setuptools >= 68", "wheel", "gunicorn >= 22"],
+        "test": [
+            "hypothesis >= 6.100",
+            "setuptools >= 68",
+            "wheel",
+            "pypac >= 0.16",
+            "gunicorn >= 22",
+        ],
         # Pinned: CI runs them, and a new release must not fail a clean clone.
         "dev": ["ruff == 0.17.6", "mypy == 2.4.1", "hypothesis >= 6.100"],
     },
-    entry_points={"console_scripts": ["squeak = squeak.__main__:main"]},
+    entry_points={"console_scripts": ["squeak = squeak.cli:main"]},
     zip_safe=False,
 )

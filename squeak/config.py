@@ -77,7 +77,17 @@ from squeak.config_values import (
     parse_listen_address,
     parse_size,
 )
+from squeak.errorpages import ErrorsConfig
 from squeak.logline import PRESET_NAMES
+from squeak.pac import PacConfig, pac_problem
+from squeak.proxyheader import ProxyProtocolConfig, proxy_protocol_problem
+from squeak.upstream.peers import (
+    HIERARCHY_TABLE,
+    PEER_TABLE,
+    HierarchyConfig,
+    PeerConfigError,
+    parse_hierarchy,
+)
 from squeak.values import IPNetwork, parse_network
 
 __all__ = [
@@ -606,6 +616,9 @@ TABLES: Mapping[str, type] = {
     "auth": AuthConfig,
     "access_log": AccessLogConfig,
     "cache": CacheConfig,
+    "pac": PacConfig,
+    "proxy_protocol": ProxyProtocolConfig,
+    "errors": ErrorsConfig,
 }
 
 
@@ -633,8 +646,13 @@ class Config:
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     accel: AccelConfig = field(default_factory=AccelConfig)
+    pac: PacConfig = field(default_factory=PacConfig)
+    proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
+    errors: ErrorsConfig = field(default_factory=ErrorsConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
+    #: [[cache_peer]] and [hierarchy] (squeak/upstream/peers.py).
+    hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
 
 
 # --- Loading ---------------------------------------------------------------------
@@ -670,7 +688,10 @@ def _build_table(
 ACL_TABLE = "acl"
 
 #: Every table name, in document order, for suggestions.
-_KNOWN_TABLES = [n for t in TABLES for n in ((ACL_TABLE, t) if t == "access" else (t,))]
+_KNOWN_TABLES = [n for t in TABLES for n in ((ACL_TABLE, t) if t == "access" else (t,))] + [
+    PEER_TABLE,
+    HIERARCHY_TABLE,
+]
 
 
 def _build_acls(values: dict[str, object], text: str, path: str, base_dir: str) -> dict[str, Any]:
@@ -728,6 +749,8 @@ def parse_config(text: str, path: str) -> Config:
     base_dir = os.path.dirname(os.path.abspath(path))
     tables: dict[str, Any] = {}
     acls = None
+    # Read once the ACLs are (squeak/upstream/peers.py).
+    peering = {key: document.pop(key) for key in (PEER_TABLE, HIERARCHY_TABLE) if key in document}
     for name, values in document.items():
         if name in ACCEL_TABLES:
             continue  # read by squeak.accel.config once the ACLs are known
@@ -751,13 +774,46 @@ def parse_config(text: str, path: str) -> Config:
             tables[name] = _build_table(cls, name, values, text, path, base_dir)
     policy = _build_policy(acls, tables, text, path)
     try:
-        accel = parse_accel(document, text, builtin_acls() if acls is None else acls, base_dir)
+        hierarchy = parse_hierarchy(
+            peering.get(PEER_TABLE), peering.get(HIERARCHY_TABLE), policy.acls, text
+        )
+    except PeerConfigError as e:
+        raise ConfigError(path, e.key, str(e), e.line) from None
+    try:
+        accel = parse_accel(document, text, policy.acls, base_dir)
     except AccelConfigError as e:
         raise ConfigError(path, e.key, e.problem, e.line) from None
-    config = Config(**tables, accel=accel, policy=policy, source=path)
+    config = Config(**tables, accel=accel, policy=policy, source=path, hierarchy=hierarchy)
     _check_tls(config, text, path)
     _check_intercept(config, text, path)
+    _check_farm(config, text, path)
     return config
+
+
+def _check_farm(config: Config, text: str, path: str) -> None:
+    """
+    The C{[pac]} and C{[proxy_protocol]} checks that need other tables
+    (their own modules say what is wrong: L{pac_problem},
+    L{proxy_protocol_problem}).
+    """
+    kinds = {name: acl.kind for name, acl in config.policy.acls.items()}
+    problems = [
+        ("pac", pac_problem(config.pac, kinds)),
+        (
+            "proxy_protocol",
+            proxy_protocol_problem(
+                config.proxy_protocol,
+                config.proxy.http_port,
+                config.tls.https_port,
+                config.intercept.http_port + config.intercept.https_port,
+            ),
+        ),
+    ]
+    for table, problem in problems:
+        if problem is not None:
+            key, element, what = problem
+            line = _find_line(text, table, key, element)
+            raise ConfigError(path, f"{table}.{key}", what, line)
 
 
 def _check_intercept(config: Config, text: str, path: str) -> None:

@@ -8,7 +8,7 @@ detail, in the way h11's C{ProtocolError} carries its C{error_status_hint}.
 Pure code raises L{ProxyError} directly; the Twisted-facing code hands the
 failures it receives to L{squeak.net.failures.error_for_failure}, the single
 place where network exceptions are mapped to error names.
-L{render_error_page} turns the result into the HTML body, like Squid's
+L{squeak.errorpages} turns the result into the HTML body, like Squid's
 C{errors/templates/ERR_*}.
 
 How a response body ended is said by the exception type, so that nothing
@@ -22,13 +22,8 @@ reactor, no TLS library, nothing from L{squeak.net}).
 
 from __future__ import annotations
 
-import html
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import formatdate
-from http import HTTPStatus
-from importlib.resources import files
 from typing import Protocol
 
 __all__ = [
@@ -41,8 +36,6 @@ __all__ = [
     "ErrorLike",
     "ProxyError",
     "error_headers",
-    "load_templates",
-    "render_error_page",
 ]
 
 ERROR_CONTENT_TYPE = b"text/html; charset=utf-8"
@@ -301,94 +294,12 @@ class BodyEndedByClose(BodyEnded):
 # -- pages and headers ---------------------------------------------------------------------
 
 
-def _read_template() -> string.Template:
-    """
-    Read C{squeak/templates/error.html}.
-    """
-    source = files("squeak").joinpath("templates/error.html").read_text(encoding="utf-8")
-    return string.Template(source)
-
-
-#: The templates by name, in memory from start-up (L{load_templates}).
-_TEMPLATES: dict[str, string.Template] = {}
-
-
-def load_templates() -> None:
-    """
-    Read every template into memory, once.
-
-    Called when this module is first imported, that is at start-up, before
-    any client is served (and again, explicitly, by the start-up path):
-    a proxy out of file descriptors (EMFILE) must still be able to answer
-    with a page, and reading the template on first use needed a descriptor,
-    so requests hung unanswered instead (issue 14).  Rendering a page opens
-    no file.
-    """
-    if "error" not in _TEMPLATES:
-        _TEMPLATES["error"] = _read_template()
-
-
-load_templates()
-
-
-def _phrase(status: int) -> str:
-    """
-    @return: The standard reason phrase of C{status}, or C{""} when it has none.
-    """
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def render_error_page(
+def error_headers(
     error: ErrorLike,
     *,
-    url: str,
-    method: str,
-    client: str,
-    visible_hostname: str,
-    now: float,
-) -> bytes:
-    """
-    Render the HTML page for an error, after Squid's C{errors/templates}.
-
-    Every value put into the page is HTML-escaped, since the URL, the method
-    and the detail may all come from a hostile client or origin.  The page
-    holds the error name in a comment (C{<!-- ERR_NAME -->}) and the detail
-    in C{<p id="reason">}, so that scripts can find them.
-
-    @param error: The error to describe.
-    @param url: The requested URL, as the client sent it.
-    @param method: The request method.
-    @param client: The client's address.
-    @param visible_hostname: The proxy's name, shown in the footer.
-    @param now: The time the page is generated, in seconds since the epoch.
-    @return: The page, UTF-8 encoded; send it with L{ERROR_CONTENT_TYPE}.
-    """
-    info = CATALOGUE.get(error.name, _UNKNOWN)
-    values = {
-        "name": error.name,
-        "status": str(error.status),
-        "phrase": _phrase(error.status),
-        "title": info.title,
-        "explanation": info.explanation,
-        "detail": error.detail or info.title,
-        "url": url,
-        "method": method,
-        "client": client,
-        "hostname": visible_hostname,
-        "date": formatdate(now, usegmt=True),
-    }
-    escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
-    # A comment may not contain "--"; the name is a token, but be certain.
-    escaped["name"] = escaped["name"].replace("-", "&#45;")
-    page = _TEMPLATES["error"].substitute(escaped)
-    return page.encode("utf-8", errors="backslashreplace")
-
-
-def error_headers(
-    error: ErrorLike, *, content_length: int | None = None
+    content_length: int | None = None,
+    language: str | None = None,
+    negotiated: bool = False,
 ) -> list[tuple[bytes, bytes]]:
     """
     The response headers sent with an error page.
@@ -398,6 +309,9 @@ def error_headers(
 
     @param error: The error being answered.
     @param content_length: The length of the page, when it should be sent.
+    @param language: The page's language, sent as C{Content-Language}.
+    @param negotiated: Whether the language was chosen by the request's
+        C{Accept-Language} (then C{Vary: Accept-Language}).
     @return: Header name and value pairs.
     """
     name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in error.name)
@@ -406,6 +320,10 @@ def error_headers(
         (b"Cache-Control", b"no-store"),
         (b"X-Squeak-Error", name.encode("ascii") or b"ERR_GATEWAY_FAILURE"),
     ]
+    if language:
+        headers.append((b"Content-Language", language.encode("ascii", "replace")))
+    if negotiated:
+        headers.append((b"Vary", b"Accept-Language"))
     if content_length is not None:
         headers.append((b"Content-Length", str(content_length).encode("ascii")))
     return headers

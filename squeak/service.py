@@ -13,7 +13,7 @@ import ipaddress
 import re
 import socket
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
@@ -44,13 +44,16 @@ from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
 from squeak.net.origin import UpstreamClient
+from squeak.net.parents import Parents
+from squeak.net.proxyprotocol import ProxyHeaderFactory
 from squeak.net.wire import SendBatcher
 from squeak.proxy.accel import AccelProxyFactory, AccelService
 from squeak.proxy.client import ForwardProxyFactory
-from squeak.proxy.context import ProxyContext
+from squeak.proxy.context import ProxyContext, error_pages_from_config
 from squeak.proxy.pools import OriginPools
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
+from squeak.upstream.hierarchy import Hierarchy
 
 
 def _untyped(value: object) -> Any:
@@ -79,16 +82,27 @@ class ListenerService(Service):
         factory: Any,
         tls: Any = None,
         sock: socket.socket | None = None,
+        proxy_header: Callable[[Any], Any] | None = None,
     ) -> None:
         """
         @param sock: A socket bound already (L{squeak.net.listeners}) to
             adopt rather than binding C{address}.
+        @param proxy_header: Wraps the factory (TLS included) of a listener
+            that requires a PROXY protocol header (L{ProxyHeaderFactory}).
         """
         self._reactor = reactor
         self._address = address
         self._factory = factory
         self._tls = tls
         self._sock = sock
+        if proxy_header is not None:
+            # The header comes before the TLS handshake: TLS inside it.
+            if tls is not None:
+                factory = TLSMemoryBIOFactory(tls, False, factory)
+            self._factory = proxy_header(factory)
+            self._tls = None
+        self._kind = "TLS " if tls is not None else ""
+        self._after = " (PROXY protocol)" if proxy_header is not None else ""
         self.port: Any = None
         self._guard: Any = None
 
@@ -117,9 +131,11 @@ class ListenerService(Service):
         self._guard = guard_accepts(self._reactor, self.port)
         bound = self.port.getHost()
         shown = f"[{bound.host}]" if ":" in bound.host else bound.host
-        kind = "TLS " if self._tls is not None else ""
         self._log.info(
-            "squeak listening on {kind}{address}", kind=kind, address=f"{shown}:{bound.port}"
+            "squeak listening on {kind}{address}{after}",
+            kind=self._kind,
+            address=f"{shown}:{bound.port}",
+            after=self._after,
         )
 
     @override
@@ -156,6 +172,9 @@ class _ProxyCoreService(Service):
             self._uninstall()
             self._uninstall = None
         closing = self._context.upstream.close()
+        parents = self._context.parents
+        if parents is not None:
+            closing.addBoth(lambda _: parents.close())
         closing.addBoth(lambda _: self._context.access_log.close())
         closing.addBoth(lambda _: self._context.cache.close())
         return closing
@@ -275,6 +294,17 @@ def build_context(
     # collect records, format and write them every 0.5 s or 512 lines
     # (and at reopen and close).
     access_log.start_buffering(reactor)
+    parents = None
+    if config.hierarchy.enabled:
+        parents = Parents(
+            reactor,
+            Hierarchy(config.hierarchy),
+            connect_timeout=config.timeouts.connect,
+            max_idle=config.upstream.max_idle_per_host,
+            idle_timeout=config.timeouts.server_idle,
+            ca_file=config.upstream.ca_file,
+            sender=batcher,
+        )
     return ProxyContext(
         config=config,
         reactor=reactor,
@@ -288,6 +318,8 @@ def build_context(
             deadline_resolution(min(config.timeouts.connect, config.timeouts.read)),
         ),
         batcher=batcher,
+        parents=parents,
+        error_pages=error_pages_from_config(config.errors),
     )
 
 
@@ -338,6 +370,29 @@ def _add_accelerator(
     top.accel_pools = pools  # type: ignore[attr-defined]
 
 
+def proxy_header_wrapper(
+    config: Config, reactor: Any, key: str, address: ListenAddress
+) -> Callable[[Any], Any] | None:
+    """
+    How the listener C{key=address} wraps its factory when
+    C{[proxy_protocol] listeners} names it; L{None} when it does not.
+    """
+    settings = config.proxy_protocol
+    if address not in settings.listeners or key not in ("proxy.http_port", "tls.https_port"):
+        return None
+
+    def wrap(factory: Any) -> ProxyHeaderFactory:
+        return ProxyHeaderFactory(
+            factory,
+            settings.trusted,
+            reactor,
+            timeout=config.timeouts.request_head,
+            name=f"{key}={address}",
+        )
+
+    return wrap
+
+
 def build_service(
     config: Config, reactor: Any, sockets: Mapping[ListenerKey, socket.socket] | None = None
 ) -> MultiService:
@@ -356,7 +411,8 @@ def build_service(
 
     def listener(key: str, address: ListenAddress, factory: Any, tls: Any = None) -> None:
         sock = bound.get(ListenerKey(key, address))
-        _attach(ListenerService(reactor, address, factory, tls, sock), top)
+        header = proxy_header_wrapper(config, reactor, key, address)
+        _attach(ListenerService(reactor, address, factory, tls, sock, header), top)
 
     logging = config.access_log
     access_log = AccessLog(

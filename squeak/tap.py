@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import select
 import sys
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from squeak import __version__
 from squeak.config import Config, ConfigError
+from squeak.logline import PRESET_NAMES
 from squeak.net.allocator import tune_malloc
+from twisted import __version__ as twisted_version
 
 _log = Logger(namespace="squeak")
 
@@ -41,6 +44,49 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "Path to a TOML configuration file (see etc/squeak.toml)."],
     ]
+
+    def opt_version(self) -> NoReturn:
+        """
+        Print squeak's version (and the Twisted it runs on) and exit:
+        C{twistd squeak --version} is about squeak, where the inherited
+        option printed Twisted's alone.
+        """
+        print(f"squeak {__version__} (Twisted {twisted_version})")
+        sys.exit(0)
+
+
+def _size(count: int) -> str:
+    """A byte count in the largest binary unit that divides it: C{1 GiB}."""
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= size and count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count} bytes"
+
+
+def where_things_are(config: Config) -> str:
+    """
+    One start-up line saying where the cache and the access log are, so
+    that an operator reading the log finds them without the configuration.
+    """
+    cache = config.cache
+    if not cache.enabled:
+        stored = "off"
+    else:
+        stored = (
+            f"{cache.dir} (disk up to {_size(cache.size)}, "
+            f"memory up to {_size(cache.memory_size)})"
+        )
+    log = config.access_log
+    form = f"{log.format} format" if log.format in PRESET_NAMES else "a custom format"
+    if log.path == "":
+        logged = "off"
+    elif log.path == "-":
+        logged = f"standard output ({form})"
+    elif log.path == "syslog":
+        logged = f"syslog ({log.syslog_facility}, tag {log.syslog_tag}; {form})"
+    else:
+        logged = f"{log.path} ({form})"
+    return f"squeak cache: {stored}; access log: {logged}"
 
 
 def makeService(options: Options) -> IService:
@@ -85,7 +131,7 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
     # a proxy out of descriptors still answers (issue 14).
     from twisted.internet.selectreactor import SelectReactor
 
-    from squeak.errors import load_templates
+    import squeak.errorpages  # noqa: F401 - reads the shipped page now
     from squeak.master import Master, SingleProcess, read_config
     from squeak.net.listeners import bind_all
     from squeak.service import build_service, server_tls_options
@@ -99,12 +145,12 @@ def build_supervisor(path: str | None, reactor: Any) -> Any:
 
     ceiling = _FD_SETSIZE if isinstance(reactor, SelectReactor) else None
     _log.info("{line}", line=raise_descriptor_limit(ceiling))
-    load_templates()
 
     if path:
         config, text = read_config(path)
     else:
         config, text = Config(), ""
+    _log.info("{line}", line=where_things_are(config))
     account = resolve_account(config)
 
     def validate(config: Config) -> None:

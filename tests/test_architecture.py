@@ -79,11 +79,18 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.accel",
             "squeak.accel.*",
             "squeak.errors",
+            # Error page templates: negotiation and rendering (reads the
+            # template files, as access.auth reads htpasswd files).
+            "squeak.errorpages",
             # The access log's record and formatters; accesslog is their
             # I/O shell.
             "squeak.accessrecord",
             "squeak.logformat",
             "squeak.logline",
+            # Many boxes: the PAC file's text and the PROXY protocol's
+            # framing and trust (their I/O: proxy/pac, net/proxyprotocol).
+            "squeak.pac",
+            "squeak.proxyheader",
         ),
     ),
     Layer(
@@ -111,7 +118,11 @@ LAYERS: tuple[Layer, ...] = (
     Layer("policy over I/O", False, ("squeak.access.gatekeeper", "squeak.cache.facade")),
     Layer("proxy", False, ("squeak.proxy.*",)),
     Layer("composition root", False, ("squeak.service", "squeak.master")),
-    Layer("entry points", False, ("squeak.tap", "squeak.__main__", "squeak.worker")),
+    Layer(
+        "entry points",
+        False,
+        ("squeak.tap", "squeak.__main__", "squeak.cli", "squeak.control", "squeak.worker"),
+    ),
 )
 
 # Top-level packages a pure module must never bring in.

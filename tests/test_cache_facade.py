@@ -186,6 +186,32 @@ class CachingTests(_CacheTestCase):
         self.assertEqual(inm, ['"v1"'])
         self.assertIn("TCP_REFRESH_UNMODIFIED/200", self.access_log_lines()[-1])
 
+    async def test_hierarchy_code_says_whether_the_origin_was_asked(self) -> None:
+        """
+        Squid's hierarchy code and server address (C{%Sh/%<a}): a miss and
+        every refresh went to the origin (C{HIER_DIRECT/127.0.0.1}, the
+        validation's 304 included), a hit and a PURGE did not
+        (C{HIER_NONE/-}).
+        """
+        fresh = "/cached/h1?cc=max-age=60"
+        unmodified = "/cached/h2?cc=max-age=0&etag=h2"
+        modified = "/cached/h3?cc=max-age=0&lm=Mon,%2001%20Jan%202024%2000:00:00%20GMT"
+        for path in (fresh, fresh, unmodified, unmodified, modified, modified):
+            await self.fetch("GET", path)
+        await self.fetch("PURGE", fresh)
+        self.assertEqual(
+            [line.split()[3::5] for line in self.access_log_lines()],
+            [
+                ["TCP_MISS/200", "HIER_DIRECT/127.0.0.1"],
+                ["TCP_MEM_HIT/200", "HIER_NONE/-"],
+                ["TCP_MISS/200", "HIER_DIRECT/127.0.0.1"],
+                ["TCP_REFRESH_UNMODIFIED/200", "HIER_DIRECT/127.0.0.1"],
+                ["TCP_MISS/200", "HIER_DIRECT/127.0.0.1"],
+                ["TCP_REFRESH_MODIFIED/200", "HIER_DIRECT/127.0.0.1"],
+                ["TCP_MISS/200", "HIER_NONE/-"],
+            ],
+        )
+
     async def test_client_conditional_answered_from_fresh_entry(self) -> None:
         """
         A client's If-None-Match matching a fresh stored ETag gets 304

@@ -187,7 +187,8 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "an unknown table with nothing close lists them all",
         "[zzz]\n",
         f"{P}:1: zzz: unknown table (expected one of proxy, tls, intercept, timeouts, limits, "
-        "upstream, acl, access, auth, access_log, cache)",
+        "upstream, acl, access, auth, access_log, cache, pac, proxy_protocol, errors, "
+        "cache_peer, hierarchy)",
     ),
     (
         "an unknown key suggests the closest",
@@ -1098,8 +1099,8 @@ class SchemaTests(SynchronousTestCase):
             {
                 f.name: type(getattr(config, f.name))
                 for f in fields(Config)
-                # accel: arrays of tables, read by squeak.accel.config.
-                if f.name not in ("source", "policy", "accel")
+                # accel, hierarchy: arrays of tables, read by their own modules.
+                if f.name not in ("source", "policy", "accel", "hierarchy")
             },
             dict(TABLES),
         )

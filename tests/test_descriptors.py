@@ -237,7 +237,8 @@ class RaiseDescriptorLimitTests(unittest.SynchronousTestCase):
 
 _RENDER_WITH_NO_DESCRIPTOR = """
 import errno, resource, sys
-from squeak.errors import ProxyError, render_error_page
+from squeak.errors import ProxyError
+from squeak.errorpages import render_error_page
 held = []
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))

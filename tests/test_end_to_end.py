@@ -5,6 +5,7 @@ it, proxying for stdlib clients to a stdlib loopback origin.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -212,6 +213,41 @@ class EndToEndTests(unittest.SynchronousTestCase):
         self.assertTrue(first.startswith(b"HTTP/1.1 200"), first[:40])
         self.assertTrue(second.startswith(b"HTTP/1.1 200"), second[:40])
 
+    def test_pac_file_behind_a_proxy_protocol_listener(self) -> None:
+        """
+        twistd with [proxy_protocol] on its listener (trusting 127.0.0.1):
+        a v1 header then GET /proxy.pac gets the PAC file, a proxied
+        request is logged under the header's client, and a connection
+        without a header is closed with one line in the service log.
+        """
+        proxy = self._start(
+            '[proxy_protocol]\nlisteners = ["127.0.0.1:0"]\ntrusted = ["127.0.0.1/32"]\n'
+            '[acl]\nlb_clients = { src = ["192.0.2.0/24"] }\n'
+            '[access]\nhttp_access = ["allow lb_clients", "deny all"]\n'
+            '[pac]\nallow = ["lb_clients"]\nproxies = ["proxy.lan:3128"]\n'
+        )
+        header = b"PROXY TCP4 192.0.2.7 127.0.0.1 50000 3128\r\n"
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(header + b"GET /proxy.pac HTTP/1.1\r\nHost: proxy.lan\r\n\r\n")
+            pac = _read_response(s)
+            s.sendall(f"GET {self.origin.url('/small')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            proxied = _read_response(s)
+        self.assertTrue(pac.startswith(b"HTTP/1.1 200"), pac[:200])
+        self.assertIn(b"Content-Type: application/x-ns-proxy-autoconfig", pac)
+        self.assertIn(b'return "PROXY proxy.lan:3128; DIRECT";', pac)
+        self.assertTrue(proxied.startswith(b"HTTP/1.1 200"), proxied[:200])
+        lines = self._wait_for_lines(self.log_path, 2)
+        self.assertEqual([line.split()[2] for line in lines], ["192.0.2.7", "192.0.2.7"])
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"GET /proxy.pac HTTP/1.1\r\nHost: proxy.lan\r\n\r\n")
+            # Closed unanswered: an end of stream, or a reset.
+            with contextlib.suppress(ConnectionResetError):
+                self.assertEqual(s.recv(4096), b"")
+        self.assertIn(proxy.stop(), (0, -signal.SIGTERM))
+        self.assertIn(f"squeak listening on 127.0.0.1:{proxy.port} (PROXY protocol)", proxy.output)
+        self.assertEqual(proxy.output.count("PROXY protocol: closed connection"), 1)
+        self.assertIn("no PROXY protocol header", proxy.output)
+
     def test_access_log_reopens_on_sigusr1(self) -> None:
         """
         After logrotate renames the log and sends SIGUSR1, new lines go to a
@@ -353,8 +389,8 @@ class CachePersistenceTests(unittest.SynchronousTestCase):
 
     def test_purge_command_removes_an_entry(self) -> None:
         """
-        python -m squeak purge URL removes a stored response: the next
-        process fetches it again.
+        python -m squeak purge --offline URL removes a stored response from
+        a stopped proxy's disk cache: the next process fetches it again.
         """
         proxy = self._start()
         self._get(proxy, "/cacheable/5000")
@@ -363,13 +399,19 @@ class CachePersistenceTests(unittest.SynchronousTestCase):
         config.write_text(self.config_text)
         url = self.origin.url("/cacheable/5000")
         purged = subprocess.run(
-            [sys.executable, "-m", "squeak", "purge", url, "--config", str(config)],
+            [sys.executable, "-m", "squeak", "purge", "--offline", url, "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=30,
             stdin=subprocess.DEVNULL,
         )
-        self.assertEqual((purged.returncode, purged.stdout.strip()), (0, f"Purged: {url}"))
+        self.assertEqual(
+            (purged.returncode, purged.stdout.strip()),
+            (
+                0,
+                f"Purged from the disk cache files in {self.directory / 'cache'} (offline): {url}",
+            ),
+        )
         again = self._start()
         _, x_cache = self._get(again, "/cacheable/5000")
         self.assertTrue(x_cache.startswith("MISS"), x_cache)

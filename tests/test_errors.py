@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from squeak.errorpages import render_error_page
 from squeak.errors import (
     CATALOGUE,
     ERROR_CONTENT_TYPE,
@@ -22,7 +23,6 @@ from squeak.errors import (
     BodyEndedByClose,
     ProxyError,
     error_headers,
-    render_error_page,
 )
 
 NAMES = {  # the names squeak uses, with their default status

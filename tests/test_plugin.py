@@ -136,3 +136,42 @@ class PluginTests(unittest.SynchronousTestCase):
         self.assertTrue(where.startswith(site), where)
         self.assertTrue(Path(site, "twisted", "plugins", "squeak_plugin.py").exists())
         self.assertFalse(Path(site, "twisted", "plugins", "__init__.py").exists())
+
+
+class StartupLineTests(unittest.SynchronousTestCase):
+    """
+    The start-up line saying where the cache and the access log are.
+    """
+
+    def test_table(self) -> None:
+        """
+        Each configuration's line names the cache (or says it is off) and
+        where the access log goes, in which format.
+        """
+        from squeak.config import parse_config
+        from squeak.tap import where_things_are
+
+        cases = [
+            (
+                '[cache]\ndir = "/srv/c"\nsize = "10 GiB"\nmemory_size = "512 KiB"\n'
+                '[access_log]\npath = "/var/log/a.log"\nformat = "combined"\n',
+                "squeak cache: /srv/c (disk up to 10 GiB, memory up to 512 KiB); "
+                "access log: /var/log/a.log (combined format)",
+            ),
+            (
+                '[cache]\nenabled = false\n[access_log]\npath = ""\n',
+                "squeak cache: off; access log: off",
+            ),
+            (
+                '[cache]\ndir = "/c"\nsize = 1000\n[access_log]\npath = "syslog"\n'
+                'format = "%ts %ru"\n',
+                "squeak cache: /c (disk up to 1000 bytes, memory up to 64 MiB); "
+                "access log: syslog (local4.info, tag squeak; a custom format)",
+            ),
+        ]
+        wrong = [
+            (got, want)
+            for text, want in cases
+            if (got := where_things_are(parse_config(text, "/etc/squeak.toml"))) != want
+        ]
+        self.assertEqual(wrong, [])

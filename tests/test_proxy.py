@@ -405,6 +405,9 @@ class FailureTests(ProxyTestCase):
         self.assertEqual(result.status, 503)
         self.assertIn(b"ERR_DNS_FAIL", result.body)
         self.assertIn(b"no-such-host.test", result.body)
+        # No connection was tried: HIER_NONE/-, as Squid logs it.
+        self.assertIn(" TCP_MISS/503 ", self.access_log_lines()[-1])
+        self.assertIn(" HIER_NONE/- ", self.access_log_lines()[-1])
         self.flushLoggedErrors(DNSLookupError)
 
     async def test_silent_origin_is_504(self) -> None:

@@ -90,7 +90,9 @@ origins = ["127.0.0.1:{ports[0]}", "127.0.0.1:{ports[1]}"]
         self.assertIn("squeak.test", seen["fields"]["via"])
         lines = self.access_log_lines()
         self.assertEqual(len(lines), 4)
-        self.assertIn(" GET http://app.example/echo/0 - FIRSTUP_PARENT/127.0.0.1 ", lines[0])
+        self.assertRegex(
+            lines[0], r" GET http://app\.example/echo/0 - FIRSTUP_PARENT/127\.0\.0\.1"
+        )
 
     async def test_spoofed_forwarding_fields_replaced(self) -> None:
         """

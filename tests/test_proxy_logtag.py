@@ -5,10 +5,13 @@ an exchange's outcome, as a table.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.net.intercept import SpliceOutcome
-from squeak.proxy.logtag import Answer, LogTag, Outcome, log_tag
+from squeak.proxy.logtag import Answer, LogTag, Outcome, hierarchy_note, log_tag
 from squeak.proxy.splice import splice_answer
 
 #: (why, outcome, tag)
@@ -81,6 +84,62 @@ class LogTagTests(SynchronousTestCase):
         self.assertEqual([tag.value for tag in LogTag], [tag.name for tag in LogTag])
 
 
+#: (code, what Squid logs after a fetch noted HIER_DIRECT/192.0.2.7), from
+#: Squid's FwdState::syncHierNote and tunnel.cc: only a connection to a
+#: server sets the note; hits and refusals never make one.
+HIERARCHY = {
+    LogTag.NONE: ("HIER_NONE", "-"),
+    LogTag.TAG_NONE: ("HIER_NONE", "-"),
+    LogTag.TCP_MISS: ("HIER_DIRECT", "192.0.2.7"),
+    LogTag.TCP_MISS_ABORTED: ("HIER_DIRECT", "192.0.2.7"),
+    LogTag.TCP_HIT: ("HIER_NONE", "-"),
+    LogTag.TCP_MEM_HIT: ("HIER_NONE", "-"),
+    LogTag.TCP_IMS_HIT: ("HIER_NONE", "-"),
+    LogTag.TCP_REFRESH_UNMODIFIED: ("HIER_DIRECT", "192.0.2.7"),
+    LogTag.TCP_REFRESH_MODIFIED: ("HIER_DIRECT", "192.0.2.7"),
+    LogTag.TCP_REFRESH_FAIL_OLD: ("HIER_DIRECT", "192.0.2.7"),
+    LogTag.TCP_REFRESH_FAIL_ERR: ("HIER_DIRECT", "192.0.2.7"),
+    LogTag.TCP_DENIED: ("HIER_NONE", "-"),
+    LogTag.TCP_TUNNEL: ("HIER_DIRECT", "192.0.2.7"),
+}
+
+
+class HierarchyTests(SynchronousTestCase):
+    """
+    L{hierarchy_note} gives each code the hierarchy code Squid gives it.
+    """
+
+    def test_every_code_after_a_fetch(self) -> None:
+        """
+        Each code's note after a fetch noted C{HIER_DIRECT/192.0.2.7} is
+        the table's, and the table names every code.
+        """
+        self.assertEqual(set(HIERARCHY), set(LogTag))
+        wrong = [
+            (tag, got)
+            for tag, want in HIERARCHY.items()
+            if (got := hierarchy_note(tag, "HIER_DIRECT", "192.0.2.7")) != want
+        ]
+        self.assertEqual(wrong, [])
+
+    def test_nothing_tried_stays_none(self) -> None:
+        """
+        A code that goes upstream but made no connection (a name that did
+        not resolve, PURGE answered by the proxy) keeps C{HIER_NONE/-}.
+        """
+        notes = {hierarchy_note(tag, "HIER_NONE", "-") for tag in LogTag}
+        self.assertEqual(notes, {("HIER_NONE", "-")})
+
+    def test_intercepted_splice_keeps_original_dst(self) -> None:
+        """
+        A spliced intercepted connection keeps Squid's C{ORIGINAL_DST}.
+        """
+        self.assertEqual(
+            hierarchy_note(LogTag.TCP_TUNNEL, "ORIGINAL_DST", "192.0.2.7"),
+            ("ORIGINAL_DST", "192.0.2.7"),
+        )
+
+
 class SpliceTagTests(SynchronousTestCase):
     """
     Spliced TLS connections are named in the same vocabulary.
@@ -101,3 +160,24 @@ class SpliceTagTests(SynchronousTestCase):
                                SpliceOutcome.DENIED)
         }  # fmt: skip
         self.assertEqual(others, {LogTag.NONE})
+
+
+class DocumentedCodesTests(SynchronousTestCase):
+    """
+    docs/operations.md lists every code squeak writes, and no other.
+    """
+
+    def test_operations_table_matches_the_enum(self) -> None:
+        """
+        The "Result codes" table has one row per L{LogTag} member, in the
+        enum's spelling, each with a Squid equivalent, a meaning and a
+        hierarchy code.
+        """
+        doc = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+        text = doc.read_text(encoding="utf-8")
+        section = text.split("### Result codes", 1)[1].split("\n#", 1)[0]
+        rows = [line for line in section.splitlines() if re.match(r"\| `[A-Z_]+` \|", line)]
+        codes = [re.match(r"\| `([A-Z_]+)` \|", row).group(1) for row in rows]  # type: ignore[union-attr]
+        self.assertEqual(sorted(codes), sorted(tag.value for tag in LogTag))
+        cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+        self.assertEqual([code for code, *rest in cells if len(rest) != 3 or "" in rest], [])

@@ -410,6 +410,10 @@ class ClientChannel(Protocol):
     sender: Sender = DIRECT
     #: Seconds a rejected client may keep sending before it is cut off.
     linger_timeout = 2.0
+    #: The client's address as the factory was given it (the listening
+    #: port's, or a PROXY protocol header's: squeak.net.proxyprotocol);
+    #: L{None}: the transport's peer.
+    peer_address: Any = None
     #: A field line added to every response, naming the process that
     #: served it (C{proxy.worker_header}, a debugging aid); empty: none.
     identity_field = b""
@@ -438,7 +442,8 @@ class ClientChannel(Protocol):
     # -- connection ------------------------------------------------------
 
     def connectionMade(self) -> None:
-        self.client_host = getattr(self.transport.getPeer(), "host", "-")
+        peer = self.peer_address if self.peer_address is not None else self.transport.getPeer()
+        self.client_host = getattr(peer, "host", "-")
         if ITCPTransport.providedBy(self.transport):
             # Responses and tunnelled bytes go out as soon as written: with
             # Nagle's algorithm a response's last small segment can wait for

@@ -396,6 +396,11 @@ class UpstreamClient:
                 max(0.0, oldest + self.idle_timeout - now), self._swept
             )
 
+    @property
+    def busy_count(self) -> int:
+        """How many connections of this client carry a request now (open, not idle)."""
+        return len(self._open) - sum(len(idle) for idle in self._idle.values())
+
     def idle_count(self, scheme: str, host: str, port: int) -> int:
         """
         How many idle connections to an origin are pooled (for tests and

@@ -199,6 +199,8 @@ class AccelRequest(ForwardRequest):
             self.answer = Answer.DENIED
             raise ProxyError(error.name, error.status, error.detail) from None
         self.decision = decision
+        # Its site's pools answer it, never the forward proxy's parents.
+        self.through_hierarchy = False
         scheme = service.scheme
         named = host_name(host) if host else None
         if named is not None and (named == site.name or named in site.aliases):

@@ -15,7 +15,7 @@ from twisted.web import http
 from typing_extensions import override
 
 from squeak.accesslog import AccessRecord
-from squeak.errors import ProxyError, error_headers, render_error_page
+from squeak.errors import ProxyError, error_headers
 from squeak.http.request import MessageError
 from squeak.net.channel import ClientChannel, Exchange
 from squeak.net.intercept import original_destination
@@ -72,8 +72,10 @@ class ForwardProxy(ClientChannel):
         uri = _text(uri_seen or b"-")
         method = _text(method_seen or b"-")
         client = self.client_host
-        page = render_error_page(
+        rendered = context.error_pages.render(
             error,
+            # The head was not read: no Accept-Language to go by.
+            accept_language=None,
             url=uri,
             method=method,
             client=client,
@@ -81,7 +83,9 @@ class ForwardProxy(ClientChannel):
             now=now,
         )
         head = [b"HTTP/1.1 %d %s" % (error.status, http.RESPONSES.get(error.status, b"Error"))]
-        head += [name + b": " + value for name, value in error_headers(error)]
+        page = rendered.body
+        fields = error_headers(error, language=rendered.language)
+        head += [name + b": " + value for name, value in fields]
         head += [b"Content-Length: %d" % len(page), b"Connection: close"]
         data = b"\r\n".join(head) + b"\r\n\r\n" + page
         self.send(data)
@@ -180,6 +184,9 @@ class ForwardProxyFactory(Factory):
     def buildProtocol(self, addr: Any) -> ForwardProxy:
         channel = ForwardProxy()
         channel.factory = self
+        # The client: the listening port's peer, or behind a load balancer
+        # the one its PROXY header names (squeak.net.proxyprotocol).
+        channel.peer_address = addr
         config = self.context.config
         channel.context = self.context
         channel.reactor = self.context.reactor

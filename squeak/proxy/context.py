@@ -10,16 +10,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.task import Cooperator
+from twisted.logger import Logger
 
 from squeak.access.gatekeeper import Gatekeeper
 from squeak.accesslog import AccessLog
 from squeak.cache.facade import HttpCache
 from squeak.config import Config
+from squeak.errorpages import ErrorPages, ErrorsConfig, load_error_pages
 from squeak.net.deadlines import Deadlines
 from squeak.net.origin import UpstreamClient
+from squeak.net.parents import Parents
 from squeak.net.wire import SendBatcher
 
-__all__ = ["ProxyContext"]
+__all__ = ["ProxyContext", "error_pages_from_config"]
+
+_log = Logger(namespace="squeak.errorpages")
+
+
+def error_pages_from_config(config: ErrorsConfig) -> ErrorPages:
+    """
+    Read the error page templates the configuration names (at start-up
+    and at each reload), logging one line per template left out.
+    """
+    pages, problems = load_error_pages(
+        config.error_directory,
+        default_language=config.error_default_language,
+        cache_mgr=config.cache_mgr,
+    )
+    for problem in problems:
+        _log.warn("{problem}", problem=problem)
+    return pages
 
 
 @dataclass
@@ -38,6 +58,10 @@ class ProxyContext:
     @ivar channels: Open client connections (for stats and a clean shutdown).
     @ivar connections_by_client: How many of them each client address has
         (for C{maxconn} rules).
+    @ivar error_pages: The error page templates, in memory
+        (L{squeak.errorpages}).
+    @ivar parents: The cache hierarchy's parents (L{squeak.net.parents}),
+        or L{None} when every request goes direct.
     """
 
     config: Config
@@ -51,3 +75,5 @@ class ProxyContext:
     batcher: SendBatcher
     channels: set[Any] = field(default_factory=set)
     connections_by_client: dict[str, int] = field(default_factory=dict)
+    error_pages: ErrorPages = field(default_factory=ErrorPages)
+    parents: Parents | None = None

@@ -34,14 +34,14 @@ from typing_extensions import override
 from squeak.access.acl import Facts
 from squeak.accesslog import AccessRecord
 from squeak.cache.facade import CACHE_VIEW_FIELD, CacheLookup, Transient
-from squeak.errors import ProxyError, error_headers, render_error_page
+from squeak.errors import ProxyError, error_headers
 from squeak.http.fields import RawHeaders, upstream_request_headers
 from squeak.http.request import RequestHead
 from squeak.http.target import Target
 from squeak.net.channel import Exchange
 from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
-from squeak.proxy.logtag import Answer, log_tag
+from squeak.proxy.logtag import Answer, hierarchy_note, log_tag
 from squeak.proxy.state import ExchangeState, Handler
 from squeak.proxy.xcache import X_CACHE_FIELDS, x_cache_fields
 
@@ -104,6 +104,9 @@ class ProxyExchange(Exchange):
     intercept_authority: bytes | None = None
     cache_uri: str | None = None
     cacheable = True
+    #: Whether a fetch goes through the cache hierarchy (parents) when one
+    #: is configured; an accelerated request has its own origin pools.
+    through_hierarchy = True
     _logged = False
     _handler: Handler | None = None
 
@@ -227,16 +230,21 @@ class ProxyExchange(Exchange):
             return
         self.state = ExchangeState.ANSWERING
         self.error_status = error.status
-        page = render_error_page(
+        accept_language = self.field(b"accept-language")
+        rendered = self.context.error_pages.render(
             error,
+            accept_language=accept_language.decode("latin-1") if accept_language else None,
             url=self.uri.decode("latin-1"),
             method=self.method.decode("latin-1"),
             client=self.client_host,
             visible_hostname=self.context.config.proxy.visible_hostname,
             now=self.context.reactor.seconds(),
         )
+        page = rendered.body
         self.set_status(error.status)
-        for name, value in error_headers(error):
+        for name, value in error_headers(
+            error, language=rendered.language, negotiated=rendered.negotiated
+        ):
             self.set_field(name, value)
         for name, value in extra_headers:
             self.add_field(name, value)
@@ -318,19 +326,21 @@ class ProxyExchange(Exchange):
         if access_log.wants_agent:
             user_agent = self.field(b"user-agent")
             referer = self.field(b"referer")
+        tag = log_tag(self)
+        hierarchy, peer = hierarchy_note(tag, self.hierarchy, self.peer)
         # Positional and with inline decoding: this runs for every request.
         record = AccessRecord(
             now,
             max(0, round((now - self._started) * 1000)),
             self.channel.client_host,
-            log_tag(self),
+            tag,
             status if status is not None else (self.code if self.started_writing else 0),
             size if size is not None else self.head_bytes + self.sent_length,
             (self.method or b"-").decode("latin-1"),
             (self.uri or b"-").decode("latin-1"),
             self.user,
-            self.hierarchy,
-            self.peer,
+            hierarchy,
+            peer,
             content_type.decode("latin-1") if content_type else "-",
             referer.decode("latin-1") if referer is not None else None,
             user_agent.decode("latin-1") if user_agent is not None else None,

@@ -59,8 +59,10 @@ class HitHandler:
         exchange = self._exchange
         cache = self._context.cache
         exchange.state = ExchangeState.SERVING
+        # The hierarchy note stays: a hit is logged HIER_NONE/- (logtag's
+        # hierarchy_note), a validated or stale-on-error entry HIER_DIRECT
+        # with the origin its validation went to, as Squid logs them.
         exchange.answer = answer
-        exchange.hierarchy, exchange.peer = "HIER_NONE", "-"
         decision = cache.reuse_decision(exchange.lookup, meta, self._context.reactor.seconds())
         names = exchange.field_names
         conditional = not names.isdisjoint(_CONDITIONAL_FIELDS)

@@ -19,7 +19,15 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Answer", "LogTag", "Outcome", "OutcomeFacts", "log_tag"]
+__all__ = [
+    "LOCAL_TAGS",
+    "Answer",
+    "LogTag",
+    "Outcome",
+    "OutcomeFacts",
+    "hierarchy_note",
+    "log_tag",
+]
 
 
 class LogTag(enum.StrEnum):
@@ -175,3 +183,43 @@ def log_tag(outcome: OutcomeFacts) -> LogTag:
     if outcome.client_conditional_met and answer in (Answer.MEMORY, Answer.DISK):
         return LogTag.TCP_IMS_HIT
     return _BY_ANSWER[answer]
+
+
+#: The codes whose answer never came from a server: a hit, a refusal,
+#: nothing answered.  Squid logs them C{HIER_NONE/-} (its hierarchy note is
+#: set only by a connection to a server, C{FwdState::syncHierNote}, or to a
+#: tunnel's, C{tunnel.cc}); every other code went upstream or tried to.
+LOCAL_TAGS = frozenset(
+    {
+        LogTag.NONE,
+        LogTag.TAG_NONE,
+        LogTag.TCP_HIT,
+        LogTag.TCP_MEM_HIT,
+        LogTag.TCP_IMS_HIT,
+        LogTag.TCP_DENIED,
+    }
+)
+
+
+def hierarchy_note(tag: LogTag, hierarchy: str, peer: str) -> tuple[str, str]:
+    """
+    The hierarchy code and server address an access-log line carries
+    (Squid's C{%Sh/%<a}), given the line's code and what the exchange
+    noted while it went upstream.
+
+    An answer that did not come from a server is C{HIER_NONE/-}, whatever
+    happened before it (a hit served after a collapsed wait, a refusal at
+    connection time); an answer that went to the origin keeps the note its
+    fetch made: C{HIER_DIRECT/ADDR} for a miss, a refresh of any kind
+    (C{TCP_REFRESH_UNMODIFIED} too: the origin answered the validation) and
+    a tunnel, or C{HIER_NONE/-} when no connection was tried (a name that
+    does not resolve, a local answer such as PURGE).
+
+    @param hierarchy: The code the exchange noted (C{HIER_DIRECT},
+        C{ORIGINAL_DST} or C{HIER_NONE}).
+    @param peer: The address (or, before a connection, the host name) it
+        noted, or C{-}.
+    """
+    if tag in LOCAL_TAGS:
+        return "HIER_NONE", "-"
+    return hierarchy, peer

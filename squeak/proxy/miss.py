@@ -38,6 +38,7 @@ from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.failures import error_for_failure
 from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
+from squeak.proxy.hops import fetch_through_hierarchy
 from squeak.proxy.logtag import Answer
 from squeak.proxy.state import ExchangeState
 from squeak.proxy.validate import DiscardBody, answer_failed_validation, answer_validation
@@ -150,15 +151,31 @@ class MissHandler:
         exchange.hierarchy = "HIER_DIRECT"
         exchange.peer = target.host
         self._request_time = context.reactor.seconds()
-        pending = exchange.request_upstream(
-            exchange.method,
-            target,
-            outgoing,
-            body,
-            check_peer=exchange.peer_check(),
-            # RFC 9110 §15.2: never to an HTTP/1.0 client.
-            on_interim=self._interim if exchange.version == b"HTTP/1.1" else None,
-        )
+        # RFC 9110 §15.2: never to an HTTP/1.0 client.
+        on_interim = self._interim if exchange.version == b"HTTP/1.1" else None
+        if context.parents is None or not exchange.through_hierarchy:
+            # Direct, or an accelerated request (its own pools,
+            # squeak/proxy/accel.py).
+            pending = exchange.request_upstream(
+                exchange.method,
+                target,
+                outgoing,
+                body,
+                check_peer=exchange.peer_check(),
+                on_interim=on_interim,
+            )
+        else:
+            # A cache hierarchy: parents and/or direct (squeak/proxy/hops.py).
+            pending = fetch_through_hierarchy(
+                exchange,
+                context,
+                context.parents,
+                target,
+                outgoing,
+                body,
+                check_peer=exchange.peer_check(),
+                on_interim=on_interim,
+            )
         self._pending = pending
         # A shared deadline sweep, not a timer (let alone Deferred.addTimeout)
         # per request: this runs on every miss (squeak/net/deadlines.py).
@@ -218,6 +235,9 @@ class MissHandler:
                 "ERR_READ_TIMEOUT", 504, f"no response from the origin within {self._overdue:g}s"
             )
         self._end_transient(False)
+        if error_for_failure(failure).name == "ERR_DNS_FAIL":
+            # No connection was tried: Squid logs HIER_NONE/- then.
+            self._exchange.hierarchy, self._exchange.peer = "HIER_NONE", "-"
         answer: Answer | None = Answer.ORIGIN
         if self._validating:
             # Stale-if-error, when the policy allows (squeak/proxy/validate.py).
@@ -229,7 +249,7 @@ class MissHandler:
         self._pending = None
         self._stop_timing_answer()
         exchange = self._exchange
-        if response.peer:
+        if response.peer and exchange.hierarchy == "HIER_DIRECT":
             exchange.peer = response.peer
         if exchange.disconnected:
             response.deliverBody(DiscardBody())

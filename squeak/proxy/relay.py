@@ -34,6 +34,7 @@ from squeak.net.upgrade import (
     response_head,
 )
 from squeak.proxy.context import ProxyContext
+from squeak.proxy.hops import connect_through_hierarchy, upgrade_through_hierarchy
 from squeak.proxy.logtag import Answer
 from squeak.proxy.miss import answer_upstream_failure
 from squeak.proxy.state import ExchangeState
@@ -95,6 +96,14 @@ class RelayHandler:
         exchange.state = ExchangeState.FETCHING
         exchange.hierarchy = "HIER_DIRECT"
         exchange.peer = host
+        parents = self._context.parents
+        if parents is not None:
+            # A cache hierarchy: CONNECT through a parent, or direct.
+            pending = connect_through_hierarchy(exchange, self._context, parents, host, port)
+            self._pending = pending
+            pending.addCallbacks(self._tunnel_connected, self._failed)
+            pending.addErrback(exchange.internal_error)
+            return
         endpoint = HostnameEndpoint(
             self._context.reactor, host, port, timeout=self._context.config.timeouts.connect
         )
@@ -120,14 +129,16 @@ class RelayHandler:
         if exchange.disconnected:
             _transport(upstream).loseConnection()
             return False
-        exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
+        if exchange.hierarchy == "HIER_DIRECT":
+            exchange.peer = getattr(_transport(upstream).getPeer(), "host", exchange.peer)
         return True
 
     def _tunnel_connected(self, upstream: UpstreamEnd) -> None:
         if not self._still_wanted(upstream):
             return
         exchange = self._exchange
-        check_peer = exchange.peer_check()
+        # Through a parent, the address connected to is the parent's.
+        check_peer = exchange.peer_check() if exchange.hierarchy == "HIER_DIRECT" else None
         if check_peer is not None:
             try:
                 check_peer(exchange.peer)
@@ -190,6 +201,16 @@ class RelayHandler:
         exchange.state = ExchangeState.FETCHING
         exchange.hierarchy = "HIER_DIRECT"
         exchange.peer = target.host
+        parents = self._context.parents
+        if parents is not None:
+            # A cache hierarchy: through a parent, or direct.
+            pending = upgrade_through_hierarchy(
+                exchange, self._context, parents, target, outgoing, _UpgradeFactory
+            )
+            self._pending = pending
+            pending.addCallbacks(self._upgrade_connected, self._failed)
+            pending.addErrback(exchange.internal_error)
+            return
         endpoint = self._context.upstream.endpoint(target.scheme, target.host, target.port)
         self._connect(
             endpoint, _UpgradeFactory(head, exchange.peer_check()), self._upgrade_connected

@@ -31,6 +31,7 @@ from squeak.proxy.hit import HitHandler
 from squeak.proxy.local import LocalAnswers
 from squeak.proxy.logtag import Answer
 from squeak.proxy.miss import MissHandler
+from squeak.proxy.pac import answer_pac
 from squeak.proxy.relay import RelayHandler
 from squeak.proxy.state import ExchangeState
 
@@ -45,6 +46,10 @@ class ForwardRequest(ProxyExchange):
 
     @override
     def process(self) -> None:
+        if answer_pac(self, self.context):
+            # The proxy's own PAC file (squeak.proxy.pac): before admission,
+            # with its own who-may rule, as browsers fetch it directly.
+            return
         admission = Admission(self, self.context)
         self.hand_over(admission)
         try:
