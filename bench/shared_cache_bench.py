@@ -13,7 +13,11 @@ operations being a store of a new entry instead (0: lookups only). Each
 lookup is timed; the table gives the total lookups per second, the p50,
 p99 and worst over all processes, and the CPU time per operation (so
 that waiting for a CPU, on a machine with fewer cores than processes,
-can be told from waiting for a lock).
+can be told from waiting for a lock); and for the slowest 1 % of lookups,
+the share of their time that was their own CPU, and that they waited
+for a CPU (C{/proc/thread-self/schedstat}; the rest is waiting for a lock
+or the disk), and how many of them were
+the lookup that wrote the batch of access times (L{squeak.cache.recency}).
 
 C{--tree DIR} imports squeak from another checkout (e.g. the commit before
 a change, extracted with C{git archive COMMIT squeak | tar -x -C DIR}), to
@@ -91,6 +95,10 @@ def _hammer(
     body = os.urandom(size)
     rng = random.Random(os.getpid())
     times: list[float] = []
+    cpu_times: list[float] = []
+    flushed: list[bool] = []
+    queue_times: list[float] = []
+    schedstat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
     hits = stores = 0
     while time.time() < start_at:
         time.sleep(0.001)
@@ -103,7 +111,10 @@ def _hammer(
             stores += _store_one(store, f"http://bench.test/new/{os.getpid()}/{n}", body)
             continue
         key = keys[rng.randrange(entries)]
+        flushes = _flushes(store)
+        queued = _run_queue_wait(schedstat)
         started = time.perf_counter()
+        started_cpu = time.thread_time()
         hit = store.lookup(key, [])
         if hit is not None:
             if hit.file is not None:
@@ -111,9 +122,31 @@ def _hammer(
             hit.close()
             hits += 1
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.thread_time() - started_cpu)
+        flushed.append(_flushes(store) != flushes)
+        queue_times.append(_run_queue_wait(schedstat) - queued)
     cpu = time.process_time() - cpu
     store.close()
-    out.put((times, hits, stores, cpu))
+    os.close(schedstat)
+    out.put((times, hits, stores, cpu, cpu_times, flushed, queue_times))
+
+
+def _run_queue_wait(fd: int) -> float:
+    """
+    Seconds this thread has waited, runnable, for a CPU
+    (C{/proc/thread-self/schedstat}, its second field).
+    """
+    return int(os.pread(fd, 100, 0).split()[1]) / 1e9
+
+
+def _flushes(store: Any) -> float:
+    """
+    When the store last wrote its batch of access times (squeak's
+    L{squeak.cache.recency}; 0 for a tree without it): a lookup during
+    which it changed is the one that wrote the batch.
+    """
+    recency = getattr(getattr(store, "disk", None), "recency", None)
+    return float(getattr(recency, "_flushed", 0.0)) if recency is not None else 0.0
 
 
 def run(args: argparse.Namespace, processes: int, directory: str) -> dict[str, float]:
@@ -143,7 +176,25 @@ def run(args: argparse.Namespace, processes: int, directory: str) -> dict[str, f
         child.join(timeout=30)
     times = sorted(t for result in results for t in result[0])
     hits = sum(result[1] for result in results)
+    # The slowest 1 % of lookups: how much of their time was their own CPU
+    # (the rest waited: for a CPU, a lock, the disk), and how many wrote
+    # the batch of access times.
+    every = [
+        (wall, cpu, flush, queued)
+        for result in results
+        for wall, cpu, flush, queued in zip(
+            result[0], result[4], result[5], result[6], strict=True
+        )
+    ]
+    every.sort(key=lambda sample: sample[0])
+    tail = every[int(len(every) * 0.99) :]
+    tail_wall = max(1e-9, sum(sample[0] for sample in tail))
     return {
+        "tail_cpu_share": sum(sample[1] for sample in tail) / tail_wall,
+        "tail_queue_share": sum(sample[3] for sample in tail) / tail_wall,
+        "tail_flushes": sum(1 for sample in tail if sample[2]),
+        "flushes": sum(1 for sample in every if sample[2]),
+        "flush_ms": statistics.median([s[0] for s in every if s[2]] or [0.0]) * 1000,
         "lookups_per_s": len(times) / args.seconds,
         "hit_ratio": hits / max(1, len(times)),
         "p50_ms": statistics.median(times) * 1000,
@@ -168,8 +219,11 @@ def main() -> None:
         f"# {label}: {args.entries} entries of {args.size} B, {args.seconds:.0f} s,"
         f" one store every {args.write_every or 'never'} ops, {os.cpu_count()} CPUs"
     )
-    print("| processes | lookups/s | p50 ms | p99 ms | max ms | CPU µs/op | hit ratio | stores |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| processes | lookups/s | p50 ms | p99 ms | max ms | CPU µs/op | hit ratio | stores"
+        " | slowest 1 %: CPU, run queue | flushing lookups (all) | flush ms (median) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     directory = tempfile.mkdtemp(prefix="squeak-shared-bench-")
     try:
         _fill(args.tree, directory, args.entries, args.size)
@@ -179,7 +233,8 @@ def main() -> None:
                 f"| {processes} | {r['lookups_per_s']:,.0f} | {r['p50_ms']:.3f}"
                 f" | {r['p99_ms']:.3f} | {r['max_ms']:.1f} | {r['cpu_us']:.0f}"
                 f" | {r['hit_ratio']:.3f}"
-                f" | {r['stores']:.0f} |",
+                f" | {r['stores']:.0f} | {r['tail_cpu_share']:.0%}, {r['tail_queue_share']:.0%}"
+                f" | {r['tail_flushes']:.0f} ({r['flushes']:.0f}) | {r['flush_ms']:.1f} |",
                 flush=True,
             )
     finally:

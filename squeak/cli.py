@@ -439,7 +439,7 @@ def _worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from twisted.internet import reactor
 
     reactor.suggestThreadPoolSize(64)
-    return run(args.config, args.listener, reactor, err)
+    return run(args.config, args.listener, reactor, err, args.accepting)
 
 
 def _add_worker(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
@@ -457,6 +457,11 @@ def _add_worker(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
         default=[],
         metavar="KEY=ADDRESS@FD",
         help="an inherited listening socket",
+    )
+    parser.add_argument(
+        "--accepting",
+        metavar="slot=S,generation=G[,ledger=FD,entry=E]",
+        help="the worker's slot and generation, and the shared accept queue's ledger",
     )
     parser.set_defaults(run=_worker)
 

@@ -54,6 +54,7 @@ from typing_extensions import override
 
 from squeak.config import Config, ConfigError, load_config_and_text
 from squeak.drain import Serving, StopSignals
+from squeak.net.accepts import AcceptLedger
 from squeak.net.channel import ClientChannel
 from squeak.net.listeners import BoundListeners, ListenerKey, describe, listener_keys
 from squeak.notify import notify
@@ -391,6 +392,8 @@ class Worker:
     generation: int
     started: float
     protocol: WorkerProtocol
+    #: Its entry in the accept ledger (a shared accept queue), else 0.
+    entry: int = 0
     ready: Deferred[bool] = field(default_factory=Deferred)
     ended: Deferred[None] = field(default_factory=Deferred)
     exited = False
@@ -496,6 +499,10 @@ class Master(Supervisor):
         self.swept = 0
         # The longest shutdown_lifetime a running worker may have.
         self._longest_lifetime = config.timeouts.shutdown_lifetime
+        #: What each worker holds, for the workers to share one accept
+        #: queue fairly (squeak.net.accepts.SharedQueuePort); none with
+        #: reuseport, where each worker has its own queue.
+        self.ledger = None if config.proxy.reuseport else AcceptLedger.create()
 
     @override
     def copies(self, config: Config) -> int:
@@ -544,10 +551,18 @@ class Master(Supervisor):
         sockets = self.bound.for_slot(slot)
         child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", 3: "r"}
         args = [self._executable, "-m", "squeak", "worker", "--config", config.source]
+        number = 3
         for number, (listener, sock) in enumerate(sockets.items(), start=4):
             child_fds[number] = sock.fileno()
             args += ["--listener", f"{listener}@{number}"]
-        worker = Worker(slot, generation, self.reactor.seconds(), protocol)
+        accepting = f"slot={slot},generation={generation}"
+        entry = 0
+        if self.ledger is not None:
+            entry = self.ledger.hand_out({worker.entry for worker in self.workers})
+            child_fds[number + 1] = self.ledger.fd
+            accepting += f",ledger={number + 1},entry={entry}"
+        args += ["--accepting", accepting]
+        worker = Worker(slot, generation, self.reactor.seconds(), protocol, entry)
         protocol.worker = worker
         self.reactor.spawnProcess(
             protocol, self._executable, args, env=os.environ.copy(), childFDs=child_fds
@@ -564,6 +579,9 @@ class Master(Supervisor):
         worker.exited = True
         if worker in self.workers:
             self.workers.remove(worker)
+        if self.ledger is not None and worker.entry:
+            # What it held is gone with it: its peers must not yield to it.
+            self.ledger.clear(worker.entry)
         how = describe_exit(reason)
         never_ready = not worker.ready.called
         if never_ready:

@@ -30,7 +30,8 @@ from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent, globalLo
 from zope.interface import implementer
 
 from squeak.config import ConfigError, parse_config
-from squeak.net.listeners import ListenerKey
+from squeak.net.accepts import WorkerAccepts
+from squeak.net.listeners import ListenerKey, adopt_with
 
 __all__ = ["read_config_text", "run"]
 
@@ -143,13 +144,23 @@ def _parse_listeners(specs: Sequence[str]) -> dict[ListenerKey, socket.socket]:
     return sockets
 
 
-def run(config_path: str, listeners: Sequence[str], reactor: Any, err: TextIO) -> int:
+def run(
+    config_path: str,
+    listeners: Sequence[str],
+    reactor: Any,
+    err: TextIO,
+    accepting: str | None = None,
+) -> int:
     """
     Serve until stopped.
 
     @param config_path: The configuration file's name, for messages and
         relative paths (the text comes from the master).
     @param listeners: C{KEY=ADDRESS@FD} for each inherited socket.
+    @param accepting: How to accept on them (the master's C{--accepting},
+        L{squeak.net.accepts.WorkerAccepts.parse}): this worker's slot
+        and generation, and with a shared accept queue the ledger that
+        keeps it fair.
     @return: The exit status: 0, or 2 when the configuration cannot be
         served (one line on C{err}).
     """
@@ -161,10 +172,12 @@ def run(config_path: str, listeners: Sequence[str], reactor: Any, err: TextIO) -
         text = read_config_text(0)
         config = parse_config(text, config_path)
         sockets = _parse_listeners(listeners)
+        if accepting is not None:
+            adopt_with(WorkerAccepts.parse(reactor, accepting).adopt)
     except ConfigError as error:
         err.write(f"squeak: {error}\n")
         return 2
-    except ValueError as error:
+    except (ValueError, KeyError, OSError) as error:
         err.write(f"squeak: worker: {error}\n")
         return 2
     observer = cast(ILogObserver, LineObserver(sys.stdout))

@@ -34,7 +34,8 @@ class _Handler(BaseHTTPRequestHandler):
     """
     C{/body/N}: N bytes at once.  C{/slow/N/SECONDS}: N bytes spread evenly
     over about SECONDS.  C{/cacheable/N}: N bytes, fresh for an hour (and
-    C{/cacheable/N/SECONDS}: spread as C{/slow}).
+    C{/cacheable/N/SECONDS}: spread as C{/slow}).  C{/validated/N/MAX_AGE}:
+    N bytes with an ETag, answered 304 when revalidated.
     """
 
     protocol_version = "HTTP/1.1"
@@ -42,9 +43,31 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def _validated(self, size: int, max_age: int) -> None:
+        """
+        C{/validated/N/MAX_AGE}: N bytes, fresh for MAX_AGE seconds, with an
+        ETag; a request whose If-None-Match names it gets a 304.
+        """
+        etag = f'"v{size}"'
+        fresh = etag in self.headers.get("If-None-Match", "")
+        self.send_response(304 if fresh else 200)
+        self.send_header("ETag", etag)
+        self.send_header("Cache-Control", f"max-age={max_age}")
+        self.send_header("X-Origin-Request", str(self.server.requests))  # type: ignore[attr-defined]
+        if fresh:
+            self.end_headers()
+            return
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.write(PATTERN[:size])
+
     def do_GET(self) -> None:
         self.server.requests += 1  # type: ignore[attr-defined]
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        validated = re.fullmatch(r"/validated/(\d+)/(\d+)", self.path)
+        if validated is not None:
+            self._validated(int(validated.group(1)), int(validated.group(2)))
+            return
         match = re.fullmatch(r"/(body|slow|cacheable)/(\d+)(?:/([0-9.]+))?(?:\?.*)?", self.path)
         if match is None:
             self.send_error(404)

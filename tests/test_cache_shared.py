@@ -10,6 +10,7 @@ directory, and with real twistd workers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -316,6 +317,29 @@ class SharedInvalidationTests(SynchronousTestCase):
             (read_hit(second.lookup(key, [])), hit.tier if hit else None),
             (b"new", "memory"),
         )
+
+    def test_freshening_reaches_the_other_memory_tier(self) -> None:
+        """
+        A 304 freshens an entry through one store (L{Store.update}): the
+        other drops its memory copy, with the old metadata, and reads the
+        freshened one from the disk; the freshening store's own memory
+        copy is the freshened one, and stays a memory hit.
+        """
+        first, second = self._pair()
+        key = primary_key(b"GET", "http://e/a")
+        self.assertTrue(store_body(first, "http://e/a", b"body"))
+        read_hit(first.lookup(key, []))
+        read_hit(second.lookup(key, []))
+        hit = first.lookup(key, [])
+        assert hit is not None
+        hit.close()
+        fresher = dataclasses.replace(hit.meta, response_time=hit.meta.response_time + 100)
+        self.assertTrue(first.update(key, fresher))
+        mine, theirs = first.lookup(key, []), second.lookup(key, [])
+        assert mine is not None and theirs is not None
+        self.assertEqual((mine.tier, mine.meta.response_time), ("memory", fresher.response_time))
+        self.assertEqual((theirs.tier, theirs.meta.response_time), ("disk", fresher.response_time))
+        self.assertEqual((read_hit(mine), read_hit(theirs)), (b"body", b"body"))
 
 
 class SharedFetchTests(SynchronousTestCase):

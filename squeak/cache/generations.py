@@ -23,6 +23,11 @@ two writes would survive the second invalidation. Two random tags differ
 remove from the disk first: a reader that read the old body before it was
 removed read the tag before that too, which the invalidation then changes.
 
+A C{304} that freshens an entry (RFC 9111 §4.3.4) changes the slot too,
+after rewriting the disk copy's metadata: the other workers' memory
+copies still say the entry is stale, and would each revalidate it again;
+they read the freshened copy from the disk instead.
+
 Slots are shared by URLs whose CRC-32s collide modulo L{Generations.slots}:
 an invalidation also drops those URLs' memory copies, which are then read
 from the disk again; never the other way round.
@@ -77,10 +82,14 @@ class Generations:
         """The slot of a primary key (the same in every process)."""
         return zlib.crc32(primary.encode("utf-8", "surrogatepass")) & (self.slots - 1)
 
-    def bump(self, primary: str) -> None:
+    def bump(self, primary: str) -> int:
         """
         Invalidate every process's memory copies of C{primary}: call after
-        removing its entries from the disk, before answering.
+        removing its entries from the disk (or freshening them there),
+        before answering.
+
+        @return: The slot's new tag: a copy the caller knows to be current
+            (the one it freshened) may carry it.
         """
         slot = self.slot(primary)
         old = self.tags[slot]
@@ -90,6 +99,7 @@ class Generations:
             if new != old:
                 break
         self.tags[slot] = new
+        return new
 
     def close(self) -> None:
         """Unmap the file."""

@@ -119,11 +119,19 @@ class MemoryTier:
             self.remove_variant(old_primary, old_vary)
         return True
 
-    def update_meta(self, primary: str, meta: StoredResponse) -> None:
-        """Replace the metadata of an entry (after a 304 freshened it), keeping its body."""
+    def update_meta(
+        self, primary: str, meta: StoredResponse, generation: int | None = None
+    ) -> None:
+        """
+        Replace the metadata of an entry (after a 304 freshened it), keeping its body.
+
+        @param generation: Its slot's new tag, when the freshening changed
+            it (L{squeak.cache.store.Store.update}); else the tag is kept.
+        """
         entry = self._entries.get((primary, meta.vary_key))
         if entry is not None:
-            self.put(primary, meta, entry.body, entry.slot, entry.generation)
+            tag = entry.generation if generation is None else generation
+            self.put(primary, meta, entry.body, entry.slot, tag)
 
     def remove_variant(self, primary: str, vary_key: str) -> bool:
         """Drop one entry; return whether there was one."""

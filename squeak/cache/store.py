@@ -390,10 +390,21 @@ class Store:
         Replace a stored response's metadata after a 304 freshened it
         (L{squeak.cache.policy.freshen_stored}), keeping its body.
 
+        With other workers on the directory, their memory copies still hold
+        the old metadata (stale, so each would revalidate again): once the
+        disk copy is freshened, the key's shared tag changes
+        (L{squeak.cache.generations}), so that they drop their copies and
+        read the freshened one from the disk; this process's own copy is
+        the freshened one, and keeps serving under the new tag.
+
         @return: Whether the entry was still on disk.
         """
-        self.memory.update_meta(primary, meta)
-        return self.disk.update_meta(primary, meta) if self.disk is not None else False
+        on_disk = self.disk.update_meta(primary, meta) if self.disk is not None else False
+        tag = None
+        if on_disk and self.generations is not None:
+            tag = self.generations.bump(primary)
+        self.memory.update_meta(primary, meta, tag)
+        return on_disk
 
     def purge(self, uri: str) -> bool:
         """

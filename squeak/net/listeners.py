@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "BoundListeners",
     "ListenerKey",
     "adopt",
+    "adopt_with",
     "bind_all",
     "bind_socket",
     "describe",
@@ -150,6 +151,21 @@ def bind_socket(listener: ListenerKey, source: str, *, reuseport: bool = False) 
     return sock
 
 
+#: How this process adopts a socket, when not with C{adoptStreamPort}: a
+#: worker sets its own (L{squeak.net.accepts.WorkerAccepts.adopt}) once,
+#: at start-up, for every listener it serves.
+_adopter: Callable[[Any, socket.socket, Any], Any] | None = None
+
+
+def adopt_with(adopter: Callable[[Any, socket.socket, Any], Any] | None) -> None:
+    """
+    Make L{adopt} use C{adopter} in this process (a worker), or
+    C{adoptStreamPort} again (L{None}).
+    """
+    global _adopter
+    _adopter = adopter
+
+
 def adopt(reactor: Any, sock: socket.socket, factory: Any) -> Any:
     """
     Start accepting on C{sock} with C{factory}.
@@ -160,6 +176,8 @@ def adopt(reactor: Any, sock: socket.socket, factory: Any) -> Any:
 
     @return: The L{twisted.internet.interfaces.IListeningPort}.
     """
+    if _adopter is not None:
+        return _adopter(reactor, sock, factory)
     return reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
 
 
