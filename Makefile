@@ -31,6 +31,10 @@ test: venv
 # the test modules of the pure modules, or if one of them loads a squeak
 # module that is not pure.
 TEST_FAST := \
+	tests.test_accel_caching \
+	tests.test_accel_config \
+	tests.test_accel_headers \
+	tests.test_accel_routing \
 	tests.test_access_acl \
 	tests.test_access_auth \
 	tests.test_access_purge \

@@ -30,7 +30,14 @@ setup(
     extras_require={
         # pypac: a real PAC engine (on the dukpy JavaScript interpreter)
         # that runs the generated proxy.pac in tests.
-        "test": ["hypothesis >= 6.100", "setuptools >= 68", "wheel", "pypac >= 0.16"],
+        # gunicorn: the accelerator tests put squeak in front of a real one.
+        "test": [
+            "hypothesis >= 6.100",
+            "setuptools >= 68",
+            "wheel",
+            "pypac >= 0.16",
+            "gunicorn >= 22",
+        ],
         # Pinned: CI runs them, and a new release must not fail a clean clone.
         "dev": ["ruff == 0.17.6", "mypy == 2.4.1", "hypothesis >= 6.100"],
     },

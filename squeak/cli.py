@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
 from squeak import __version__
+from squeak.accel.config import describe as describe_accel
 from squeak.config import Config, ConfigError, load_config
 
 #: Exit status for a usage or configuration error, or a proxy that cannot
@@ -110,6 +111,7 @@ def summarize(config: Config) -> list[str]:
         if name in used or not acl.builtin:
             lines.append(f"acl:         {name} = {acl.describe()}")
     lines += config.hierarchy.describe()
+    lines += describe_accel(config.accel)
     return lines
 
 

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
+from squeak.accel.config import ACCEL_TABLES, AccelConfig, AccelConfigError, parse_accel
 from squeak.access.acl import AclError, builtin_acls, compile_acls
 from squeak.access.rules import (
     DEFAULT_HTTP_ACCESS,
@@ -644,6 +645,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    accel: AccelConfig = field(default_factory=AccelConfig)
     pac: PacConfig = field(default_factory=PacConfig)
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
     errors: ErrorsConfig = field(default_factory=ErrorsConfig)
@@ -750,6 +752,8 @@ def parse_config(text: str, path: str) -> Config:
     # Read once the ACLs are (squeak/upstream/peers.py).
     peering = {key: document.pop(key) for key in (PEER_TABLE, HIERARCHY_TABLE) if key in document}
     for name, values in document.items():
+        if name in ACCEL_TABLES:
+            continue  # read by squeak.accel.config once the ACLs are known
         cls = TABLES.get(name)
         if cls is None and name != ACL_TABLE:
             if isinstance(values, dict):
@@ -775,7 +779,11 @@ def parse_config(text: str, path: str) -> Config:
         )
     except PeerConfigError as e:
         raise ConfigError(path, e.key, str(e), e.line) from None
-    config = Config(**tables, policy=policy, source=path, hierarchy=hierarchy)
+    try:
+        accel = parse_accel(document, text, policy.acls, base_dir)
+    except AccelConfigError as e:
+        raise ConfigError(path, e.key, e.problem, e.line) from None
+    config = Config(**tables, accel=accel, policy=policy, source=path, hierarchy=hierarchy)
     _check_tls(config, text, path)
     _check_intercept(config, text, path)
     _check_farm(config, text, path)

@@ -174,6 +174,30 @@ CATALOGUE: Mapping[str, ErrorInfo] = {
         "The request asked for a cached copy only (Cache-Control: only-if-cached), and the "
         "proxy holds no fresh copy of this document (RFC 9111 section 5.2.1.7).",
     ),
+    # Accelerator mode (squeak/proxy/accel.py).
+    "ERR_ACCEL_NO_SITE": ErrorInfo(
+        421,
+        "Site Not Served Here",
+        "This server does not serve the site named in the request (its Host). Check the "
+        "address you used (RFC 9110 section 15.5.20, Misdirected Request).",
+    ),
+    "ERR_ACCEL_NO_ROUTE": ErrorInfo(
+        404,
+        "Not Found",
+        "Nothing on this site answers at this path.",
+    ),
+    "ERR_ACCEL_POOL_DOWN": ErrorInfo(
+        503,
+        "Service Unavailable",
+        "None of the servers that answer for this site is available just now. Please try "
+        "again in a moment.",
+    ),
+    "ERR_ACCEL_NOT_A_PROXY": ErrorInfo(
+        400,
+        "Not a Proxy",
+        "This port serves its own sites only: it does not forward requests for other "
+        "addresses (absolute-URI requests) or open tunnels (CONNECT).",
+    ),
 }
 
 _UNKNOWN = ErrorInfo(

@@ -32,12 +32,14 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from typing_extensions import override
 
+from squeak.accel.routing import AccelRouter
 from squeak.access.gatekeeper import Gatekeeper
 from squeak.accesslog import AccessLog, install_reopen_signal
 from squeak.cache.facade import HttpCache
 from squeak.config import Config, ConfigError, ListenAddress
 from squeak.drain import track_connections
 from squeak.net.accepts import guard_accepts
+from squeak.net.certificates import CertificateError, SniCertificates
 from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
@@ -45,8 +47,10 @@ from squeak.net.origin import UpstreamClient
 from squeak.net.parents import Parents
 from squeak.net.proxyprotocol import ProxyHeaderFactory
 from squeak.net.wire import SendBatcher
+from squeak.proxy.accel import AccelProxyFactory, AccelService
 from squeak.proxy.client import ForwardProxyFactory
 from squeak.proxy.context import ProxyContext, error_pages_from_config
+from squeak.proxy.pools import OriginPools
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
 from squeak.upstream.hierarchy import Hierarchy
@@ -319,6 +323,53 @@ def build_context(
     )
 
 
+class _AccelChecksService(Service):
+    """
+    Runs the accelerator pools' active health checks while the service
+    runs (L{OriginPools.start_checks}).
+    """
+
+    def __init__(self, pools: OriginPools) -> None:
+        self._pools = pools
+
+    @override
+    def startService(self) -> None:
+        _untyped(super()).startService()
+        self._pools.start_checks()
+
+    @override
+    def stopService(self) -> None:
+        _untyped(super()).stopService()
+        self._pools.stop_checks()
+
+
+def _add_accelerator(
+    config: Config, context: ProxyContext, top: MultiService, listener: Any
+) -> None:
+    """
+    The C{[[accel]]} listeners: one factory per entry, the origin pools
+    (and their health checks) shared by all.
+    """
+    pools = OriginPools(context.reactor, context.upstream, config.accel)
+    _attach(_AccelChecksService(pools), top)
+    for number, entry in enumerate(config.accel.listeners):
+        router = AccelRouter(config.accel, entry)
+        factory = AccelProxyFactory(context, AccelService(entry, router, pools))
+        for address in entry.http_port:
+            listener("accel.http_port", address, factory)
+        if entry.https_port:
+            try:
+                tls = SniCertificates([(c.certificate, c.key) for c in entry.certificates])
+            except CertificateError as error:
+                raise ConfigError(
+                    config.source, f"accel[{number}].certificates", str(error)
+                ) from None
+            secure = AccelProxyFactory(context, AccelService(entry, router, pools, "https"))
+            for address in entry.https_port:
+                listener("accel.https_port", address, secure, tls)
+    top.accel_pools = pools  # type: ignore[attr-defined]
+
+
 def proxy_header_wrapper(
     config: Config, reactor: Any, key: str, address: ListenAddress
 ) -> Callable[[Any], Any] | None:
@@ -383,6 +434,8 @@ def build_service(
         intercepting = ForwardProxyFactory(context, ForwardRequest, intercepting=True)
         for address in config.intercept.http_port:
             listener("intercept.http_port", address, intercepting)
+    if config.accel.enabled:
+        _add_accelerator(config, context, top, listener)
     if config.intercept.https_port:
         splicing = SpliceFactory(
             reactor,

@@ -76,6 +76,8 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.validation",
             "squeak.cache.ranges",
             "squeak.upstream.*",
+            "squeak.accel",
+            "squeak.accel.*",
             "squeak.errors",
             # Error page templates: negotiation and rendering (reads the
             # template files, as access.auth reads htpasswd files).

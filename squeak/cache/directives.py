@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "CACHE_VIEW_FIELD",
     "DELTA_SECONDS_MAX",
     "CacheControl",
     "MessageDates",
@@ -34,6 +35,7 @@ __all__ = [
     "parse_dates",
     "parse_http_date",
     "parse_request_cache_control",
+    "parse_stored_cache_control",
     "pragma_no_cache",
     "split_list",
 ]
@@ -308,6 +310,27 @@ def _parse_values(values: tuple[bytes, ...]) -> CacheControl:
         invalid=tuple(invalid),
         **settings,
     )
+
+
+#: A stored field holding the cache directives this cache obeys for the
+#: entry instead of C{Cache-Control}: the accelerator's view of a response
+#: (a site's default TTL, C{Surrogate-Control}, a targeted field, RFC
+#: 9213 §2.1: "a cache that uses a targeted field ... MUST ignore
+#: Cache-Control").  Set only by squeak on the copy it stores
+#: (L{squeak.accel.caching}), never served.
+CACHE_VIEW_FIELD = b"squeak-cache-view"
+
+
+def parse_stored_cache_control(headers: Iterable[tuple[bytes, bytes]]) -> CacheControl:
+    """
+    The directives this cache obeys for a response: its L{CACHE_VIEW_FIELD}
+    when present, else its C{Cache-Control} (L{parse_cache_control}).
+    """
+    headers = tuple(headers)
+    view = tuple(field_values(headers, CACHE_VIEW_FIELD))
+    if view:
+        return _parse_values(view)
+    return parse_cache_control(headers)
 
 
 def parse_cache_control(headers: Iterable[tuple[bytes, bytes]]) -> CacheControl:

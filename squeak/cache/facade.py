@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from twisted.logger import Logger
 
+from squeak.cache.directives import CACHE_VIEW_FIELD
 from squeak.cache.disk import STORE_ERRORS, DiskTier
 from squeak.cache.keys import primary_key, secondary_key, vary_fields
 from squeak.cache.policy import (
@@ -461,7 +462,11 @@ class HttpCache:
         no decision, the stored fields less C{replaced} alone.
         """
         if decision is None:
-            return [(n, v) for n, v in meta.headers if n.lower() not in replaced]
+            return [
+                (n, v)
+                for n, v in meta.headers
+                if n.lower() not in replaced and n.lower() != CACHE_VIEW_FIELD
+            ]
         return headers_for_reuse(meta, decision, replaced)
 
     #: L{headers_for_reuse} without C{Age}: what is the same for every
@@ -627,6 +632,7 @@ def sweep_disk_cache(config: CacheConfig) -> int:
 
 __all__ = [
     "CACHEABLE_METHODS",
+    "CACHE_VIEW_FIELD",
     "CacheHit",
     "CacheLookup",
     "EntryMemo",

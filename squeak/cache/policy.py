@@ -39,11 +39,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from squeak.cache.directives import (
+    CACHE_VIEW_FIELD,
     CacheControl,
     MessageDates,
-    parse_cache_control,
     parse_dates,
     parse_request_cache_control,
+    parse_stored_cache_control,
 )
 from squeak.cache.freshness import (
     DEFAULT_RULES,
@@ -250,7 +251,7 @@ class _StoredFacts:
         self.response_time = stored.response_time
         self.stored_uri = stored.uri
         self.uri = normalise_uri(stored.uri)
-        self.cc = parse_cache_control(stored.headers)
+        self.cc = parse_stored_cache_control(stored.headers)
         self.varying = vary_fields(stored.headers)
         self._day = -1
         self._dates = MessageDates()
@@ -334,7 +335,7 @@ class _StoredFacts:
     def reused_fields(self, removed: frozenset[bytes]) -> tuple[tuple[bytes, bytes], ...]:
         """The stored fields without C{Age} and those named in C{removed}."""
         if removed != self._reused_for:
-            dropped = removed | {b"age"}
+            dropped = removed | {b"age", CACHE_VIEW_FIELD}
             self._reused = tuple((n, v) for n, v in self.headers if n.lower() not in dropped)
             self._reused_for = removed
         return self._reused

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from squeak.cache.directives import (
     CacheControl,
     MessageDates,
-    parse_cache_control,
     parse_dates,
     parse_request_cache_control,
+    parse_stored_cache_control,
 )
 from squeak.cache.keys import VARY_ANY, vary_fields
 from squeak.cache.policy import HEURISTICALLY_CACHEABLE, UNDERSTOOD_STATUSES
@@ -107,7 +107,7 @@ def is_storable(
     request_cc = parse_request_cache_control(request_headers)
     if request_cc.no_store:
         return StoreDecision(False, "RFC 9111 §5.2.1.5: request no-store")
-    cc = parse_cache_control(response_headers)
+    cc = parse_stored_cache_control(response_headers)
     if cc.must_understand:
         if status not in UNDERSTOOD_STATUSES:
             return StoreDecision(

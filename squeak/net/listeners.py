@@ -49,6 +49,8 @@ LISTENER_KEYS = (
     "tls.https_port",
     "intercept.http_port",
     "intercept.https_port",
+    "accel.http_port",
+    "accel.https_port",
 )
 
 #: The listen backlog, as C{ListenerService} used with C{listenTCP}.
@@ -94,6 +96,8 @@ def listener_keys(config: Config) -> list[ListenerKey]:
         config.tls.https_port,
         config.intercept.http_port,
         config.intercept.https_port,
+        tuple(address for entry in config.accel.listeners for address in entry.http_port),
+        tuple(address for entry in config.accel.listeners for address in entry.https_port),
     )
     return [
         ListenerKey(key, address)

@@ -26,18 +26,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
 
 from squeak.access.acl import Facts
 from squeak.accesslog import AccessRecord
-from squeak.cache.facade import CacheLookup, Transient
+from squeak.cache.facade import CACHE_VIEW_FIELD, CacheLookup, Transient
 from squeak.errors import ProxyError, error_headers
 from squeak.http.fields import RawHeaders, upstream_request_headers
 from squeak.http.request import RequestHead
 from squeak.http.target import Target
 from squeak.net.channel import Exchange
+from squeak.net.origin import UpstreamResponse
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.logtag import Answer, hierarchy_note, log_tag
 from squeak.proxy.state import ExchangeState, Handler
@@ -102,6 +104,9 @@ class ProxyExchange(Exchange):
     intercept_authority: bytes | None = None
     cache_uri: str | None = None
     cacheable = True
+    #: Whether a fetch goes through the cache hierarchy (parents) when one
+    #: is configured; an accelerated request has its own origin pools.
+    through_hierarchy = True
     _logged = False
     _handler: Handler | None = None
 
@@ -148,6 +153,36 @@ class ProxyExchange(Exchange):
             max_forwards=max_forwards,
             request_version=self.version,
         )
+
+    def request_upstream(
+        self,
+        method: bytes,
+        target: Target,
+        headers: RawHeaders,
+        body: IO[bytes] | None,
+        *,
+        check_peer: Callable[[str], None] | None,
+        on_interim: Callable[[int, bytes, RawHeaders], None] | None,
+    ) -> Deferred[UpstreamResponse]:
+        """
+        Send the request on (L{UpstreamClient.request}): to the target's
+        origin here; an accelerator's exchange sends it to a pool of
+        servers instead (L{squeak.proxy.accel}).
+        """
+        return self.context.upstream.request(
+            method, target, headers, body, check_peer=check_peer, on_interim=on_interim
+        )
+
+    def fields_to_store(self, fields: RawHeaders) -> RawHeaders:
+        """
+        The response fields as the cache keeps them: as relayed, less a
+        C{Squeak-Cache-View} an origin sent (only squeak sets the cache's
+        own view of a response: an accelerator's exchange,
+        L{squeak.proxy.accel}).
+        """
+        if any(name.lower() == CACHE_VIEW_FIELD for name, _ in fields):
+            return [(name, value) for name, value in fields if name.lower() != CACHE_VIEW_FIELD]
+        return fields
 
     def annotate(self, *, hit: bool, replace: bool = True) -> None:
         """
