@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import os
-import socket
 import tempfile
 from typing import Any
 
@@ -21,7 +20,7 @@ from twisted.trial import unittest
 from squeak.config import parse_config
 from squeak.proxy.accel import AccelProxyFactory
 from squeak.service import build_service
-from tests.proxyharness import make_config
+from tests.proxyharness import exchange_raw, make_config
 
 
 def in_thread(function: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
@@ -118,21 +117,7 @@ class AccelTestCase(unittest.TestCase):
 
     def raw(self, data: bytes, port: int | None = None) -> bytes:
         """Send raw bytes, read until the server closes or goes quiet."""
-        with socket.create_connection(("127.0.0.1", port or self.accel_port), timeout=5) as s:
-            s.sendall(data)
-            chunks = []
-            while True:
-                try:
-                    chunk = s.recv(65536)
-                except (TimeoutError, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                if b"\r\n\r\n" in b"".join(chunks) and b"Connection: close" not in chunks[0]:
-                    # One response head is enough for the refusals tested.
-                    s.settimeout(0.5)
-            return b"".join(chunks)
+        return exchange_raw(port or self.accel_port, data, 5, head_is_enough=True)
 
     def access_log_lines(self) -> list[str]:
         self.service.context.access_log.flush()

@@ -23,6 +23,7 @@ from twisted.trial import unittest
 
 from squeak.config import parse_config
 from squeak.service import build_service
+from tests.proxyharness import exchange_raw
 
 SQUID = "/usr/sbin/squid"
 
@@ -226,18 +227,7 @@ port = {port}
 
 def raw_request(port: int, data: bytes, timeout: float = 15.0) -> bytes:
     """Send C{data} to a proxy, read until it closes (in a thread)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+    return exchange_raw(port, data, timeout)
 
 
 async def get(

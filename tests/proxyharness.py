@@ -42,6 +42,34 @@ def make_config(**sections: dict[str, Any]) -> Config:
     return config
 
 
+def exchange_raw(
+    port: int, data: bytes, timeout: float = 10.0, *, head_is_enough: bool = False
+) -> bytes:
+    """
+    Send raw bytes to C{port} on 127.0.0.1 and read until the server
+    closes, resets or stays quiet for C{timeout} (run it in a thread).
+
+    @param head_is_enough: Once a whole response head has come on a
+        connection the server keeps open, wait only 0.5 s more (for
+        refusals answered without closing).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            whole_head = head_is_enough and b"\r\n\r\n" in b"".join(chunks)
+            if whole_head and b"Connection: close" not in chunks[0]:
+                s.settimeout(0.5)
+        return b"".join(chunks)
+
+
 class ProxyTestCase(unittest.TestCase):
     """
     Starts a proxy before each test and stops it (and checks the reactor is
@@ -116,15 +144,4 @@ class ProxyTestCase(unittest.TestCase):
         Send raw bytes to the proxy and read until it closes (run in a
         thread).
         """
-        with socket.create_connection(("127.0.0.1", self.proxy_port), timeout=read_timeout) as s:
-            s.sendall(data)
-            chunks = []
-            while True:
-                try:
-                    chunk = s.recv(65536)
-                except (TimeoutError, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
+        return exchange_raw(self.proxy_port, data, read_timeout)
