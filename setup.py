@@ -26,6 +26,8 @@ setup(
         "diskcache >= 5.6, < 6",
         "typing-extensions >= 4.7",
         "bcrypt >= 4.1",
+        # The [metrics] listener's text exposition format (issue 16).
+        "prometheus-client >= 0.17",
     ],
     extras_require={
         "test": ["hypothesis >= 6.100", "setuptools >= 68", "wheel"],

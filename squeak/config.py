@@ -77,6 +77,7 @@ from squeak.config_values import (
     parse_size,
 )
 from squeak.logline import PRESET_NAMES
+from squeak.stats.settings import ManagerConfig, MetricsConfig
 from squeak.values import IPNetwork, parse_network
 
 __all__ = [
@@ -605,6 +606,8 @@ TABLES: Mapping[str, type] = {
     "auth": AuthConfig,
     "access_log": AccessLogConfig,
     "cache": CacheConfig,
+    "manager": ManagerConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -631,6 +634,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    manager: ManagerConfig = field(default_factory=ManagerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
 

@@ -47,6 +47,8 @@ from squeak.proxy.client import ForwardProxyFactory
 from squeak.proxy.context import ProxyContext
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
+from squeak.proxy.stats import ServiceStats, process_counters
+from squeak.stats.table import StatsTable
 
 
 def _untyped(value: object) -> Any:
@@ -75,11 +77,15 @@ class ListenerService(Service):
         factory: Any,
         tls: Any = None,
         sock: socket.socket | None = None,
+        label: str = "",
     ) -> None:
         """
         @param sock: A socket bound already (L{squeak.net.listeners}) to
             adopt rather than binding C{address}.
+        @param label: What the log line calls a listener that is not the
+            proxy's (C{"metrics "}).
         """
+        self._label = label
         self._reactor = reactor
         self._address = address
         self._factory = factory
@@ -113,7 +119,7 @@ class ListenerService(Service):
         self._guard = guard_accepts(self._reactor, self.port)
         bound = self.port.getHost()
         shown = f"[{bound.host}]" if ":" in bound.host else bound.host
-        kind = "TLS " if self._tls is not None else ""
+        kind = "TLS " if self._tls is not None else self._label
         self._log.info(
             "squeak listening on {kind}{address}", kind=kind, address=f"{shown}:{bound.port}"
         )
@@ -144,6 +150,8 @@ class _ProxyCoreService(Service):
     def startService(self) -> None:
         _untyped(super()).startService()
         self._uninstall = install_reopen_signal(self._context.access_log, self._context.reactor)
+        if self._context.stats is not None:
+            self._context.stats.start()
 
     @override
     def stopService(self) -> Deferred[None]:
@@ -151,6 +159,8 @@ class _ProxyCoreService(Service):
         if self._uninstall is not None:
             self._uninstall()
             self._uninstall = None
+        if self._context.stats is not None:
+            self._context.stats.stop()
         closing = self._context.upstream.close()
         closing.addBoth(lambda _: self._context.access_log.close())
         closing.addBoth(lambda _: self._context.cache.close())
@@ -196,6 +206,7 @@ def local_addresses(config: Config) -> list[ipaddress.IPv4Address | ipaddress.IP
         *config.tls.https_port,
         *config.intercept.http_port,
         *config.intercept.https_port,
+        *config.metrics.http_port,
     ]
     addresses = [ipaddress.ip_address(listener.host) for listener in listeners]
     if any(address.is_unspecified for address in addresses):
@@ -303,9 +314,11 @@ def build_service(
     bound = sockets or {}
     top: MultiService = _untyped(MultiService)()
 
-    def listener(key: str, address: ListenAddress, factory: Any, tls: Any = None) -> None:
+    def listener(
+        key: str, address: ListenAddress, factory: Any, tls: Any = None, label: str = ""
+    ) -> None:
         sock = bound.get(ListenerKey(key, address))
-        _attach(ListenerService(reactor, address, factory, tls, sock), top)
+        _attach(ListenerService(reactor, address, factory, tls, sock, label), top)
 
     logging = config.access_log
     access_log = AccessLog(
@@ -315,6 +328,10 @@ def build_service(
         syslog_tag=logging.syslog_tag,
     )
     context = build_context(config, reactor, access_log, local_addresses(config))
+    # The counters outlive a reload; with workers, they are published for
+    # the others (squeak.stats.table).
+    context.counters = process_counters()
+    context.stats = ServiceStats(context, StatsTable.from_environment())
     _attach(_ProxyCoreService(context), top)
     factory = ForwardProxyFactory(context, ForwardRequest)
     for address in config.proxy.http_port:
@@ -339,5 +356,13 @@ def build_service(
         top.splices = track_connections(splicing)  # type: ignore[attr-defined]
         for address in config.intercept.https_port:
             listener("intercept.https_port", address, splicing)
+    if config.metrics.http_port:
+        from squeak.metrics import MetricsSite
+
+        metrics = MetricsSite(
+            context.stats, config.proxy.workers, config.metrics.allow_from, reactor
+        )
+        for address in config.metrics.http_port:
+            listener("metrics.http_port", address, metrics, label="metrics ")
     top.context = context  # type: ignore[attr-defined]
     return top

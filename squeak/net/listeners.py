@@ -48,6 +48,7 @@ LISTENER_KEYS = (
     "tls.https_port",
     "intercept.http_port",
     "intercept.https_port",
+    "metrics.http_port",
 )
 
 #: The listen backlog, as C{ListenerService} used with C{listenTCP}.
@@ -93,6 +94,7 @@ def listener_keys(config: Config) -> list[ListenerKey]:
         config.tls.https_port,
         config.intercept.http_port,
         config.intercept.https_port,
+        config.metrics.http_port,
     )
     return [
         ListenerKey(key, address)

@@ -88,6 +88,7 @@ class ForwardProxy(ClientChannel):
         self._log.info(
             "rejected request from {client}: {detail}", client=client, detail=error.detail
         )
+        context.counters.request_done(method, LogTag.TAG_NONE, error.status, len(data), 0.0)
         context.access_log.write(
             AccessRecord(
                 timestamp=now,
@@ -114,8 +115,16 @@ class ForwardProxy(ClientChannel):
         super().connectionMade()
         context = self.context
         context.channels.add(self)
+        context.counters.client_connections += 1
         counts = context.connections_by_client
         counts[self.client_host] = counts.get(self.client_host, 0) + 1
+
+    @override
+    def dataReceived(self, data: bytes) -> None:
+        # Counted here, for the manager pages and metrics (squeak.stats); a
+        # tunnel replaces this method with its own and counts its bytes.
+        self.context.counters.client_bytes_in += len(data)
+        ClientChannel.dataReceived(self, data)
 
     def original_destination(self) -> tuple[str, int]:
         """

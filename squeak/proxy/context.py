@@ -18,6 +18,7 @@ from squeak.config import Config
 from squeak.net.deadlines import Deadlines
 from squeak.net.origin import UpstreamClient
 from squeak.net.wire import SendBatcher
+from squeak.stats.counters import Counters
 
 __all__ = ["ProxyContext"]
 
@@ -38,6 +39,10 @@ class ProxyContext:
     @ivar channels: Open client connections (for stats and a clean shutdown).
     @ivar connections_by_client: How many of them each client address has
         (for C{maxconn} rules).
+    @ivar counters: This process's counters (L{squeak.stats.counters}),
+        for the manager pages and metrics.
+    @ivar stats: The figures of the process and the service
+        (L{squeak.proxy.stats.ServiceStats}), once the service is built.
     """
 
     config: Config
@@ -51,3 +56,5 @@ class ProxyContext:
     batcher: SendBatcher
     channels: set[Any] = field(default_factory=set)
     connections_by_client: dict[str, int] = field(default_factory=dict)
+    counters: Counters = field(default_factory=Counters)
+    stats: Any = None

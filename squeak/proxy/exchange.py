@@ -102,6 +102,10 @@ class ProxyExchange(Exchange):
     intercept_authority: bytes | None = None
     cache_uri: str | None = None
     cacheable = True
+    #: Whether the request counts in the counters (squeak.stats): a cache
+    #: manager page does not, so that watching the proxy does not move
+    #: its request figures.
+    counted = True
     _logged = False
     _handler: Handler | None = None
 
@@ -277,10 +281,24 @@ class ProxyExchange(Exchange):
         if self._logged:
             return
         self._logged = True
-        access_log = self.context.access_log
+        context = self.context
+        now = context.reactor.seconds()
+        tag = log_tag(self)
+        if status is None:
+            status = self.code if self.started_writing else 0
+        if size is None:
+            size = self.head_bytes + self.sent_length
+        method = (self.method or b"-").decode("latin-1")
+        elapsed = now - self._started
+        # The counters of the manager pages and metrics (squeak.stats).
+        if self.counted:
+            counters = context.counters
+            counters.request_done(method, tag, status, size, elapsed)
+            if self.collapsed:
+                counters.collapsed_waits += 1
+        access_log = context.access_log
         if not access_log.is_open:
             return
-        now = self.context.reactor.seconds()
         content_type = self.content_type or self.response_field(b"content-type")
         user_agent = referer = None
         if access_log.wants_agent:
@@ -289,12 +307,12 @@ class ProxyExchange(Exchange):
         # Positional and with inline decoding: this runs for every request.
         record = AccessRecord(
             now,
-            max(0, round((now - self._started) * 1000)),
+            max(0, round(elapsed * 1000)),
             self.channel.client_host,
-            log_tag(self),
-            status if status is not None else (self.code if self.started_writing else 0),
-            size if size is not None else self.head_bytes + self.sent_length,
-            (self.method or b"-").decode("latin-1"),
+            tag,
+            status,
+            size,
+            method,
             (self.uri or b"-").decode("latin-1"),
             self.user,
             self.hierarchy,

@@ -30,6 +30,7 @@ from squeak.proxy.exchange import ProxyExchange
 from squeak.proxy.hit import HitHandler
 from squeak.proxy.local import LocalAnswers
 from squeak.proxy.logtag import Answer
+from squeak.proxy.manager import answer_manager_request
 from squeak.proxy.miss import MissHandler
 from squeak.proxy.relay import RelayHandler
 from squeak.proxy.state import ExchangeState
@@ -45,6 +46,8 @@ class ForwardRequest(ProxyExchange):
 
     @override
     def process(self) -> None:
+        if answer_manager_request(self):
+            return  # a cache manager page (squeak.proxy.manager)
         admission = Admission(self, self.context)
         self.hand_over(admission)
         try:
