@@ -37,6 +37,7 @@ TEST_FAST := \
 	tests.test_access_rules \
 	tests.test_architecture \
 	tests.test_cache_directives \
+	tests.test_cache_inventory \
 	tests.test_cache_keys \
 	tests.test_cache_policy \
 	tests.test_cache_ranges \
@@ -50,7 +51,9 @@ TEST_FAST := \
 	tests.test_http_response \
 	tests.test_http_sni \
 	tests.test_http_target \
-	tests.test_logformat
+	tests.test_logformat \
+	tests.test_stats_counters \
+	tests.test_stats_pages
 
 test-fast: venv
 	$(PY) -b -W default -m twisted.trial $(TEST_FAST)

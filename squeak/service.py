@@ -48,6 +48,7 @@ from squeak.proxy.context import ProxyContext
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
 from squeak.proxy.stats import ServiceStats, process_counters
+from squeak.stats.counters import Counters
 from squeak.stats.table import StatsTable
 
 
@@ -260,12 +261,19 @@ def build_context(
     reactor: Any,
     access_log: AccessLog,
     local_addresses: Iterable[Any] = (),
+    *,
+    counters: Counters | None = None,
+    stats_table: tuple[StatsTable, int] | None = None,
 ) -> ProxyContext:
     """
     Wire what every exchange shares, from configuration.
 
     @param local_addresses: This host's own addresses (listeners and,
         for wildcard listeners, interfaces), added to C{to_localhost}.
+    @param counters: The counters to increment (the process's, which
+        outlive a reload); new ones by default.
+    @param stats_table: Where to publish them for the other workers, and
+        this process's slot (L{squeak.stats.table}).
     """
     gatekeeper = Gatekeeper.from_config(config, reactor, local_addresses)
     batcher = SendBatcher(reactor)
@@ -282,7 +290,7 @@ def build_context(
     # collect records, format and write them every 0.5 s or 512 lines
     # (and at reopen and close).
     access_log.start_buffering(reactor)
-    return ProxyContext(
+    context = ProxyContext(
         config=config,
         reactor=reactor,
         upstream=upstream,
@@ -296,6 +304,10 @@ def build_context(
         ),
         batcher=batcher,
     )
+    if counters is not None:
+        context.counters = counters
+    context.stats = ServiceStats(context, stats_table)
+    return context
 
 
 def build_service(
@@ -327,11 +339,16 @@ def build_service(
         syslog_facility=logging.syslog_facility,
         syslog_tag=logging.syslog_tag,
     )
-    context = build_context(config, reactor, access_log, local_addresses(config))
     # The counters outlive a reload; with workers, they are published for
     # the others (squeak.stats.table).
-    context.counters = process_counters()
-    context.stats = ServiceStats(context, StatsTable.from_environment())
+    context = build_context(
+        config,
+        reactor,
+        access_log,
+        local_addresses(config),
+        counters=process_counters(),
+        stats_table=StatsTable.from_environment(),
+    )
     _attach(_ProxyCoreService(context), top)
     factory = ForwardProxyFactory(context, ForwardRequest)
     for address in config.proxy.http_port:

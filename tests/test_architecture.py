@@ -75,12 +75,18 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.cache.storing",
             "squeak.cache.validation",
             "squeak.cache.ranges",
+            "squeak.cache.inventory",
             "squeak.errors",
             # The access log's record and formatters; accesslog is their
             # I/O shell.
             "squeak.accessrecord",
             "squeak.logformat",
             "squeak.logline",
+            # What operators see: counters, manager pages, their settings.
+            "squeak.stats",
+            "squeak.stats.counters",
+            "squeak.stats.pages",
+            "squeak.stats.settings",
         ),
     ),
     Layer(
@@ -102,12 +108,13 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.drain",
             "squeak.cache.bodyfile",
             "squeak.cache.layout",
+            "squeak.stats.table",
             "squeak.net.*",
         ),
     ),
     Layer("policy over I/O", False, ("squeak.access.gatekeeper", "squeak.cache.facade")),
     Layer("proxy", False, ("squeak.proxy.*",)),
-    Layer("composition root", False, ("squeak.service", "squeak.master")),
+    Layer("composition root", False, ("squeak.service", "squeak.master", "squeak.metrics")),
     Layer("entry points", False, ("squeak.tap", "squeak.__main__", "squeak.worker")),
 )
 
