@@ -35,9 +35,14 @@ class ManagerRequestTests(SynchronousTestCase):
             ("info", {}),
         ),
         (
-            "squidclient with a query",
-            b"cache_object://127.0.0.1/objects?url=http://x.test/a%3Fb",
-            ("objects", {"url": "http://x.test/a?b"}),
+            "an encoded URL is decoded",
+            b"cache_object://127.0.0.1/objects?format=json&url=http%3A%2F%2Fx.test%2Fa%3Fb",
+            ("objects", {"url": "http://x.test/a?b", "format": "json"}),
+        ),
+        (
+            "a URL as typed (squidclient) is kept whole, escapes and query included",
+            b"cache_object://127.0.0.1/objects?format=json&url=http://x.test/a?b=%3D&c=1",
+            ("objects", {"url": "http://x.test/a?b=%3D&c=1", "format": "json"}),
         ),
         ("cache_object with no page is the menu", b"cache_object://localhost", ("menu", {})),
         ("a Squid password is ignored", b"cache_object://h/info@secret", ("info", {})),

@@ -75,7 +75,18 @@ def _split_page(rest: str) -> ManagerRequest:
     """C{PAGE[?QUERY]} (and a Squid password after C{@}, ignored)."""
     page, _, query = rest.partition("?")
     page = page.partition("@")[0].strip("/") or "menu"
+    raw_url = None
+    start = 0 if query.startswith("url=") else query.find("&url=") + 1
+    if start > 0 or query.startswith("url="):
+        value = query[start + 4 :]
+        if "://" in value:
+            # Not encoded (as squidclient users type it): the rest of the
+            # query is the URL, its own query and escapes untouched.
+            raw_url = value
+            query = query[: max(0, start - 1)]
     params = {name: values[-1] for name, values in parse_qs(query, keep_blank_values=True).items()}
+    if raw_url is not None:
+        params["url"] = raw_url
     return ManagerRequest(unquote(page), params)
 
 
