@@ -29,7 +29,7 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -41,7 +41,12 @@ from squeak.proxy.stats import ServiceStats
 from squeak.stats.counters import DURATION_BUCKETS, ServiceFigures
 from squeak.values import IPNetwork
 
-__all__ = ["METRIC_NAMES", "MetricsSite", "SqueakCollector"]
+__all__ = ["CONTENT_TYPE", "METRIC_NAMES", "MetricsSite", "SqueakCollector"]
+
+#: The text exposition format, version 0.0.4: what every Prometheus
+#: release reads (squeak's names and labels are plain ASCII, so the
+#: library's output is that format whatever its newest version is).
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 #: Every series name the collector exports (histogram and counter
 #: suffixes included), for dashboards and their test.
@@ -245,7 +250,7 @@ class _MetricsPage(Resource):
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"metrics are not allowed from this address ([metrics] allow_from)\n"
         body = generate_latest(self._registry)
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        request.setHeader(b"Content-Type", CONTENT_TYPE)
         request.setHeader(b"Cache-Control", b"no-store")
         return body
 
