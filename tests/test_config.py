@@ -187,7 +187,7 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "an unknown table with nothing close lists them all",
         "[zzz]\n",
         f"{P}:1: zzz: unknown table (expected one of proxy, tls, intercept, timeouts, limits, "
-        "upstream, acl, access, auth, access_log, cache)",
+        "upstream, acl, access, auth, access_log, cache, manager, metrics)",
     ),
     (
         "an unknown key suggests the closest",
