@@ -534,7 +534,9 @@ class Master(Supervisor):
         # sweep could delete a body another just renamed into place).
         self.swept = sweep_cache(self.config)
         for listener, socks in self.bound.sockets.items():
-            kind = {"tls.https_port": "TLS ", "metrics.http_port": "metrics "}.get(listener.key, "")
+            kind = {"tls.https_port": "TLS ", "metrics.http_port": "metrics "}.get(
+                listener.key, ""
+            )
             self._log.info(
                 "squeak listening on {kind}{address}", kind=kind, address=describe(socks[0])
             )
@@ -556,9 +558,7 @@ class Master(Supervisor):
         protocol.worker = worker
         env = os.environ.copy()
         worker.stats_slot = self.stats_slots.assign(child_fds, env)
-        self.reactor.spawnProcess(
-            protocol, self._executable, args, env=env, childFDs=child_fds
-        )
+        self.reactor.spawnProcess(protocol, self._executable, args, env=env, childFDs=child_fds)
         self._log.info("started worker {pid} (slot {slot})", pid=protocol.pid, slot=slot)
         self.workers.append(worker)
         return worker

@@ -20,7 +20,7 @@ C{etc/grafana-dashboard.json} is tested against that list.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,8 +31,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
+from twisted.web.http import Request
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Site
 from typing_extensions import override
 
 from squeak import __version__
@@ -146,9 +147,11 @@ def families(figures: ServiceFigures, workers: int) -> Iterator[Metric]:
     if figures.disk:
         tiers["disk"] = {name: float(value) for name, value in figures.disk.items()}
     objects = GaugeMetricFamily(
-        "squeak_cache_objects", "Objects stored, by tier (memory: summed over workers).", labels=["tier"]
+        "squeak_cache_objects",
+        "Objects stored, by tier (memory: summed over workers).",
+        labels=["tier"],
     )
-    size = GaugeMetricFamily(
+    used = GaugeMetricFamily(
         "squeak_cache_bytes", "Bytes the cache uses, by tier.", labels=["tier"]
     )
     limit = GaugeMetricFamily(
@@ -156,10 +159,10 @@ def families(figures: ServiceFigures, workers: int) -> Iterator[Metric]:
     )
     for tier, values in tiers.items():
         objects.add_metric([tier], values.get("objects", 0))
-        size.add_metric([tier], values.get("bytes", 0))
+        used.add_metric([tier], values.get("bytes", 0))
         limit.add_metric([tier], values.get("limit", 0))
     yield objects
-    yield size
+    yield used
     yield limit
 
     yield GaugeMetricFamily(
@@ -171,10 +174,14 @@ def families(figures: ServiceFigures, workers: int) -> Iterator[Metric]:
         value=figures.scalars["client_connections"],
     )
     yield GaugeMetricFamily(
-        "squeak_tunnels_open", "CONNECT tunnels and upgrades relaying now.", value=gauges["tunnels"]
+        "squeak_tunnels_open",
+        "CONNECT tunnels and upgrades relaying now.",
+        value=gauges["tunnels"],
     )
     yield CounterMetricFamily(
-        "squeak_tunnels", "CONNECT tunnels and upgrades opened.", value=figures.scalars["tunnels_opened"]
+        "squeak_tunnels",
+        "CONNECT tunnels and upgrades opened.",
+        value=figures.scalars["tunnels_opened"],
     )
     upstream = GaugeMetricFamily(
         "squeak_upstream_connections",
@@ -216,10 +223,14 @@ def families(figures: ServiceFigures, workers: int) -> Iterator[Metric]:
         value=figures.scalars["collapsed_waits"],
     )
     yield GaugeMetricFamily(
-        "squeak_open_fds", "File descriptors open, summed over workers.", value=gauges["open_files"]
+        "squeak_open_fds",
+        "File descriptors open, summed over workers.",
+        value=gauges["open_files"],
     )
     yield GaugeMetricFamily(
-        "squeak_max_fds", "File descriptor limit, summed over workers.", value=gauges["open_files_limit"]
+        "squeak_max_fds",
+        "File descriptor limit, summed over workers.",
+        value=gauges["open_files_limit"],
     )
     yield CounterMetricFamily(
         "squeak_cpu_seconds",
@@ -239,11 +250,11 @@ class _MetricsPage(Resource):
     isLeaf = True
 
     def __init__(self, registry: CollectorRegistry, allow_from: tuple[IPNetwork, ...]) -> None:
-        super().__init__()
+        cast(Any, Resource).__init__(self)
         self._registry = registry
         self._allow_from = allow_from
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Any) -> bytes:
         client = request.getClientAddress()
         if not may_purge(getattr(client, "host", ""), self._allow_from):
             request.setResponseCode(403)
@@ -268,9 +279,9 @@ class MetricsSite(Site):
     ) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(SqueakCollector(stats, workers))
-        root = Resource()
+        root: Any = cast(Any, Resource)()
         root.putChild(b"metrics", _MetricsPage(registry, allow_from))
-        super().__init__(root, reactor=reactor)
+        cast(Any, Site).__init__(self, root, reactor=reactor)
 
     @override
     def log(self, request: Request) -> None:

@@ -14,7 +14,9 @@ _DATE = b"Thu, 01 Jan 2026 00:00:00 GMT"
 _T0 = 1767225600.0  # that date
 
 
-def _stored(headers: list[tuple[bytes, bytes]], vary_key: str = "", size: int = 5) -> StoredResponse:
+def _stored(
+    headers: list[tuple[bytes, bytes]], vary_key: str = "", size: int = 5
+) -> StoredResponse:
     return StoredResponse(
         "http://x.test/a",
         200,
@@ -72,5 +74,8 @@ class DescribeTests(SynchronousTestCase):
         described = describe_variants(found, _T0)
         self.assertEqual(
             [(v.vary_key, v.tiers, v.size, v.vary) for v in described],
-            [("en", ("memory", "disk"), 3, ("accept-language",)), ("fr", ("disk",), 4, ("accept-language",))],
+            [
+                ("en", ("memory", "disk"), 3, ("accept-language",)),
+                ("fr", ("disk",), 4, ("accept-language",)),
+            ],
         )

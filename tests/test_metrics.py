@@ -30,7 +30,9 @@ from tests.twistdprocess import TwistdProxy
 DASHBOARD = Path(__file__).resolve().parent.parent / "etc" / "grafana-dashboard.json"
 
 
-def scrape(port: int, path: str = "/metrics") -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(
+    port: int, path: str = "/metrics"
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """
     Scrape and parse with prometheus_client's own text parser: sample name
     -> labels -> value.
@@ -41,7 +43,9 @@ def scrape(port: int, path: str = "/metrics") -> dict[str, dict[tuple[tuple[str,
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = (
+                sample.value
+            )
     return samples
 
 
@@ -90,7 +94,9 @@ class WorkersMetricsTests(unittest.SynchronousTestCase):
         extra = '\n[metrics]\nhttp_port = ["127.0.0.1:0"]\n'
         self.proxy = TwistdProxy(proxy_config(self.directory, workers=2, extra=extra)).start()
         self.addCleanup(self.proxy.stop)
-        self.assertTrue(wait_for(self.proxy, r"worker \d+: .*squeak listening on metrics", count=2))
+        self.assertTrue(
+            wait_for(self.proxy, r"worker \d+: .*squeak listening on metrics", count=2)
+        )
         match = re.search(r"squeak listening on metrics 127\.0\.0\.1:(\d+)", self.proxy.output)
         assert match is not None
         self.metrics_port = int(match.group(1))
@@ -157,9 +163,11 @@ class WorkersMetricsTests(unittest.SynchronousTestCase):
         status, _, _ = fetch(self.proxy.port, "http://127.0.0.1:1/")
         self.assertEqual(status, 403)
         denied = settle(
-            lambda: scrape(self.metrics_port)
-            .get("squeak_access_denied_total", {})
-            .get((("rule", "deny !Safe_ports"),), 0.0),
+            lambda: (
+                scrape(self.metrics_port)
+                .get("squeak_access_denied_total", {})
+                .get((("rule", "deny !Safe_ports"),), 0.0)
+            ),
             1.0,
         )
         self.assertEqual(denied, 1.0)
@@ -175,15 +183,18 @@ class WorkersMetricsTests(unittest.SynchronousTestCase):
         counters: the service's total does not go back.
         """
         sent = self._requests_from_both_workers(10)
-        metric_total: Callable[[], float] = lambda: total(
-            scrape(self.metrics_port), "squeak_requests_total"
-        )
+
+        def metric_total() -> float:
+            return total(scrape(self.metrics_port), "squeak_requests_total")
+
         reached = settle(metric_total, sent)
         self.assertEqual(reached, sent)
         pids = [int(p) for p in re.findall(r"started worker (\d+)", self.proxy.output)]
         os.kill(pids[0], signal.SIGKILL)
         self.assertTrue(wait_for(self.proxy, r"started worker \d+", count=3))
-        self.assertTrue(wait_for(self.proxy, r"worker \d+: .*squeak listening on metrics", count=3))
+        self.assertTrue(
+            wait_for(self.proxy, r"worker \d+: .*squeak listening on metrics", count=3)
+        )
         self.assertEqual(settle(metric_total, sent), sent)
 
 
@@ -206,9 +217,7 @@ class MetricsSiteTests(unittest.TestCase):
         port = self._site_port()
         samples = await threads.deferToThread(scrape, port)
         self.assertEqual(samples["squeak_cache_hits_total"][(("tier", "memory"),)], 1)
-        self.assertEqual(
-            samples["squeak_request_duration_seconds_bucket"][(("le", "0.0025"),)], 1
-        )
+        self.assertEqual(samples["squeak_request_duration_seconds_bucket"][(("le", "0.0025"),)], 1)
 
     async def test_outside_allow_from(self) -> None:
         """A client outside C{[metrics] allow_from} gets 403."""
@@ -256,11 +265,7 @@ class DashboardTests(unittest.SynchronousTestCase):
         """
         queries = self._queries()
         self.assertGreaterEqual(len(queries), 6)
-        named = {
-            name
-            for query in queries
-            for name in re.findall(r"\b(squeak_[a-z_]+)\b", query)
-        }
+        named = {name for query in queries for name in re.findall(r"\b(squeak_[a-z_]+)\b", query)}
         self.assertEqual(named - METRIC_NAMES, set())
         self.assertTrue(
             {

@@ -99,7 +99,12 @@ class MergeTests(SynchronousTestCase):
         counters.request_done("GET", "TCP_MISS", 200, 90, 0.3)
         snapshot: dict[str, object] = counters.snapshot()
         snapshot["gauges"] = {"client_connections": connections, "memory_objects": 2}
-        snapshot["disk"] = {"objects": int(disk_time), "bytes": 1, "limit": 9, "measured": disk_time}
+        snapshot["disk"] = {
+            "objects": int(disk_time),
+            "bytes": 1,
+            "limit": 9,
+            "measured": disk_time,
+        }
         snapshot["windows"] = {"300": vars(Window(requests + 1, requests, 100, 10, 30.0))}
         return snapshot
 
@@ -109,7 +114,10 @@ class MergeTests(SynchronousTestCase):
         windows over the live ones only; the disk's figures come from the
         newest measurement, not a sum.
         """
-        live = [self._worker(3, connections=2, disk_time=5.0), self._worker(4, connections=1, disk_time=7.0)]
+        live = [
+            self._worker(3, connections=2, disk_time=5.0),
+            self._worker(4, connections=1, disk_time=7.0),
+        ]
         retired = fold({}, self._worker(10, connections=50, disk_time=9.0))
         figures = merge(live, [retired])
         self.assertEqual(figures.total_requests, 4 + 5 + 11)

@@ -46,7 +46,11 @@ class ManagerRequestTests(SynchronousTestCase):
         ),
         ("cache_object with no page is the menu", b"cache_object://localhost", ("menu", {})),
         ("a Squid password is ignored", b"cache_object://h/info@secret", ("info", {})),
-        ("origin form", b"/squid-internal-mgr/counters?format=json", ("counters", {"format": "json"})),
+        (
+            "origin form",
+            b"/squid-internal-mgr/counters?format=json",
+            ("counters", {"format": "json"}),
+        ),
         (
             "absolute form naming this proxy and port",
             b"http://127.0.0.1:3128/squid-internal-mgr/info",
@@ -57,8 +61,16 @@ class ManagerRequestTests(SynchronousTestCase):
             b"http://SQUEAK.test:3128/squid-internal-mgr/info",
             ("info", {}),
         ),
-        ("another host's manager is forwarded", b"http://squid.test:3128/squid-internal-mgr/info", None),
-        ("another port is another service", b"http://127.0.0.1:8080/squid-internal-mgr/info", None),
+        (
+            "another host's manager is forwarded",
+            b"http://squid.test:3128/squid-internal-mgr/info",
+            None,
+        ),
+        (
+            "another port is another service",
+            b"http://127.0.0.1:8080/squid-internal-mgr/info",
+            None,
+        ),
         ("not the manager path", b"http://127.0.0.1:3128/x/squid-internal-mgr/info", None),
         ("an ordinary request", b"http://example.test/", None),
         ("not ASCII", b"/squid-internal-mgr/\xff", None),

@@ -18,7 +18,7 @@ from squeak.stats.table import (
     ENVIRONMENT,
     SLOT_SIZE,
     SlotAllocator,
-    SnapshotTooLarge,
+    SnapshotTooLargeError,
     StatsTable,
 )
 
@@ -51,7 +51,7 @@ class TableTests(SynchronousTestCase):
     def test_too_large(self) -> None:
         """A snapshot larger than a slot is refused and the old one kept."""
         self.table.publish(1, _snapshot(1))
-        with self.assertRaises(SnapshotTooLarge):
+        with self.assertRaises(SnapshotTooLargeError):
             self.table.publish(1, {"x": "y" * SLOT_SIZE})
         self.assertEqual(self.table.read(1), (os.getpid(), _snapshot(1)))
 

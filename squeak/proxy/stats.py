@@ -21,9 +21,15 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from squeak.stats.counters import Counters, ServiceFigures, merge, totals_for_windows, window_deltas
-from squeak.stats.table import PUBLISH_INTERVAL, SnapshotTooLarge, StatsTable
 from squeak.proxy.context import ProxyContext
+from squeak.stats.counters import (
+    Counters,
+    ServiceFigures,
+    merge,
+    totals_for_windows,
+    window_deltas,
+)
+from squeak.stats.table import PUBLISH_INTERVAL, SnapshotTooLargeError, StatsTable
 
 __all__ = ["WINDOWS", "ServiceStats", "process_counters", "process_gauges"]
 
@@ -83,9 +89,7 @@ class ServiceStats:
 
     _log = Logger()
 
-    def __init__(
-        self, context: ProxyContext, table: tuple[StatsTable, int] | None = None
-    ) -> None:
+    def __init__(self, context: ProxyContext, table: tuple[StatsTable, int] | None = None) -> None:
         self._context = context
         self._reactor = context.reactor
         self.table = table
@@ -136,10 +140,12 @@ class ServiceStats:
             table, slot = self.table
             try:
                 table.publish(slot, snapshot)
-            except SnapshotTooLarge as error:
+            except SnapshotTooLargeError as error:
                 if not self._too_large_said:
                     self._too_large_said = True
-                    self._log.warn("stats: not shared with the other workers: {error}", error=error)
+                    self._log.warn(
+                        "stats: not shared with the other workers: {error}", error=error
+                    )
         return snapshot
 
     # -- figures ----------------------------------------------------------------

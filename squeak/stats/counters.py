@@ -154,7 +154,9 @@ class Counters:
         self.tunnels_opened = 0
         self.tunnels_closed = 0
 
-    def request_done(self, method: str, result: str, status: int, size: int, seconds: float) -> None:
+    def request_done(
+        self, method: str, result: str, status: int, size: int, seconds: float
+    ) -> None:
         """
         Count one finished request (where its access-log line is written).
 
@@ -379,7 +381,8 @@ def window_deltas(
     if base is None:
         return Window(covered=0.0)
     when, old = base
-    return Window(*(new - was for new, was in zip(current, old, strict=True)), covered=now - when)
+    requests, hits, size, hit_size = (new - was for new, was in zip(current, old, strict=True))
+    return Window(requests, hits, size, hit_size, covered=now - when)
 
 
 def merge(

@@ -43,7 +43,7 @@ __all__ = [
     "SLOTS",
     "SLOT_SIZE",
     "SlotAllocator",
-    "SnapshotTooLarge",
+    "SnapshotTooLargeError",
     "StatsTable",
 ]
 
@@ -71,7 +71,7 @@ _TABLE_HEADER = 64
 _READ_ATTEMPTS = 1000
 
 
-class SnapshotTooLarge(ValueError):
+class SnapshotTooLargeError(ValueError):
     """A snapshot does not fit in a slot."""
 
 
@@ -130,12 +130,12 @@ class StatsTable:
         """
         Write a snapshot into a slot (only its one owner writes it).
 
-        @raise SnapshotTooLarge: If it does not fit; the slot keeps the
+        @raise SnapshotTooLargeError: If it does not fit; the slot keeps the
             previous one.
         """
         data = json.dumps(snapshot, separators=(",", ":")).encode("utf-8")
         if len(data) > SLOT_SIZE - _HEADER:
-            raise SnapshotTooLarge(f"{len(data)} bytes of counters, a slot holds {SLOT_SIZE}")
+            raise SnapshotTooLargeError(f"{len(data)} bytes of counters, a slot holds {SLOT_SIZE}")
         base = self._base(slot)
         word = base // 8
         words = self._words
