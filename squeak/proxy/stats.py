@@ -197,7 +197,7 @@ class ServiceStats:
         mine = self.publish(self.snapshot(disk=True))
         if self.table is None:
             return merge([mine]), [mine]
-        table, slot = self.table
+        table = self.table[0]
         live, retired = table.read_all()
         others = [snapshot for snapshot in live if snapshot.get("pid") != mine["pid"]]
         snapshots = [mine, *others]
