@@ -99,21 +99,38 @@ def status_class(status: int) -> str:
     A status code's class as a label: C{"2xx"} ... C{"5xx"}, or C{"none"}
     when nothing was sent (status 0: the client left first).
     """
-    if 100 <= status <= 599:
+    if 100 <= status <= 999:
         return f"{status // 100}xx"
     return "none"
 
 
-#: status // 100 -> its label, so the hot path does no formatting.
-_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
+#: status // 100 -> its label (a status is three digits; 0: none sent).
+_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx")
+
+
+def _request_rows(requests: dict[str, dict[str, list[int]]]) -> list[list[Any]]:
+    """
+    L{Counters.requests} as C{[method, result, status class, requests,
+    bytes]} rows, for the cells that counted something.
+    """
+    rows: list[list[Any]] = []
+    for result, by_method in requests.items():
+        for method, cell in by_method.items():
+            for klass in range(10):
+                if cell[klass]:
+                    rows.append(
+                        [method, str(result), _CLASSES[klass], cell[klass], cell[10 + klass]]
+                    )
+    return rows
 
 
 class Counters:
     """
     One process's monotonic counters, incremented where things happen.
 
-    @ivar requests: C{(method, result, status class)} -> C{[requests,
-        bytes sent to clients]}.
+    @ivar requests: Result code -> method -> 20 integers: requests by
+        status class (C{status // 100}, 0 for nothing sent), then bytes
+        sent to clients by status class.
     @ivar durations: Requests per histogram bucket (L{DURATION_BUCKETS},
         then +Inf).
     @ivar duration_sum: Seconds, summed over requests.
@@ -143,7 +160,7 @@ class Counters:
     )
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], list[int]] = {}
+        self.requests: dict[str, dict[str, list[int]]] = {}
         self.durations: list[int] = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         self.denied: dict[str, int] = {}
@@ -160,21 +177,29 @@ class Counters:
         """
         Count one finished request (where its access-log line is written).
 
-        The one per-request call: a tuple, two dictionary operations and a
-        bisection.
+        The one per-request call: two dictionary lookups (strings, whose
+        hashes are cached), two list increments and a bisection.
 
         @param method: The request method, as sent.
         @param result: Squid's result code (C{TCP_MISS} ...).
-        @param status: The status sent, or 0.
+        @param status: The status sent (three digits), or 0.
         @param size: Bytes sent to the client, head included.
         @param seconds: How long the request took.
         """
-        key = (method if method in METHODS else "OTHER", result, status // 100)
-        cell = self.requests.get(key)
+        by_method = self.requests.get(result)
+        if by_method is None:
+            by_method = self.requests[result] = {}
+        cell = by_method.get(method)
         if cell is None:
-            cell = self.requests[key] = [0, 0]
-        cell[0] += 1
-        cell[1] += size
+            # Any token is a method: an unknown one is counted as OTHER,
+            # and never kept under its own name (memory stays bounded).
+            name = method if method in METHODS else "OTHER"
+            cell = by_method.get(name)
+            if cell is None:
+                cell = by_method[name] = [0] * 20
+        klass = status // 100
+        cell[klass] += 1
+        cell[10 + klass] += size
         self.durations[bisect_left(DURATION_BUCKETS, seconds)] += 1
         self.duration_sum += seconds
 
@@ -192,10 +217,7 @@ class Counters:
         The counters as plain JSON-able values (L{merge} reads them).
         """
         return {
-            "requests": [
-                [method, result, _CLASSES[klass] if 0 <= klass < 6 else "none", *cell]
-                for (method, result, klass), cell in self.requests.items()
-            ],
+            "requests": _request_rows(self.requests),
             "durations": list(self.durations),
             "duration_sum": self.duration_sum,
             "denied": dict(self.denied),
