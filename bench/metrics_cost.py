@@ -105,7 +105,9 @@ class Subject:
         self.port = self.metrics_port = 0
         assert self.process.stdout is not None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (self.port and (self.metrics_port or not metrics)):
+        while time.monotonic() < deadline and not (
+            self.port and (self.metrics_port or not metrics)
+        ):
             line = self.process.stdout.readline()
             found = re.search(r"squeak listening on (metrics )?127\.0\.0\.1:(\d+)", line)
             if found and found.group(1):
@@ -198,7 +200,10 @@ def main() -> None:
                     spent = subject.cpu_seconds() - before
                     per_request = spent / args.requests * 1e6
                     results.setdefault((workload, subject.name), []).append(per_request)
-                    print(f"round {round_number + 1} {workload} {subject.name}: {per_request:.1f} us/request", flush=True)
+                    print(
+                        f"round {round_number + 1} {workload} {subject.name}: {per_request:.1f} us/request",
+                        flush=True,
+                    )
     finally:
         stop.set()
         for subject in subjects:

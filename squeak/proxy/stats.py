@@ -125,8 +125,22 @@ class ServiceStats:
         self.publish()
 
     def _tick(self) -> None:
-        self.publish()
-        self._call = self._reactor.callLater(PUBLISH_INTERVAL, self._tick)
+        if self.table is not None:
+            self.publish()
+            interval = PUBLISH_INTERVAL
+        else:
+            # Alone, nobody reads a published snapshot: only the windows'
+            # samples need taking, once a minute.
+            self._sample(self._reactor.seconds(), self._context.counters.snapshot())
+            interval = SAMPLE_INTERVAL
+        self._call = self._reactor.callLater(interval, self._tick)
+
+    def _sample(self, now: float, snapshot: dict[str, Any]) -> tuple[int, int, int, int]:
+        """Keep a sample of the totals once a minute; the totals now."""
+        totals = totals_for_windows(snapshot)
+        if now - self._samples[-1][0] >= SAMPLE_INTERVAL:
+            self._samples.append((now, totals))
+        return totals
 
     def publish(self, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
         """
@@ -158,9 +172,7 @@ class ServiceStats:
         context = self._context
         now = self._reactor.seconds()
         snapshot = context.counters.snapshot()
-        totals = totals_for_windows(snapshot)
-        if now - self._samples[-1][0] >= SAMPLE_INTERVAL:
-            self._samples.append((now, totals))
+        totals = self._sample(now, snapshot)
         upstream_open, upstream_idle = context.upstream.pool_sizes()
         counters = context.counters
         gauges: dict[str, float] = {
@@ -197,8 +209,7 @@ class ServiceStats:
         mine = self.publish(self.snapshot(disk=True))
         if self.table is None:
             return merge([mine]), [mine]
-        table = self.table[0]
-        live, retired = table.read_all()
-        others = [snapshot for snapshot in live if snapshot.get("pid") != mine["pid"]]
+        table, slot = self.table
+        others, retired = table.read_all(exclude=slot)
         snapshots = [mine, *others]
         return merge(snapshots, [retired] if retired else []), snapshots

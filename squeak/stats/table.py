@@ -182,10 +182,15 @@ class StatsTable:
 
     # -- the whole table ----------------------------------------------------
 
-    def read_all(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    def read_all(
+        self, exclude: int | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """
         Every live worker's snapshot and the retired workers' counters, as
         one consistent view (retried while the master folds).
+
+        @param exclude: A slot to leave out (the reader's own, which it
+            has fresher).
 
         @return: C{(live snapshots, retired counters or None)}.
         """
@@ -199,6 +204,8 @@ class StatsTable:
             read = self.read(0)
             retired = read[1] if read is not None else None
             for slot in range(1, SLOTS):
+                if slot == exclude:
+                    continue
                 found = self.read(slot)
                 if found is not None:
                     live.append(found[1])
