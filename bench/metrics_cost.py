@@ -57,7 +57,8 @@ async def serve(reader, writer):
             path = head.split(b" ", 2)[1]
             control = b"max-age=3600" if path.startswith(b"/cache/") else b"no-store"
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         b"Cache-Control: %s\r\nContent-Length: %d\r\n\r\n%s" % (control, len(BODY), BODY))
+                         b"Cache-Control: %s\r\nContent-Length: %d\r\n\r\n%s"
+                         % (control, len(BODY), BODY))
         await writer.drain()
     writer.close()
 async def main():
@@ -201,7 +202,8 @@ def main() -> None:
                     per_request = spent / args.requests * 1e6
                     results.setdefault((workload, subject.name), []).append(per_request)
                     print(
-                        f"round {round_number + 1} {workload} {subject.name}: {per_request:.1f} us/request",
+                        f"round {round_number + 1} {workload} {subject.name}: "
+                        f"{per_request:.1f} us/request",
                         flush=True,
                     )
     finally:
