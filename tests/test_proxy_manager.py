@@ -164,6 +164,30 @@ class ManagerPageTests(ProxyTestCase):
         self.assertEqual(info["workers"], 1)
         self.assertEqual(len(origin.requests), 7)  # the pages were not forwarded
 
+    async def test_bytes_in_and_out(self) -> None:
+        """
+        Bytes received from clients and sent to them move by exactly what
+        crossed the wire.  Bytes in count the page's own request too (its
+        connection is open when the page is made): two pages in a row
+        measure that, and it is subtracted.
+        """
+        origin = Origin(reactor)
+        self.listen(origin)
+        url = origin.url("/echo/bytes").encode()
+        request = b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % url
+        first = await _in_thread(self._json_page, "counters")
+        before = await _in_thread(self._json_page, "counters")
+        page_request = before["client_http.bytes_in"] - first["client_http.bytes_in"]
+        answer = await _in_thread(self.raw_exchange, request)
+        after = await _in_thread(self._json_page, "counters")
+        self.assertEqual(
+            after["client_http.bytes_in"] - before["client_http.bytes_in"],
+            len(request) + page_request,
+        )
+        self.assertEqual(
+            after["client_http.bytes_out"] - before["client_http.bytes_out"], len(answer)
+        )
+
     async def test_objects_agrees_with_x_cache(self) -> None:
         """
         Before the first request nothing is stored; after a MISS that was

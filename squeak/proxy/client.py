@@ -119,13 +119,6 @@ class ForwardProxy(ClientChannel):
         counts = context.connections_by_client
         counts[self.client_host] = counts.get(self.client_host, 0) + 1
 
-    @override
-    def dataReceived(self, data: bytes) -> None:
-        # Counted here, for the manager pages and metrics (squeak.stats); a
-        # tunnel replaces this method with its own and counts its bytes.
-        self.context.counters.client_bytes_in += len(data)
-        ClientChannel.dataReceived(self, data)
-
     def original_destination(self) -> tuple[str, int]:
         """
         Where the client really connected before the firewall redirected
@@ -147,6 +140,9 @@ class ForwardProxy(ClientChannel):
         if self not in context.channels:
             return
         context.channels.discard(self)
+        # What it read, for the counters (squeak.stats); the open
+        # connections' bytes are added when a snapshot is taken.
+        context.counters.client_bytes_in += self.bytes_received
         counts = context.connections_by_client
         left = counts.get(self.client_host, 1) - 1
         if left > 0:

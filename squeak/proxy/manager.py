@@ -49,7 +49,8 @@ def answer_manager_request(exchange: ProxyExchange) -> bool:
     """
     Answer the request if it asks for a manager page.
 
-    Cheap for every other request: one search in the target.
+    The router calls this only for targets that contain C{-mgr/} or
+    C{object:} (two substring tests, no call, for every other request).
 
     @return: Whether it was a manager request (answered, or refused).
     """

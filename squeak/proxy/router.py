@@ -46,8 +46,11 @@ class ForwardRequest(ProxyExchange):
 
     @override
     def process(self) -> None:
-        if answer_manager_request(self):
-            return  # a cache manager page (squeak.proxy.manager)
+        uri = self.uri
+        # A cache manager page (squeak.proxy.manager)?  Two substring
+        # tests: no call for the requests that are not.
+        if (b"-mgr/" in uri or b"object:" in uri) and answer_manager_request(self):
+            return
         admission = Admission(self, self.context)
         self.hand_over(admission)
         try:

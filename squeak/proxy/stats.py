@@ -172,6 +172,10 @@ class ServiceStats:
         context = self._context
         now = self._reactor.seconds()
         snapshot = context.counters.snapshot()
+        # Bytes read on connections still open (closed ones are counted).
+        snapshot["client_bytes_in"] += sum(
+            getattr(channel, "bytes_received", 0) for channel in context.channels
+        )
         totals = self._sample(now, snapshot)
         upstream_open, upstream_idle = context.upstream.pool_sizes()
         counters = context.counters
