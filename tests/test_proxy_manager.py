@@ -164,6 +164,18 @@ class ManagerPageTests(ProxyTestCase):
         self.assertEqual(info["workers"], 1)
         self.assertEqual(len(origin.requests), 7)  # the pages were not forwarded
 
+    async def test_absolute_form_naming_the_proxy(self) -> None:
+        """
+        C{http://PROXY:PORT/squid-internal-mgr/info}, asked of the proxy as
+        a proxy, gets the page: forwarded to the proxy itself, it arrives
+        in origin form and is answered there.
+        """
+        url = f"http://127.0.0.1:{self.proxy_port}/squid-internal-mgr/info?format=json"
+        status, headers, body = await _in_thread(self._get, url)
+        self.assertEqual(status, 200, body[:300])
+        self.assertEqual(headers["Cache-Control"], "no-store")
+        self.assertIn("uptime_seconds", json.loads(body))
+
     async def test_bytes_in_and_out(self) -> None:
         """
         Bytes received from clients and sent to them move by exactly what

@@ -49,8 +49,12 @@ def answer_manager_request(exchange: ProxyExchange) -> bool:
     """
     Answer the request if it asks for a manager page.
 
-    The router calls this only for targets that contain C{-mgr/} or
-    C{object:} (two substring tests, no call, for every other request).
+    The router asks only when admission refused the target (a
+    C{cache_object://} URI or an origin-form target is none a forward
+    proxy accepts), so that other requests pay nothing for the check.  An
+    absolute C{http://} URI naming the proxy itself is forwarded to it and
+    arrives back in origin form (with this proxy's C{Via}, a loop), so it
+    gets the page too, relayed.
 
     @return: Whether it was a manager request (answered, or refused).
     """

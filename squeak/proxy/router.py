@@ -46,17 +46,16 @@ class ForwardRequest(ProxyExchange):
 
     @override
     def process(self) -> None:
-        uri = self.uri
-        # A cache manager page (squeak.proxy.manager)?  Two substring
-        # tests: no call for the requests that are not.
-        if (b"-mgr/" in uri or b"object:" in uri) and answer_manager_request(self):
-            return
         admission = Admission(self, self.context)
         self.hand_over(admission)
         try:
             admission.start()
         except ProxyError as error:
-            self.send_error(error)
+            # A cache manager page's target (cache_object://, origin form)
+            # is no URI to forward: looked for only here, so that other
+            # requests pay nothing for it (squeak.proxy.manager).
+            if not answer_manager_request(self):
+                self.send_error(error)
 
     @override
     def admitted(self, facts: Facts | None, target: Target | None, host: str, port: int) -> None:
