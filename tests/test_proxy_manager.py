@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.internet import reactor, threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from squeak.http.request import parse_request_head
@@ -175,6 +175,20 @@ class ManagerPageTests(ProxyTestCase):
         self.assertEqual(status, 200, body[:300])
         self.assertEqual(headers["Cache-Control"], "no-store")
         self.assertIn("uptime_seconds", json.loads(body))
+
+    async def test_collapsed_waits(self) -> None:
+        """
+        A request that waits for an identical fetch in flight moves
+        C{collapsed_forwarding.waits} by one.
+        """
+        origin = Origin(reactor)
+        self.listen(origin)
+        url = origin.url("/cached/slow?cc=max-age%3D60&delay=0.5")
+        before = (await _in_thread(self._json_page, "counters"))["collapsed_forwarding.waits"]
+        await gatherResults([_in_thread(self._get, url), _in_thread(self._get, url)])
+        after = (await _in_thread(self._json_page, "counters"))["collapsed_forwarding.waits"]
+        self.assertEqual(after - before, 1)
+        self.assertEqual(origin.counts[b"/cached/slow"], 1)
 
     async def test_bytes_in_and_out(self) -> None:
         """

@@ -307,8 +307,6 @@ class ProxyExchange(Exchange):
                 cell[10 + klass] += size
                 counters.durations[bisect_left(DURATION_BUCKETS, elapsed)] += 1
                 counters.duration_sum += elapsed
-            if self.collapsed:
-                counters.collapsed_waits += 1
         access_log = context.access_log
         if not access_log.is_open:
             return

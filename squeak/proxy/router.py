@@ -160,6 +160,7 @@ class ForwardRequest(ProxyExchange):
                     # Collapsed forwarding: an identical fetch is under way;
                     # answer from the cache when it ends (or fetch then).
                     self.collapsed = True
+                    self.context.counters.collapsed_waits += 1
                     self.state = ExchangeState.WAITING
                     transient.on_finished(lambda complete: self._collapsed_fetch_ended(target))
                     return None
