@@ -41,6 +41,7 @@ TEST_FAST := \
 	tests.test_access_rules \
 	tests.test_architecture \
 	tests.test_cache_directives \
+	tests.test_cache_inventory \
 	tests.test_cache_keys \
 	tests.test_cache_policy \
 	tests.test_cache_ranges \
@@ -58,6 +59,8 @@ TEST_FAST := \
 	tests.test_logformat \
 	tests.test_pac \
 	tests.test_proxyheader \
+	tests.test_stats_counters \
+	tests.test_stats_pages \
 	tests.test_upstream_carp \
 	tests.test_upstream_group \
 	tests.test_upstream_health \

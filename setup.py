@@ -26,6 +26,10 @@ setup(
         "diskcache >= 5.6, < 6",
         "typing-extensions >= 4.7",
         "bcrypt >= 4.1",
+        # The [metrics] listener (issue 16): Prometheus's own library writes
+        # the text exposition format (escaping, histogram series, _total
+        # suffixes) and its parser checks it in the tests; pure Python.
+        "prometheus-client >= 0.17",
     ],
     extras_require={
         # pypac: a real PAC engine (on the dukpy JavaScript interpreter)

@@ -157,7 +157,7 @@ def _measure(_reactor: Any, args: argparse.Namespace) -> Any:
     for _ in range(args.repeats):
         gc.collect()
         started = time.process_time()
-        for _ in range(args.requests):
+        for _ in range(args.requests if args.only != "miss" else 0):
             transport.clear()
             channel.dataReceived(hit)
             waiting.clear()
@@ -165,13 +165,13 @@ def _measure(_reactor: Any, args: argparse.Namespace) -> Any:
             # make this loop meaningless.
             if not transport.value().endswith(BODY):
                 raise SystemExit(f"a hit was not answered synchronously: {transport.value()!r}")
-        results["hit"].append((time.process_time() - started) / args.requests * 1e6)
-        count = args.requests // 4
+        results["hit"].append((time.process_time() - started) / max(1, args.requests) * 1e6)
+        count = args.requests // 4 if args.only != "hit" else 0
         gc.collect()
         started = time.process_time()
         for _ in range(count):
             yield one(miss)
-        results["miss"].append((time.process_time() - started) / count * 1e6)
+        results["miss"].append((time.process_time() - started) / max(1, count) * 1e6)
     access_log.close()
     for name, values in results.items():
         print(
@@ -190,6 +190,11 @@ def main() -> None:
         "--profile",
         metavar="SORT",
         help="first profile the hit loop with cProfile, sorted by SORT (tottime, cumtime...)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("hit", "miss"),
+        help="time only hits or only misses (for instruction counts under callgrind)",
     )
     args = parser.parse_args()
     react(_measure, [args])

@@ -81,6 +81,7 @@ from squeak.errorpages import ErrorsConfig
 from squeak.logline import PRESET_NAMES
 from squeak.pac import PacConfig, pac_problem
 from squeak.proxyheader import ProxyProtocolConfig, proxy_protocol_problem
+from squeak.stats.settings import ManagerConfig, MetricsConfig
 from squeak.upstream.peers import (
     HIERARCHY_TABLE,
     PEER_TABLE,
@@ -619,6 +620,8 @@ TABLES: Mapping[str, type] = {
     "pac": PacConfig,
     "proxy_protocol": ProxyProtocolConfig,
     "errors": ErrorsConfig,
+    "manager": ManagerConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -649,6 +652,8 @@ class Config:
     pac: PacConfig = field(default_factory=PacConfig)
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
     errors: ErrorsConfig = field(default_factory=ErrorsConfig)
+    manager: ManagerConfig = field(default_factory=ManagerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     policy: AccessPolicy = field(default_factory=default_policy)
     source: str = "<defaults>"
     #: [[cache_peer]] and [hierarchy] (squeak/upstream/peers.py).

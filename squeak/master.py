@@ -58,6 +58,7 @@ from squeak.net.accepts import AcceptLedger
 from squeak.net.channel import ClientChannel
 from squeak.net.listeners import BoundListeners, ListenerKey, describe, listener_keys
 from squeak.notify import notify
+from squeak.stats.table import SlotAllocator, StatsTable
 
 __all__ = ["Master", "SingleProcess", "Supervisor", "read_config", "serve", "sweep_cache"]
 
@@ -397,6 +398,8 @@ class Worker:
     ready: Deferred[bool] = field(default_factory=Deferred)
     ended: Deferred[None] = field(default_factory=Deferred)
     exited = False
+    #: Its slot in the shared stats table (squeak.stats.table).
+    stats_slot: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -503,6 +506,8 @@ class Master(Supervisor):
         #: queue fairly (squeak.net.accepts.SharedQueuePort); none with
         #: reuseport, where each worker has its own queue.
         self.ledger = None if config.proxy.reuseport else AcceptLedger.create()
+        #: The workers' counters, shared (the manager pages and metrics).
+        self.stats_slots = SlotAllocator(StatsTable.create())
 
     @override
     def copies(self, config: Config) -> int:
@@ -536,7 +541,9 @@ class Master(Supervisor):
         # sweep could delete a body another just renamed into place).
         self.swept = sweep_cache(self.config)
         for listener, socks in self.bound.sockets.items():
-            kind = "TLS " if listener.key == "tls.https_port" else ""
+            kind = {"tls.https_port": "TLS ", "metrics.http_port": "metrics "}.get(
+                listener.key, ""
+            )
             self._log.info(
                 "squeak listening on {kind}{address}", kind=kind, address=describe(socks[0])
             )
@@ -564,9 +571,9 @@ class Master(Supervisor):
         args += ["--accepting", accepting]
         worker = Worker(slot, generation, self.reactor.seconds(), protocol, entry)
         protocol.worker = worker
-        self.reactor.spawnProcess(
-            protocol, self._executable, args, env=os.environ.copy(), childFDs=child_fds
-        )
+        env = os.environ.copy()
+        worker.stats_slot = self.stats_slots.assign(child_fds, env)
+        self.reactor.spawnProcess(protocol, self._executable, args, env=env, childFDs=child_fds)
         self._log.info("started worker {pid} (slot {slot})", pid=protocol.pid, slot=slot)
         self.workers.append(worker)
         return worker
@@ -577,6 +584,8 @@ class Master(Supervisor):
         current generation and the master is not stopping.
         """
         worker.exited = True
+        self.stats_slots.release(worker.stats_slot)
+        worker.stats_slot = None
         if worker in self.workers:
             self.workers.remove(worker)
         if self.ledger is not None and worker.entry:

@@ -53,6 +53,9 @@ from squeak.proxy.context import ProxyContext, error_pages_from_config
 from squeak.proxy.pools import OriginPools
 from squeak.proxy.router import ForwardRequest
 from squeak.proxy.splice import SpliceAccess
+from squeak.proxy.stats import ServiceStats, process_counters
+from squeak.stats.counters import Counters
+from squeak.stats.table import StatsTable
 from squeak.upstream.hierarchy import Hierarchy
 
 
@@ -83,12 +86,15 @@ class ListenerService(Service):
         tls: Any = None,
         sock: socket.socket | None = None,
         proxy_header: Callable[[Any], Any] | None = None,
+        label: str = "",
     ) -> None:
         """
         @param sock: A socket bound already (L{squeak.net.listeners}) to
             adopt rather than binding C{address}.
         @param proxy_header: Wraps the factory (TLS included) of a listener
             that requires a PROXY protocol header (L{ProxyHeaderFactory}).
+        @param label: What the log line calls a listener that is not the
+            proxy's (C{"metrics "}).
         """
         self._reactor = reactor
         self._address = address
@@ -101,7 +107,7 @@ class ListenerService(Service):
                 factory = TLSMemoryBIOFactory(tls, False, factory)
             self._factory = proxy_header(factory)
             self._tls = None
-        self._kind = "TLS " if tls is not None else ""
+        self._kind = "TLS " if tls is not None else label
         self._after = " (PROXY protocol)" if proxy_header is not None else ""
         self.port: Any = None
         self._guard: Any = None
@@ -164,6 +170,8 @@ class _ProxyCoreService(Service):
     def startService(self) -> None:
         _untyped(super()).startService()
         self._uninstall = install_reopen_signal(self._context.access_log, self._context.reactor)
+        if self._context.stats is not None:
+            self._context.stats.start()
 
     @override
     def stopService(self) -> Deferred[None]:
@@ -171,6 +179,8 @@ class _ProxyCoreService(Service):
         if self._uninstall is not None:
             self._uninstall()
             self._uninstall = None
+        if self._context.stats is not None:
+            self._context.stats.stop()
         closing = self._context.upstream.close()
         parents = self._context.parents
         if parents is not None:
@@ -219,6 +229,7 @@ def local_addresses(config: Config) -> list[ipaddress.IPv4Address | ipaddress.IP
         *config.tls.https_port,
         *config.intercept.http_port,
         *config.intercept.https_port,
+        *config.metrics.http_port,
     ]
     addresses = [ipaddress.ip_address(listener.host) for listener in listeners]
     if any(address.is_unspecified for address in addresses):
@@ -272,12 +283,19 @@ def build_context(
     reactor: Any,
     access_log: AccessLog,
     local_addresses: Iterable[Any] = (),
+    *,
+    counters: Counters | None = None,
+    stats_table: tuple[StatsTable, int] | None = None,
 ) -> ProxyContext:
     """
     Wire what every exchange shares, from configuration.
 
     @param local_addresses: This host's own addresses (listeners and,
         for wildcard listeners, interfaces), added to C{to_localhost}.
+    @param counters: The counters to increment (the process's, which
+        outlive a reload); new ones by default.
+    @param stats_table: Where to publish them for the other workers, and
+        this process's slot (L{squeak.stats.table}).
     """
     gatekeeper = Gatekeeper.from_config(config, reactor, local_addresses)
     batcher = SendBatcher(reactor)
@@ -305,7 +323,7 @@ def build_context(
             ca_file=config.upstream.ca_file,
             sender=batcher,
         )
-    return ProxyContext(
+    context = ProxyContext(
         config=config,
         reactor=reactor,
         upstream=upstream,
@@ -321,6 +339,10 @@ def build_context(
         parents=parents,
         error_pages=error_pages_from_config(config.errors),
     )
+    if counters is not None:
+        context.counters = counters
+    context.stats = ServiceStats(context, stats_table)
+    return context
 
 
 class _AccelChecksService(Service):
@@ -409,10 +431,12 @@ def build_service(
     bound = sockets or {}
     top: MultiService = _untyped(MultiService)()
 
-    def listener(key: str, address: ListenAddress, factory: Any, tls: Any = None) -> None:
+    def listener(
+        key: str, address: ListenAddress, factory: Any, tls: Any = None, label: str = ""
+    ) -> None:
         sock = bound.get(ListenerKey(key, address))
         header = proxy_header_wrapper(config, reactor, key, address)
-        _attach(ListenerService(reactor, address, factory, tls, sock, header), top)
+        _attach(ListenerService(reactor, address, factory, tls, sock, header, label), top)
 
     logging = config.access_log
     access_log = AccessLog(
@@ -421,7 +445,16 @@ def build_service(
         syslog_facility=logging.syslog_facility,
         syslog_tag=logging.syslog_tag,
     )
-    context = build_context(config, reactor, access_log, local_addresses(config))
+    # The counters outlive a reload; with workers, they are published for
+    # the others (squeak.stats.table).
+    context = build_context(
+        config,
+        reactor,
+        access_log,
+        local_addresses(config),
+        counters=process_counters(),
+        stats_table=StatsTable.from_environment(),
+    )
     _attach(_ProxyCoreService(context), top)
     factory = ForwardProxyFactory(context, ForwardRequest)
     for address in config.proxy.http_port:
@@ -448,5 +481,13 @@ def build_service(
         top.splices = track_connections(splicing)  # type: ignore[attr-defined]
         for address in config.intercept.https_port:
             listener("intercept.https_port", address, splicing)
+    if config.metrics.http_port:
+        from squeak.metrics import MetricsSite
+
+        metrics = MetricsSite(
+            context.stats, config.proxy.workers, config.metrics.allow_from, reactor
+        )
+        for address in config.metrics.http_port:
+            listener("metrics.http_port", address, metrics, label="metrics ")
     top.context = context  # type: ignore[attr-defined]
     return top

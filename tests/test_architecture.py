@@ -78,6 +78,7 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.upstream.*",
             "squeak.accel",
             "squeak.accel.*",
+            "squeak.cache.inventory",
             "squeak.errors",
             # Error page templates: negotiation and rendering (reads the
             # template files, as access.auth reads htpasswd files).
@@ -91,6 +92,11 @@ LAYERS: tuple[Layer, ...] = (
             # framing and trust (their I/O: proxy/pac, net/proxyprotocol).
             "squeak.pac",
             "squeak.proxyheader",
+            # What operators see: counters, manager pages, their settings.
+            "squeak.stats",
+            "squeak.stats.counters",
+            "squeak.stats.pages",
+            "squeak.stats.settings",
         ),
     ),
     Layer(
@@ -112,12 +118,13 @@ LAYERS: tuple[Layer, ...] = (
             "squeak.drain",
             "squeak.cache.bodyfile",
             "squeak.cache.layout",
+            "squeak.stats.table",
             "squeak.net.*",
         ),
     ),
     Layer("policy over I/O", False, ("squeak.access.gatekeeper", "squeak.cache.facade")),
     Layer("proxy", False, ("squeak.proxy.*",)),
-    Layer("composition root", False, ("squeak.service", "squeak.master")),
+    Layer("composition root", False, ("squeak.service", "squeak.master", "squeak.metrics")),
     Layer(
         "entry points",
         False,

@@ -188,7 +188,7 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "[zzz]\n",
         f"{P}:1: zzz: unknown table (expected one of proxy, tls, intercept, timeouts, limits, "
         "upstream, acl, access, auth, access_log, cache, pac, proxy_protocol, errors, "
-        "cache_peer, hierarchy)",
+        "manager, metrics, cache_peer, hierarchy)",
     ),
     (
         "an unknown key suggests the closest",

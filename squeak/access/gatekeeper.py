@@ -44,9 +44,15 @@ class AuthenticationRequiredError(ProxyError):
     answered 407 with a C{Proxy-Authenticate} challenge.
     """
 
-    def __init__(self, detail: str, realm: str) -> None:
+    def __init__(self, detail: str, realm: str, outcome: str = "missing") -> None:
+        """
+        @param outcome: What the check found, for the counters
+            (L{squeak.stats}): C{missing}, C{malformed}, C{wrong} or
+            C{unconfigured}.
+        """
         super().__init__("ERR_CACHE_ACCESS_DENIED", 407, detail)
         self.realm = realm
+        self.outcome = outcome
 
 
 class AccessDeniedError(ProxyError):
@@ -355,7 +361,9 @@ class Gatekeeper:
         @raise AuthenticationRequiredError: Missing, malformed or wrong.
         """
         if self._auth is None:
-            raise AuthenticationRequiredError("no authentication is configured", self._realm)
+            raise AuthenticationRequiredError(
+                "no authentication is configured", self._realm, "unconfigured"
+            )
         if header is None:
             raise AuthenticationRequiredError(
                 "this proxy requires a user name and password", self._realm
@@ -363,7 +371,7 @@ class Gatekeeper:
         credentials = parse_basic(header)
         if credentials is None:
             raise AuthenticationRequiredError(
-                "malformed Proxy-Authorization credentials", self._realm
+                "malformed Proxy-Authorization credentials", self._realm, "malformed"
             )
         user, password = credentials
         now = self._reactor.seconds()
@@ -372,5 +380,5 @@ class Gatekeeper:
             ok = await self._verify_once(user, password)
         if not ok:
             self._log.info("proxy authentication failed for user {user!r}", user=user)
-            raise AuthenticationRequiredError("wrong user name or password", self._realm)
+            raise AuthenticationRequiredError("wrong user name or password", self._realm, "wrong")
         return user

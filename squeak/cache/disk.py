@@ -688,6 +688,48 @@ class DiskTier:
             return False
         return True
 
+    def variants(self, primary: str) -> list[StoredResponse]:
+        """
+        Every entry stored for a primary key (its Vary variants), for the
+        manager's C{objects} page: read from the index by the key's tag,
+        without noting an access (it is no hit).
+        """
+        found: list[StoredResponse] = []
+        try:
+            rows = self._cache._sql(
+                "SELECT key, raw FROM Cache WHERE tag = ?", (primary,)
+            ).fetchall()
+            for db_key, raw in rows:
+                key = self._cache._disk.get(db_key, raw)
+                if not (isinstance(key, tuple) and key[:1] == ("entry",)):
+                    continue
+                fetched = self._cache.get(key)
+                if isinstance(fetched, Fetched):
+                    loaded = load_meta(fetched.meta)
+                    if loaded is not None:
+                        found.append(loaded[0])
+        except (*STORE_ERRORS, *DECODE_ERRORS) as error:
+            self._fault("read the index", self.index_path, error)
+        return found
+
+    def figures(self) -> dict[str, int]:
+        """
+        The tier's objects (entries, Vary markers not counted), bytes on
+        disk and limit, for the manager pages and metrics.
+        """
+        try:
+            rows = len(self._cache)
+            primaries = self._cache._sql("SELECT COUNT(DISTINCT tag) FROM Cache").fetchone()[0]
+            volume = self.volume()
+        except STORE_ERRORS as error:
+            self._fault("read the index", self.index_path, error)
+            return {}
+        return {
+            "objects": max(0, rows - int(primaries)),
+            "bytes": volume,
+            "limit": self.effective_limit,
+        }
+
     def remove(self, primary: str) -> int:
         """Remove every entry (all variants) of a primary key; return how many rows."""
         try:

@@ -46,6 +46,7 @@ from twisted.logger import Logger
 
 from squeak.cache.directives import CACHE_VIEW_FIELD
 from squeak.cache.disk import STORE_ERRORS, DiskTier
+from squeak.cache.inventory import StoredVariant, describe_variants
 from squeak.cache.keys import primary_key, secondary_key, vary_fields
 from squeak.cache.policy import (
     DEFAULT_MAX_STALE,
@@ -392,6 +393,22 @@ class HttpCache:
         released = self.store.inflight.release(primary)
         return self.store.purge(uri) or released
 
+    def stored_variants(self, uri: str, now: float) -> list[StoredVariant]:
+        """
+        What the cache holds for a URI, per Vary variant, described for the
+        manager's C{objects} page (L{squeak.cache.inventory}).
+        """
+        if self.store is None:
+            return []
+        return describe_variants(self.store.variants(uri), now, self.rules)
+
+    def figures(self, *, disk: bool = True) -> dict[str, dict[str, int]]:
+        """
+        The tiers' objects, bytes and limits (L{Store.figures}); empty with
+        the cache off.
+        """
+        return {} if self.store is None else self.store.figures(disk=disk)
+
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
@@ -645,6 +662,7 @@ __all__ = [
     "ShortReadError",
     "StaleOnFailure",
     "StoredResponse",
+    "StoredVariant",
     "Transient",
     "Validation",
     "ValidationDecision",

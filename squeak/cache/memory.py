@@ -145,6 +145,10 @@ class MemoryTier:
             del self._variants[primary]
         return True
 
+    def variants(self, primary: str) -> list[MemoryEntry]:
+        """Every entry for a primary key, without marking any as used."""
+        return [self._entries[(primary, key)] for key in self._variants.get(primary, {})]
+
     def remove(self, primary: str) -> int:
         """Drop every entry for a primary key; return how many."""
         vary_keys = list(self._variants.get(primary, {}))

@@ -422,6 +422,31 @@ class Store:
             self.generations.bump(primary)
         return bool(in_memory or on_disk)
 
+    def variants(self, uri: str) -> list[tuple[StoredResponse, str]]:
+        """
+        What each tier holds for a URI (every Vary variant), with the
+        tier's name, without counting as a use: the manager's C{objects}
+        page.
+        """
+        primary = primary_key(b"GET", uri)
+        found = [(entry.meta, "memory") for entry in self.memory.variants(primary)]
+        if self.disk is not None:
+            found += [(meta, "disk") for meta in self.disk.variants(primary)]
+        return found
+
+    def figures(self, *, disk: bool = True) -> dict[str, dict[str, int]]:
+        """
+        Objects, bytes and limit of the memory tier (this process's) and,
+        if asked, of the disk tier (shared by the workers).
+        """
+        memory = self.memory
+        figures = {
+            "memory": {"objects": len(memory), "bytes": memory.size, "limit": memory.max_bytes}
+        }
+        if disk and self.disk is not None:
+            figures["disk"] = self.disk.figures()
+        return figures
+
     def generation_of(self, primary: str) -> tuple[int, int]:
         """A primary key's slot in the shared invalidation tags and its tag now."""
         if self.generations is None:

@@ -391,6 +391,9 @@ class ClientChannel(Protocol):
 
     @ivar persistent: Whether the connection stays open after the current
         exchange; an exchange or the client may clear it.
+    @ivar bytes_received: Bytes read from the client so far (for the
+        counters of L{squeak.stats}; a tunnel that takes the connection
+        over counts its own).
     """
 
     #: The L{Exchange} subclass built for each request.
@@ -425,6 +428,7 @@ class ClientChannel(Protocol):
         self.persistent = True
         self.rejected = False
         self.client_host = "-"
+        self.bytes_received = 0
         self._buffer = b""
         self._state = _HEAD
         self._exchange: Exchange | None = None
@@ -541,6 +545,7 @@ class ClientChannel(Protocol):
     def dataReceived(self, data: bytes) -> None:
         state = self._state
         self._last_activity = self.reactor.seconds()
+        self.bytes_received += len(data)
         if state == _HEAD:
             self._buffer = self._buffer + data if self._buffer else data
             self._read_requests()

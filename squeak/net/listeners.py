@@ -51,6 +51,7 @@ LISTENER_KEYS = (
     "intercept.https_port",
     "accel.http_port",
     "accel.https_port",
+    "metrics.http_port",
 )
 
 #: The listen backlog, as C{ListenerService} used with C{listenTCP}.
@@ -98,6 +99,7 @@ def listener_keys(config: Config) -> list[ListenerKey]:
         config.intercept.https_port,
         tuple(address for entry in config.accel.listeners for address in entry.http_port),
         tuple(address for entry in config.accel.listeners for address in entry.https_port),
+        config.metrics.http_port,
     )
     return [
         ListenerKey(key, address)

@@ -455,6 +455,13 @@ class UpstreamClient:
         """
         return len(self._idle.get((scheme, host, port), ()))
 
+    def pool_sizes(self) -> tuple[int, int]:
+        """
+        Connections to origins open now, and how many of them are idle in
+        the pool (for the manager pages and metrics).
+        """
+        return len(self._open), sum(len(idle) for idle in self._idle.values())
+
     def close(self) -> Deferred[None]:
         """
         Close idle pooled connections (at shutdown and in tests); fires when

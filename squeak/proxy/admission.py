@@ -145,6 +145,8 @@ class Admission:
 
     def _admitted(self, facts: Facts, target: Target | None, host: str, port: int) -> None:
         self._pending = None
+        if facts.user is not None:
+            self._context.counters.auth_checked("ok")
         if not self._exchange.disconnected:
             self._exchange.admitted(facts, target, host, port)
 
@@ -236,6 +238,11 @@ class Admission:
             return reason
         exchange = self._exchange
         exchange.answer = Answer.DENIED
+        counters = self._context.counters
+        if isinstance(error, AuthenticationRequiredError):
+            counters.auth_checked(error.outcome)
+        else:
+            counters.denied_by(error.verdict.rule)
         if isinstance(error, AuthenticationRequiredError):
             realm = error.realm.replace("\\", "\\\\").replace('"', '\\"')
             exchange.send_error(

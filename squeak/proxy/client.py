@@ -92,6 +92,7 @@ class ForwardProxy(ClientChannel):
         self._log.info(
             "rejected request from {client}: {detail}", client=client, detail=error.detail
         )
+        context.counters.request_done(method, LogTag.TAG_NONE, error.status, len(data), 0.0)
         context.access_log.write(
             AccessRecord(
                 timestamp=now,
@@ -118,6 +119,7 @@ class ForwardProxy(ClientChannel):
         super().connectionMade()
         context = self.context
         context.channels.add(self)
+        context.counters.client_connections += 1
         counts = context.connections_by_client
         counts[self.client_host] = counts.get(self.client_host, 0) + 1
 
@@ -142,6 +144,9 @@ class ForwardProxy(ClientChannel):
         if self not in context.channels:
             return
         context.channels.discard(self)
+        # What it read, for the counters (squeak.stats); the open
+        # connections' bytes are added when a snapshot is taken.
+        context.counters.client_bytes_in += self.bytes_received
         counts = context.connections_by_client
         left = counts.get(self.client_host, 1) - 1
         if left > 0:

@@ -21,6 +21,7 @@ from squeak.net.deadlines import Deadlines
 from squeak.net.origin import UpstreamClient
 from squeak.net.parents import Parents
 from squeak.net.wire import SendBatcher
+from squeak.stats.counters import Counters
 
 __all__ = ["ProxyContext", "error_pages_from_config"]
 
@@ -62,6 +63,10 @@ class ProxyContext:
         (L{squeak.errorpages}).
     @ivar parents: The cache hierarchy's parents (L{squeak.net.parents}),
         or L{None} when every request goes direct.
+    @ivar counters: This process's counters (L{squeak.stats.counters}),
+        for the manager pages and metrics.
+    @ivar stats: The figures of the process and the service
+        (L{squeak.proxy.stats.ServiceStats}), once the service is built.
     """
 
     config: Config
@@ -77,3 +82,5 @@ class ProxyContext:
     connections_by_client: dict[str, int] = field(default_factory=dict)
     error_pages: ErrorPages = field(default_factory=ErrorPages)
     parents: Parents | None = None
+    counters: Counters = field(default_factory=Counters)
+    stats: Any = None

@@ -23,6 +23,7 @@ and a few facts beside it) and named once by L{log_tag} for the log line.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
 
@@ -44,6 +45,7 @@ from squeak.proxy.context import ProxyContext
 from squeak.proxy.logtag import Answer, hierarchy_note, log_tag
 from squeak.proxy.state import ExchangeState, Handler
 from squeak.proxy.xcache import X_CACHE_FIELDS, x_cache_fields
+from squeak.stats.counters import DURATION_BUCKETS
 
 if TYPE_CHECKING:
     from squeak.proxy.client import ForwardProxy
@@ -107,6 +109,10 @@ class ProxyExchange(Exchange):
     #: Whether a fetch goes through the cache hierarchy (parents) when one
     #: is configured; an accelerated request has its own origin pools.
     through_hierarchy = True
+    #: Whether the request counts in the counters (squeak.stats): a cache
+    #: manager page does not, so that watching the proxy does not move
+    #: its request figures.
+    counted = True
     _logged = False
     _handler: Handler | None = None
 
@@ -317,26 +323,48 @@ class ProxyExchange(Exchange):
         if self._logged:
             return
         self._logged = True
-        access_log = self.context.access_log
+        context = self.context
+        now = context.reactor.seconds()
+        tag = log_tag(self)
+        if status is None:
+            status = self.code if self.started_writing else 0
+        if size is None:
+            size = self.head_bytes + self.sent_length
+        method = (self.method or b"-").decode("latin-1")
+        elapsed = now - self._started
+        # The counters of the manager pages and metrics (squeak.stats).
+        if self.counted:
+            counters = context.counters
+            # Counters.request_done, inlined for the common case (its cell
+            # exists): a call per request costs more than the counting.
+            by_method = counters.requests.get(tag)
+            cell = None if by_method is None else by_method.get(method)
+            if cell is None:
+                counters.request_done(method, tag, status, size, elapsed)
+            else:
+                klass = status // 100
+                cell[klass] += 1
+                cell[10 + klass] += size
+                counters.durations[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+                counters.duration_sum += elapsed
+        access_log = context.access_log
         if not access_log.is_open:
             return
-        now = self.context.reactor.seconds()
         content_type = self.content_type or self.response_field(b"content-type")
         user_agent = referer = None
         if access_log.wants_agent:
             user_agent = self.field(b"user-agent")
             referer = self.field(b"referer")
-        tag = log_tag(self)
         hierarchy, peer = hierarchy_note(tag, self.hierarchy, self.peer)
         # Positional and with inline decoding: this runs for every request.
         record = AccessRecord(
             now,
-            max(0, round((now - self._started) * 1000)),
+            max(0, round(elapsed * 1000)),
             self.channel.client_host,
             tag,
-            status if status is not None else (self.code if self.started_writing else 0),
-            size if size is not None else self.head_bytes + self.sent_length,
-            (self.method or b"-").decode("latin-1"),
+            status,
+            size,
+            method,
             (self.uri or b"-").decode("latin-1"),
             self.user,
             hierarchy,

@@ -167,13 +167,21 @@ class RelayHandler:
             up=tunnel.from_client,
             idle=" (idle timeout)" if tunnel.idle_timed_out else "",
         )
+        self._count_closed(tunnel)
         self._exchange.write_access_log(status=200, size=tunnel.to_client)
+
+    def _count_closed(self, tunnel: Tunnel) -> None:
+        """Count a tunnel's end and the bytes its client sent (squeak.stats)."""
+        counters = self._context.counters
+        counters.tunnels_closed += 1
+        counters.client_bytes_in += tunnel.from_client
 
     def _start_tunnel(self) -> None:
         """
         The tunnel takes the connection over: nothing is left to cancel, and
         the exchange lets go of this handler (the tunnel holds it).
         """
+        self._context.counters.tunnels_opened += 1
         self._exchange.state = ExchangeState.TUNNELLING
         self._exchange.hand_over(None)
 
@@ -316,6 +324,7 @@ class RelayHandler:
             tunnel.upstream_data(b"")
 
     def _upgrade_closed(self, tunnel: Tunnel) -> None:
+        self._count_closed(tunnel)
         exchange = self._exchange
         exchange.write_access_log(
             status=exchange.code, size=exchange.head_bytes + tunnel.to_client

@@ -30,6 +30,7 @@ from squeak.proxy.exchange import ProxyExchange
 from squeak.proxy.hit import HitHandler
 from squeak.proxy.local import LocalAnswers
 from squeak.proxy.logtag import Answer
+from squeak.proxy.manager import answer_manager_request
 from squeak.proxy.miss import MissHandler
 from squeak.proxy.pac import answer_pac
 from squeak.proxy.relay import RelayHandler
@@ -55,7 +56,11 @@ class ForwardRequest(ProxyExchange):
         try:
             admission.start()
         except ProxyError as error:
-            self.send_error(error)
+            # A cache manager page's target (cache_object://, origin form)
+            # is no URI to forward: looked for only here, so that other
+            # requests pay nothing for it (squeak.proxy.manager).
+            if not answer_manager_request(self):
+                self.send_error(error)
 
     @override
     def admitted(self, facts: Facts | None, target: Target | None, host: str, port: int) -> None:
@@ -160,6 +165,7 @@ class ForwardRequest(ProxyExchange):
                     # Collapsed forwarding: an identical fetch is under way;
                     # answer from the cache when it ends (or fetch then).
                     self.collapsed = True
+                    self.context.counters.collapsed_waits += 1
                     self.state = ExchangeState.WAITING
                     transient.on_finished(lambda complete: self._collapsed_fetch_ended(target))
                     return None
