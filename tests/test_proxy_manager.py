@@ -167,14 +167,19 @@ class ManagerPageTests(ProxyTestCase):
     async def test_absolute_form_naming_the_proxy(self) -> None:
         """
         C{http://PROXY:PORT/squid-internal-mgr/info}, asked of the proxy as
-        a proxy, gets the page: forwarded to the proxy itself, it arrives
-        in origin form and is answered there.
+        a proxy (what C{squeak mgr} sends), gets the page answered at once:
+        not forwarded to the proxy itself, so it moves no request counter
+        and opens no upstream connection.
         """
+        before = await _in_thread(self._json_page, "counters")
         url = f"http://127.0.0.1:{self.proxy_port}/squid-internal-mgr/info?format=json"
-        status, headers, body = await _in_thread(self._get, url)
-        self.assertEqual(status, 200, body[:300])
+        for _ in range(3):
+            status, headers, body = await _in_thread(self._get, url)
+            self.assertEqual(status, 200, body[:300])
         self.assertEqual(headers["Cache-Control"], "no-store")
         self.assertIn("uptime_seconds", json.loads(body))
+        after = await _in_thread(self._json_page, "counters")
+        self.assertEqual(after["client_http.requests"], before["client_http.requests"])
 
     async def test_collapsed_waits(self) -> None:
         """

@@ -49,12 +49,13 @@ def answer_manager_request(exchange: ProxyExchange) -> bool:
     """
     Answer the request if it asks for a manager page.
 
-    The router asks only when admission refused the target (a
-    C{cache_object://} URI or an origin-form target is none a forward
-    proxy accepts), so that other requests pay nothing for the check.  An
-    absolute C{http://} URI naming the proxy itself is forwarded to it and
-    arrives back in origin form (with this proxy's C{Via}, a loop), so it
-    gets the page too, relayed.
+    The router asks before admission, for targets that mention a manager
+    page: C{cache_object://} URIs (what squidclient sends), origin-form
+    C{/squid-internal-mgr/PAGE}, and absolute C{http://} URIs naming this
+    proxy (its address or C{visible_hostname} and the port the client
+    reached), which are answered here rather than forwarded to itself.
+    Any other target mentioning the path (another host's) is forwarded as
+    usual.
 
     @return: Whether it was a manager request (answered, or refused).
     """

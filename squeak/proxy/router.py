@@ -51,16 +51,20 @@ class ForwardRequest(ProxyExchange):
             # The proxy's own PAC file (squeak.proxy.pac): before admission,
             # with its own who-may rule, as browsers fetch it directly.
             return
+        uri = self.uri
+        if (b"squid-internal-mgr/" in uri or uri[:13].lower().startswith(b"cache_object:")) and (
+            answer_manager_request(self)
+        ):
+            # A cache manager page asked of this proxy (squeak.proxy.manager):
+            # before admission, with its own who-may rule, and never
+            # forwarded.  Other requests pay one substring test for it.
+            return
         admission = Admission(self, self.context)
         self.hand_over(admission)
         try:
             admission.start()
         except ProxyError as error:
-            # A cache manager page's target (cache_object://, origin form)
-            # is no URI to forward: looked for only here, so that other
-            # requests pay nothing for it (squeak.proxy.manager).
-            if not answer_manager_request(self):
-                self.send_error(error)
+            self.send_error(error)
 
     @override
     def admitted(self, facts: Facts | None, target: Target | None, host: str, port: int) -> None:
