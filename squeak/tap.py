@@ -114,6 +114,12 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"squeak: {error}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
+    from squeak.worker import tune_garbage_collector
+
+    # twistd starts the service before the reactor runs: once running, what
+    # start-up built is settled (squeak.worker.tune_garbage_collector says
+    # why: full collections paused every connection for 30-100 ms).
+    reactor.callWhenRunning(tune_garbage_collector)
     return cast(IService, service)
 
 
