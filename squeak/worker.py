@@ -236,11 +236,12 @@ def run(
     signals = StopSignals(reactor, stop, serving.stop_now)
 
     def running() -> None:
-        tune_garbage_collector()
         signals.install()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         with contextlib.suppress(OSError):
             os.write(READY_FD, b"ready\n")
+        # After telling the master, which waits for it.
+        tune_garbage_collector()
 
     reactor.callWhenRunning(running)
     reactor.addSystemEventTrigger("before", "shutdown", serving.stopService)
