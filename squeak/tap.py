@@ -114,6 +114,14 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"squeak: {error}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
+    from squeak.worker import tune_garbage_collector
+
+    # twistd starts the service before the reactor runs: once running, what
+    # start-up built is settled (squeak.worker.tune_garbage_collector says
+    # why: full collections paused every connection for 30-100 ms).  In the
+    # reactor's first turn, after the service's own start-up calls (signal
+    # handlers, READY=1), so that the collection does not delay them.
+    reactor.callWhenRunning(reactor.callLater, 0, tune_garbage_collector)
     return cast(IService, service)
 
 
