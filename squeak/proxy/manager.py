@@ -49,13 +49,14 @@ def answer_manager_request(exchange: ProxyExchange) -> bool:
     """
     Answer the request if it asks for a manager page.
 
-    The router asks before admission, for targets that mention a manager
-    page: C{cache_object://} URIs (what squidclient sends), origin-form
-    C{/squid-internal-mgr/PAGE}, and absolute C{http://} URIs naming this
-    proxy (its address or C{visible_hostname} and the port the client
-    reached), which are answered here rather than forwarded to itself.
-    Any other target mentioning the path (another host's) is forwarded as
-    usual.
+    The router asks before admission for targets containing
+    C{squid-internal-mgr/}: origin-form C{/squid-internal-mgr/PAGE}, and
+    absolute C{http://} URIs naming this proxy (its address or
+    C{visible_hostname} and the port the client reached), answered here
+    rather than forwarded to itself; any other host's manager path is
+    forwarded as usual.  squidclient's C{cache_object://} target, which
+    admission refuses, is looked for only then, so that other requests pay
+    nothing for it.
 
     @return: Whether it was a manager request (answered, or refused).
     """

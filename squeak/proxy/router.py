@@ -51,20 +51,22 @@ class ForwardRequest(ProxyExchange):
             # The proxy's own PAC file (squeak.proxy.pac): before admission,
             # with its own who-may rule, as browsers fetch it directly.
             return
-        uri = self.uri
-        if (b"squid-internal-mgr/" in uri or uri[:13].lower().startswith(b"cache_object:")) and (
-            answer_manager_request(self)
-        ):
-            # A cache manager page asked of this proxy (squeak.proxy.manager):
-            # before admission, with its own who-may rule, and never
-            # forwarded.  Other requests pay one substring test for it.
+        if b"squid-internal-mgr/" in self.uri and answer_manager_request(self):
+            # A cache manager page asked of this proxy (squeak.proxy.manager),
+            # in origin form or naming the proxy in absolute form: before
+            # admission, with its own who-may rule, never forwarded (not
+            # even to itself).  Other requests pay one substring test.
             return
         admission = Admission(self, self.context)
         self.hand_over(admission)
         try:
             admission.start()
         except ProxyError as error:
-            self.send_error(error)
+            # squidclient's cache_object:// target is no URI admission
+            # accepts: looked for only once it is refused, so that other
+            # requests pay nothing for it.
+            if not answer_manager_request(self):
+                self.send_error(error)
 
     @override
     def admitted(self, facts: Facts | None, target: Target | None, host: str, port: int) -> None:
