@@ -91,7 +91,7 @@ origins = ["127.0.0.1:{ports[0]}", "127.0.0.1:{ports[1]}"]
         lines = self.access_log_lines()
         self.assertEqual(len(lines), 4)
         self.assertRegex(
-            lines[0], r" GET http://app\.example/echo/0 - FIRSTUP_PARENT/127\.0\.0\.1"
+            lines[0], r" GET http://app\.example/echo/0 - ROUNDROBIN_PARENT/127\.0\.0\.1"
         )
 
     async def test_spoofed_forwarding_fields_replaced(self) -> None:

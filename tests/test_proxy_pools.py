@@ -10,9 +10,10 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from squeak.accel.config import BALANCES, AccelPool, OriginServer
 from squeak.http.response import MalformedResponseError
 from squeak.net.failures import NoResponseError, ResponseTruncatedError
-from squeak.proxy.pools import is_connect_failure
+from squeak.proxy.pools import HIERARCHY_CODES, OriginPool, is_connect_failure
 from tests.accelharness import AccelTestCase
 from tests.wsgiapp import Gunicorn, gunicorn_missing
 
@@ -104,3 +105,28 @@ host = "127.0.0.1:{first.port}"
         reply = await self.get("/login")
         self.assertEqual(reply.status, 302)
         self.assertEqual(reply.header("location"), "http://app.example/welcome")
+
+
+class HierarchyCodeTests(SynchronousTestCase):
+    def test_each_balance_logs_squids_code(self) -> None:
+        """
+        A pool logs the hierarchy code Squid logs for its kind of choice
+        (round-robin, source hash, CARP for the URL hash, first-up), and
+        every balance has one.
+        """
+        self.assertEqual(set(HIERARCHY_CODES), set(BALANCES))
+        servers = (OriginServer("127.0.0.1", 9000), OriginServer("127.0.0.1", 9001))
+        codes = {
+            balance: OriginPool("app", AccelPool(origins=servers, balance=balance)).hierarchy_code
+            for balance in BALANCES
+        }
+        self.assertEqual(
+            codes,
+            {
+                "round-robin": "ROUNDROBIN_PARENT",
+                "least-connections": "ROUNDROBIN_PARENT",
+                "hash-client": "SOURCEHASH_PARENT",
+                "hash-url": "CARP",
+                "first-up": "FIRSTUP_PARENT",
+            },
+        )

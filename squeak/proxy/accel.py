@@ -392,7 +392,7 @@ class AccelRequest(ForwardRequest):
             self._buffer = ResponseBuffer(
                 self, site.buffer_memory, site.buffer_file, self.context.reactor
             )
-        self.hierarchy = "FIRSTUP_PARENT"
+        self.hierarchy = self.service.pools.pools[decision.pool].hierarchy_code
         return pending.deferred.addCallback(self._from_application, pending)
 
     def _from_application(self, response: UpstreamResponse, pending: PoolRequest) -> Any:

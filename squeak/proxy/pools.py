@@ -64,6 +64,18 @@ def is_connect_failure(exc: BaseException | None) -> bool:
     return isinstance(exc, (ierror.ConnectError, ierror.DNSLookupError))
 
 
+#: The access log's hierarchy code for each balance, as Squid logs an
+#: accelerator's C{originserver} peers: its C{round-robin} balances by
+#: counts per weight, as least-connections does, and CARP is its URL hash.
+HIERARCHY_CODES = {
+    "round-robin": "ROUNDROBIN_PARENT",
+    "least-connections": "ROUNDROBIN_PARENT",
+    "hash-client": "SOURCEHASH_PARENT",
+    "hash-url": "CARP",
+    "first-up": "FIRSTUP_PARENT",
+}
+
+
 class OriginPool:
     """
     One pool: its servers as an L{UpstreamGroup}, and how many requests
@@ -79,6 +91,8 @@ class OriginPool:
         self.servers = {server.name: server for server in config.origins}
         members = [Member(server.name, server.weight) for server in config.origins]
         self.active = dict.fromkeys(self.servers, 0)
+        #: What the access log says chose the server (Squid's hier code).
+        self.hierarchy_code = HIERARCHY_CODES[config.balance]
         kind = _SELECTIONS[config.balance]
         if kind is SelectionKind.ROUND_ROBIN and any(m.weight != 1 for m in members):
             kind = SelectionKind.WEIGHTED_ROUND_ROBIN
