@@ -13,9 +13,10 @@ A manager request is recognised in the three forms clients send:
   - C{GET http://HOST:PORT/squid-internal-mgr/PAGE}: absolute form naming
     this proxy (its visible host name or the address the client connected
     to, and that port); naming another host, it is an ordinary request to
-    forward (that host may be a Squid).  (The proxy asks only about
-    targets its admission refused, L{squeak.proxy.manager}: an absolute
-    URI naming it reaches it again in origin form.)
+    forward (that host may be a Squid).  (The router asks before
+    admission about targets containing C{squid-internal-mgr/}, and about
+    C{cache_object:} ones once admission refused them:
+    L{squeak.proxy.manager}.)
 
 The pages (L{PAGES}) are built from L{squeak.stats.counters.ServiceFigures}
 as nested dictionaries (the JSON form) and rendered as indented
