@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
-import re
 import socket
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from OpenSSL.crypto import FILETYPE_PEM
-from OpenSSL.SSL import Error as OpenSSLError
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.ssl import (
-    Certificate,
-    CertificateOptions,
-    KeyPair,
-    PrivateCertificate,
-    TLSVersion,
-)
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -39,7 +30,7 @@ from squeak.cache.facade import HttpCache
 from squeak.config import Config, ConfigError, ListenAddress
 from squeak.drain import track_connections
 from squeak.net.accepts import guard_accepts
-from squeak.net.certificates import CertificateError, SniCertificates
+from squeak.net.certificates import CertificateError, SniCertificates, certificate_options
 from squeak.net.deadlines import Deadlines, deadline_resolution
 from squeak.net.intercept import SpliceFactory
 from squeak.net.listeners import ListenerKey, adopt
@@ -62,7 +53,7 @@ from squeak.upstream.hierarchy import Hierarchy
 def _untyped(value: object) -> Any:
     """
     C{value} for a call into Twisted's untyped APIs (C{twisted.application}
-    services, C{PrivateCertificate.load}), which mypy's strict mode would
+    services), which mypy's strict mode would
     refuse to call from typed code: the call is made, unchecked, here.
     """
     return value
@@ -245,30 +236,9 @@ def server_tls_options(config: Config) -> CertificateOptions:
     @raise ConfigError: If the files do not hold a certificate and its key.
     """
     try:
-        with open(config.tls.certificate, "rb") as handle:
-            chain_pem = handle.read()
-        with open(config.tls.key, "rb") as handle:
-            key_pem = handle.read()
-        blocks = re.findall(
-            rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", chain_pem, re.DOTALL
-        )
-        if not blocks:
-            raise ValueError("no PEM certificate in it")
-        key = KeyPair.load(key_pem, FILETYPE_PEM)
-        leaf = _untyped(PrivateCertificate).load(blocks[0], key, FILETYPE_PEM)
-        extra = [Certificate.loadPEM(block).original for block in blocks[1:]]
-        return CertificateOptions(
-            privateKey=key.original,
-            certificate=leaf.original,
-            extraCertChain=extra,
-            raiseMinimumTo=TLSVersion.TLSv1_2,
-        )
-    except (OSError, ValueError, OpenSSLError) as error:
-        raise ConfigError(
-            config.source,
-            "tls.certificate",
-            f"cannot use {config.tls.certificate} with {config.tls.key}: {error}",
-        ) from None
+        return certificate_options(config.tls.certificate, config.tls.key)
+    except CertificateError as error:
+        raise ConfigError(config.source, "tls.certificate", str(error)) from None
 
 
 def _attach(service: Service, parent: MultiService) -> None:

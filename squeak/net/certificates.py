@@ -30,7 +30,7 @@ from twisted.internet.ssl import (
 )
 from zope.interface import implementer
 
-__all__ = ["CertificateError", "SniCertificates", "names_match"]
+__all__ = ["CertificateError", "SniCertificates", "certificate_options", "names_match"]
 
 _load_private: Callable[..., Any] = PrivateCertificate.load
 
@@ -52,31 +52,55 @@ def names_match(pattern: str, name: str) -> bool:
     return pattern == name
 
 
+def certificate_options(certificate_path: str, key_path: str) -> CertificateOptions:
+    """
+    Server TLS settings for a PEM certificate chain (the leaf first) and
+    its key, TLS 1.2 or newer only: the HTTPS proxy port's and each
+    accelerator certificate's.
+
+    @raise CertificateError: If the files do not hold a certificate and its
+        key (the message names both files and says why).
+    """
+    try:
+        return _options(_read_chain(certificate_path), key_path)
+    except (OSError, ValueError, OpenSSLError) as error:
+        raise CertificateError(f"cannot use {certificate_path} with {key_path}: {error}") from None
+
+
+def _read_chain(certificate_path: str) -> list[bytes]:
+    """The PEM certificate blocks of a chain file, the leaf first."""
+    with open(certificate_path, "rb") as handle:
+        chain_pem = handle.read()
+    blocks: list[bytes] = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", chain_pem, re.DOTALL
+    )
+    if not blocks:
+        raise ValueError("no PEM certificate in it")
+    return blocks
+
+
+def _options(blocks: list[bytes], key_path: str) -> CertificateOptions:
+    with open(key_path, "rb") as handle:
+        key_pem = handle.read()
+    key = KeyPair.load(key_pem, FILETYPE_PEM)
+    leaf = _load_private(blocks[0], key, FILETYPE_PEM)
+    extra = [Certificate.loadPEM(block).original for block in blocks[1:]]
+    return CertificateOptions(
+        privateKey=key.original,
+        certificate=leaf.original,
+        extraCertChain=extra,
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+
+
 def _load(certificate_path: str, key_path: str) -> tuple[Context, list[str]]:
     """
     The server context of one chain and key (TLS 1.2 or newer), and the
     names its leaf covers (subjectAltName DNS names, else its common name).
     """
     try:
-        with open(certificate_path, "rb") as handle:
-            chain_pem = handle.read()
-        with open(key_path, "rb") as handle:
-            key_pem = handle.read()
-        blocks = re.findall(
-            rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", chain_pem, re.DOTALL
-        )
-        if not blocks:
-            raise ValueError("no PEM certificate in it")
-        key = KeyPair.load(key_pem, FILETYPE_PEM)
-        leaf = _load_private(blocks[0], key, FILETYPE_PEM)
-        extra = [Certificate.loadPEM(block).original for block in blocks[1:]]
-        options = CertificateOptions(
-            privateKey=key.original,
-            certificate=leaf.original,
-            extraCertChain=extra,
-            raiseMinimumTo=TLSVersion.TLSv1_2,
-        )
-        context: Context = options.getContext()
+        blocks = _read_chain(certificate_path)
+        context: Context = _options(blocks, key_path).getContext()
         parsed = x509.load_pem_x509_certificate(blocks[0])
     except (OSError, ValueError, OpenSSLError) as error:
         raise CertificateError(f"cannot use {certificate_path} with {key_path}: {error}") from None
