@@ -441,22 +441,33 @@ def _readable_file(value: object, base_dir: str) -> str:
     return path
 
 
-def _networks(value: object, base_dir: str) -> tuple[IPNetwork, ...]:
-    """Client networks, none of which opens the proxy to everyone."""
+def _network_list(value: object, example: str, if_open: str | None) -> tuple[IPNetwork, ...]:
+    """
+    Networks in CIDR form, as C{[acl]} C{src} writes them.
+
+    @param example: A list shown in the message when C{value} is not one.
+    @param if_open: Why a network covering a whole address family is
+        refused here (said after its quoted text); L{None} allows one.
+    """
     networks: list[IPNetwork] = []
-    for item in _strings(value, '["127.0.0.0/8", "::1/128"]'):
+    for item in _strings(value, example):
         try:
             network = parse_network(item)
         except ValueError as e:
             raise InvalidValueError(str(e), element=item) from None
-        if _is_open(network):
-            raise InvalidValueError(
-                f"{_quote(item)} would make an open proxy "
-                "(list only the networks of your own clients)",
-                element=item,
-            )
+        if if_open is not None and _is_open(network):
+            raise InvalidValueError(f"{_quote(item)} {if_open}", element=item)
         networks.append(network)
     return tuple(networks)
+
+
+def _networks(value: object, base_dir: str) -> tuple[IPNetwork, ...]:
+    """Client networks, none of which opens the proxy to everyone."""
+    return _network_list(
+        value,
+        '["127.0.0.0/8", "::1/128"]',
+        "would make an open proxy (list only the networks of your own clients)",
+    )
 
 
 _RULE = re.compile(r"\s*(?:allow|deny)\s+\S.*", re.DOTALL)

@@ -35,12 +35,13 @@ from squeak.config_values import (
     InvalidValueError,
     ListenAddress,
     _boolean,
+    _network_list,
     _readable_file,
     _setting,
     _show,
     _strings,
 )
-from squeak.values import IPNetwork, parse_network
+from squeak.values import IPNetwork
 from squeak.values import quote as _quote
 
 __all__ = [
@@ -143,13 +144,7 @@ def _domain_patterns(value: object, base_dir: str) -> tuple[str, ...]:
 
 
 def _bypass_networks(value: object, base_dir: str) -> tuple[IPNetwork, ...]:
-    networks = []
-    for item in _strings(value, '["192.0.2.0/24"]'):
-        try:
-            networks.append(parse_network(item))
-        except ValueError as e:
-            raise InvalidValueError(str(e), element=item) from None
-    return tuple(networks)
+    return _network_list(value, '["192.0.2.0/24"]', None)
 
 
 def _proxy_host(value: object, base_dir: str) -> str:

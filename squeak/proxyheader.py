@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 from squeak.access.facts import client_address
 from squeak.config_values import (
-    InvalidValueError,
     ListenAddress,
+    _network_list,
     _optional_listen_addresses,
     _setting,
-    _strings,
 )
-from squeak.values import IPNetwork, is_open, parse_network
+from squeak.values import IPNetwork
 from squeak.values import quote as _quote
 
 __all__ = [
@@ -133,20 +132,11 @@ def _trusted_networks(value: object, base_dir: str) -> tuple[IPNetwork, ...]:
     The balancers' networks; none may cover a whole address family, which
     would let anyone claim any client address.
     """
-    networks = []
-    for item in _strings(value, '["10.0.0.5/32"]'):
-        try:
-            network = parse_network(item)
-        except ValueError as e:
-            raise InvalidValueError(str(e), element=item) from None
-        if is_open(network):
-            raise InvalidValueError(
-                f"{_quote(item)} would let anyone claim any client address "
-                "(list only your load balancers)",
-                element=item,
-            )
-        networks.append(network)
-    return tuple(networks)
+    return _network_list(
+        value,
+        '["10.0.0.5/32"]',
+        "would let anyone claim any client address (list only your load balancers)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,18 @@ ERRORS = [  # (why, TOML text, the whole line shown to the operator)
         "manager, metrics, cache_peer, hierarchy)",
     ),
     (
+        "a client network covering every address would open the proxy",
+        '[cache]\npurge_from = ["::/0"]\n',
+        f'{P}:2: cache.purge_from: "::/0" would make an open proxy (list only the '
+        "networks of your own clients)",
+    ),
+    (
+        "a bypass network that is not one",
+        '[pac]\nbypass_networks = ["nope"]\n',
+        f'{P}:2: pac.bypass_networks: expected an IP network like "192.168.0.0/16" or '
+        '"::1/128", got "nope"',
+    ),
+    (
         "an unknown key suggests the closest",
         "[upstream]\n# note\nmax_idle_per_hots = 3\n",
         f"{P}:3: upstream.max_idle_per_hots: unknown key (did you mean max_idle_per_host?)",
