@@ -167,13 +167,15 @@ class ManagerPageTests(ProxyTestCase):
     async def test_absolute_form_naming_the_proxy(self) -> None:
         """
         C{http://PROXY:PORT/squid-internal-mgr/info}, asked of the proxy as
-        a proxy (what C{squeak mgr} sends), gets the page answered at once:
+        a proxy (what C{squeak mgr} sends), by its address or as
+        C{localhost} on a loopback connection, gets the page answered at once:
         not forwarded to the proxy itself, so it moves no request counter
         and opens no upstream connection.
         """
         before = await _in_thread(self._json_page, "counters")
-        url = f"http://127.0.0.1:{self.proxy_port}/squid-internal-mgr/info?format=json"
-        for _ in range(3):
+        for host in ("127.0.0.1", "localhost", "127.0.0.1", "localhost"):
+            # localhost too: the client reached the proxy on loopback.
+            url = f"http://{host}:{self.proxy_port}/squid-internal-mgr/info?format=json"
             status, headers, body = await _in_thread(self._get, url)
             self.assertEqual(status, 200, body[:300])
         self.assertEqual(headers["Cache-Control"], "no-store")

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from typing_extensions import override
 
 from squeak.access.acl import Facts
+from squeak.access.facts import client_address
 from squeak.accesslog import AccessRecord
 from squeak.cache.facade import CACHE_VIEW_FIELD, CacheLookup, Transient
 from squeak.errors import ProxyError, error_headers
@@ -220,6 +221,24 @@ class ProxyExchange(Exchange):
         tunnel took the connection over).
         """
         self._handler = handler
+
+    def names_of_this_proxy(self) -> tuple[set[str], int]:
+        """
+        The host names by which a client may name this proxy in an absolute
+        URI (the address it connected to, C{visible_hostname}, and
+        C{localhost} on a loopback connection), lower case, and the port it
+        connected to: what the PAC file and the manager pages answer
+        rather than forward to the proxy itself.
+        """
+        local = self.channel.transport.getHost()
+        host = str(getattr(local, "host", "")).lower()
+        names = {host, self.context.config.proxy.visible_hostname.lower()}
+        try:
+            if client_address(host).is_loopback:
+                names.add("localhost")
+        except ValueError:
+            pass
+        return names, int(getattr(local, "port", 0))
 
     def send_error(
         self, error: ProxyError, extra_headers: Sequence[tuple[bytes, bytes]] = ()

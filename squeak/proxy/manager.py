@@ -38,21 +38,14 @@ if TYPE_CHECKING:
 __all__ = ["answer_manager_request"]
 
 
-def _own_names(exchange: ProxyExchange) -> tuple[list[str], int]:
-    """This proxy's names as the client reached it, and the port."""
-    local = exchange.channel.transport.getHost()
-    names = [exchange.context.config.proxy.visible_hostname.lower(), local.host.lower()]
-    return names, local.port
-
-
 def answer_manager_request(exchange: ProxyExchange) -> bool:
     """
     Answer the request if it asks for a manager page.
 
     The router asks before admission for targets containing
     C{squid-internal-mgr/}: origin-form C{/squid-internal-mgr/PAGE}, and
-    absolute C{http://} URIs naming this proxy (its address or
-    C{visible_hostname} and the port the client reached), answered here
+    absolute C{http://} URIs naming this proxy
+    (L{ProxyExchange.names_of_this_proxy}), answered here
     rather than forwarded to itself; any other host's manager path is
     forwarded as usual.  squidclient's C{cache_object://} target, which
     admission refuses, is looked for only then, so that other requests pay
@@ -67,7 +60,7 @@ def answer_manager_request(exchange: ProxyExchange) -> bool:
         return False
     if exchange.channel.intercepting:
         return False  # origin-form requests there are for the origin
-    names, port = _own_names(exchange)
+    names, port = exchange.names_of_this_proxy()
     request = manager_request(target, own_names=names, local_port=port)
     if request is None:
         return False

@@ -123,18 +123,11 @@ def _names_this_proxy(exchange: ProxyExchange, context: ProxyContext) -> str | N
         return None
     if target.scheme != "http" or target.path not in PAC_PATHS:
         return None
-    local = exchange.channel.transport.getHost()
-    if target.port != getattr(local, "port", None):
+    names, port = exchange.names_of_this_proxy()
+    if target.port != port:
         return None
-    local_host = getattr(local, "host", "")
-    names = {local_host, context.config.proxy.visible_hostname.lower()}
     if context.config.pac.proxy_host:
         names.add(context.config.pac.proxy_host)
-    try:
-        if client_address(local_host).is_loopback:
-            names.add("localhost")
-    except ValueError:
-        pass
     if target.host not in names:
         return None
     return f"[{target.host}]" if ":" in target.host else target.host

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -94,7 +94,7 @@ def _split_page(rest: str) -> ManagerRequest:
 
 
 def manager_request(
-    target: bytes, *, own_names: Sequence[str], local_port: int
+    target: bytes, *, own_names: Collection[str], local_port: int
 ) -> ManagerRequest | None:
     """
     Whether a request target asks for a manager page of this proxy, and
