@@ -226,6 +226,14 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_proxy_options(parser: argparse.ArgumentParser) -> None:
+    """Declare C{--config FILE} and C{--proxy HOST:PORT}: which proxy to ask."""
+    _add_config_option(parser)
+    parser.add_argument(
+        "--proxy", metavar="HOST:PORT", help="the proxy to ask (default: from the configuration)"
+    )
+
+
 def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """
     Ask the running proxy to PURGE a URL (memory and disk); with
@@ -280,10 +288,7 @@ def _add_purge(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
         "refuses.",
     )
     parser.add_argument("url", metavar="URL", help="the absolute URL, e.g. http://example.org/")
-    _add_config_option(parser)
-    parser.add_argument(
-        "--proxy", metavar="HOST:PORT", help="the proxy to ask (default: from the configuration)"
-    )
+    _add_proxy_options(parser)
     parser.add_argument(
         "--offline",
         action="store_true",
@@ -329,10 +334,7 @@ def _add_mgr(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
     )
     parser.add_argument("page", metavar="PAGE", help="the page, with its query if any")
     parser.add_argument("--json", action="store_true", help="ask for JSON (format=json)")
-    _add_config_option(parser)
-    parser.add_argument(
-        "--proxy", metavar="HOST:PORT", help="the proxy to ask (default: from the configuration)"
-    )
+    _add_proxy_options(parser)
     parser.set_defaults(run=_mgr)
 
 
