@@ -424,21 +424,38 @@ def _optional_listen_addresses(value: object, base_dir: str) -> tuple[ListenAddr
     return _listen_addresses(value, base_dir)
 
 
-def _readable_file(value: object, base_dir: str) -> str:
-    """A readable file's resolved path, or C{""} for none."""
+def _readable_path(
+    value: object, base_dir: str, *, kind: str, read: Callable[[str], object]
+) -> str:
+    """
+    A path that can be read now, resolved, or C{""} for none.
+
+    @param kind: What it must be, for messages (C{"file"}, C{"directory"}).
+    @param read: Reads it, raising L{OSError} when it cannot be read.
+    """
     if not isinstance(value, str):
-        raise InvalidValueError(f'expected a file path or "", got {_show(value)}')
+        raise InvalidValueError(f'expected a {kind} path or "", got {_show(value)}')
     if value == "":
         return ""
     if "\0" in value:
         raise InvalidValueError(f"a path cannot contain a NUL character, got {_show(value)}")
     path = _resolve(value, base_dir)
     try:
-        with open(path, "rb"):
-            pass
+        read(path)
     except OSError as e:
-        raise InvalidValueError(f"cannot read {_quote(path)}: {e.strerror or e}") from None
+        the = "" if kind == "file" else f"the {kind} "
+        raise InvalidValueError(f"cannot read {the}{_quote(path)}: {e.strerror or e}") from None
     return path
+
+
+def _open_and_close(path: str) -> None:
+    with open(path, "rb"):
+        pass
+
+
+def _readable_file(value: object, base_dir: str) -> str:
+    """A readable file's resolved path, or C{""} for none."""
+    return _readable_path(value, base_dir, kind="file", read=_open_and_close)
 
 
 def _network_list(value: object, example: str, if_open: str | None) -> tuple[IPNetwork, ...]:

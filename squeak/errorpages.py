@@ -39,9 +39,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from importlib.resources import files
 
-from squeak.config_values import InvalidValueError, _resolve, _setting, _show
+from squeak.config_values import InvalidValueError, _readable_path, _setting, _show
 from squeak.errors import CATALOGUE, ErrorInfo, ErrorLike
-from squeak.values import quote
 
 __all__ = [
     "PLACEHOLDERS",
@@ -108,19 +107,7 @@ _SHIPPED = _read_shipped()
 
 def _template_directory(value: object, base_dir: str) -> str:
     """A readable directory's resolved path, or C{""} for none."""
-    if not isinstance(value, str):
-        raise InvalidValueError(f'expected a directory path or "", got {_show(value)}')
-    if value == "":
-        return ""
-    if "\0" in value:
-        raise InvalidValueError(f"a path cannot contain a NUL character, got {_show(value)}")
-    path = _resolve(value, base_dir)
-    try:
-        os.listdir(path)
-    except OSError as e:
-        problem = f"cannot read the directory {quote(path)}: {e.strerror or e}"
-        raise InvalidValueError(problem) from None
-    return path
+    return _readable_path(value, base_dir, kind="directory", read=os.listdir)
 
 
 def _language(value: object, base_dir: str) -> str:
