@@ -59,6 +59,23 @@ class HierarchyTestCase(unittest.TestCase):
     def parent(self, name: str, extra: str = "") -> RunningProxy:
         return start_squeak(self, name, extra)
 
+    def authenticating_parent(self, name: str, user: str, password: str) -> RunningProxy:
+        """A squeak parent that serves only C{user}, by Basic proxy authentication."""
+        htpasswd = os.path.join(tempfile.mkdtemp(), "htpasswd")
+        with open(htpasswd, "w") as handle:
+            handle.write(_sha_line(user, password))
+        return self.parent(
+            name,
+            f"""
+[auth]
+htpasswd = "{htpasswd}"
+[acl]
+users = {{ proxy_auth = ["{user}"] }}
+[access]
+http_access = ["deny !localnet", "allow users", "deny all"]
+""",
+        )
+
     def child(self, peers: str, hierarchy: str = "", extra: str = "") -> RunningProxy:
         table = f"[hierarchy]\n{hierarchy}\n" if hierarchy else ""
         return start_squeak(self, "child", peers + "\n" + table + extra)
@@ -92,21 +109,7 @@ class ThroughParentTests(HierarchyTestCase):
         the origin never sees them.
         """
         origin = self.origin()
-        directory = tempfile.mkdtemp()
-        htpasswd = os.path.join(directory, "htpasswd")
-        with open(htpasswd, "w") as handle:
-            handle.write(_sha_line("child", "s3cret"))
-        parent = self.parent(
-            "north",
-            f"""
-[auth]
-htpasswd = "{htpasswd}"
-[acl]
-children = {{ proxy_auth = ["child"] }}
-[access]
-http_access = ["deny !localnet", "allow children", "deny all"]
-""",
-        )
+        parent = self.authenticating_parent("north", "child", "s3cret")
         wrong = self.child(peer_toml("north", parent.port, 'login = "child:wrong"'))
         status, _, _ = await get(wrong.port, origin.url("/echo"))
         self.assertEqual(status, 407)
@@ -128,21 +131,7 @@ http_access = ["deny !localnet", "allow children", "deny all"]
     async def test_passthru_sends_the_clients_credentials_to_the_parent(self) -> None:
         """login = "PASSTHRU": the client's own Proxy-Authorization goes to the parent."""
         origin = self.origin()
-        directory = tempfile.mkdtemp()
-        htpasswd = os.path.join(directory, "htpasswd")
-        with open(htpasswd, "w") as handle:
-            handle.write(_sha_line("alice", "pw"))
-        parent = self.parent(
-            "north",
-            f"""
-[auth]
-htpasswd = "{htpasswd}"
-[acl]
-users = {{ proxy_auth = ["alice"] }}
-[access]
-http_access = ["deny !localnet", "allow users", "deny all"]
-""",
-        )
+        parent = self.authenticating_parent("north", "alice", "pw")
         child = self.child(peer_toml("north", parent.port, 'login = "PASSTHRU"'))
         status, _, _ = await get(
             child.port,
