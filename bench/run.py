@@ -84,6 +84,11 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         metavar="CHECKOUT",
         help="another squeak checkout to measure in the same run (A/B); repeatable",
     )
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run bench/floor.py's answer and relay servers (the platform's floor)",
+    )
     ap.add_argument("--harness", type=Path, default=HARNESS, help="the shared harness run.sh")
     ap.add_argument("--out", type=Path, help="results JSON (default bench/results/<time>.json)")
     ap.add_argument("--dry-run", action="store_true", help="print the harness command and exit")
@@ -138,6 +143,23 @@ def _other_subjects(
         label = f"ab{index}-{_commit(checkout)}"
         subjects.append((label, port, _squeak_cmd(own, twistd)))
     return subjects
+
+
+def _floor_subjects() -> list[tuple[str, int, str]]:
+    """
+    The two servers of bench/floor.py, on ports 3140 and 3141: what a Twisted
+    process on this interpreter costs per small request with none of a
+    proxy's work (a fixed answer; an unread relay to the origin).
+    """
+    floor = HERE / "floor.py"
+    return [
+        (
+            f"floor-{mode}",
+            port,
+            shlex.join([sys.executable, str(floor), mode, f"127.0.0.1:{port}"]),
+        )
+        for mode, port in (("answer", 3140), ("relay", 3141))
+    ]
 
 
 def _versions() -> dict[str, str]:
@@ -238,13 +260,14 @@ def main(argv: list[str]) -> int:
     who = LABEL if args.no_reference else f"{REFERENCE}-vs-{LABEL}"
 
     others = _other_subjects(args.against, config, RESULTS)
+    floors = _floor_subjects() if args.floor else []
     if others:
         who = "-vs-".join([label for label, _, _ in others] + [who])
     out = (args.out or RESULTS / f"{stamp}_{who}.json").resolve()
     cmd = [str(harness)]
     if not args.no_reference:
         cmd += ["--subject", REFERENCE]
-    for label, port, command in others:
+    for label, port, command in others + floors:
         cmd += ["--subject", f"{label}=127.0.0.1:{port}", "--cmd", f"{label}={command}"]
     cmd += [
         "--subject",
