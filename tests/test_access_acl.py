@@ -33,6 +33,7 @@ from squeak.access.acl import (
     normalize_domain,
     normalize_host,
 )
+from squeak.access.facts import hashed_address
 
 ip = ipaddress.ip_address
 
@@ -629,6 +630,26 @@ class NormalizeTests(SynchronousTestCase):
             [client_address(a) for a in ("10.0.0.1", "::ffff:10.0.0.1", "fe80::1%eth0", "::1")],
             [ip("10.0.0.1"), ip("10.0.0.1"), ip("fe80::1"), ip("::1")],
         )
+
+    def test_hashed_address(self) -> None:
+        """
+        An address with its hash computed once stands for the standard
+        one everywhere: equal both ways, hashed alike (one dictionary key),
+        ordered, matched by the address sets, shown alike.
+        """
+        for text in ("10.0.0.1", "::1", "2001:db8::5"):
+            standard = ip(text)
+            hashed = hashed_address(standard)
+            self.assertEqual(
+                (hashed == standard, standard == hashed, hash(hashed) == hash(standard)),
+                (True, True, True),
+            )
+            self.assertEqual({standard: text}[hashed], text)
+            self.assertEqual((repr(hashed), str(hashed)), (repr(standard), text))
+            self.assertIsInstance(hashed, type(standard))
+            self.assertIn(hashed, AddressSet([ipaddress.ip_network(text)]))
+        self.assertLess(hashed_address(ip("10.0.0.1")), ip("10.0.0.2"))
+        self.assertNotEqual(hashed_address(ip("10.0.0.1")), ip("10.0.0.2"))
 
     def test_address_literal(self) -> None:
         """

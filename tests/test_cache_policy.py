@@ -483,8 +483,31 @@ class FreshnessTests(SynchronousTestCase):
         RFC 9111 §5.1: Age is whole seconds, capped at 2^31 (§1.2.2).
         """
         self.assertEqual(
-            [age_header_value(a) for a in (0.0, 1.9, 2.0**40, float("inf"), -3.0)],
-            [b"0", b"1", b"2147483648", b"2147483648", b"0"],
+            [
+                age_header_value(a)
+                for a in (
+                    0.0,
+                    1.9,
+                    2.0**40,
+                    float("inf"),
+                    -3.0,
+                    2.0**31 - 0.5,
+                    2.0**31,
+                    float("nan"),
+                    float("-inf"),
+                )
+            ],
+            [
+                b"0",
+                b"1",
+                b"2147483648",
+                b"2147483648",
+                b"0",
+                b"2147483647",
+                b"2147483648",
+                b"2147483648",
+                b"2147483648",
+            ],
         )
 
 

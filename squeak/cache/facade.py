@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import shutil
 import weakref
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -308,7 +308,7 @@ class HttpCache:
             return None
         primary = primary_key(method, uri)
         request = CacheRequest(method, uri, tuple(headers), client, names)
-        if self.is_known_uncacheable(primary, now):
+        if primary in self._uncacheable and self.is_known_uncacheable(primary, now):
             decision = ReuseDecision(Reuse.MISS, "a recent response could not be stored")
             return CacheLookup(primary, uri, request, decision, None, uncacheable=True)
         hit = self.store.lookup(primary, headers)
@@ -457,18 +457,22 @@ class HttpCache:
     # -- serving an entry ----------------------------------------------------
 
     def reuse_decision(
-        self, lookup: CacheLookup | None, meta: StoredResponse, now: float
+        self, lookup: CacheLookup | None, meta: StoredResponse, clock: Callable[[], float]
     ) -> ReuseDecision | None:
         """
         How C{meta} is reused for C{lookup}'s request: the decision the
         lookup made a moment ago when C{meta} is the entry it found, a new
         one for a freshened entry; L{None} without a lookup.
+
+        @param clock: Gives the current time (C{reactor.seconds}), read only
+            when a new decision is made: a plain hit does not need it.
         """
         if lookup is None:
             return None
-        if lookup.hit is not None and meta is lookup.hit.meta:
+        hit = lookup.hit
+        if hit is not None and meta is hit.meta:
             return lookup.decision
-        return decide_reuse(lookup.request, meta, now, rules=self.rules)
+        return decide_reuse(lookup.request, meta, clock(), rules=self.rules)
 
     def headers_for_reuse(
         self, meta: StoredResponse, decision: ReuseDecision | None, replaced: frozenset[bytes]

@@ -221,11 +221,21 @@ def current_age(
     return corrected_initial_age + resident_time
 
 
+#: The largest C{Age} value sent (RFC 9111 §1.2.2).
+_AGE_CAP = str(DELTA_SECONDS_MAX).encode("ascii")
+
+
 def age_header_value(age: float) -> bytes:
     """
     The C{Age} field value for a current age (RFC 9111 §5.1): whole seconds,
     capped at 2^31 (§1.2.2).
+
+    Every hit sends one, so the common case is one comparison and one
+    C{%d} formatting (which truncates as C{int} does), about half the cost
+    of C{str(int(age)).encode()}.
     """
-    if not math.isfinite(age) or age >= DELTA_SECONDS_MAX:
-        return str(DELTA_SECONDS_MAX).encode("ascii")
-    return str(max(0, int(age))).encode("ascii")
+    if 0.0 <= age < DELTA_SECONDS_MAX:
+        return b"%d" % age
+    if age < 0.0 and math.isfinite(age):
+        return b"0"
+    return _AGE_CAP  # infinite, not a number, or too large

@@ -77,6 +77,16 @@ def normalise_uri(uri: str) -> str:
     return f"{scheme}://{userinfo}{at}{hostport}{path_and_query}"
 
 
+#: The methods whose key is C{GET}'s, as sent (upper case).
+_GET_CLASS = frozenset({b"GET", b"HEAD"})
+
+
+@remember_short()
+def _get_key(uri: str) -> str:
+    """The primary key of a GET or HEAD of C{uri} (L{primary_key})."""
+    return "GET " + normalise_uri(uri)
+
+
 def primary_key(method: bytes, uri: str) -> str:
     """
     The primary cache key of a request: method class and normalised URI.
@@ -90,6 +100,8 @@ def primary_key(method: bytes, uri: str) -> str:
     @param uri: The absolute target URI.
     @return: E.g. C{"GET http://example.com/"}.
     """
+    if method in _GET_CLASS:
+        return _get_key(uri)  # every lookup and store: remembered whole
     name = method.upper()
     if name == b"HEAD":
         name = b"GET"

@@ -9,17 +9,59 @@ the disk. It does no I/O and imports neither Twisted nor diskcache.
 
 from __future__ import annotations
 
+import io
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from squeak.cache.keys import secondary_key, vary_fields
 from squeak.cache.policy import StoredResponse
 
-__all__ = ["ENTRY_OVERHEAD", "MemoryEntry", "MemoryTier"]
+__all__ = ["ENTRY_OVERHEAD", "CacheHit", "MemoryEntry", "MemoryTier"]
 
 ENTRY_OVERHEAD = 512
 """Bytes charged per entry on top of its body and header bytes."""
+
+
+@dataclass(slots=True)
+class CacheHit:
+    """
+    A stored response found for a request (L{squeak.cache.store.Store.lookup}
+    gives them; defined here because each memory entry holds its own,
+    made once and handed to every request it answers).
+
+    @ivar meta: The stored response (status, headers, times).
+    @ivar tier: C{"memory"} or C{"disk"} (for C{TCP_MEM_HIT} / C{TCP_HIT}).
+    @ivar body: The whole body, for a memory hit.
+    @ivar file: The open body file, for a disk hit; closed by L{close}.
+    """
+
+    meta: StoredResponse
+    tier: str
+    body: bytes | None = None
+    file: BinaryIO | None = None
+
+    def open(self) -> BinaryIO:
+        """The body as a file object, positioned at its start."""
+        if self.file is not None:
+            return self.file
+        return io.BytesIO(self.body or b"")
+
+    def chunks(self, size: int = 65536) -> Iterator[bytes]:
+        """Iterate over the body in chunks of at most C{size} bytes."""
+        if self.body is not None:
+            for start in range(0, len(self.body), size):
+                yield self.body[start : start + size]
+            return
+        if self.file is not None:
+            while chunk := self.file.read(size):
+                yield chunk
+
+    def close(self) -> None:
+        """Release the body file, if any."""
+        if self.file is not None:
+            self.file.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +81,12 @@ class MemoryEntry:
     body: bytes
     slot: int = 0
     generation: int = 0
+    #: The hit a lookup that finds this entry returns: made once, not on
+    #: every hit (nothing changes a memory hit; closing it does nothing).
+    hit: CacheHit = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hit", CacheHit(self.meta, "memory", self.body))
 
     @property
     def cost(self) -> int:
@@ -84,10 +132,12 @@ class MemoryTier:
         if not isinstance(request_headers, list):
             request_headers = list(request_headers)  # read once per variant
         for vary_key, fields in variants.items():
-            if secondary_key(fields, request_headers) == vary_key:
-                entry = self._entries[(primary, vary_key)]
-                self._entries.move_to_end((primary, vary_key))
-                return entry
+            # Most entries do not vary (fields and vary_key empty): no call.
+            if (secondary_key(fields, request_headers) if fields else "") == vary_key:
+                key = (primary, vary_key)
+                entries = self._entries
+                entries.move_to_end(key)
+                return entries[key]
         return None
 
     def accepts(self, body_length: int) -> bool:

@@ -429,9 +429,11 @@ def _decide(
     if method not in (b"GET", b"HEAD"):
         return ReuseDecision(Reuse.MISS, f"RFC 9111 §4: {_m(method)} is not answered from cache")
     facts = _facts_of(stored)
-    if normalise_uri(request.uri) != facts.uri:
+    # The same text as stored needs no normalising (the common hit).
+    if request.uri != facts.stored_uri and normalise_uri(request.uri) != facts.uri:
         return ReuseDecision(Reuse.MISS, "RFC 9111 §4: target URI differs")
-    key = secondary_key(facts.varying, request.headers)
+    # Most responses do not vary: then the key is "" without a call.
+    key = secondary_key(facts.varying, request.headers) if facts.varying else ""
     if key is None:
         return ReuseDecision(Reuse.MISS, "RFC 9111 §4.1: Vary: * never matches")
     if key != stored.vary_key:
@@ -461,15 +463,19 @@ def _decide(
         # The common hit: what follows, with the parts that depend only on
         # the stored response worked out once (_StoredFacts.plain_freshness).
         lifetime, initial_age, reason, stale_if_error = facts.plain_freshness(day, rules)
-        age = initial_age + max(0.0, now - stored.response_time)
+        resident_time = now - stored.response_time
+        age = initial_age + (resident_time if resident_time > 0.0 else 0.0)
         if lifetime > age:
+            # Positional, in the order of the fields (keywords to a class
+            # are passed as a dict, built on every hit).
             return ReuseDecision(
                 Reuse.FRESH,
                 reason,
-                age=age,
-                lifetime=lifetime,
-                stale_if_error=stale_if_error,
-                strip_fields=cc.no_cache_fields,
+                age,
+                lifetime,
+                False,  # revalidate_in_background
+                stale_if_error,
+                cc.no_cache_fields,  # strip_fields
             )
     age = current_age(
         facts.dates(day),

@@ -22,8 +22,7 @@ are logged once per cause (L{squeak.cache.faults.FaultLog}).
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, Protocol, cast
 
@@ -32,7 +31,7 @@ from squeak.cache.disk import LOCK_TIMEOUT, STORE_ERRORS, DiskTier, PartWriter
 from squeak.cache.faults import FaultLog, announce, error_code, filesystem_state
 from squeak.cache.generations import Generations
 from squeak.cache.keys import primary_key
-from squeak.cache.memory import MemoryTier
+from squeak.cache.memory import CacheHit, MemoryTier
 from squeak.cache.policy import StoredResponse
 from squeak.cache.sharedfetch import FetchMarkers
 
@@ -48,44 +47,6 @@ __all__ = [
     "Transient",
     "TransientListener",
 ]
-
-
-@dataclass(slots=True)
-class CacheHit:
-    """
-    A stored response found for a request.
-
-    @ivar meta: The stored response (status, headers, times).
-    @ivar tier: C{"memory"} or C{"disk"} (for C{TCP_MEM_HIT} / C{TCP_HIT}).
-    @ivar body: The whole body, for a memory hit.
-    @ivar file: The open body file, for a disk hit; closed by L{close}.
-    """
-
-    meta: StoredResponse
-    tier: str
-    body: bytes | None = None
-    file: BinaryIO | None = None
-
-    def open(self) -> BinaryIO:
-        """The body as a file object, positioned at its start."""
-        if self.file is not None:
-            return self.file
-        return io.BytesIO(self.body or b"")
-
-    def chunks(self, size: int = 65536) -> Iterator[bytes]:
-        """Iterate over the body in chunks of at most C{size} bytes."""
-        if self.body is not None:
-            for start in range(0, len(self.body), size):
-                yield self.body[start : start + size]
-            return
-        if self.file is not None:
-            while chunk := self.file.read(size):
-                yield chunk
-
-    def close(self) -> None:
-        """Release the body file, if any."""
-        if self.file is not None:
-            self.file.close()
 
 
 class EntryWriter:
@@ -341,7 +302,7 @@ class Store:
         generations = self.generations
         if entry is not None:
             if generations is None or generations.tags[entry.slot] == entry.generation:
-                return CacheHit(entry.meta, "memory", body=entry.body)
+                return entry.hit
             # Invalidated by another worker (PURGE, an unsafe method).
             self.memory.remove(primary)
         if self.disk is None:

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 
 from squeak.access.gatekeeper import AccessDeniedError, AuthenticationRequiredError, resolve
 from squeak.errors import ProxyError
-from squeak.http.fields import is_forwarding_loop
+from squeak.http.fields import first_value, is_forwarding_loop
 from squeak.http.target import Target, TargetError, parse_absolute_target, parse_authority
 from squeak.net.intercept import (
     OriginalDestinationError,
@@ -120,7 +120,7 @@ class Admission:
         exchange = self._exchange
         context = self._context
         gatekeeper = context.gatekeeper
-        client_ip = exchange.client_host
+        client_ip = exchange.channel.client_host
         facts = gatekeeper.facts(
             client=client_ip,
             method=exchange.method,
@@ -129,7 +129,7 @@ class Admission:
             port=port,
             url=url,
             path=path,
-            user_agent=exchange.field(b"user-agent"),
+            user_agent=first_value(exchange.received, b"user-agent"),
             client_connections=context.connections_by_client.get(client_ip, 1),
             destination=destination,
         )

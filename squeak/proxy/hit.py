@@ -31,6 +31,10 @@ __all__ = ["HitHandler", "StoredBodySender"]
 #: Request fields that make a request conditional (RFC 9110 §13.1).
 _CONDITIONAL_FIELDS = frozenset({b"if-none-match", b"if-modified-since"})
 
+#: Request fields that take a hit off the fast path (a conditional or a
+#: Range request): one set test per hit finds that none is there.
+_SLOW_PATH_FIELDS = _CONDITIONAL_FIELDS | {b"range"}
+
 #: Statuses whose responses never carry content (RFC 9110 §6.4.1).
 _NO_CONTENT_STATUSES = frozenset({204, 304})
 
@@ -57,16 +61,18 @@ class HitHandler:
             one after an error), for the log.
         """
         exchange = self._exchange
-        cache = self._context.cache
+        context = self._context
+        cache = context.cache
         exchange.state = ExchangeState.SERVING
         # The hierarchy note stays: a hit is logged HIER_NONE/- (logtag's
         # hierarchy_note), a validated or stale-on-error entry HIER_DIRECT
         # with the origin its validation went to, as Squid logs them.
         exchange.answer = answer
-        decision = cache.reuse_decision(exchange.lookup, meta, self._context.reactor.seconds())
+        lookup = exchange.lookup
+        decision = cache.reuse_decision(lookup, meta, context.reactor.seconds)
         names = exchange.field_names
-        conditional = not names.isdisjoint(_CONDITIONAL_FIELDS)
-        if decision is None or conditional or b"range" in names:
+        if decision is None or not names.isdisjoint(_SLOW_PATH_FIELDS):
+            conditional = not names.isdisjoint(_CONDITIONAL_FIELDS)
             headers = cache.headers_for_reuse(meta, decision, X_CACHE_FIELDS)
             if conditional and cache.client_conditional_met(
                 exchange.received, headers, method=exchange.method, status=meta.status
@@ -93,8 +99,10 @@ class HitHandler:
             # The common hit: the stored fields and ours, serialised once
             # per entry; only Age is new.
             exchange.set_status(meta.status, meta.reason)
-            found = exchange.lookup is not None and exchange.lookup.hit is not None
-            key = (decision.strip_fields, self._context.config.proxy.visible_hostname, found)
+            # A decision implies a lookup; X-Cache-Lookup says whether it
+            # found an entry.
+            found = lookup is not None and lookup.hit is not None
+            key = (decision.strip_fields, context.config.proxy.visible_hostname, found)
             served = cache.served_heads.get(meta, key)
             if served is None:
                 fields = [
@@ -105,16 +113,18 @@ class HitHandler:
                 cache.served_heads.put(meta, key, served)
             exchange.field_block, exchange.content_type = served
             exchange.response_fields.append((b"Age", cache.age_value(decision.age)))
-        if meta.status not in _NO_CONTENT_STATUSES:
+        no_content = meta.status in _NO_CONTENT_STATUSES
+        if not no_content:
             exchange.content_length = meta.body_length
-        if meta.status in _NO_CONTENT_STATUSES or exchange.method == b"HEAD":
+        if no_content or exchange.method == b"HEAD":
             # finish() writes the head when no body was written.
             hit.close()
             exchange.finish()
             return
-        if hit.body is not None and len(hit.body) <= StoredBodySender.CHUNK:
+        body = hit.body
+        if body is not None and len(body) <= StoredBodySender.CHUNK:
             # A small memory hit: one write, no producer.
-            exchange.write(hit.body)
+            exchange.write(body)
             exchange.finish()
             return
         StoredBodySender(exchange, hit, hit.chunks(StoredBodySender.CHUNK)).start()
