@@ -24,7 +24,13 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from squeak.accesslog import AccessLog, AccessRecord, install_reopen_signal
 from squeak.logformat import FormatError
-from squeak.logline import FORMATTERS, format_combined, format_common, format_squid
+from squeak.logline import (
+    FORMATTERS,
+    _format_squid_escaped,
+    format_combined,
+    format_common,
+    format_squid,
+)
 
 MISS = AccessRecord(
     timestamp=784111777.123,
@@ -167,6 +173,54 @@ class FormatterTests(SynchronousTestCase):
         """
         wrong = [(why, got, want) for why, fmt, rec, want in CASES if (got := fmt(rec)) != want]
         self.assertEqual(wrong, [])
+
+    def test_squid_common_line_as_escaped(self) -> None:
+        """
+        L{format_squid}'s line for a record it formats without escaping
+        (checking the line afterwards) is the line of the general path that
+        escapes field by field, whatever one field holds: a space or a tab
+        (which must be escaped, not taken for a separator), an empty value,
+        a quote, parameters of the media type, a status or elapsed time at
+        the edges of their padding.
+        """
+        variants: dict[str, list[Any]] = {
+            "timestamp": [0.0, 0.0009, 1.9999, 1700000000.5],
+            "elapsed_ms": [-1, 0, 5, 999, 1000, 99999, 1234567],
+            "client": ["", " ", "a b", "-", '"'],
+            "code": ["", "TCP MISS", "TCP_MISS/", "TCP\tMISS"],
+            "status": [-5, 0, 7, 99, 100, 200, 599, 1000],
+            "size": [0, 1, 10**12],
+            "method": ["", "G T", "GET\\"],
+            "url": ["", "http://o.test/a b", "http://o.test/\x7f", "http://o.test/\u00e9"],
+            "user": [None, "", "a b", "al ice", "-", "bob"],
+            "hierarchy": ["", "HIER DIRECT", "HIER/DIRECT"],
+            "peer": ["", "-", "a b", "198.51.100.1"],
+            "content_type": [
+                "",
+                "-",
+                "text/html;charset=utf-8",
+                "text/html; charset=utf-8",
+                ";x",
+                "text/html ",
+                "text/html\tx",
+                'text/"html"',
+                " text/html",
+            ],
+        }
+        records = [MISS, DENIED, ABORTED, HOSTILE]
+        records += [
+            replace(base, **{name: value})
+            for base in (MISS, DENIED)
+            for name, values in variants.items()
+            for value in values
+        ]
+        wrong = [
+            (rec, got, want)
+            for rec in records
+            if (got := format_squid(rec)) != (want := _format_squid_escaped(rec))
+        ]
+        self.assertEqual(wrong, [])
+        self.assertGreater(len(records), 100)
 
     def test_formatters_registry(self) -> None:
         """
