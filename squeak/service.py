@@ -172,6 +172,8 @@ class _ProxyCoreService(Service):
             self._uninstall = None
         if self._context.stats is not None:
             self._context.stats.stop()
+        # The deadline sweep is lazy (squeak/net/deadlines.py): no timer left.
+        self._context.deadlines.close()
         closing = self._context.upstream.close()
         parents = self._context.parents
         if parents is not None:

@@ -68,6 +68,23 @@ GOOD = [
         (b"HTTP/1.1", 200, b"OK", [(b"connection", b"Close")], False, None),
     ),
     (
+        "RFC 9112 §9.6: Connection: close beside the framing still ends the connection",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close",
+        (
+            b"HTTP/1.1",
+            200,
+            b"OK",
+            [(b"Content-Length", b"3"), (b"Connection", b"close")],
+            False,
+            3,
+        ),
+    ),
+    (
+        "RFC 9112 §9.3: HTTP/1.0 with only framing fields does not persist",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 3",
+        (b"HTTP/1.0", 200, b"OK", [(b"Content-Length", b"3")], False, 3),
+    ),
+    (
         "RFC 9112 §5: OWS around the value is not part of it; repeats kept in order",
         b"HTTP/1.1 200 OK\r\nSet-Cookie:  a=1 \r\nSet-Cookie:\tb=2\r\nContent-Length: 12",
         (

@@ -14,8 +14,8 @@ from squeak.net.deadlines import Deadlines, deadline_resolution
 class DeadlinesTests(SynchronousTestCase):
     """
     A timeout fires at its deadline or up to one resolution later, never
-    earlier; setting it again moves it; cancelling forgets it; no timer is
-    left when nothing is watched.
+    earlier; setting it again moves it; cancelling forgets it; the timer
+    lapses once a sweep finds nothing to watch.
     """
 
     def setUp(self) -> None:
@@ -49,20 +49,40 @@ class DeadlinesTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(self.fired, ["a"])
 
-    def test_cancel_forgets_and_leaves_no_timer(self) -> None:
+    def test_cancel_forgets_and_the_timer_lapses(self) -> None:
         """
-        A cancelled timeout never fires; once nothing is watched, no
-        delayed call is left in the reactor.
+        A cancelled timeout never fires.  Cancelling the last one leaves the
+        timer (lazy: a miss sets and cancels its timeouts within a moment,
+        and re-scheduling the timer for each costs more than the timer),
+        and the sweep that finds nothing to watch leaves no delayed call.
         """
         self.deadlines.set("a", 1, self.fired.append, "a")
         self.deadlines.set("b", 1, self.fired.append, "b")
         self.deadlines.cancel("a")
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         self.deadlines.cancel("b")
         self.deadlines.cancel("never set")
+        self.assertEqual((len(self.deadlines), len(self.clock.getDelayedCalls())), (0, 1))
+        self.deadlines.set("c", 3, self.fired.append, "c")
+        self.deadlines.cancel("c")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(5)
         self.assertEqual(self.fired, [])
+
+    def test_close_forgets_all_and_leaves_no_timer(self) -> None:
+        """
+        At shutdown, L{Deadlines.close} drops every timeout and the timer:
+        nothing fires, no delayed call is left; a later set starts afresh.
+        """
+        self.deadlines.set("a", 1, self.fired.append, "a")
+        self.deadlines.close()
+        self.assertEqual((len(self.deadlines), self.clock.getDelayedCalls()), (0, []))
+        self.clock.advance(5)
+        self.assertEqual(self.fired, [])
+        self.deadlines.set("b", 1, self.fired.append, "b")
+        self.clock.advance(1)
+        self.assertEqual(self.fired, ["b"])
 
     def test_one_timer_for_many(self) -> None:
         """

@@ -191,18 +191,12 @@ def _parse(head: bytes, max_fields: int) -> ResponseHead:
     lengths = [value for name, value in framing if name == b"content-length"]
     if len(lengths) == 1 and _LENGTH.fullmatch(lengths[0]):
         content_length = int(lengths[0])
+    # Without a Connection field (all watched fields are framing ones, the
+    # usual case) the version alone decides, as in persists.
+    keep_alive = minor >= 1 if len(framing) == len(watched) else persists(minor >= 1, watched)
     return tuple.__new__(
         ResponseHead,
-        (
-            version,
-            int(code),
-            reason or b"",
-            fields,
-            minor,
-            persists(minor >= 1, watched),
-            content_length,
-            framing,
-        ),
+        (version, int(code), reason or b"", fields, minor, keep_alive, content_length, framing),
     )
 
 
@@ -236,6 +230,11 @@ def response_body(method: bytes, head: ResponseHead) -> tuple[Body, int | None]:
     _version, status, _reason, _headers, _minor, _keep_alive, length, framing = head
     if method == b"HEAD" or status < 200 or status in _NO_CONTENT:
         return _NO_BODY
+    if length is not None and len(framing) == 1:
+        # The common case, decided without L{check_response_framing}: the
+        # head's only framing field is one C{Content-Length} of 1*DIGIT (a
+        # length is parsed only then), which that check accepts.
+        return (Body.LENGTH, length) if length else _NO_BODY
     if framing:
         try:
             check_response_framing(framing)

@@ -608,15 +608,21 @@ class OriginConnection(Protocol):
     def _length_body(self, data: bytes) -> None:
         left = self._remaining
         size = len(data)
+        # What _deliver does, inline: a small body is all one piece, and
+        # this runs for every response with a Content-Length.
+        response = self._response
         if size < left:
             self._remaining = left - size
-            self._deliver(data)
+            if response is not None:
+                response._data(data)
             return
         if size == left:
-            self._deliver(data)
+            if response is not None:
+                response._data(data)
             extra = b""
         else:
-            self._deliver(data[:left])
+            if response is not None:
+                response._data(data[:left])
             extra = data[left:]
         if self._state == _BODY_LENGTH:
             self._buffer = extra
@@ -640,7 +646,8 @@ class OriginConnection(Protocol):
         if self._keep_alive and not leftover and not self._body_pending:
             self._state = IDLE
             self._held = self._paused_by_consumer = False
-            self._sync_reading()
+            if self._reading_paused:
+                self._sync_reading()
             self._client._put_idle(self)
         else:
             self.close()

@@ -13,6 +13,15 @@ every C{resolution} seconds while any is set: setting, moving or cancelling
 one is a dict operation.  A timeout fires at its deadline or up to
 C{resolution} later, never earlier; owners choose the resolution as a small
 fraction of their shortest timeout.
+
+The timer is lazy: cancelling the last timeout leaves it set, and the sweep
+that finds nothing to watch sets no other.  A miss sets and cancels its
+timeouts within a millisecond or so, and on a loaded proxy the dict empties
+between misses: cancelling the timer there and scheduling a new one for the
+next miss cost two C{callLater} and two C{DelayedCall.cancel} per miss
+(about 5 % of a 1 KiB miss's instructions).  An idle process is left with at
+most one sweep, C{resolution} seconds after its last timeout; L{close}
+cancels it at shutdown.
 """
 
 from __future__ import annotations
@@ -63,13 +72,21 @@ class Deadlines:
             self._sweep_call = self._reactor.callLater(self.resolution, self._sweep)
 
     def cancel(self, key: Hashable) -> None:
-        """Forget C{key}'s timeout, if it has one."""
-        due = self._due
-        if due.pop(key, None) is not None and not due and self._sweep_call is not None:
-            # Nothing left to watch: no timer either (idle processes and
-            # tests see no stray calls).
-            self._sweep_call.cancel()
-            self._sweep_call = None
+        """
+        Forget C{key}'s timeout, if it has one.  The timer stays (lazy): the
+        next sweep, finding nothing to watch, sets no other.
+        """
+        self._due.pop(key, None)
+
+    def close(self) -> None:
+        """
+        Forget every timeout and cancel the timer (at shutdown), so that no
+        delayed call is left in the reactor.
+        """
+        self._due.clear()
+        sweep, self._sweep_call = self._sweep_call, None
+        if sweep is not None and sweep.active():
+            sweep.cancel()
 
     def _sweep(self) -> None:
         self._sweep_call = None
@@ -81,5 +98,6 @@ class Deadlines:
             if entry is not None:
                 _, callback, args = entry
                 callback(*args)
+        # Nothing left to watch: no timer either, until the next set.
         if self._due and self._sweep_call is None:
             self._sweep_call = self._reactor.callLater(self.resolution, self._sweep)
