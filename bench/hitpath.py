@@ -29,6 +29,7 @@ import argparse
 import cProfile
 import dataclasses
 import gc
+import os
 import pstats
 import shutil
 import statistics
@@ -46,7 +47,10 @@ from twisted.internet.task import react
 from twisted.internet.testing import StringTransport
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+if not os.environ.get("PYTHONPATH"):
+    # The tree measured is PYTHONPATH's when it is set (bench/instructions.py
+    # and other A/B runs point it at another tree), else this checkout's.
+    sys.path.insert(0, str(HERE.parent))
 
 from squeak.accesslog import AccessLog  # noqa: E402
 from squeak.config import load_config  # noqa: E402
@@ -140,9 +144,7 @@ def _measure(_reactor: Any, args: argparse.Namespace) -> Any:
         profile.disable()
         stats = pstats.Stats(profile)
         print(f"{stats.total_calls / args.requests:.0f} function calls per hit")  # type: ignore[attr-defined]
-        stats.sort_stats(args.profile).print_stats(
-            int(__import__("os").environ.get("HITPATH_LINES", "40"))
-        )
+        stats.sort_stats(args.profile).print_stats(int(os.environ.get("HITPATH_LINES", "40")))
         count = args.requests // 4
         profile = cProfile.Profile()
         profile.enable()

@@ -69,6 +69,24 @@ def instructions(tree: Path, path: str, requests: int, seed: int) -> int:
         return int(match.group(1))
 
 
+def check_imports(tree: Path) -> None:
+    """
+    Make sure that C{squeak} imports from C{tree} with PYTHONPATH set to it
+    (and not from the virtualenv's own checkout), or stop.
+    """
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    found = subprocess.run(
+        [sys.executable, "-c", "import squeak; print(squeak.__file__)"],
+        env=env,
+        cwd="/",  # not the working directory, which -c puts first on sys.path
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(found).resolve().is_relative_to(tree):
+        raise SystemExit(f"bench/instructions.py: squeak imports from {found}, not from {tree}")
+
+
 def per_request(tree: Path, path: str, seed: int) -> float:
     """
     Instructions per request for one tree and seed: the difference of a
@@ -92,6 +110,7 @@ def main(argv: list[str]) -> int:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     means = []
     for tree in trees:
+        check_imports(tree)
         counts = [per_request(tree, args.path, seed) for seed in seeds]
         mean = statistics.fmean(counts)
         means.append(mean)

@@ -106,3 +106,27 @@ class GrammarTests(SynchronousTestCase):
         self.assertIsNotNone(grammar.FIELD_BLOCK.fullmatch(b"\r\n".join(lines)))
         for bad in (b"A: 1\nB: 2", b"A: 1\r\n\r\nB: 2", b"A: 1\r\n B", b"A: 1\r\n"):
             self.assertIsNone(grammar.FIELD_BLOCK.fullmatch(bad), bad)
+
+    def test_request_head_is_request_line_and_field_lines(self) -> None:
+        """
+        L{grammar.REQUEST_HEAD} matches exactly a L{grammar.REQUEST_LINE}
+        followed, if there are any, by CRLF-joined L{grammar.FIELD_LINE}s,
+        with L{grammar.REQUEST_LINE}'s groups.
+        """
+        heads = [b"GET / HTTP/1.1", b"GET http://o/ HTTP/1.0\r\nHost: o\r\nX-A:"]
+        for head in heads:
+            match = grammar.REQUEST_HEAD.fullmatch(head)
+            assert match is not None, head
+            first = grammar.REQUEST_LINE.fullmatch(head.split(b"\r\n")[0])
+            assert first is not None
+            self.assertEqual(match.groups(), first.groups())
+        for bad in (
+            b"GET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nHost: o\r\n",
+            b"GET / HTTP/1.1\nHost: o",
+            b"GET / HTTP/1.1\r\n Host: o",
+            b"GET / HTTP/1.1\r\nHost : o",
+            b"GET / HTTP/1.1 \r\nHost: o",
+            b"GET / HTTP/1.1\r\nHost: o\r\n\r\nX: 1",
+        ):
+            self.assertIsNone(grammar.REQUEST_HEAD.fullmatch(bad), bad)

@@ -24,6 +24,7 @@ __all__ = [
     "FIELD_LINE",
     "FIELD_VALUE",
     "HTTP_VERSION",
+    "REQUEST_HEAD",
     "REQUEST_LINE",
     "STATUS_LINE",
     "TOKEN",
@@ -83,6 +84,13 @@ HTTP_VERSION = rb"HTTP/([0-9])\.([0-9])"
 #: obs-text); its form (RFC 9112 §3.2) is checked by L{squeak.http.target}.
 #: Groups: method, target, major, minor.
 REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e\x80-\xff]+) " + HTTP_VERSION)
+
+#: A whole request head without its final empty line: a L{REQUEST_LINE},
+#: then, after a CRLF, a L{FIELD_BLOCK} if there are field lines.  Neither
+#: can hold a CR or LF, so the head cannot be read any other way, and one
+#: match checks the common (valid) head at once; when it fails, the two
+#: patterns, tried apart, say what is wrong.  Groups: L{REQUEST_LINE}'s.
+REQUEST_HEAD = re.compile(REQUEST_LINE.pattern + rb"(?:\r\n" + FIELD_BLOCK.pattern + rb")?")
 
 #: RFC 9112 §4::
 #:

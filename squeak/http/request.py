@@ -35,12 +35,20 @@ from squeak.http.fields import (
     RawHeaders,
     check_request_framing,
 )
-from squeak.http.grammar import CHUNK_SIZE_LINE, FIELD_LINE, HTTP_VERSION, REQUEST_LINE, TOKEN
+from squeak.http.grammar import (
+    CHUNK_SIZE_LINE,
+    FIELD_LINE,
+    HTTP_VERSION,
+    REQUEST_HEAD,
+    REQUEST_LINE,
+    TOKEN,
+)
 from squeak.http.head import (
     MessageError,
     find_head_end,
     persists,
     read_field_lines,
+    read_valid_field_lines,
     why_bad_field,
 )
 from squeak.http.methods import REGISTERED_METHODS, why_miscased
@@ -107,7 +115,12 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
         something this proxy does not implement.
     """
     lines = head.split(b"\r\n")
-    request_line = REQUEST_LINE.fullmatch(lines[0])
+    # One match for the whole head, the common case; when it fails, the
+    # request line and then the field lines are matched apart, so that
+    # the refusal gives the reason (and the same one, in the same order
+    # of checks) that reading them one by one would.
+    whole = REQUEST_HEAD.fullmatch(head)
+    request_line = whole if whole is not None else REQUEST_LINE.fullmatch(lines[0])
     if request_line is None:
         raise MessageError(_why_bad_request_line(lines[0]))
     method, target, major, minor = request_line.groups()
@@ -122,7 +135,11 @@ def parse_request_head(head: bytes, *, max_fields: int) -> RequestHead:
     if len(lines) - 1 > max_fields:
         raise MessageError(f"more than {max_fields} header fields")
     names: set[bytes] = set()
-    fields, watched = read_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS, names=names)
+    if whole is not None:
+        fields, watched = read_valid_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS, names)
+    else:
+        # Raises: the request line is valid, so some field line is not.
+        fields, watched = read_field_lines(lines[1:], _WATCHED_REQUEST_FIELDS, names=names)
     http11 = minor != b"0"
     version = b"HTTP/1.1" if minor == b"1" else b"HTTP/1." + minor
     if len(watched) == 1 and watched[0][0] == b"host":
