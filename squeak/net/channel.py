@@ -43,8 +43,7 @@ from squeak.http.fields import RawHeaders, first_value
 from squeak.http.request import (
     MessageError,
     RequestHead,
-    find_head_end,
-    parse_request_head,
+    read_request_head,
 )
 from squeak.net.requestbody import BODY_IN_MEMORY, RequestBodyReader
 from squeak.net.wire import DIRECT, Sender
@@ -589,15 +588,17 @@ class ClientChannel(Protocol):
                     self._buffer = buffer[start:]
                     continue
                 try:
-                    end = find_head_end(buffer, self.max_head_size)
-                    if end < 0:
-                        self._head_incomplete()
-                        return
-                    head = parse_request_head(buffer[: end - 4], max_fields=self.max_fields)
+                    read = read_request_head(
+                        buffer, self.max_head_size, max_fields=self.max_fields
+                    )
                 except MessageError as error:
                     self.request_line = _request_line_of(buffer)
                     self.reject_message(error)
                     return
+                if read is None:
+                    self._head_incomplete()
+                    return
+                head, end = read
                 if self._head_call is not None:
                     self._head_complete()
                 self._buffer = buffer[end:]
