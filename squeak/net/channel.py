@@ -215,22 +215,25 @@ class Exchange:
         """
         if self.finished or self.disconnected:
             return
-        send = self.channel.send
+        # ClientChannel.send's work, without a call of its own on every
+        # body write: through the channel's sender, as every write goes.
+        channel = self.channel
+        write, transport = channel.sender.write, channel.transport
         if not self.started_writing:
             head = self._head()
             if not data or not self._body_allowed:
-                send(head)
+                write(transport, head)
                 return
             if self._chunked:
-                send(b"%s%x\r\n%s\r\n" % (head, len(data), data))
+                write(transport, b"%s%x\r\n%s\r\n" % (head, len(data), data))
             else:
-                send(head + data)
+                write(transport, head + data)
         elif not data or not self._body_allowed:
             return
         elif self._chunked:
-            send(b"%x\r\n%s\r\n" % (len(data), data))
+            write(transport, b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            send(data)
+            write(transport, data)
         # Counted here rather than in a method of its own: this runs for
         # every body write.
         sent = self.sent_length = self.sent_length + len(data)
@@ -359,7 +362,8 @@ class Exchange:
         if channel.identity_field:
             lines.append(channel.identity_field)
         http10 = self.version == b"HTTP/1.0"
-        self._body_allowed = self._allows_body()
+        # _allows_body(), without a call of its own on every response.
+        self._body_allowed = not (code in _NO_CONTENT or code < 200 or self.method == b"HEAD")
         length = self.content_length
         if length is not None:
             if code not in _NO_CONTENT:
@@ -526,7 +530,9 @@ class ClientChannel(Protocol):
     def send(self, data: bytes) -> None:
         """
         Write to the client through the L{sender}.  Every write of the
-        channel and its exchanges comes here, so their order is kept.
+        channel and its exchanges goes through it (L{Exchange.write} calls
+        the sender itself, for one call less per body write), so their
+        order is kept.
         """
         self.sender.write(self.transport, data)
 
