@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from squeak.http import grammar
@@ -106,3 +108,56 @@ class GrammarTests(SynchronousTestCase):
         self.assertIsNotNone(grammar.FIELD_BLOCK.fullmatch(b"\r\n".join(lines)))
         for bad in (b"A: 1\nB: 2", b"A: 1\r\n\r\nB: 2", b"A: 1\r\n B", b"A: 1\r\n"):
             self.assertIsNone(grammar.FIELD_BLOCK.fullmatch(bad), bad)
+
+    def test_request_head_is_request_line_and_field_lines(self) -> None:
+        """
+        L{grammar.REQUEST_HEAD} matches exactly a L{grammar.REQUEST_LINE}
+        followed, if there are any, by CRLF-joined L{grammar.FIELD_LINE}s,
+        with L{grammar.REQUEST_LINE}'s groups.
+        """
+        heads = [b"GET / HTTP/1.1", b"GET http://o/ HTTP/1.0\r\nHost: o\r\nX-A:"]
+        for head in heads:
+            match = grammar.REQUEST_HEAD.fullmatch(head)
+            assert match is not None, head
+            first = grammar.REQUEST_LINE.fullmatch(head.split(b"\r\n")[0])
+            assert first is not None
+            self.assertEqual(match.groups(), first.groups())
+        for bad in (
+            b"GET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nHost: o\r\n",
+            b"GET / HTTP/1.1\nHost: o",
+            b"GET / HTTP/1.1\r\n Host: o",
+            b"GET / HTTP/1.1\r\nHost : o",
+            b"GET / HTTP/1.1 \r\nHost: o",
+            b"GET / HTTP/1.1\r\nHost: o\r\n\r\nX: 1",
+        ):
+            self.assertIsNone(grammar.REQUEST_HEAD.fullmatch(bad), bad)
+
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    *(b"GET", b" ", b"/", b"HTTP/1.1", b"\r\n", b"\r", b"\n", b"Host"),
+                    *(b":", b"\t", b"a", b"\x00", b"\x7f", b"\xe9", b"(", b"HTTP/2.0"),
+                ]
+            ),
+            max_size=24,
+        ).map(b"".join)
+    )
+    @settings(max_examples=3000)
+    def test_possessive_forms_match_the_plain_ones(self, text: bytes) -> None:
+        """
+        L{grammar.FIELD_BLOCK} and L{grammar.REQUEST_HEAD}, whose repetitions
+        are possessive, match exactly what the plain patterns of the same
+        rules match, with the same groups.
+        """
+        token, value = grammar.TOKEN, grammar.FIELD_VALUE
+        line = token + rb":" + value
+        block = rb"(?:" + line + rb")(?:\r\n" + line + rb")*"
+        head = grammar.REQUEST_LINE.pattern + rb"(?:\r\n" + block + rb")?"
+        for possessive, plain in ((grammar.FIELD_BLOCK, block), (grammar.REQUEST_HEAD, head)):
+            for candidate in (text, b"GET / HTTP/1.1\r\n" + text, b"Host:" + text):
+                mine, reference = possessive.fullmatch(candidate), re.fullmatch(plain, candidate)
+                self.assertEqual(mine is None, reference is None, candidate)
+                if mine is not None and reference is not None:
+                    self.assertEqual(mine.groups(), reference.groups())

@@ -25,6 +25,7 @@ from squeak.http.request import (
     find_head_end,
     parse_request_head,
     read_field_lines,
+    read_request_head,
     why_bad_field,
 )
 from tests.splits import pieces_of
@@ -1051,3 +1052,30 @@ class RequestSplitPropertyTests(SynchronousTestCase):
         it gives whole.
         """
         self.assertEqual(read_request(data, sizes, limit), read_request(data, [], limit))
+
+    @given(st.one_of(request_messages(), st.binary(max_size=80)), st.integers(0, 120))
+    @settings(max_examples=2000)
+    def test_read_request_head_is_find_then_parse(self, data: bytes, limit: int) -> None:
+        """
+        L{read_request_head}, which skips the bare-LF search for a head its
+        one pattern accepts, reaches exactly the verdict of L{find_head_end}
+        followed by L{parse_request_head}: the same head and end, the same
+        wait, or the same refusal (status and detail).
+        """
+
+        def separately() -> object:
+            try:
+                end = find_head_end(data, limit)
+                if end < 0:
+                    return None
+                return parse_request_head(data[: end - 4], max_fields=3), end
+            except MessageError as error:
+                return error.status, error.detail
+
+        def together() -> object:
+            try:
+                return read_request_head(data, limit, max_fields=3)
+            except MessageError as error:
+                return error.status, error.detail
+
+        self.assertEqual(together(), separately())

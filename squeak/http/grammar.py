@@ -24,6 +24,7 @@ __all__ = [
     "FIELD_LINE",
     "FIELD_VALUE",
     "HTTP_VERSION",
+    "REQUEST_HEAD",
     "REQUEST_LINE",
     "STATUS_LINE",
     "TOKEN",
@@ -61,11 +62,22 @@ FIELD_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
 #: line at all).
 FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):(" + FIELD_VALUE + rb")")
 
+#: The repetitions of L{TOKEN} and L{FIELD_VALUE} made possessive (Python
+#: 3.11's C{++} and C{*+}) for the patterns that check whole blocks: each
+#: repeated class excludes what must follow it (a token never holds ":" or
+#: SP, a field value never CR), so giving characters back could never lead
+#: to a match, and the engine is spared the bookkeeping for it, about a
+#: third of the cost of matching a head (callgrind).  They match exactly
+#: what the plain forms match.
+_TOKEN_RUN = TOKEN + rb"+"
+_VALUE_RUN = FIELD_VALUE + rb"+"
+
 #: Field lines joined by CRLF, each a L{FIELD_LINE}: a field value excludes
 #: CR and LF, so the block cannot be read any other way, and one match checks
 #: a whole head (cheaper than one match per line).
 FIELD_BLOCK = re.compile(
-    rb"(?:" + TOKEN + rb":" + FIELD_VALUE + rb")(?:\r\n" + TOKEN + rb":" + FIELD_VALUE + rb")*"
+    rb"(?:" + _TOKEN_RUN + rb":" + _VALUE_RUN + rb")"
+    rb"(?:\r\n" + _TOKEN_RUN + rb":" + _VALUE_RUN + rb")*+"
 )
 
 #: RFC 9112 §2.3::
@@ -83,6 +95,21 @@ HTTP_VERSION = rb"HTTP/([0-9])\.([0-9])"
 #: obs-text); its form (RFC 9112 §3.2) is checked by L{squeak.http.target}.
 #: Groups: method, target, major, minor.
 REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e\x80-\xff]+) " + HTTP_VERSION)
+
+#: A whole request head without its final empty line: a L{REQUEST_LINE},
+#: then, after a CRLF, a L{FIELD_BLOCK} if there are field lines.  Neither
+#: can hold a CR or LF, so the head cannot be read any other way, and one
+#: match checks the common (valid) head at once; when it fails, the two
+#: patterns, tried apart, say what is wrong.  Groups: L{REQUEST_LINE}'s.
+REQUEST_HEAD = re.compile(
+    rb"("
+    + _TOKEN_RUN
+    + rb") ([\x21-\x7e\x80-\xff]++) "
+    + HTTP_VERSION
+    + rb"(?:\r\n"
+    + FIELD_BLOCK.pattern
+    + rb")?+"
+)
 
 #: RFC 9112 §4::
 #:

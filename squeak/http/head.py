@@ -23,6 +23,7 @@ __all__ = [
     "find_head_end",
     "persists",
     "read_field_lines",
+    "read_valid_field_lines",
     "why_bad_field",
 ]
 
@@ -124,21 +125,31 @@ def read_field_lines(
         pairs of the fields named in C{watch}.
     @raise MessageError: A line is not a valid field line.
     """
-    fields: RawHeaders = []
-    watched: RawHeaders = []
-    if not lines:
-        return fields, watched
-    if FIELD_BLOCK.fullmatch(b"\r\n".join(lines)) is None:
+    if lines and FIELD_BLOCK.fullmatch(b"\r\n".join(lines)) is None:
         # Some line is bad: find the first, to say why.
         for line in lines:
             if FIELD_LINE.fullmatch(line) is None:
                 raise error(why_bad(line))
+    return read_valid_field_lines(lines, watch, names)
+
+
+def read_valid_field_lines(
+    lines: Sequence[bytes], watch: frozenset[bytes], names: set[bytes] | None = None
+) -> tuple[RawHeaders, RawHeaders]:
+    """
+    L{read_field_lines} for lines already known to be valid field lines: a
+    caller that matched them as part of a larger pattern (the whole request
+    head, L{squeak.http.grammar.REQUEST_HEAD}) need not match them again.
+    """
+    fields: RawHeaders = []
+    watched: RawHeaders = []
     for line in lines:
-        # Every line is a valid field line (one match over them all is
-        # cheaper than one per line): the name is all before the first
-        # colon, which a token cannot hold.
+        # Every line is a valid field line: the name is all before the
+        # first colon, which a token cannot hold, and the value holds no
+        # whitespace but SP and HTAB (FIELD_VALUE), so strip() with no
+        # argument (cheaper to call) strips exactly the OWS around it.
         name, _, value = line.partition(b":")
-        value = value.strip(b" \t")
+        value = value.strip()
         fields.append((name, value))
         lower = name.lower()
         if names is not None:

@@ -43,8 +43,7 @@ from squeak.http.fields import RawHeaders, first_value
 from squeak.http.request import (
     MessageError,
     RequestHead,
-    find_head_end,
-    parse_request_head,
+    read_request_head,
 )
 from squeak.net.requestbody import BODY_IN_MEMORY, RequestBodyReader
 from squeak.net.wire import DIRECT, Sender
@@ -103,6 +102,9 @@ class Exchange:
     _chunked = False
     _body_allowed = True
     _producer: Any = None
+    #: The L{notify_finish} waiters: most exchanges have none, so the list
+    #: is made by the first (an empty tuple until then).
+    _waiters: list[defer.Deferred[None]] | tuple[()] = ()
 
     def __init__(self, channel: ClientChannel, head: RequestHead, body: IO[bytes] | None) -> None:
         self.channel = channel
@@ -114,7 +116,6 @@ class Exchange:
         self.keep_alive = head.keep_alive
         self.field_names = head.names
         self.response_fields: RawHeaders = []
-        self._waiters: list[defer.Deferred[None]] = []
 
     # -- the request -----------------------------------------------------
 
@@ -214,25 +215,30 @@ class Exchange:
         """
         if self.finished or self.disconnected:
             return
-        send = self.channel.send
+        # ClientChannel.send's work, without a call of its own on every
+        # body write: through the channel's sender, as every write goes.
+        channel = self.channel
+        write, transport = channel.sender.write, channel.transport
         if not self.started_writing:
             head = self._head()
             if not data or not self._body_allowed:
-                send(head)
+                write(transport, head)
                 return
             if self._chunked:
-                send(b"%s%x\r\n%s\r\n" % (head, len(data), data))
+                write(transport, b"%s%x\r\n%s\r\n" % (head, len(data), data))
             else:
-                send(head + data)
-            self._count(len(data))
+                write(transport, head + data)
+        elif not data or not self._body_allowed:
             return
-        if not data or not self._body_allowed:
-            return
-        if self._chunked:
-            send(b"%x\r\n%s\r\n" % (len(data), data))
+        elif self._chunked:
+            write(transport, b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            send(data)
-        self._count(len(data))
+            write(transport, data)
+        # Counted here rather than in a method of its own: this runs for
+        # every body write.
+        sent = self.sent_length = self.sent_length + len(data)
+        if self.content_length is not None and sent > self.content_length:
+            self._overrun()
 
     def send_head(self) -> None:
         """
@@ -246,13 +252,14 @@ class Exchange:
         if not self.started_writing and not self.finished and not self.disconnected:
             self.channel.send(self._head())
 
-    def _count(self, size: int) -> None:
-        self.sent_length += size
-        if self.content_length is not None and self.sent_length > self.content_length:
-            # More than announced would be read as the start of the next
-            # response: a handler bug must never desynchronise the client.
-            self.channel.persistent = False
-            self.channel.transport.abortConnection()
+    def _overrun(self) -> None:
+        """
+        More body was written than announced: it would be read as the start
+        of the next response, and a handler bug must never desynchronise
+        the client.
+        """
+        self.channel.persistent = False
+        self.channel.transport.abortConnection()
 
     def finish(self) -> None:
         """
@@ -277,9 +284,10 @@ class Exchange:
         self.finished = True
         if self._producer is not None:
             self.unregister_producer()
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, ()
+            for waiter in waiters:
+                waiter.callback(None)
         self.ended(None)
         self.channel.exchange_finished(self)
 
@@ -293,8 +301,10 @@ class Exchange:
             waiter.callback(None)
         elif self.disconnected:
             waiter.errback(ConnectionError("client connection lost"))
-        else:
+        elif self._waiters:
             self._waiters.append(waiter)
+        else:
+            self._waiters = [waiter]
         return waiter
 
     def register_producer(self, producer: Any, streaming: bool) -> None:
@@ -316,7 +326,7 @@ class Exchange:
         """
         self.disconnected = True
         self._producer = None
-        waiters, self._waiters = self._waiters, []
+        waiters, self._waiters = self._waiters, ()
         for waiter in waiters:
             waiter.errback(reason)
         self.ended(reason)
@@ -339,22 +349,24 @@ class Exchange:
         fields.
         """
         self.started_writing = True
-        lines = [b"HTTP/1.1 %d %s" % (self.code, self.reason)]
-        lines += [
-            name + b": " + value
-            for name, value in self.response_fields
-            if name.lower() not in _CHANNEL_FIELDS
-        ]
+        code = self.code
+        lines = [b"HTTP/1.1 %d %s" % (code, self.reason)]
+        # A loop, not a list comprehension: on Python 3.11 that is a
+        # function call of its own, on every response.
+        for name, value in self.response_fields:
+            if name.lower() not in _CHANNEL_FIELDS:
+                lines.append(name + b": " + value)
         if self.field_block:
             lines.append(self.field_block)
         channel = self.channel
         if channel.identity_field:
             lines.append(channel.identity_field)
         http10 = self.version == b"HTTP/1.0"
-        self._body_allowed = self._allows_body()
+        # _allows_body(), without a call of its own on every response.
+        self._body_allowed = not (code in _NO_CONTENT or code < 200 or self.method == b"HEAD")
         length = self.content_length
         if length is not None:
-            if self.code not in _NO_CONTENT:
+            if code not in _NO_CONTENT:
                 lines.append(b"Content-Length: %d" % length)
         elif self._body_allowed:
             if http10:
@@ -518,7 +530,9 @@ class ClientChannel(Protocol):
     def send(self, data: bytes) -> None:
         """
         Write to the client through the L{sender}.  Every write of the
-        channel and its exchanges comes here, so their order is kept.
+        channel and its exchanges goes through it (L{Exchange.write} calls
+        the sender itself, for one call less per body write), so their
+        order is kept.
         """
         self.sender.write(self.transport, data)
 
@@ -580,16 +594,19 @@ class ClientChannel(Protocol):
                     self._buffer = buffer[start:]
                     continue
                 try:
-                    end = find_head_end(buffer, self.max_head_size)
-                    if end < 0:
-                        self._head_incomplete()
-                        return
-                    head = parse_request_head(buffer[: end - 4], max_fields=self.max_fields)
+                    read = read_request_head(
+                        buffer, self.max_head_size, max_fields=self.max_fields
+                    )
                 except MessageError as error:
                     self.request_line = _request_line_of(buffer)
                     self.reject_message(error)
                     return
-                self._head_complete()
+                if read is None:
+                    self._head_incomplete()
+                    return
+                head, end = read
+                if self._head_call is not None:
+                    self._head_complete()
                 self._buffer = buffer[end:]
                 self.request_line = (head.method, head.target, head.version)
                 if head.dropped:
