@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import idna
 
@@ -123,6 +124,16 @@ def client_address(text: str) -> IPAddress:
     return address
 
 
+def _stored_hash(address: Any) -> int:
+    """The hash a hashed address was given when it was made."""
+    return address._hash  # type: ignore[no-any-return]
+
+
+def _standard_repr(address: Any) -> str:
+    """The standard class's repr: C{IPv4Address('10.0.0.1')}."""
+    return f"IPv{address.version}Address({str(address)!r})"
+
+
 class _HashedIPv4Address(ipaddress.IPv4Address):
     """
     An C{IPv4Address} that computes its hash once: the verdict memo
@@ -133,32 +144,18 @@ class _HashedIPv4Address(ipaddress.IPv4Address):
     """
 
     __slots__ = ("_hash",)
-
-    def __init__(self, address: ipaddress.IPv4Address) -> None:
-        super().__init__(address.packed)
-        self._hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __repr__(self) -> str:
-        return f"IPv4Address({str(self)!r})"
+    _hash: int
+    __hash__ = _stored_hash
+    __repr__ = _standard_repr
 
 
 class _HashedIPv6Address(ipaddress.IPv6Address):
     """L{_HashedIPv4Address} for IPv6 (without a zone: L{client_address})."""
 
     __slots__ = ("_hash",)
-
-    def __init__(self, address: ipaddress.IPv6Address) -> None:
-        super().__init__(address.packed)
-        self._hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __repr__(self) -> str:
-        return f"IPv6Address({str(self)!r})"
+    _hash: int
+    __hash__ = _stored_hash
+    __repr__ = _standard_repr
 
 
 def hashed_address(address: IPAddress) -> IPAddress:
@@ -167,9 +164,13 @@ def hashed_address(address: IPAddress) -> IPAddress:
     addresses that are hashed on every request (the facts the access
     rules' verdict memo is keyed by); make it once per address.
     """
+    hashed: _HashedIPv4Address | _HashedIPv6Address
     if isinstance(address, ipaddress.IPv4Address):
-        return _HashedIPv4Address(address)
-    return _HashedIPv6Address(address)
+        hashed = _HashedIPv4Address(address.packed)
+    else:
+        hashed = _HashedIPv6Address(address.packed)
+    hashed._hash = hash(address)
+    return hashed
 
 
 def address_literal(host: str) -> tuple[IPAddress, ...] | None:
