@@ -670,9 +670,12 @@ class StaleWhileUpdatingTests(_SiteAppTestCase):
         while one refresh goes to the application; the next request gets
         the refreshed copy without asking the application again.
         """
-        app = self._app([(b"Cache-Control", b"max-age=1")], 'stale_while_updating = "30s"')
+        # max-age=2, not 1: the application's Date has whole seconds, so a
+        # copy can be up to a second old when it arrives, and a refreshed
+        # copy with max-age=1 could already be stale at the next request.
+        app = self._app([(b"Cache-Control", b"max-age=2")], 'stale_while_updating = "30s"')
         await self.get("/page")
-        await deferLater(reactor, 1.3, lambda: None)
+        await deferLater(reactor, 2.3, lambda: None)
         stale = await self.get("/page")
         self.assertEqual(stale.body, b"answer 1")
         for _ in range(50):
