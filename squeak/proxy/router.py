@@ -23,9 +23,8 @@ from squeak.access.acl import Facts
 from squeak.cache.facade import CacheLookup, Reuse
 from squeak.errors import ProxyError
 from squeak.http.fields import parse_max_forwards, upgrade_offer
-from squeak.http.methods import MAX_FORWARDS_METHODS
+from squeak.http.methods import uses_max_forwards
 from squeak.http.target import Target
-from squeak.pac import PAC_PATHS
 from squeak.proxy.admission import Admission
 from squeak.proxy.exchange import ProxyExchange
 from squeak.proxy.hit import HitHandler
@@ -48,10 +47,9 @@ class ForwardRequest(ProxyExchange):
 
     @override
     def process(self) -> None:
-        if self.uri.endswith(PAC_PATHS) and answer_pac(self, self.context):
+        if answer_pac(self, self.context):
             # The proxy's own PAC file (squeak.proxy.pac): before admission,
             # with its own who-may rule, as browsers fetch it directly.
-            # Other requests pay one test of the bytes, not a call.
             return
         if b"squid-internal-mgr/" in self.uri and answer_manager_request(self):
             # A cache manager page asked of this proxy (squeak.proxy.manager),
@@ -100,7 +98,7 @@ class ForwardRequest(ProxyExchange):
         received = self.received
         method = self.method
         max_forwards = None
-        if method in MAX_FORWARDS_METHODS:  # uses_max_forwards, without a call
+        if uses_max_forwards(method):
             max_forwards = parse_max_forwards(received)
             if max_forwards == 0:
                 LocalAnswers(self, self.context).max_forwards_reached()
