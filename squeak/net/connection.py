@@ -608,22 +608,16 @@ class OriginConnection(Protocol):
     def _length_body(self, data: bytes) -> None:
         left = self._remaining
         size = len(data)
-        # What _deliver does, inline: a small body is all one piece, and
-        # this runs for every response with a Content-Length.
-        response = self._response
         if size < left:
             self._remaining = left - size
-            if response is not None:
-                response._data(data)
-            return
-        if size == left:
-            if response is not None:
-                response._data(data)
-            extra = b""
+            piece, extra = data, None
+        elif size == left:
+            piece, extra = data, b""
         else:
-            if response is not None:
-                response._data(data[:left])
-            extra = data[left:]
+            piece, extra = data[:left], data[left:]
+        self._deliver(piece)
+        if extra is None:
+            return
         if self._state == _BODY_LENGTH:
             self._buffer = extra
             self._complete()
